@@ -1,0 +1,12 @@
+"""visent: image-sentiment classifiers built without human labels.
+
+A textual teacher reads the text of social-media posts, the weak labels are cleaned, and a
+visual student learns to predict the sentiment from the image alone (the T4SA method).
+"""
+
+__version__ = "0.1.0"
+
+from visent.labels import CLASSES  # noqa: E402
+from visent.store import Dataset  # noqa: E402
+
+__all__ = ["CLASSES", "Dataset", "__version__"]
