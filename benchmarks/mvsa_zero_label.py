@@ -1,0 +1,110 @@
+"""Zero-human-label protocol on the MVSA crawl, 5-fold cross-validation by post id.
+
+For each fold, ``visent build`` runs on 4/5 of the posts with the labels file withheld (the crawl is seen
+through a folder that holds only ``data/``), and the student is evaluated on the held-out 1/5 against the
+human *image* labels. Prints per-fold and mean ± std of binary accuracy, balanced accuracy and macro-F1
+(positive vs negative images, neutral left out) and 3-class macro-F1.
+
+    python benchmarks/mvsa_zero_label.py ../shared/data/mvsa-single
+
+Image features are cached per (backbone, image hash), so folds after the first reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+from visent.evaluate import evaluate
+from visent.ingest.readers import read_mvsa_labels
+from visent.pipeline import BuildOptions, build
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mvsa", type=Path, nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-mvsa")
+    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--teacher", default="vader")
+    parser.add_argument("--target", default="soft", choices=["soft", "hard"])
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--thresholds", default="0.7,0.9,0.9", help="negative,neutral,positive confidence thresholds")
+    parser.add_argument("--balance", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write all figures here")
+    args = parser.parse_args()
+
+    data_dir = args.mvsa / "data"
+    labels = read_mvsa_labels(args.mvsa / "labelResultAll.txt")
+    ids = sorted({p.stem for p in data_dir.glob("*.jpg")}, key=lambda s: (len(s), s))
+    neg, neu, pos = (float(x) for x in args.thresholds.split(","))
+    options = BuildOptions(teacher=args.teacher, thresholds={"negative": neg, "neutral": neu, "positive": pos},
+                           backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
+                           seed=args.seed)
+    tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{int(args.tta)}-t{args.thresholds}-b{int(args.balance)}"
+    work = args.work / tag
+
+    # The crawl as the pipeline sees it: images and texts, no labels file.
+    crawl = args.work / "crawl-without-labels"
+    crawl.mkdir(parents=True, exist_ok=True)
+    if not (crawl / "data").exists():
+        os.symlink(data_dir.resolve(), crawl / "data")
+
+    folds = []
+    splitter = KFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(ids)):
+        started = time.time()
+        train_ids = {ids[i] for i in train_idx}
+        fold_dir = work / f"fold{fold}"
+        summary = build(crawl, fold_dir / "model", dataset=fold_dir / "dataset",
+                        options=BuildOptions(**{**options.__dict__, "ingest": {"ids": train_ids}}))
+        bench = fold_dir / "heldout.csv"
+        with bench.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label"])
+            for i in test_idx:
+                image_label = labels.get(ids[i], (None, None))[1]
+                if image_label is not None:
+                    writer.writerow([str(data_dir / f"{ids[i]}.jpg"), image_label])
+        report = evaluate(fold_dir / "model", bench, out=fold_dir / "heldout-report.json")
+        row = {
+            "fold": fold,
+            "train_posts": len(train_ids),
+            "kept": summary["train"]["n_train_posts"],
+            "class_counts": summary["train"]["class_counts"],
+            "test_binary_n": report["binary"]["n"],
+            "binary_accuracy": report["binary"]["accuracy"],
+            "balanced_accuracy": report["binary"]["balanced_accuracy"],
+            "macro_f1": report["binary"]["macro_f1"],
+            "macro_f1_3class": report["three_class"].get("macro_f1"),
+            "ece": report["three_class"]["ece"],
+            "seconds": round(time.time() - started, 1),
+        }
+        folds.append(row)
+        print(f"fold {fold}: kept {row['kept']} {row['class_counts']} | binary n={row['test_binary_n']} "
+              f"acc={row['binary_accuracy']:.4f} bal_acc={row['balanced_accuracy']:.4f} "
+              f"macro_f1={row['macro_f1']:.4f} | 3-class macro_f1={row['macro_f1_3class']:.4f} "
+              f"ece={row['ece']:.3f} | {row['seconds']} s", flush=True)
+
+    print(f"\n{tag}: {args.folds}-fold zero-human-label protocol on {args.mvsa}")
+    summary = {}
+    for key in ("binary_accuracy", "balanced_accuracy", "macro_f1", "macro_f1_3class", "ece"):
+        values = [f[key] for f in folds]
+        summary[key] = {"mean": float(np.mean(values)), "std": float(statistics.pstdev(values))}
+        print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps({"config": tag, "folds": folds, "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

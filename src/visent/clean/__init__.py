@@ -1,0 +1,8 @@
+"""The clean stage: drop posts whose image or weak label is unfit to train on, with a reason each."""
+
+from visent.clean.hamming import HammingIndex
+from visent.clean.images import ImageCheck, check_image, perceptual_hash
+from visent.clean.stage import DEFAULT_THRESHOLDS, STEPS, clean, summarise
+
+__all__ = ["DEFAULT_THRESHOLDS", "STEPS", "HammingIndex", "ImageCheck", "check_image", "clean",
+           "perceptual_hash", "summarise"]

@@ -1,0 +1,349 @@
+"""The clean stage: decide, per post, whether its weak label and image are fit to train on.
+
+Rules run in order and the first one that drops a post is its ``clean_reason``:
+
+1. ingest error            4. near-duplicate image (pHash)   7. neutral dropped (optional)
+2. image checks            5. no teacher label               8. balanced out (optional)
+3. exact duplicate image   6. low teacher confidence
+
+Decoding and hashing images is the slow part, so its results are cached per image (by SHA-256) in
+``work/clean-images.parquet``: running again with other thresholds decodes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from visent import schema
+from visent.clean import images
+from visent.clean.hamming import HammingIndex, popcount64
+from visent.labels import CLASSES, normalise_label
+from visent.progress import progress
+from visent.store import Checkpoint, Dataset, atomic_write_table
+
+DEFAULT_THRESHOLDS: dict[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}  # Serra et al.
+
+STEPS: tuple[str, ...] = (
+    "ingest_error", "bad_image", "exact_duplicate", "near_duplicate",
+    "no_teacher_label", "low_confidence", "neutral_dropped", "balanced_out",
+)
+WORKERS = 2
+_CACHE_FILE = "clean-images.parquet"
+_CACHE_PARTS = "clean-images"
+_CACHE_BATCH = 1000
+_CACHE_SCHEMA = pa.schema([
+    ("image_sha256", pa.string()),
+    ("method", pa.string()),
+    ("ok", pa.bool_()),
+    ("reason", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("format", pa.string()),
+    ("phash", pa.uint64()),
+])
+_POST_COLUMNS = ("post_id", "image_sha256", "image_file", "ingest_status", "ingest_reason",
+                 "teach_status", "teach_reason", "teach_label", "teach_confidence", *schema.PROB_COLUMNS)
+
+
+def _as_dataset(dataset: Dataset | str | os.PathLike[str]) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+
+
+def _resolve_thresholds(thresholds: dict[str, float] | None) -> dict[str, float]:
+    merged = dict(DEFAULT_THRESHOLDS)
+    for name, value in (thresholds or {}).items():
+        label = normalise_label(name)
+        if label is None:
+            raise ValueError(f"unknown class {name!r} in thresholds; use {', '.join(CLASSES)}")
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold for {label} must be between 0 and 1, got {value}")
+        merged[label] = value
+    return merged
+
+
+def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, float] | None = None,
+          near_dup_distance: int = 4, min_side: int = 32, balance: bool = False, drop_neutral: bool = False,
+          seed: int = 0) -> dict[str, int]:
+    """Write the ``clean`` table (one row per post: kept or dropped, with the first reason) and
+    return how many posts each rule dropped, in rule order, between ``posts`` and ``kept``.
+
+    ``thresholds`` override :data:`DEFAULT_THRESHOLDS` per class. Of a group of duplicate images the
+    post kept is the one with a teacher label and the highest confidence (then the earliest post).
+    ``balance`` downsamples every class that still has posts to the size of the smallest such
+    class, choosing with ``seed``. Running again with the same options is a no-op.
+    """
+    ds = _as_dataset(dataset)
+    ds.require_stage("ingest")
+    ds.require_stage("teach")
+    if not 0 <= near_dup_distance <= 63:
+        raise ValueError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
+    if min_side < 0:
+        raise ValueError(f"min_side must be >= 0, got {min_side}")
+    params = {"thresholds": _resolve_thresholds(thresholds), "near_dup_distance": int(near_dup_distance),
+              "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
+              "seed": int(seed)}
+    if ds.stage_done("clean", params) and ds.has_table("clean"):
+        return _ordered_counts(ds.stage_info("clean")["counts"])
+    ds.begin_stage("clean", params)
+
+    posts = _ordered_posts(ds)
+    n = posts.num_rows
+    col = {name: posts.column(name).to_pylist() for name in posts.column_names}
+    status: list[str | None] = [None] * n  # None while a post is still kept
+    width: list[int | None] = [None] * n
+    height: list[int | None] = [None] * n
+    phash: list[int | None] = [None] * n
+    duplicate_of: list[str | None] = [None] * n
+    counts = {"posts": n, **{step: 0 for step in STEPS}}
+
+    def drop(i: int, step: str, reason: str) -> None:
+        status[i] = reason
+        counts[step] += 1
+
+    # 1. ingest errors
+    for i in range(n):
+        if col["ingest_status"][i] != "ok":
+            drop(i, "ingest_error", f"ingest: {col['ingest_reason'][i] or col['ingest_status'][i] or 'no status'}")
+
+    # 2. image checks (cached per image)
+    wanted = {col["image_sha256"][i]: col["image_file"][i] for i in range(n)
+              if status[i] is None and col["image_sha256"][i] and col["image_file"][i]}
+    results = _image_results(ds, wanted)
+    for i in range(n):
+        sha = col["image_sha256"][i]
+        if status[i] is None and not (sha and col["image_file"][i]):
+            drop(i, "bad_image", "no image")
+            continue
+        if sha not in results:
+            continue
+        check, value = results[sha]
+        width[i], height[i], phash[i] = check.width, check.height, value
+        if status[i] is None:
+            check = images.size_check(check, min_side)
+            if not check.ok:
+                drop(i, "bad_image", check.reason)
+
+    labels, confidence = _teacher_labels(posts)
+    # representatives of duplicate groups: a usable teacher label first, then the highest confidence,
+    # then the earliest post
+    rank = np.lexsort((np.arange(n), -np.nan_to_num(confidence, nan=-1.0)))
+    position = np.empty(n, dtype=np.int64)
+    position[rank] = np.arange(n)
+
+    # 3. exact duplicates (same bytes)
+    groups: dict[str, list[int]] = {}
+    for i in range(n):
+        if status[i] is None:
+            groups.setdefault(col["image_sha256"][i], []).append(i)
+    for members in groups.values():
+        if len(members) > 1:
+            keep = min(members, key=lambda i: position[i])
+            for i in members:
+                if i != keep:
+                    drop(i, "exact_duplicate", f"exact duplicate of {col['post_id'][keep]}")
+                    duplicate_of[i] = col["post_id"][keep]
+
+    # 4. near duplicates (pHash within near_dup_distance, grouped by connected components)
+    alive = np.array([i for i in range(n) if status[i] is None], dtype=np.int64)
+    if alive.size > 1:
+        _near_duplicates(alive, np.array([phash[i] for i in alive], dtype=np.uint64), near_dup_distance,
+                         position, col["post_id"], drop, duplicate_of)
+
+    # 5. no teacher label, 6. low confidence
+    for i in range(n):
+        if status[i] is not None:
+            continue
+        if col["teach_status"][i] != "ok" or labels[i] is None:
+            why = col["teach_reason"][i] or ("not in the teach table" if col["teach_status"][i] is None
+                                              else "no usable teacher output")
+            drop(i, "no_teacher_label", f"no teacher label ({why})")
+            continue
+        threshold = params["thresholds"][labels[i]]
+        if np.float32(confidence[i]) < np.float32(threshold):
+            drop(i, "low_confidence", f"low teacher confidence ({labels[i]} {_compare(confidence[i], threshold)})")
+
+    # 7. neutral dropped
+    if drop_neutral:
+        for i in range(n):
+            if status[i] is None and labels[i] == "neutral":
+                drop(i, "neutral_dropped", "neutral dropped")
+
+    # 8. balance classes by seeded downsampling
+    if balance:
+        by_class: dict[str, list[int]] = {}
+        for i in range(n):
+            if status[i] is None:
+                by_class.setdefault(labels[i], []).append(i)
+        if by_class:
+            smallest = min(len(members) for members in by_class.values())
+            rng = np.random.default_rng(seed)
+            for label in sorted(by_class):
+                members = by_class[label]
+                keep = set(rng.choice(len(members), size=smallest, replace=False).tolist())
+                for k, i in enumerate(members):
+                    if k not in keep:
+                        drop(i, "balanced_out", "balanced out")
+
+    counts["kept"] = sum(1 for s in status if s is None)
+    table = pa.table({
+        "post_id": col["post_id"],
+        "clean_status": ["kept" if s is None else "dropped" for s in status],
+        "clean_reason": [s or "" for s in status],
+        "label": labels,
+        "width": width,
+        "height": height,
+        "phash": [None if v is None else images.phash_hex(v) for v in phash],
+        "duplicate_of": duplicate_of,
+    }, schema=schema.CLEAN)
+    ds.write_table("clean", table)
+    ds.finish_stage("clean", params, counts)
+    return counts
+
+
+def summarise(dataset: Dataset | str | os.PathLike[str]) -> dict[str, int]:
+    """Number of kept posts per class (every class listed, in CLASSES order)."""
+    ds = _as_dataset(dataset)
+    ds.require_stage("clean")
+    table = ds.read_table("clean", columns=["clean_status", "label"])
+    kept = table.filter(pc.equal(table.column("clean_status"), "kept")).column("label").to_pylist()
+    return {label: kept.count(label) for label in CLASSES}
+
+
+# --------------------------------------------------------------------------- helpers
+def _ordered_counts(counts: dict[str, Any]) -> dict[str, int]:
+    keys = ("posts", *STEPS, "kept")
+    return {key: int(counts.get(key, 0)) for key in keys}
+
+
+def _ordered_posts(ds: Dataset) -> pa.Table:
+    """Posts joined with teach, one row per post, in the order of the posts table."""
+    order = ds.read_table("posts", columns=["post_id"]).column("post_id")
+    joined = ds.posts()
+    for name in _POST_COLUMNS:
+        if name not in joined.column_names:
+            joined = joined.append_column(name, pa.nulls(joined.num_rows, pa.string()))
+    joined = joined.select(list(_POST_COLUMNS))
+    joined = joined.append_column("_pos", pc.index_in(joined.column("post_id"), value_set=order))
+    joined = joined.sort_by([("_pos", "ascending")])
+    pos = joined.column("_pos").to_numpy(zero_copy_only=False)
+    first = np.r_[True, pos[1:] != pos[:-1]] if len(pos) else np.zeros(0, dtype=bool)
+    return joined.filter(pa.array(first)).drop_columns(["_pos"])
+
+
+def _teacher_labels(posts: pa.Table) -> tuple[list[str | None], np.ndarray]:
+    """The teacher's argmax label and its confidence per post (None and NaN where there is none)."""
+    n = posts.num_rows
+    ok = np.asarray(pc.fill_null(pc.equal(posts.column("teach_status"), "ok"), False))
+    probs = np.column_stack([_floats(posts.column(name)) for name in schema.PROB_COLUMNS]) if n else np.zeros((0, 3))
+    given = _floats(posts.column("teach_confidence"))
+    with_probs = ok & np.isfinite(probs).all(axis=1)
+    best = np.argmax(np.where(np.isfinite(probs), probs, -np.inf), axis=1) if n else np.zeros(0, dtype=np.int64)
+    best_prob = probs[np.arange(n), best] if n else np.zeros(0)
+    confidence = np.where(with_probs, np.where(np.isfinite(given), given, best_prob), np.nan)
+    labels: list[str | None] = [CLASSES[b] if w else None for b, w in zip(best.tolist(), with_probs.tolist())]
+    # a teacher that gave a label and a confidence but no probabilities
+    teach_label = posts.column("teach_label")
+    for i in np.flatnonzero(ok & ~with_probs & np.isfinite(given)).tolist():
+        labels[i] = normalise_label(teach_label[i].as_py())
+        if labels[i] is not None:
+            confidence[i] = given[i]
+    return labels, confidence
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _compare(value: float, threshold: float) -> str:
+    """``"0.72 < 0.90"`` with as many decimals as it takes for the two numbers to differ."""
+    for digits in (2, 3, 4, 6):
+        left, right = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if left != right:
+            break
+    return f"{left} < {right}"
+
+
+def _near_duplicates(alive: np.ndarray, hashes: np.ndarray, distance: int, position: np.ndarray,
+                     post_ids: list[str], drop, duplicate_of: list[str | None]) -> None:
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    i, j, _ = HammingIndex(unique).pair_arrays(distance)
+    graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(unique.size, unique.size))
+    _, component = connected_components(graph, directed=False)
+    component = component[inverse.ravel()]
+    # group rows by component; the representative is the best-ranked member
+    order = np.lexsort((position[alive], component))
+    comp_sorted = component[order]
+    starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+    ends = np.r_[starts[1:], order.size]
+    for start, end in zip(starts, ends):
+        if end - start < 2:
+            continue
+        keep = alive[order[start]]
+        members = alive[order[start + 1:end]]
+        dists = popcount64(hashes[order[start + 1:end]] ^ hashes[order[start]])
+        for member, d in zip(members.tolist(), dists.tolist()):
+            drop(member, "near_duplicate", f"near duplicate of {post_ids[keep]} (distance {d})")
+            duplicate_of[member] = post_ids[keep]
+
+
+def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[images.ImageCheck, int | None]]:
+    """Check and hash every wanted image (sha256 -> file), reusing and extending the per-image cache."""
+    cache_path = ds.root / "work" / _CACHE_FILE
+    parts = Checkpoint(ds.root / "work" / _CACHE_PARTS, key="image_sha256")
+    results = _read_cache(cache_path, parts)
+    todo = [(sha, rel) for sha, rel in wanted.items() if sha not in results]
+    if todo:
+        with progress("clean: checking images", len(todo)) as advance, \
+                ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for start in range(0, len(todo), _CACHE_BATCH):
+                batch = todo[start:start + _CACHE_BATCH]
+                found = []
+                for result in pool.map(lambda item: images.analyse_image(ds.image_path(item[1])), batch):
+                    found.append(result)
+                    advance(1)
+                parts.write(_cache_rows([sha for sha, _ in batch], found), _CACHE_SCHEMA)
+                results.update(zip((sha for sha, _ in batch), found))
+    if todo or parts.done_keys():
+        atomic_write_table(cache_path, _cache_rows(list(results), list(results.values())))
+        parts.clear()
+    return {sha: results[sha] for sha in wanted}
+
+
+def _cache_rows(shas: list[str], found: list[tuple[images.ImageCheck, int | None]]) -> pa.Table:
+    return pa.table({
+        "image_sha256": shas,
+        "method": [images.METHOD] * len(shas),
+        "ok": [check.ok for check, _ in found],
+        "reason": [check.reason for check, _ in found],
+        "width": [check.width for check, _ in found],
+        "height": [check.height for check, _ in found],
+        "format": [check.format for check, _ in found],
+        "phash": [value for _, value in found],
+    }, schema=_CACHE_SCHEMA)
+
+
+def _read_cache(cache_path: Path, parts: Checkpoint) -> dict[str, tuple[images.ImageCheck, int | None]]:
+    tables = [parts.read(_CACHE_SCHEMA)]
+    if cache_path.exists():
+        try:
+            tables.insert(0, pq.read_table(cache_path).cast(_CACHE_SCHEMA))
+        except (OSError, pa.ArrowException):
+            pass  # a damaged cache is only lost work: the images are checked again
+    results: dict[str, tuple[images.ImageCheck, int | None]] = {}
+    for table in tables:
+        table = table.filter(pc.equal(table.column("method"), images.METHOD))
+        rows = zip(*(table.column(name).to_pylist() for name in _CACHE_SCHEMA.names))
+        for sha, _, ok, reason, width, height, fmt, value in rows:
+            results[sha] = (images.ImageCheck(ok, reason, width, height, fmt), value)
+    return results

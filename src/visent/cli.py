@@ -1,0 +1,289 @@
+"""The ``visent`` command line: ingest, teach, clean, train, build, predict, evaluate, demo."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from visent.progress import console
+
+stdout = Console()  # results; progress and messages go to stderr
+
+app = typer.Typer(
+    name="visent",
+    help="Image-sentiment classifiers without human labels: a text teacher labels a crawl, an image student learns.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DEMO_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+               "hubble_deep_field.jpg", "camera.png", "grass.png")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(str(message))}", soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from visent.evaluate import BenchmarkError
+    from visent.model import ModelError
+    from visent.store import DatasetError
+    from visent.train import TrainError
+
+    return (BenchmarkError, DatasetError, ModelError, TrainError, FileNotFoundError, ValueError, KeyError)
+
+
+def _run(step: str, func, *args: Any, **kwargs: Any) -> Any:
+    """Run a stage; turn the errors a user can act on into one clear line and exit code 1."""
+    started = time.time()
+    try:
+        result = func(*args, **kwargs)
+    except _known_errors() as error:  # noqa: BLE001 - reported, not swallowed
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        _fail(f"{step}: {message}")
+    console.print(f"[green]{step} finished[/] in {time.time() - started:.1f} s")
+    return result
+
+
+def _print_counts(title: str, counts: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("step / class")
+    table.add_column("count", justify="right")
+    for key, value in counts.items():
+        table.add_row(str(key), json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    stdout.print(table)
+
+
+def _thresholds(negative: float, neutral: float, positive: float) -> dict[str, float]:
+    return {"negative": negative, "neutral": neutral, "positive": positive}
+
+
+# Options shared by clean and build ----------------------------------------------------------------
+NEG = typer.Option(0.7, "--neg-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a negative post.")
+NEU = typer.Option(0.9, "--neu-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a neutral post.")
+POS = typer.Option(0.9, "--pos-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a positive post.")
+NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
+MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
+BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
+BACKBONE = typer.Option("efficientnet-lite0", "--backbone", help="Image backbone (see `visent backbones`).")
+WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
+TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
+TTA = typer.Option(False, "--tta/--no-tta", help="Average the features of each image and its mirror image.")
+FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
+SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
+
+
+@app.command()
+def ingest(
+    source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), or a folder of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create or resume."),
+    workers: int = typer.Option(16, help="Concurrent image downloads."),
+    timeout: float = typer.Option(10.0, help="Seconds per download request."),
+    retries: int = typer.Option(3, help="Tries per image download."),
+    max_bytes: int = typer.Option(20_000_000, help="Largest image accepted, in bytes."),
+    limit: Optional[int] = typer.Option(None, help="Take only the first N posts."),
+) -> None:
+    """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
+    from visent.ingest import ingest as run_ingest
+
+    counts = _run("ingest", run_ingest, source, out, workers=workers, timeout=timeout, retries=retries,
+                  max_bytes=max_bytes, limit=limit)
+    _print_counts(f"ingest → {out}", counts)
+
+
+@app.command()
+def teach(
+    dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
+    teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
+) -> None:
+    """Label every post's text with the teacher's negative / neutral / positive probabilities."""
+    from visent.teach import teach as run_teach
+
+    counts = _run("teach", run_teach, dataset, teacher)
+    _print_counts(f"teach ({teacher})", counts)
+
+
+@app.command()
+def clean(
+    dataset: Path = typer.Argument(..., help="Dataset directory after `visent teach`."),
+    neg_threshold: float = NEG, neu_threshold: float = NEU, pos_threshold: float = POS,
+    near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
+    drop_neutral: bool = typer.Option(False, "--drop-neutral/--keep-neutral", help="Drop neutral posts (binary students)."),
+    seed: int = SEED,
+) -> None:
+    """Clean the weak labels: bad images, duplicates, near duplicates, low confidence, optional balancing."""
+    from visent.clean import clean as run_clean
+
+    counts = _run("clean", run_clean, dataset, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
+                  near_dup_distance=near_dup_distance, min_side=min_side, balance=balance,
+                  drop_neutral=drop_neutral, seed=seed)
+    _print_counts("clean: counts per step", counts)
+
+
+@app.command()
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
+    finetune_blocks: int = FINETUNE,
+    finetune_epochs: int = typer.Option(3, help="Epochs of fine-tuning when --finetune-blocks > 0."),
+    c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
+    seed: int = SEED,
+) -> None:
+    """Train the visual student on the kept posts' images and teacher labels (never human labels)."""
+    from visent.train import train as run_train
+
+    model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
+                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed)
+    _print_train_summary(model.metrics, out)
+
+
+def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
+    chosen = metrics.get("validation", {}).get("chosen", {})
+    console.print(f"model → [bold]{out}[/]: {metrics['n_train_posts']} images {metrics['class_counts']}, "
+                  f"C={metrics['C']}, validation vs teacher: balanced accuracy "
+                  f"{chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+
+
+@app.command()
+def build(
+    source: Path = typer.Argument(..., help="The crawl: MVSA folder, JSONL/CSV, tweet JSON, or a folder of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    dataset: Optional[Path] = typer.Option(None, help="Dataset directory (default: <out>-dataset beside the model)."),
+    teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
+    neg_threshold: float = NEG, neu_threshold: float = NEU, pos_threshold: float = POS,
+    near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
+    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
+    finetune_blocks: int = FINETUNE, seed: int = SEED,
+    limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
+) -> None:
+    """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
+    from visent.pipeline import BuildOptions, build as run_build
+
+    options = BuildOptions(
+        teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
+        near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
+        weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
+        seed=seed, ingest={"limit": limit} if limit else {},
+    )
+    summary = _run("build", run_build, source, out, dataset=dataset, options=options)
+    _print_counts("ingest", summary["ingest"])
+    _print_counts("teach", summary["teach"])
+    _print_counts("clean: counts per step", summary["clean"])
+    console.print(f"dataset → [bold]{summary['dataset']}[/]")
+    from visent.model import VisentModel
+
+    _print_train_summary(VisentModel.load(out).metrics, out)
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
+    paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write CSV here (path,negative,neutral,positive,label,status,error)."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+) -> None:
+    """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
+    from visent.predict import predict as run_predict, write_csv
+
+    rows = _run("predict", run_predict, model, paths, batch_size=batch_size)
+    if out is not None:
+        write_csv(rows, out)
+        console.print(f"wrote {len(rows)} rows → {out}")
+    if out is None or len(rows) <= 50:
+        _print_predictions(rows)
+    errors = sum(r["status"] != "ok" for r in rows)
+    console.print(f"{len(rows)} images: {len(rows) - errors} predicted, {errors} unreadable")
+
+
+def _print_predictions(rows: list[dict[str, Any]]) -> None:
+    from visent.labels import CLASSES
+
+    table = Table(show_header=True, header_style="bold")
+    for column in ("path", *CLASSES, "label"):
+        table.add_column(column, justify="left" if column in ("path", "label") else "right")
+    for row in rows:
+        if row["status"] == "ok":
+            table.add_row(row["path"], *(f"{row[c]:.3f}" for c in CLASSES), row["label"])
+        else:
+            table.add_row(row["path"], "", "", "", f"[red]error: {row['error']}[/]")
+    stdout.print(table)
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="Model directory, or `default`."),
+    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="CSV of path,label (names, or 0/1 with 0 = negative) or an MVSA folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+) -> None:
+    """Prove a model on human-labelled images: binary (pos vs neg) accuracy, balanced accuracy, macro-F1, confusion."""
+    from visent.evaluate import evaluate as run_evaluate
+
+    report = _run("evaluate", run_evaluate, model, benchmark, out=out)
+    table = Table(title=f"{model} on {benchmark}", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("images (scored / unreadable)", f"{report['n_scored']} / {report['n_unreadable']}")
+    if "binary" in report:
+        b = report["binary"]
+        table.add_row("binary n (pos / neg)", f"{b['n']} ({b['n_positive']} / {b['n_negative']})")
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            table.add_row(f"binary {key.replace('_', ' ')}", f"{b[key]:.4f}")
+    three = report["three_class"]
+    if "macro_f1" in three:
+        table.add_row("3-class macro-F1", f"{three['macro_f1']:.4f}")
+    table.add_row("ECE (3-class)", f"{three['ece']:.4f}")
+    stdout.print(table)
+    matrix = three["confusion"]["rows_true_cols_predicted"]
+    stdout.print("confusion (rows true, columns predicted; negative, neutral, positive): " + json.dumps(matrix))
+    if out is not None:
+        console.print(f"report → {out}")
+
+
+@app.command()
+def demo() -> None:
+    """Predict the sample photos shipped with scikit-image using the model shipped with visent."""
+    try:
+        import skimage.data
+    except ImportError:
+        _fail("the demo photos come from scikit-image: pip install 'visent[demo]'")
+    folder = Path(skimage.data.__file__).parent
+    photos = [str(folder / name) for name in DEMO_PHOTOS if (folder / name).exists()]
+    from visent.predict import predict as run_predict
+
+    rows = _run("demo", run_predict, "default", photos)
+    for row in rows:
+        row["path"] = Path(row["path"]).name
+    _print_predictions(rows)
+
+
+@app.command()
+def backbones() -> None:
+    """List the image backbones visent knows."""
+    from visent.embed import BACKBONES
+
+    for name, description in BACKBONES.describe().items():
+        console.print(f"[bold]{name}[/]  {description}")
+    console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
+
+
+@app.command()
+def teachers() -> None:
+    """List the textual teachers visent knows."""
+    from visent.teach import TEACHERS
+
+    for name, description in TEACHERS.describe().items():
+        console.print(f"[bold]{name}[/]  {description}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,174 @@
+"""Embed images with a backbone: parallel decoding overlapped with batched inference, cached by content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from visent.embed.backbones import Backbone
+from visent.embed.cache import FeatureCache
+from visent.embed.images import load_image
+from visent.progress import progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+FLUSH_EVERY = 1024  # images per cache shard: an interrupted run loses at most this much work
+
+
+def prefetched(batches: Iterable[list[T]], load: Callable[[T], R], workers: int,
+               depth: int = 2) -> Iterator[list[R | Exception]]:
+    """Yield each batch of ``load(item)`` results (or the exception raised), decoding ahead in threads.
+
+    At most ``depth + 1`` batches are in flight, so memory stays bounded however long the input.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="visent-decode")
+    pending: deque[list[Future]] = deque()
+    iterator = iter(batches)
+
+    def safe(item: T) -> R | Exception:
+        try:
+            return load(item)
+        except Exception as exc:  # noqa: BLE001 - the caller reports it per item
+            return exc
+
+    def submit() -> None:
+        batch = next(iterator, None)
+        if batch is not None:
+            pending.append([pool.submit(safe, item) for item in batch])
+
+    try:
+        for _ in range(depth + 1):
+            submit()
+        while pending:
+            futures = pending.popleft()
+            submit()
+            yield [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def describe_error(path: Path | None, exc: BaseException) -> str:
+    """``error: <file>: <reason>`` on one line."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    reason = reason.replace(f"'{path}'", "").replace(str(path), "").strip(" :") or type(exc).__name__
+    return f"error: {path}: {type(exc).__name__}: {reason}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def feature_key(backbone: Backbone, tta: bool) -> str:
+    return f"{backbone.key}|tta={int(tta)}"
+
+
+def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | None, backbone: Backbone, *,
+                 cache: FeatureCache | None = None, batch_size: int = 32, workers: int = 2,
+                 tta: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Pooled features of images, float32 (n, dim), and a status per image.
+
+    Status is ``"ok"`` (computed now), ``"cached"`` or ``"error: <file>: <reason>"`` (row is NaN).
+    ``hashes`` are the SHA-256 of the files' bytes (computed when None); identical images are embedded
+    once. With ``tta`` the features of the image and its mirror image are averaged.
+    """
+    n = len(paths)
+    if hashes is not None and len(hashes) != n:
+        raise ValueError(f"{len(hashes)} hashes for {n} paths")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    features = np.full((n, backbone.dim), np.nan, dtype=np.float32)
+    status = [""] * n
+    digests: list[str | None] = [None] * n
+    key = feature_key(backbone, tta)
+
+    # 1. content hashes (read from disk only where the caller has none)
+    for i, path in enumerate(paths):
+        if path is None:
+            status[i] = "error: no image file"
+        elif hashes is not None and hashes[i]:
+            digests[i] = hashes[i]
+    missing = [i for i in range(n) if digests[i] is None and not status[i]]
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            results = pool.map(lambda i: _try(file_sha256, Path(paths[i])), missing)
+            for i, result in zip(missing, results):
+                if isinstance(result, Exception):
+                    status[i] = describe_error(paths[i], result)
+                else:
+                    digests[i] = result
+
+    # 2. cache hits
+    if cache is not None:
+        found = cache.get_many(key, [d for d in digests if d is not None])
+        for i, digest in enumerate(digests):
+            if digest in found:
+                features[i] = found[digest]
+                status[i] = "cached"
+
+    # 3. compute each remaining distinct image once
+    rows_of: dict[str, list[int]] = {}
+    for i, digest in enumerate(digests):
+        if digest is not None and not status[i]:
+            rows_of.setdefault(digest, []).append(i)
+    todo = [(digest, Path(paths[rows[0]])) for digest, rows in rows_of.items()]  # type: ignore[arg-type]
+    if not todo:
+        return features, status
+
+    def load(item: tuple[str, Path]) -> torch.Tensor:
+        return backbone.preprocess(load_image(item[1], backbone.image_size))
+
+    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    fresh: dict[str, np.ndarray] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    backbone.module.eval()
+    try:
+        with torch.inference_mode(), progress(f"embed ({backbone.name})", len(todo)) as advance:
+            for batch, loaded in zip(batches, prefetched(batches, load, workers)):
+                good = [(digest, x) for (digest, _), x in zip(batch, loaded) if isinstance(x, torch.Tensor)]
+                for (digest, path), x in zip(batch, loaded):
+                    if isinstance(x, Exception):
+                        for i in rows_of[digest]:
+                            status[i] = describe_error(path, x)
+                if good:
+                    out = _forward(backbone, torch.stack([x for _, x in good]), tta)
+                    for (digest, _), vector in zip(good, out):
+                        fresh[digest] = vector
+                        for i in rows_of[digest]:
+                            features[i] = vector
+                            status[i] = "ok"
+                if cache is not None and len(fresh) >= FLUSH_EVERY:
+                    cache.put_many(key, fresh)
+                    fresh = {}
+                advance(len(batch))
+    finally:
+        if cache is not None:
+            cache.put_many(key, fresh)  # keep finished work even when interrupted
+        torch.set_num_threads(threads)
+    return features, status
+
+
+def _forward(backbone: Backbone, batch: torch.Tensor, tta: bool) -> np.ndarray:
+    if not tta:
+        return backbone.forward_features(batch).float().cpu().numpy()
+    both = backbone.forward_features(torch.cat([batch, batch.flip(-1)])).float()
+    return ((both[: len(batch)] + both[len(batch):]) / 2).cpu().numpy()
+
+
+def _try(function: Callable[[Path], R], path: Path) -> R | Exception:
+    try:
+        return function(path)
+    except Exception as exc:  # noqa: BLE001
+        return exc

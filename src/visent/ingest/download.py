@@ -1,0 +1,240 @@
+"""Image fetching: local files and http(s) downloads, size-capped, retried, and checked to be images.
+
+:class:`ImageFetcher` is safe to share between threads (one pooled ``httpx.Client``); the ingest
+stage calls :meth:`ImageFetcher.fetch` from a thread pool of ``workers`` threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from visent import __version__
+
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
+_RETRY_STATUS = frozenset({408, 425, 429})  # and every 5xx
+_DRAFT_SIZE = (64, 64)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The bytes of one image and its file extension, or the reason there are none."""
+
+    data: bytes | None = None
+    ext: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+def sniff_image(data: bytes, declared: str | None = None) -> tuple[str | None, str]:
+    """``(extension, "")`` when ``data`` decodes as an image, else ``(None, reason)``.
+
+    The format comes from the bytes, never from a file name; the image is decoded (at reduced size
+    where the format allows) so truncated and corrupt files are caught here. ``declared`` is the
+    content type a server announced, quoted in the reason when the bytes are not an image.
+    """
+    if not data:
+        return None, "empty file"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format or "unknown"
+            try:
+                image.draft("RGB", _DRAFT_SIZE)
+                image.load()
+            except Image.DecompressionBombError as exc:
+                return None, f"image too large to decode ({exc})"
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:
+                return None, f"corrupt {kind} image ({exc})"
+    except UnidentifiedImageError:
+        return None, f"not an image ({declared or _describe(data)})"
+    except Image.DecompressionBombError as exc:
+        return None, f"image too large to decode ({exc})"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return None, f"corrupt image ({exc})"
+    return _EXTENSIONS.get(kind, kind.lower()), ""
+
+
+def _describe(data: bytes) -> str:
+    """A short guess at what non-image bytes are, for error messages."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        return "text/html"
+    if head.startswith((b"{", b"[")):
+        return "application/json"
+    try:
+        data[:4096].decode("utf-8")
+        return "text/plain"
+    except UnicodeDecodeError:
+        return "unknown binary data"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _Failed(Exception):
+    """A download that must not be retried."""
+
+
+class _Retry(Exception):
+    """A download that failed in a way worth another try."""
+
+    def __init__(self, reason: str, after: float | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.after = after
+
+
+class ImageFetcher:
+    """Reads images from local paths, ``file://`` and ``http(s)://`` URLs.
+
+    ``timeout``: seconds allowed to connect and for each read; one try never runs longer than
+    ``10 * timeout`` in all. ``retries``: further tries after a connection error, a timeout, HTTP 5xx,
+    408 or 429, with exponential backoff from ``backoff`` seconds plus jitter; a ``Retry-After`` of
+    at most ``max_retry_after`` seconds is honoured, a longer one ends the download. Other HTTP
+    errors (404, 403, ...) are not retried. Bodies are streamed and cut off past ``max_bytes``.
+    """
+
+    def __init__(self, *, workers: int = 16, timeout: float = 10.0, retries: int = 3,
+                 max_bytes: int = 20_000_000, backoff: float = 0.5, max_retry_after: float = 30.0):
+        self.workers = workers
+        self.timeout = timeout
+        self.retries = retries
+        self.max_bytes = max_bytes
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ImageFetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def fetch(self, ref: str, base: Path | None = None) -> Fetched:
+        """The image named by ``ref`` (a relative path is taken from ``base``); never raises on bad input."""
+        try:
+            parts = urlsplit(ref)
+        except ValueError as exc:
+            return Fetched(reason=f"invalid URL ({exc})")
+        scheme = parts.scheme.lower()
+        if scheme in ("http", "https"):
+            return self._download(ref)
+        if scheme == "file":
+            return self._read(Path(url2pathname(parts.path)), ref)
+        if len(scheme) > 1:  # one letter is a Windows drive
+            return Fetched(reason=f"unsupported URL scheme '{scheme}'")
+        path = Path(ref).expanduser()
+        return self._read(path if path.is_absolute() or base is None else base / path, ref)
+
+    # ------------------------------------------------------------------ local files
+    def _read(self, path: Path, ref: str) -> Fetched:
+        try:
+            if not path.is_file():
+                return Fetched(reason=f"image file not found ({ref})" if not path.exists() else f"not a file ({ref})")
+            if path.stat().st_size > self.max_bytes:
+                return Fetched(reason=f"larger than {self.max_bytes} bytes")
+            data = path.read_bytes()
+        except (OSError, ValueError) as exc:
+            return Fetched(reason=f"cannot read image ({getattr(exc, 'strerror', None) or exc})")
+        return _checked(data, None)
+
+    # ------------------------------------------------------------------ downloads
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.timeout),
+                    follow_redirects=True,
+                    max_redirects=5,
+                    limits=httpx.Limits(max_connections=self.workers, max_keepalive_connections=self.workers),
+                    headers={"User-Agent": f"visent/{__version__} (image ingest)"},
+                )
+            return self._client
+
+    def _download(self, url: str) -> Fetched:
+        tries = self.retries + 1
+        last = ""
+        for attempt in range(tries):
+            wait = self.backoff * (2 ** attempt) * (1 + random.random())
+            try:
+                data, content_type = self._get(url)
+                return _checked(data, content_type)
+            except _Failed as exc:
+                return Fetched(reason=str(exc))
+            except _Retry as exc:
+                last = exc.reason
+                if exc.after is not None:
+                    if exc.after > self.max_retry_after:
+                        return Fetched(reason=f"{exc.reason} (asked to retry after {exc.after:.0f} s)")
+                    wait = exc.after
+            except httpx.TimeoutException:
+                last = "timeout"
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                return Fetched(reason=f"invalid URL ({exc})")
+            except httpx.TooManyRedirects:
+                return Fetched(reason="too many redirects")
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__})"
+            except httpx.HTTPError as exc:
+                return Fetched(reason=f"download failed ({type(exc).__name__}: {exc})")
+            if attempt + 1 < tries:
+                time.sleep(wait)
+        return Fetched(reason=f"{last} after {tries} {'try' if tries == 1 else 'tries'}")
+
+    def _get(self, url: str) -> tuple[bytes, str | None]:
+        deadline = time.monotonic() + 10 * self.timeout
+        with self._http().stream("GET", url) as response:
+            status = response.status_code
+            if status >= 500 or status in _RETRY_STATUS:
+                raise _Retry(f"HTTP {status}", _retry_after(response))
+            if status >= 400:
+                raise _Failed(f"HTTP {status}")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_bytes:
+                raise _Failed(f"larger than {self.max_bytes} bytes")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise _Failed(f"larger than {self.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("download too slow", request=response.request)
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            return bytes(body), content_type or None
+
+
+def _checked(data: bytes, content_type: str | None) -> Fetched:
+    ext, reason = sniff_image(data, content_type)
+    return Fetched(data=data, ext=ext) if ext else Fetched(reason=reason)

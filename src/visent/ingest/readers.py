@@ -1,0 +1,552 @@
+"""Source readers: one per input format, each yielding :class:`RawPost` records in a stable order.
+
+A reader never raises on bad input: an unreadable file, a malformed line or a post without an
+image becomes a record with ``error`` set, so every post of the source shows up in the dataset.
+Readers only read text and metadata; the images are fetched later by :mod:`visent.ingest.download`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import charset_normalizer
+
+from visent.labels import normalise_label
+from visent.registry import Registry
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
+CSV_SUFFIXES = frozenset({".csv", ".tsv"})
+MVSA_LABEL_FILE = "labelResultAll.txt"
+
+ID_KEYS = ("id", "post_id", "tweet_id", "id_str")
+TEXT_KEYS = ("text", "full_text", "caption")
+IMAGE_KEYS = ("image", "image_path", "image_url", "url", "media_url", "path")
+_TWEET_KEYS = frozenset({"id_str", "entities", "extended_entities", "extended_tweet", "retweeted_status",
+                         "user", "attachments", "edit_history_tweet_ids", "note_tweet"})
+_SAMPLE_BYTES = 1 << 16
+
+
+@dataclass
+class RawPost:
+    """One post (one image of it) as a reader found it, before its image is fetched."""
+
+    post_id: str
+    source: str                       # where it came from: "data/12.txt", "tweets.jsonl:17"
+    text: str = ""
+    image_ref: str | None = None      # a path (relative to ``base_dir``) or a URL
+    base_dir: Path | None = None
+    lang: str | None = None
+    created_at: str | None = None
+    text_label: str | None = None     # human labels found in the source (normalised)
+    image_label: str | None = None
+    error: str = ""                   # why the post is incomplete ("" when it is not)
+
+
+READERS: Registry[Iterator[RawPost]] = Registry("reader")
+
+
+# --------------------------------------------------------------------------- text decoding
+class TextDecoder:
+    """Decodes text files: UTF-8 first, then the encoding that fits the source's other files.
+
+    Short posts carry too few non-ASCII bytes for a reliable guess one by one, so the
+    fallback encoding is detected once, on the pooled non-UTF-8 files of a source.
+    """
+
+    def __init__(self, fallback: str | None = None):
+        self.fallback = fallback
+
+    @classmethod
+    def learn(cls, samples: Iterable[bytes], budget: int = _SAMPLE_BYTES) -> TextDecoder:
+        pooled = bytearray()
+        for data in samples:
+            if not _is_utf8(data):
+                pooled += data + b"\n"
+                if len(pooled) >= budget:
+                    break
+        return cls(_detect_encoding(bytes(pooled)) if pooled else None)
+
+    def decode(self, data: bytes) -> str:
+        with_bom = data.startswith(codecs.BOM_UTF8)
+        try:
+            return data.decode("utf-8-sig" if with_bom else "utf-8")
+        except UnicodeDecodeError:
+            pass
+        if self.fallback:
+            try:
+                return data.decode(self.fallback)
+            except (UnicodeDecodeError, LookupError):
+                pass
+        return data.decode(_detect_encoding(data) or "cp1252", errors="replace")
+
+
+def _is_utf8(data: bytes, final: bool = True) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+# Legacy encodings by how common they are in social-media text; breaks ties between equally good guesses.
+_COMMON_ENCODINGS = ("cp1252", "gb18030", "cp1251", "shift_jis", "big5", "euc_kr", "cp1250", "cp1256",
+                     "cp1253", "cp1254", "cp1255", "cp1257", "cp874", "euc_jp", "koi8_r", "latin_1")
+
+
+def _detect_encoding(data: bytes) -> str | None:
+    """charset-normalizer's guess; among equally good candidates the most common encoding wins."""
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
+        return None
+    rank = {name: i for i, name in enumerate(_COMMON_ENCODINGS)}
+    best = min(matches, key=lambda m: (round(m.chaos, 3), -round(m.coherence, 3),
+                                       rank.get(m.encoding, len(rank))))
+    return best.encoding
+
+
+def _read_text(path: Path, decoder: TextDecoder) -> tuple[str, str]:
+    """(text, error) of a small text file."""
+    try:
+        return decoder.decode(path.read_bytes()).strip(), ""
+    except OSError as exc:
+        return "", f"cannot read {path.name} ({exc.strerror or exc})"
+
+
+# --------------------------------------------------------------------------- helpers
+def _id_sort_key(stem: str) -> tuple[int, int, str]:
+    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
+
+
+def _rel(path: Path, root: Path | None) -> str:
+    if root is None:
+        return path.name
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _first(record: dict[str, Any], keys: Iterable[str]) -> Any:
+    for key in keys:
+        value = record.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _majority(values: Iterable[str | None]) -> str | None:
+    """The most frequent label, or None when there is none or the top is tied."""
+    counts = Counter(v for v in values if v is not None).most_common(2)
+    if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def _expand_images(base: RawPost, refs: list[str], missing: str) -> list[RawPost]:
+    """One record per image: "<id>" for the first, "<id>_1", "<id>_2" for the rest."""
+    if not refs:
+        base.error = base.error or missing
+        return [base]
+    posts = []
+    for k, ref in enumerate(refs):
+        posts.append(replace(base, image_ref=ref, post_id=f"{base.post_id}_{k}" if k else base.post_id))
+    return posts
+
+
+# --------------------------------------------------------------------------- image + text pairs
+def _pair_posts(directory: Path, root: Path, decoder: TextDecoder, *, nested_ids: bool,
+                lone: bool) -> Iterator[RawPost]:
+    """Posts made of ``<stem>.<image>`` + ``<stem>.txt`` in one directory, in id order.
+
+    ``lone``: also report an image without text or a text without image (as an error record).
+    """
+    stems: dict[str, dict[str, list[Path]]] = {}
+    try:
+        entries = [Path(e.path) for e in os.scandir(directory) if e.is_file() and not e.name.startswith(".")]
+    except OSError:
+        return
+    for path in entries:
+        suffix = path.suffix.lower()
+        if suffix == ".txt" and path.name != MVSA_LABEL_FILE:
+            stems.setdefault(path.stem, {"txt": [], "img": []})["txt"].append(path)
+        elif suffix in IMAGE_SUFFIXES:
+            stems.setdefault(path.stem, {"txt": [], "img": []})["img"].append(path)
+    for stem in sorted(stems, key=_id_sort_key):
+        texts, images = stems[stem]["txt"], sorted(stems[stem]["img"])
+        if not lone and not (texts and images):
+            continue
+        post_id = _rel(directory / stem, root) if nested_ids else stem
+        if texts:
+            text, error = _read_text(texts[0], decoder)
+            source = _rel(texts[0], root)
+        else:
+            source = _rel(images[0], root)
+            text, error = "", f"no text file ({_rel(directory / stem, root)}.txt missing)"
+        base = RawPost(post_id=post_id, source=source, text=text, base_dir=root, error=error)
+        yield from _expand_images(base, [_rel(p, root) for p in images], f"no image file for {source}")
+
+
+def _txt_samples(paths: Iterable[Path]) -> Iterator[bytes]:
+    for path in paths:
+        try:
+            yield path.read_bytes()
+        except OSError:
+            continue
+
+
+# --------------------------------------------------------------------------- MVSA
+def read_mvsa_labels(path: Path) -> dict[str, tuple[str | None, str | None]]:
+    """``id -> (text_label, image_label)`` from an MVSA ``labelResultAll.txt``.
+
+    MVSA-Multiple lists several annotators (``id<TAB>t,i<TAB>t,i<TAB>t,i``); each modality gets the
+    majority label, or None on a tie. Lines that are not label lines (the header) are skipped.
+    """
+    labels: dict[str, tuple[str | None, str | None]] = {}
+    try:
+        lines = TextDecoder().decode(path.read_bytes()).splitlines()
+    except OSError:
+        return labels
+    for line in lines:
+        fields = line.split("\t") if "\t" in line else line.split()
+        if len(fields) < 2:
+            continue
+        votes = [tuple(normalise_label(v) for v in field.split(",", 1)) for field in fields[1:] if "," in field]
+        if not votes or all(t is None and i is None for t, i in votes):
+            continue
+        labels[fields[0].strip()] = (_majority(t for t, _ in votes), _majority(i for _, i in votes))
+    return labels
+
+
+def _mvsa_root(source: Path) -> tuple[Path, Path]:
+    """(root, data dir) of an MVSA folder given either the folder or its data/ directory."""
+    if (source / "data").is_dir():
+        return source, source / "data"
+    return source.parent, source
+
+
+def find_mvsa_layout(source: Path) -> tuple[Path, Path | None]:
+    """(data dir, labels file or None) of an MVSA folder given either the folder or its data/ directory."""
+    root, data = _mvsa_root(Path(source))
+    return data, next((p for p in (root / MVSA_LABEL_FILE, data / MVSA_LABEL_FILE) if p.is_file()), None)
+
+
+@READERS.register("mvsa", "MVSA folder: data/<id>.jpg + data/<id>.txt, optional labelResultAll.txt")
+def read_mvsa(source: Path) -> Iterator[RawPost]:
+    root, data = _mvsa_root(Path(source))
+    label_file = find_mvsa_layout(source)[1]
+    labels = read_mvsa_labels(label_file) if label_file else {}
+    decoder = TextDecoder.learn(_txt_samples(sorted(data.glob("*.txt"))))
+    for post in _pair_posts(data, root, decoder, nested_ids=False, lone=True):
+        post.text_label, post.image_label = labels.get(post.post_id.split("_")[0], (None, None))
+        yield post
+
+
+# --------------------------------------------------------------------------- flat post records
+def _post_from_record(record: dict[str, Any], where: str, fallback_id: str, base_dir: Path) -> list[RawPost]:
+    """Records from one flat row/object (id, text, image, optional labels, lang, created_at)."""
+    record = {str(k).strip().lower(): v for k, v in record.items()}
+    image_label = normalise_label(record.get("image_label")) or normalise_label(record.get("label"))
+    post = RawPost(
+        post_id=_str(_first(record, ID_KEYS)) or fallback_id,
+        source=where,
+        text=_str(_first(record, TEXT_KEYS)) or "",
+        base_dir=base_dir,
+        lang=_str(record.get("lang")),
+        created_at=_str(record.get("created_at")),
+        text_label=normalise_label(record.get("text_label")),
+        image_label=image_label,
+    )
+    images = _first(record, IMAGE_KEYS)
+    refs = [images] if not isinstance(images, list) else images
+    return _expand_images(post, [r for r in (_str(x) for x in refs) if r], "no image in post")
+
+
+# --------------------------------------------------------------------------- CSV
+def _csv_dialect(path: Path) -> tuple[str, str]:
+    """(encoding, delimiter) of a CSV/TSV file, from its first bytes."""
+    with open(path, "rb") as handle:
+        sample = handle.read(_SAMPLE_BYTES)
+    if sample.startswith(codecs.BOM_UTF8) or _is_utf8(sample, final=False):
+        encoding = "utf-8-sig"
+    else:
+        encoding = _detect_encoding(sample) or "cp1252"
+    if path.suffix.lower() == ".tsv":
+        return encoding, "\t"
+    header = sample.split(b"\n", 1)[0].decode(encoding, errors="replace")
+    return encoding, max(",\t;|", key=header.count)
+
+
+@READERS.register("csv", "CSV/TSV of posts: id, text, image (path or URL), optional labels, lang, created_at")
+def read_csv(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
+    """Rows of a CSV/TSV file with a header line; ``root`` is set when reading inside a folder."""
+    source = Path(source)
+    rel = _rel(source, root)
+    prefix = f"{rel}:" if root is not None else ""
+    try:
+        encoding, delimiter = _csv_dialect(source)
+        handle = open(source, encoding=encoding, errors="replace", newline="")
+    except OSError as exc:
+        yield RawPost(post_id=rel, source=rel, error=f"cannot read {rel} ({exc.strerror or exc})")
+        return
+    with handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header: list[str] | None = None
+        row = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row += 1
+                yield RawPost(post_id=f"{prefix}{row}", source=f"{rel}:{reader.line_num}",
+                              error=f"malformed row at {rel}:{reader.line_num} ({exc})")
+                continue
+            if not any(f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [f.strip().lower() for f in fields]
+                continue
+            row += 1
+            where = f"{rel}:{reader.line_num}"
+            if len(fields) > len(header):
+                yield RawPost(post_id=f"{prefix}{row}", source=where,
+                              error=f"malformed row at {where} ({len(fields)} fields, header has {len(header)})")
+                continue
+            yield from _post_from_record(dict(zip(header, fields)), where, f"{prefix}{row}", source.parent)
+
+
+# --------------------------------------------------------------------------- JSON and tweets
+def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
+    """``(number, where, value, error)`` for each value of a JSON document, JSON array or JSONL file.
+
+    ``number`` counts values from 1 (the line number in a JSONL file).
+    """
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        yield 1, rel, None, f"cannot read {rel} ({exc.strerror or exc})"
+        return
+    with handle:
+        head = handle.read(_SAMPLE_BYTES).lstrip(codecs.BOM_UTF8 + b" \t\r\n")
+        handle.seek(0)
+        if not head:
+            return
+        if head[:1] == b"[" or (head[:1] == b"{" and not _jsonl_like(head)):
+            try:
+                document = json.loads(handle.read().decode("utf-8-sig", errors="replace"))
+            except json.JSONDecodeError as exc:
+                if exc.msg != "Extra data":  # one broken document, not several on their own lines
+                    yield 1, f"{rel}:{exc.lineno}", None, f"invalid JSON at {rel}:{exc.lineno} ({exc.msg})"
+                    return
+                handle.seek(0)
+            else:
+                if not isinstance(document, list):
+                    yield 1, rel, document, ""
+                    return
+                for i, value in enumerate(document, 1):
+                    yield i, f"{rel}[{i - 1}]", value, ""
+                return
+        for number, line in enumerate(handle, 1):
+            line = line.strip().removeprefix(codecs.BOM_UTF8)
+            if not line:
+                continue
+            where = f"{rel}:{number}"
+            try:
+                yield number, where, json.loads(line.decode("utf-8", errors="replace")), ""
+            except json.JSONDecodeError as exc:
+                yield number, where, None, f"invalid JSON at {where} ({exc.msg})"
+
+
+def _jsonl_like(head: bytes) -> bool:
+    """True when one of the first lines is a whole JSON object (so the file is JSONL)."""
+    lines = [line for line in head.split(b"\n")[:-1] if line.strip()][:5] or [head]
+    for line in lines:
+        try:
+            if isinstance(json.loads(line.decode("utf-8", errors="replace")), dict):
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def _looks_like_tweets(value: Any) -> bool:
+    """True for a Twitter API object: a v2 response page, or a v1.1/v2 tweet without flat image keys."""
+    if not isinstance(value, dict):
+        return False
+    if isinstance(value.get("data"), (list, dict)):
+        return True
+    return bool(_TWEET_KEYS & value.keys()) and not any(k in value for k in IMAGE_KEYS)
+
+
+def _v1_text(tweet: dict[str, Any]) -> str:
+    extended = tweet.get("extended_tweet") or tweet.get("extended_text") or {}
+    return _str(_first(extended, ("full_text",)) or _first(tweet, ("full_text", "text"))) or ""
+
+
+def _v1_photos(tweet: dict[str, Any]) -> list[str]:
+    for holder in (tweet.get("extended_tweet") or {}, tweet):
+        for key in ("extended_entities", "entities"):
+            media = (holder.get(key) or {}).get("media") or []
+            urls = [m.get("media_url_https") or m.get("media_url") for m in media
+                    if isinstance(m, dict) and m.get("type", "photo") == "photo"]
+            urls = list(dict.fromkeys(u for u in urls if u))
+            if urls:
+                return urls
+    return []
+
+
+def _v1_posts(tweet: dict[str, Any], where: str, fallback_id: str, base_dir: Path) -> list[RawPost]:
+    """API v1.1 tweet; a retweet takes the text and photos of the retweeted tweet."""
+    core = tweet.get("retweeted_status") if isinstance(tweet.get("retweeted_status"), dict) else tweet
+    post = RawPost(post_id=_str(tweet.get("id_str") or tweet.get("id")) or fallback_id, source=where,
+                   text=_v1_text(core), base_dir=base_dir, lang=_str(tweet.get("lang")),
+                   created_at=_str(tweet.get("created_at")))
+    return _expand_images(post, _v1_photos(core), "no image in post")
+
+
+def _v2_posts(page: dict[str, Any], where: str, fallback_id: str, base_dir: Path) -> list[RawPost]:
+    """API v2 response page: photos are found through ``includes.media`` by media key."""
+    data = page["data"]
+    tweets = [data] if isinstance(data, dict) else data
+    includes = page.get("includes") or {}
+    media = {m["media_key"]: m for m in includes.get("media") or [] if isinstance(m, dict) and "media_key" in m}
+    referenced = {str(t["id"]): t for t in includes.get("tweets") or [] if isinstance(t, dict) and "id" in t}
+    posts: list[RawPost] = []
+    for k, tweet in enumerate(tweets):
+        own_id = fallback_id if len(tweets) == 1 else f"{fallback_id}.{k + 1}"
+        if not isinstance(tweet, dict):
+            posts.append(RawPost(post_id=own_id, source=where, error=f"tweet {k} at {where} is not an object"))
+            continue
+        core = tweet
+        for ref in tweet.get("referenced_tweets") or []:
+            if isinstance(ref, dict) and ref.get("type") == "retweeted" and str(ref.get("id")) in referenced:
+                core = referenced[str(ref["id"])]
+        keys = (core.get("attachments") or {}).get("media_keys") or []
+        photos = [media[key]["url"] for key in keys
+                  if key in media and media[key].get("type") == "photo" and media[key].get("url")]
+        text = (core.get("note_tweet") or {}).get("text") or core.get("text") or ""
+        post = RawPost(post_id=_str(tweet.get("id")) or own_id, source=where, text=str(text).strip(),
+                       base_dir=base_dir, lang=_str(tweet.get("lang")), created_at=_str(tweet.get("created_at")))
+        posts.extend(_expand_images(post, list(dict.fromkeys(photos)), "no image in post"))
+    return posts
+
+
+def _tweet_posts(value: dict[str, Any], where: str, fallback_id: str, base_dir: Path) -> list[RawPost]:
+    if isinstance(value.get("data"), (list, dict)):
+        return _v2_posts(value, where, fallback_id, base_dir)
+    return _v1_posts(value, where, fallback_id, base_dir)
+
+
+def _read_json(source: Path, root: Path | None, tweets: bool) -> Iterator[RawPost]:
+    source = Path(source)
+    rel = _rel(source, root)
+    prefix = f"{rel}:" if root is not None else ""
+    mapper = _tweet_posts if tweets else _post_from_record
+    for number, where, value, error in _json_values(source, rel):
+        fallback_id = f"{prefix}{number}"
+        if error:
+            yield RawPost(post_id=fallback_id, source=where, error=error)
+        elif not isinstance(value, dict):
+            yield RawPost(post_id=fallback_id, source=where,
+                          error=f"expected a JSON object at {where}, got {type(value).__name__}")
+        else:
+            try:
+                posts = mapper(value, where, fallback_id, source.parent)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:  # valid JSON, unexpected shape
+                posts = [RawPost(post_id=fallback_id, source=where,
+                                 error=f"unexpected structure at {where} ({type(exc).__name__}: {exc})")]
+            yield from posts
+
+
+@READERS.register("jsonl", "JSON/JSONL of posts: id, text, image (path or URL), optional labels, lang, created_at")
+def read_jsonl(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
+    """Flat post objects from a JSONL file, a JSON array or a single JSON object."""
+    return _read_json(source, root, tweets=False)
+
+
+@READERS.register("tweets", "Twitter API v1.1 tweets or v2 response pages (JSON, JSON array or JSONL)")
+def read_tweets(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
+    """Tweets; one record per photo (``<id>``, ``<id>_1``, ...), "no image in post" when there is none."""
+    return _read_json(source, root, tweets=True)
+
+
+# --------------------------------------------------------------------------- folders and detection
+def _is_dataset(directory: Path) -> bool:
+    manifest = directory / "manifest.json"
+    try:
+        return manifest.is_file() and '"visent_dataset"' in manifest.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _walk(source: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """(directory, its files) in sorted order, skipping hidden entries and visent datasets."""
+    for current, dirs, files in os.walk(source):
+        directory = Path(current)
+        if _is_dataset(directory):
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield directory, sorted(directory / f for f in files if not f.startswith("."))
+
+
+@READERS.register("folder", "a folder of JSON/JSONL/CSV files and <name>.<image> + <name>.txt pairs, recursive")
+def read_folder(source: Path) -> Iterator[RawPost]:
+    """Every data file under ``source``, then image + text pairs by directory.
+
+    When the folder holds no data file, an image without text (or text without image) is reported
+    as an incomplete post; otherwise lone files are taken as assets of the data files and skipped.
+    """
+    source = Path(source)
+    tree = list(_walk(source))
+    data_files = [p for _, files in tree for p in files if p.suffix.lower() in JSON_SUFFIXES | CSV_SUFFIXES]
+    decoder = TextDecoder.learn(_txt_samples(p for _, files in tree for p in files if p.suffix.lower() == ".txt"))
+    for path in data_files:
+        yield from READERS.create(_file_format(path), source=path, root=source)
+    for directory, _ in tree:
+        yield from _pair_posts(directory, source, decoder, nested_ids=directory != source, lone=not data_files)
+
+
+def _file_format(path: Path) -> str:
+    if path.suffix.lower() in CSV_SUFFIXES:
+        return "csv"
+    for _, _, value, error in _json_values(path, path.name):
+        if not error:
+            return "tweets" if _looks_like_tweets(value) else "jsonl"
+    return "jsonl"
+
+
+def detect_format(source: str | os.PathLike[str]) -> str:
+    """Name of the reader in :data:`READERS` for ``source`` (a file or a folder)."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in CSV_SUFFIXES or suffix in JSON_SUFFIXES:
+            return _file_format(path)
+        raise ValueError(f"cannot tell the format of {path}; use a .jsonl/.json/.csv/.tsv file or pass format=")
+    root, data = _mvsa_root(path)
+    if (root / MVSA_LABEL_FILE).is_file() or (data / MVSA_LABEL_FILE).is_file():
+        return "mvsa"
+    if data != path or path.name == "data":
+        stems = {p.stem for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".txt"}}
+        if stems and all(s.isdigit() for s in stems):
+            return "mvsa"
+    return "folder"

@@ -1,0 +1,138 @@
+"""The ingest stage: read a source, fetch and store its images, write the ``posts`` table.
+
+Work goes in batches of ``batch_size`` posts; each finished batch is one checkpoint part, so an
+interrupted run resumes where it stopped and memory stays bounded whatever the source size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from visent.ingest.download import ImageFetcher
+from visent.ingest.readers import READERS, RawPost, detect_format
+from visent.progress import progress
+from visent.schema import HUMAN_LABELS, POSTS
+from visent.store import Dataset
+
+STAGE = "ingest"
+_LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
+_PARTS = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
+
+
+def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
+           workers: int = 16, timeout: float = 10.0, retries: int = 3, max_bytes: int = 20_000_000,
+           batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None) -> dict[str, int]:
+    """Read ``source`` into the dataset at ``out`` and return the counts of the run.
+
+    ``format`` names a reader of :data:`READERS` ("auto" detects it). ``workers`` threads fetch
+    images; ``timeout``, ``retries`` and ``max_bytes`` govern each image (see :class:`ImageFetcher`).
+    ``limit`` keeps the first N posts, ``ids`` only the posts with these ids. Every post becomes a
+    row with ``ingest_status`` "ok" or "error" and a reason. Running again with the same options is
+    a no-op; a run that was interrupted resumes from its last finished batch.
+    """
+    if workers < 1 or batch_size < 1 or retries < 0 or max_bytes < 1 or timeout <= 0:
+        raise ValueError("workers, batch_size and max_bytes must be >= 1, retries >= 0 and timeout > 0")
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
+    src = Path(source).expanduser().resolve()
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist")
+    reader = detect_format(src) if format == "auto" else format
+    if reader not in READERS:
+        raise ValueError(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
+    ids = None if ids is None else {str(i) for i in ids}
+    params: dict[str, Any] = {
+        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
+        "max_bytes": max_bytes, "limit": limit, "ids": _digest(ids),
+    }
+    dataset = Dataset(out, create=True)
+    if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
+        return dict(dataset.stage_info(STAGE)["counts"])
+
+    checkpoint = dataset.begin_stage(STAGE, params)
+    done = checkpoint.done_keys()
+    posts = _select(_unique(READERS.create(reader, source=src)), ids, limit)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
+    try:
+        with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes) as fetcher, \
+                progress("ingest", limit) as advance:
+            while batch := list(itertools.islice(posts, batch_size)):
+                todo = [post for post in batch if post.post_id not in done]
+                if todo:
+                    checkpoint.write(list(pool.map(lambda post: _row(post, fetcher, dataset), todo)), _PARTS)
+                advance(len(batch))
+    finally:  # on an interruption, drop the queued downloads instead of waiting for them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    table = checkpoint.read(_PARTS)
+    dataset.write_table("posts", table.select(POSTS.names))
+    labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
+    if labelled.num_rows:
+        dataset.write_table("human_labels", labelled.select(HUMAN_LABELS.names))
+    else:  # labels of an earlier source must not outlive it
+        dataset.table_path("human_labels").unlink(missing_ok=True)
+    ok = pc.sum(pc.equal(table["ingest_status"], "ok")).as_py() or 0
+    counts = {
+        "posts": table.num_rows,
+        "ok": ok,
+        "error": table.num_rows - ok,
+        "images": pc.count_distinct(table["image_sha256"]).as_py(),
+        "with_human_labels": labelled.num_rows,
+    }
+    dataset.finish_stage(STAGE, params, counts)
+    return counts
+
+
+def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, Any]:
+    """The table row of one post, its image fetched and stored."""
+    reasons = [post.error] if post.error else []
+    sha256 = image_file = None
+    if post.image_ref:
+        fetched = fetcher.fetch(post.image_ref, post.base_dir)
+        if fetched.ok:
+            sha256, image_file = dataset.put_image(fetched.data, fetched.ext)
+        else:
+            reasons.append(fetched.reason)
+    return {
+        "post_id": post.post_id, "source": post.source, "text": post.text, "lang": post.lang,
+        "created_at": post.created_at, "image_ref": post.image_ref, "image_sha256": sha256,
+        "image_file": image_file, "ingest_status": "error" if reasons else "ok",
+        "ingest_reason": "; ".join(reasons), "text_label": post.text_label, "image_label": post.image_label,
+    }
+
+
+def _unique(posts: Iterable[RawPost]) -> Iterator[RawPost]:
+    """Posts with unique ids: a repeated id becomes "<id>#2", "<id>#3", ... and is marked an error."""
+    first_seen: dict[str, str] = {}
+    for post in posts:
+        if post.post_id in first_seen:
+            n = 2
+            while f"{post.post_id}#{n}" in first_seen:
+                n += 1
+            note = f"duplicate post id {post.post_id} (first at {first_seen[post.post_id]})"
+            post = replace(post, post_id=f"{post.post_id}#{n}", error="; ".join(filter(None, [post.error, note])))
+        first_seen[post.post_id] = post.source
+        yield post
+
+
+def _select(posts: Iterator[RawPost], ids: set[str] | None, limit: int | None) -> Iterator[RawPost]:
+    if ids is not None:
+        posts = (post for post in posts if post.post_id in ids)
+    return itertools.islice(posts, limit)
+
+
+def _digest(ids: set[str] | None) -> dict[str, Any] | None:
+    """A short, stable stand-in for an id set in the stage parameters."""
+    if ids is None:
+        return None
+    joined = "\n".join(sorted(map(str, ids))).encode("utf-8")
+    return {"count": len(ids), "sha256": hashlib.sha256(joined).hexdigest()}

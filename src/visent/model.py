@@ -1,0 +1,120 @@
+"""The model directory: everything ``predict`` needs, and a card that says how the model was made.
+
+Layout::
+
+    config.json     backbone name, backbone weights (when fine-tuned), test-time flip, classes
+    head.npz        the student head (standardisation + logistic weights)
+    backbone.pt     fine-tuned backbone weights (only when the backbone was fine-tuned)
+    metrics.json    training counts and validation figures against the teacher's labels
+    MODEL_CARD.md   data, teacher, thresholds, counts, in words
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from visent import __version__
+from visent.labels import CLASSES
+from visent.store import atomic_write_json, atomic_write_text
+from visent.train.head import StudentHead
+
+DEFAULT_MODEL = "default"
+
+
+class ModelError(Exception):
+    """A model directory is missing or incomplete."""
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet-lite0"
+    backbone_weights: str | None = None  # file name inside the model directory, or None for packaged weights
+    tta: bool = False
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    visent_version: str = __version__
+
+
+def packaged_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    return Path(str(resources.files("visent") / "resources" / "models" / name))
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A model directory path, or the name of a model shipped with visent (``default``)."""
+    path = Path(model)
+    if (path / "config.json").exists():
+        return path
+    if isinstance(model, str) and "/" not in model and (packaged_model_dir(model) / "config.json").exists():
+        return packaged_model_dir(model)
+    raise ModelError(f"{model}: no visent model here (config.json missing); train one with `visent build SOURCE --out DIR`"
+                     " or use the shipped model `default`")
+
+
+class VisentModel:
+    """A trained visual student: backbone + head. ``predict_proba(paths)`` gives (n, 3) probabilities."""
+
+    def __init__(self, config: ModelConfig, head: StudentHead, directory: Path | None = None,
+                 metrics: dict[str, Any] | None = None):
+        self.config = config
+        self.head = head
+        self.directory = directory
+        self.metrics = metrics or {}
+        self._backbone = None
+
+    @classmethod
+    def load(cls, model: str | Path = DEFAULT_MODEL) -> "VisentModel":
+        directory = resolve_model_dir(model)
+        raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        config = ModelConfig(**{k: v for k, v in raw.items() if k in ModelConfig.__dataclass_fields__})
+        head_path = directory / "head.npz"
+        if not head_path.exists():
+            raise ModelError(f"{head_path} is missing; the model directory is incomplete, train it again")
+        metrics_path = directory / "metrics.json"
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+        return cls(config, StudentHead.load(head_path), directory, metrics)
+
+    def save(self, directory: str | Path, card: str | None = None) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.head.save(directory / "head.npz")
+        atomic_write_json(directory / "metrics.json", self.metrics)
+        if card is not None:
+            atomic_write_text(directory / "MODEL_CARD.md", card)
+        # config.json last: its presence marks a complete model directory
+        atomic_write_json(directory / "config.json", asdict(self.config))
+        self.directory = directory
+        return directory
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from visent.embed import load_backbone
+
+            weights = None
+            if self.config.backbone_weights:
+                if self.directory is None:
+                    raise ModelError("a fine-tuned model must be loaded from its directory")
+                weights = self.directory / self.config.backbone_weights
+            self._backbone = load_backbone(self.config.backbone, weights=weights)
+        return self._backbone
+
+    def features(self, paths: Sequence[str | Path], hashes: Sequence[str] | None = None, *,
+                 cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
+        from visent.embed import FeatureCache, embed_images
+
+        return embed_images([Path(p) for p in paths], hashes, self.backbone,
+                            cache=FeatureCache() if cache else None, batch_size=batch_size, tta=self.config.tta)
+
+    def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[str]]:
+        """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""
+        features, statuses = self.features(paths, **kwargs)
+        probs = np.full((len(paths), len(CLASSES)), np.nan)
+        ok = ~np.isnan(features).any(axis=1)
+        if ok.any():
+            probs[ok] = self.head.predict_proba(features[ok])
+        return probs, statuses

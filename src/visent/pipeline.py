@@ -1,0 +1,57 @@
+"""``build``: the four stages in a row (ingest → teach → clean → train) with good defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from visent.store import Dataset
+
+
+@dataclass
+class BuildOptions:
+    teacher: str = "vader"
+    thresholds: dict[str, float] | None = None
+    near_dup_distance: int = 4
+    min_side: int = 32
+    balance: bool = False
+    backbone: str = "efficientnet-lite0"
+    weights: str | None = None
+    target: str = "soft"
+    tta: bool = False
+    finetune_blocks: int = 0
+    seed: int = 0
+    ingest: dict[str, Any] = field(default_factory=dict)
+
+
+def default_dataset_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + "-dataset")
+
+
+def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = None,
+          options: BuildOptions | None = None) -> dict[str, Any]:
+    """Run every stage on ``source`` and write the model to ``out``; returns each stage's counts.
+
+    The dataset store goes to ``dataset`` (default: ``<out>-dataset`` beside the model). Finished
+    stages are skipped, so an interrupted build picks up where it stopped.
+    """
+    from visent.clean import clean
+    from visent.ingest import ingest
+    from visent.teach import teach
+    from visent.train import train
+
+    options = options or BuildOptions()
+    dataset_dir = Path(dataset) if dataset is not None else default_dataset_dir(out)
+    summary: dict[str, Any] = {"dataset": str(dataset_dir), "model": str(out)}
+    summary["ingest"] = ingest(source, dataset_dir, **options.ingest)
+    store = Dataset(dataset_dir)
+    summary["teach"] = teach(store, options.teacher)
+    summary["clean"] = clean(store, thresholds=options.thresholds, near_dup_distance=options.near_dup_distance,
+                             min_side=options.min_side, balance=options.balance, seed=options.seed)
+    model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
+                  tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed)
+    summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
+    summary["train"]["validation"] = model.metrics["validation"]["chosen"]
+    return summary

@@ -1,0 +1,87 @@
+"""Predict the sentiment of images with a trained student.
+
+Public surface: :func:`expand_inputs` (files, folders, ``@list.txt``), :func:`predict` and :func:`write_csv`.
+Every input gives one row: unreadable images get empty probabilities, ``status=error`` and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from visent.labels import CLASSES
+from visent.model import VisentModel
+from visent.store import atomic_write_text
+
+__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "predict", "write_csv", "CSV_COLUMNS"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+CSV_COLUMNS = ["path", *CLASSES, "label", "status", "error"]
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
+    """Turn files, folders (searched recursively for images) and ``@list.txt`` files into (path, problem) pairs.
+
+    ``problem`` is None for a file to predict, else why the item cannot be read (it still gets a row).
+    """
+    expanded: list[tuple[str, str | None]] = []
+    for item in items:
+        text = str(item)
+        if text.startswith("@"):
+            list_file = Path(text[1:])
+            if not list_file.is_file():
+                expanded.append((text, f"list file {list_file} not found"))
+                continue
+            lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            expanded.extend(expand_inputs([p if Path(p).is_absolute() else str(list_file.parent / p) for p in entries]))
+        elif Path(text).is_dir():
+            found = sorted(p for p in Path(text).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                expanded.append((text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")"))
+            expanded.extend((str(p), None) for p in found)
+        elif Path(text).is_file():
+            expanded.append((text, None))
+        else:
+            expanded.append((text, "file not found"))
+    return expanded
+
+
+def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
+            cache: bool = True) -> list[dict[str, Any]]:
+    """One row per input: path, P(negative), P(neutral), P(positive), label, status, error."""
+    model = model if isinstance(model, VisentModel) else VisentModel.load(model)
+    items = expand_inputs(inputs)
+    readable = [i for i, (_, problem) in enumerate(items) if problem is None]
+    probs = np.full((len(items), len(CLASSES)), np.nan)
+    statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
+    if readable:
+        p, st = model.predict_proba([items[i][0] for i in readable], batch_size=batch_size, cache=cache)
+        probs[readable] = p
+        for i, s in zip(readable, st):
+            statuses[i] = s
+    rows = []
+    for (path, _), prob, status in zip(items, probs, statuses):
+        ok = not np.isnan(prob).any()
+        row: dict[str, Any] = {"path": path}
+        row.update({name: (float(v) if ok else None) for name, v in zip(CLASSES, prob)})
+        row["label"] = CLASSES[int(np.argmax(prob))] if ok else None
+        row["status"] = "ok" if ok else "error"
+        row["error"] = "" if ok else (status.removeprefix("error: ") or "image could not be read")
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, Any]], out: str | Path) -> None:
+    """Write prediction rows as CSV (header ``path,negative,neutral,positive,label,status,error``), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]))
+                         for k in CSV_COLUMNS})
+    atomic_write_text(Path(out), buffer.getvalue())

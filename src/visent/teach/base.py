@@ -1,0 +1,31 @@
+"""The teacher contract and the registry of named teachers."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from visent.registry import Registry
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """Reads post texts and gives sentiment probabilities.
+
+    ``predict_proba`` takes raw post texts (the teacher does its own normalisation) and returns
+    an ``(n, 3)`` float array whose columns follow :data:`visent.labels.CLASSES` and whose rows
+    sum to 1.
+    """
+
+    name: str
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+TEACHERS: Registry[Teacher] = Registry("teacher")
+
+
+def load_teacher(name: str = "vader", **kw: Any) -> Teacher:
+    """Build the teacher registered as ``name``; ``kw`` go to its factory (see ``TEACHERS.describe()``)."""
+    return TEACHERS.create(name, **kw)

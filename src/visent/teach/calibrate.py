@@ -1,0 +1,214 @@
+"""Fit the VADER teacher's calibration on SemEval-2017 task 4A tweets.
+
+    python -m visent.teach.calibrate /path/to/semeval2017-task4a/train [--out FILE]
+
+Every ``*.tsv`` (``id<TAB>label<TAB>text``) in the folder except the held-out file trains a
+multinomial logistic regression on :data:`visent.teach.vader.FEATURES`. The held-out file
+(``twitter-2016test-A.tsv``, the SemEval-2016 test set) is only scored: macro-recall (the SemEval
+metric), accuracy, macro-F1 and expected calibration error, next to the usual VADER rule
+(compound >= 0.05 positive, <= -0.05 negative). Tweets of the held-out file, by id or by text,
+never train. The result is a small JSON with the weights, the training class mix, provenance
+and the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from visent.labels import CLASSES, CLASS_INDEX, normalise_label
+from visent.store import atomic_write_json
+from visent.teach.text import preprocess_tweet
+from visent.teach.vader import DEFAULT_CALIBRATION, FEATURES, VaderTeacher, vader_features
+
+HELDOUT = "twitter-2016test-A.tsv"
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+@dataclass
+class Tweets:
+    """Labelled tweets of one or more SemEval files, with a tally of the lines left out."""
+
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def add(self, tweet_id: str, text: str, label: int) -> None:
+        self.ids.append(tweet_id)
+        self.texts.append(text)
+        self.labels.append(label)
+
+
+def read_semeval(path: Path, into: Tweets, skip_ids: set[str], skip_texts: set[str]) -> int:
+    """Append the usable tweets of one SemEval TSV to ``into``; returns how many were added.
+
+    Undoes the ``\\uXXXX`` escapes and enclosing quotes found in some files; lines without a
+    valid label or with no text left after :func:`preprocess_tweet` are tallied, not added.
+    """
+    added = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3:
+            into.drop("malformed line")
+            continue
+        tweet_id, raw_label, text = parts[0].strip(), parts[1], parts[2]
+        label = normalise_label(raw_label)
+        if label is None:
+            into.drop("bad label")
+            continue
+        text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1]
+        clean = preprocess_tweet(text)
+        if not clean:
+            into.drop("no text")
+        elif tweet_id in skip_ids:
+            into.drop("duplicate id")
+        elif clean in skip_texts:
+            into.drop("text also in held-out file")
+        else:
+            into.add(tweet_id, text, CLASS_INDEX[label])
+            skip_ids.add(tweet_id)
+            added += 1
+    return added
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        mask = which == b
+        total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def score(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None) -> dict[str, float | None]:
+    """Macro-recall, accuracy, macro-F1 and (given probabilities) ECE."""
+    labels = list(range(len(CLASSES)))
+    out: dict[str, float | None] = {
+        "macro_recall": float(recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "ece": None if probs is None else expected_calibration_error(probs, y),
+    }
+    return {k: (None if v is None else round(v, 4)) for k, v in out.items()}
+
+
+def compound_rule(compound: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """The usual VADER labels: positive at compound >= threshold, negative at <= -threshold."""
+    return np.where(compound >= threshold, CLASS_INDEX["positive"],
+                    np.where(compound <= -threshold, CLASS_INDEX["negative"], CLASS_INDEX["neutral"]))
+
+
+def _file_info(path: Path, rows: int) -> dict[str, object]:
+    return {"name": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows_used": rows}
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def calibrate(data_dir: Path, out: Path, heldout: str = HELDOUT, C: float = 1.0) -> dict[str, object]:
+    """Fit, score and write the calibration JSON; returns what was written."""
+    data_dir = Path(data_dir)
+    heldout_path = data_dir / heldout
+    if not heldout_path.is_file():
+        raise FileNotFoundError(f"held-out file {heldout_path} not found (choose another with --heldout)")
+    train_paths = sorted(p for p in data_dir.glob("*.tsv") if p.name != heldout)
+    if not train_paths:
+        raise FileNotFoundError(f"no training *.tsv files in {data_dir} besides {heldout}")
+
+    test = Tweets()
+    n_test = read_semeval(heldout_path, test, set(), set())
+    train = Tweets()
+    seen_ids, test_texts = set(test.ids), {preprocess_tweet(t) for t in test.texts}
+    train_files = [_file_info(p, read_semeval(p, train, seen_ids, test_texts)) for p in train_paths]
+    y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
+    missing = [c for i, c in enumerate(CLASSES) if not np.any(y_train == i)]
+    if missing:
+        raise ValueError(f"the training files have no {', '.join(missing)} tweets")
+
+    analyzer = SentimentIntensityAnalyzer()
+    print(f"scoring {len(train.texts)} training and {n_test} held-out tweets with VADER", file=sys.stderr)
+    x_train, x_test = vader_features(train.texts, analyzer), vader_features(test.texts, analyzer)
+    model = LogisticRegression(C=C, max_iter=5000).fit(x_train, y_train)
+    train_prior = np.bincount(y_train, minlength=len(CLASSES)) / len(y_train)
+
+    result: dict[str, object] = {
+        "format": 1,
+        "teacher": "vader",
+        "classes": list(CLASSES),
+        "features": list(FEATURES),
+        "coef": model.coef_.tolist(),
+        "intercept": model.intercept_.tolist(),
+        "train_prior": train_prior.tolist(),
+        "provenance": {
+            "data": "SemEval-2017 task 4A (subtask A, English tweets)",
+            "command": f"python -m visent.teach.calibrate {data_dir} --heldout {heldout} --C {C}",
+            "created": time.strftime("%Y-%m-%d"),
+            "train_files": train_files,
+            "heldout_file": _file_info(heldout_path, n_test),
+            "n_train": len(y_train),
+            "n_heldout": n_test,
+            "dropped_train_lines": dict(sorted(train.dropped.items())),
+            "dropped_heldout_lines": dict(sorted(test.dropped.items())),
+            "model": f"sklearn LogisticRegression(C={C}, multinomial, lbfgs)",
+            "versions": {p: _version(p) for p in ("visent", "vaderSentiment", "scikit-learn", "numpy")},
+        },
+        "metrics": {},
+    }
+    metrics: dict[str, object] = {"n": n_test}
+    if n_test:
+        for prior in ("train", "uniform"):
+            probs = VaderTeacher(result, prior=prior).predict_proba(test.texts)
+            if prior == "train" and not np.allclose(probs, model.predict_proba(x_test), atol=1e-9):
+                raise RuntimeError("the numpy teacher disagrees with the fitted model")
+            metrics[f"calibrated_prior_{prior}"] = score(y_test, probs.argmax(axis=1), probs)
+        metrics["compound_rule_0.05"] = score(y_test, compound_rule(x_test[:, FEATURES.index("compound")]))
+    result["metrics"] = {"heldout": metrics}
+    atomic_write_json(out, result)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m visent.teach.calibrate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_dir", type=Path, help="folder of SemEval task 4A *.tsv files (id, label, text)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION,
+                        help="JSON to write (default: the one shipped with visent)")
+    parser.add_argument("--heldout", default=HELDOUT,
+                        help=f"file in data_dir that is scored but never trained on (default: {HELDOUT})")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation strength (default: 1.0)")
+    args = parser.parse_args(argv)
+    try:
+        result = calibrate(args.data_dir, args.out, args.heldout, args.C)
+    except (OSError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    for name, values in result["metrics"]["heldout"].items():  # type: ignore[index, union-attr]
+        print(f"{name}: {values}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

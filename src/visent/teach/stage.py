@@ -1,0 +1,125 @@
+"""The ``teach`` stage: teacher probabilities for every post of a dataset."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from visent import schema
+from visent.labels import CLASSES
+from visent.progress import progress
+from visent.store import Dataset
+from visent.teach.base import Teacher, load_teacher
+from visent.teach.text import preprocess_tweet
+
+STAGE = "teach"
+
+
+def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
+    """Digest of the post ids and texts, so a re-ingested dataset never resumes stale rows."""
+    digest = hashlib.sha256()
+    for post_id, text in zip(ids, texts):
+        digest.update(f"{post_id}\x1f{text}\x1e".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _row(post_id: str, teacher: str, probs: np.ndarray | None, reason: str) -> dict[str, Any]:
+    if probs is None:
+        return {"post_id": post_id, "teacher": teacher, "teach_status": "skipped", "teach_reason": reason}
+    best = int(np.argmax(probs))
+    return {
+        "post_id": post_id, "teacher": teacher,
+        **{column: float(p) for column, p in zip(schema.PROB_COLUMNS, probs)},
+        "teach_label": CLASSES[best], "teach_confidence": float(probs[best]),
+        "teach_status": "ok", "teach_reason": "",
+    }
+
+
+def _predict(model: Teacher, texts: list[str]) -> np.ndarray:
+    probs = np.asarray(model.predict_proba(texts), dtype=np.float64)
+    if probs.shape != (len(texts), len(CLASSES)):
+        raise ValueError(f"teacher {model.name!r} returned shape {probs.shape} for {len(texts)} texts, "
+                         f"expected ({len(texts)}, {len(CLASSES)})")
+    return probs
+
+
+def _label_batch(model: Teacher, ids: list[str], texts: list[str]) -> list[dict[str, Any]]:
+    """Teacher rows for one batch. A text the teacher fails on is skipped with the error as reason;
+    a batch where every text fails raises, since that is a broken teacher rather than bad input."""
+    reasons: dict[int, str] = {}
+    live = []
+    for i, text in enumerate(texts):
+        if preprocess_tweet(text):
+            live.append(i)
+        else:
+            reasons[i] = "no text"
+    probs: dict[int, np.ndarray] = {}
+    try:
+        probs = dict(zip(live, _predict(model, [texts[i] for i in live])))
+    except Exception as batch_error:  # find the texts that break the teacher, keep the rest
+        for i in live:
+            try:
+                probs[i] = _predict(model, [texts[i]])[0]
+            except Exception as exc:  # noqa: BLE001 - reported per post
+                reasons[i] = f"teacher failed: {type(exc).__name__}: {exc}"
+        if live and not probs:
+            raise batch_error
+    for i, p in list(probs.items()):
+        if not (np.all(np.isfinite(p)) and np.all(p >= 0) and abs(p.sum() - 1.0) < 1e-4):
+            reasons[i] = "teacher gave invalid probabilities"
+            del probs[i]
+    return [_row(ids[i], model.name, probs.get(i), reasons.get(i, "")) for i in range(len(ids))]
+
+
+def teach(dataset: Dataset | str | Path, teacher: str = "vader", *, batch_size: int = 2048) -> dict[str, int]:
+    """Run the teacher over the text of every post and write the ``teach`` table.
+
+    Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"). Work is
+    checkpointed per batch; an interrupted run resumes where it stopped, and a run with the same
+    teacher over the same posts is a no-op. Returns the stage counts.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds.require_stage("ingest")
+    model = load_teacher(teacher)
+    posts = ds.read_table("posts", columns=["post_id", "text"])
+    ids = posts.column("post_id").to_pylist()
+    texts = [t or "" for t in posts.column("text").to_pylist()]
+    params = {"teacher": teacher, "teacher_id": getattr(model, "fingerprint", model.name),
+              "posts": _posts_fingerprint(ids, texts)}
+    if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
+        return dict(ds.stage_info(STAGE)["counts"])  # type: ignore[index]
+
+    checkpoint = ds.begin_stage(STAGE, params)
+    done = checkpoint.done_keys()
+    todo = [i for i, post_id in enumerate(ids) if post_id not in done]
+    with progress(f"teach ({teacher})", len(todo)) as advance:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            rows = _label_batch(model, [ids[i] for i in batch], [texts[i] for i in batch])
+            checkpoint.write(rows, schema.TEACH)
+            advance(len(batch))
+
+    rows = checkpoint.read(schema.TEACH)
+    order = pc.index_in(posts.column("post_id"), value_set=rows.column("post_id"))
+    if order.null_count:
+        raise RuntimeError(f"teach checkpoint in {ds.root} lacks {order.null_count} posts")
+    table = rows.take(order)
+    ds.write_table(STAGE, table)
+    counts = _counts(table)
+    ds.finish_stage(STAGE, params, counts)
+    return counts
+
+
+def _counts(table: pa.Table) -> dict[str, int]:
+    status = table.column("teach_status").to_pylist()
+    labels = table.column("teach_label").to_pylist()
+    counts = {"posts": table.num_rows, "ok": status.count("ok"), "skipped": status.count("skipped")}
+    counts.update({name: labels.count(name) for name in CLASSES})
+    return counts

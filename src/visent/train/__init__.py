@@ -1,0 +1,177 @@
+"""Train the visual student on the cleaned teacher labels of a dataset.
+
+Public surface: :func:`train` (dataset → model directory) and :class:`StudentHead` (fit / predict_proba).
+Training reads the ``posts``, ``teach`` and ``clean`` tables only; the ``human_labels`` table is never opened.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.model_selection import train_test_split
+
+from visent.labels import CLASSES
+from visent.schema import PROB_COLUMNS
+from visent.store import Dataset, atomic_write_bytes
+from visent.train.head import StudentHead, as_targets
+
+__all__ = ["train", "StudentHead", "TrainError"]
+
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+class TrainError(Exception):
+    """Training cannot start: the dataset is not ready or has too few usable examples."""
+
+
+def _training_rows(dataset: Dataset) -> dict[str, Any]:
+    dataset.require_stage("clean")
+    table = dataset.posts()
+    kept = [row for row in table.to_pylist() if row.get("clean_status") == "kept"]
+    return {
+        "post_id": [r["post_id"] for r in kept],
+        "path": [dataset.image_path(r["image_file"]) for r in kept],
+        "sha256": [r["image_sha256"] for r in kept],
+        "soft": np.array([[r[c] for c in PROB_COLUMNS] for r in kept], dtype=np.float64).reshape(-1, len(CLASSES)),
+        "label": [r["label"] for r in kept],
+    }
+
+
+def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
+              grid: tuple[float, ...]) -> tuple[float, dict[str, Any]]:
+    """Pick the regularisation strength on a validation split of the teacher's labels."""
+    stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 else None
+    idx_train, idx_val = train_test_split(np.arange(len(X)), test_size=val_fraction, random_state=seed, stratify=stratify)
+    scores = []
+    for C in grid:
+        head = StudentHead(C=C).fit(X[idx_train], targets[idx_train])
+        probs = head.predict_proba(X[idx_val])
+        pred = np.array(CLASSES)[probs.argmax(axis=1)]
+        scores.append({
+            "C": C,
+            "val_log_loss": float(log_loss(targets[idx_val].argmax(axis=1), probs, labels=[0, 1, 2])),
+            "val_balanced_accuracy": float(balanced_accuracy_score(labels[idx_val], pred)),
+            "val_agreement": float(np.mean(pred == labels[idx_val])),
+        })
+    best = max(scores, key=lambda s: (s["val_balanced_accuracy"], -s["val_log_loss"]))
+    return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
+
+
+def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "efficientnet-lite0",
+          weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.1, C: float | None = None,
+          tta: bool = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
+          seed: int = 0) -> "VisentModel":
+    """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
+
+    ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
+    ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
+    ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
+    """
+    from visent.embed import FeatureCache, embed_images, load_backbone
+    from visent.model import ModelConfig, VisentModel
+
+    if target not in ("soft", "hard"):
+        raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
+    dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    started = time.time()
+    rows = _training_rows(dataset)
+    if len(rows["post_id"]) < 10:
+        raise TrainError(f"{dataset.root}: only {len(rows['post_id'])} posts survived cleaning; "
+                         "ingest more posts or loosen the thresholds (`visent clean --help`)")
+    labels = np.array(rows["label"])
+    targets = rows["soft"] if target == "soft" else as_targets(labels)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    config = ModelConfig(backbone=backbone, tta=tta)
+    model_backbone = load_backbone(backbone, weights=weights)
+    finetune_report = None
+    if finetune_blocks > 0:
+        from visent.train.finetune import finetune
+
+        result = finetune(model_backbone, rows["path"], targets, n_blocks=finetune_blocks, epochs=finetune_epochs,
+                          batch_size=batch_size, seed=seed)
+        weights_path = out / "backbone.pt"
+        result.save_backbone(weights_path)
+        config.backbone_weights = weights_path.name
+        model_backbone = load_backbone(backbone, weights=weights_path)
+        finetune_report = result.history
+    elif weights is not None:
+        # A model directory must carry its own weights: predict needs nothing else.
+        weights_path = out / "backbone.pt"
+        if Path(weights).resolve() != weights_path.resolve():
+            atomic_write_bytes(weights_path, Path(weights).read_bytes())
+        config.backbone_weights = weights_path.name
+        model_backbone = load_backbone(backbone, weights=weights_path)
+
+    features, statuses = embed_images(rows["path"], rows["sha256"], model_backbone, cache=FeatureCache(),
+                                      batch_size=batch_size, tta=tta)
+    usable = ~np.isnan(features).any(axis=1)
+    if usable.sum() < 10:
+        raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
+    X, targets, labels = features[usable], targets[usable], labels[usable]
+
+    if C is None:
+        C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
+    else:
+        selection = {"chosen": {"C": C}}
+    head = StudentHead(C=C).fit(X, targets)
+
+    counts = {name: int(np.sum(labels == name)) for name in CLASSES}
+    metrics = {
+        "n_train_posts": int(usable.sum()),
+        "n_embed_errors": int((~usable).sum()),
+        "embed_errors": [s for s in statuses if s.startswith("error")][:20],
+        "class_counts": counts,
+        "target": target,
+        "C": C,
+        "validation": selection,
+        "finetune": finetune_report,
+        "seconds": round(time.time() - started, 1),
+        "dataset": str(dataset.root),
+        "stages": {k: {"params": v.get("params"), "counts": v.get("counts")}
+                   for k, v in dataset.manifest["stages"].items()},
+    }
+    model = VisentModel(config, head, metrics=metrics)
+    model.save(out, card=model_card(config, metrics))
+    return model
+
+
+def model_card(config, metrics: dict[str, Any]) -> str:
+    stages = metrics.get("stages", {})
+    teach = stages.get("teach", {}) or {}
+    clean = stages.get("clean", {}) or {}
+    ingest = stages.get("ingest", {}) or {}
+    chosen = metrics.get("validation", {}).get("chosen", {})
+    lines = [
+        "# visent model card",
+        "",
+        "A visual sentiment student trained **without human labels**: a textual teacher read the posts' text,",
+        "its labels were cleaned, and this model learned to predict them from the image alone.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'} |",
+        f"| test-time flip | {config.tta} |",
+        f"| head | multinomial logistic, C = {metrics.get('C')}, {metrics.get('target')} targets |",
+        f"| source | `{(ingest.get('params') or {}).get('source', '?')}` |",
+        f"| posts ingested | {(ingest.get('counts') or {}).get('posts', '?')} |",
+        f"| teacher | `{(teach.get('params') or {}).get('teacher', '?')}` |",
+        f"| cleaning | `{clean.get('params')}` |",
+        f"| training images | {metrics.get('n_train_posts')} ({metrics.get('class_counts')}) |",
+        f"| validation (teacher labels) | balanced accuracy {chosen.get('val_balanced_accuracy', 'n/a')}, "
+        f"agreement {chosen.get('val_agreement', 'n/a')} |",
+        f"| visent | {config.visent_version} |",
+        "",
+        "Counts per cleaning step:",
+        "",
+    ]
+    for step, count in (clean.get("counts") or {}).items():
+        lines.append(f"- {step}: {count}")
+    lines += ["", "Validation figures compare the student with its teacher, not with people: prove the model on",
+              "human-labelled images with `visent evaluate MODEL --benchmark SPEC`.", ""]
+    return "\n".join(lines)

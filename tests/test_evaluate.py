@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from visent.evaluate import BenchmarkError, compute_metrics, expected_calibration_error, load_benchmark
+
+
+def test_binary_protocol_ignores_neutral_and_uses_pos_vs_neg():
+    labels = ["positive", "positive", "negative", "negative", "neutral"]
+    probs = np.array([
+        [0.1, 0.5, 0.4],   # pos: argmax neutral, but P(pos) > P(neg) -> positive (correct)
+        [0.6, 0.1, 0.3],   # pos -> negative (wrong)
+        [0.5, 0.2, 0.3],   # neg -> negative (correct)
+        [0.2, 0.3, 0.5],   # neg -> positive (wrong)
+        [0.2, 0.6, 0.2],   # neutral: not in binary
+    ])
+    m = compute_metrics(labels, probs)
+    b = m["binary"]
+    assert b["n"] == 4 and b["n_positive"] == 2 and b["n_negative"] == 2
+    assert b["accuracy"] == pytest.approx(0.5)
+    assert b["balanced_accuracy"] == pytest.approx(0.5)
+    assert b["confusion"]["rows_true_cols_predicted"] == [[1, 1], [1, 1]]
+    three = m["three_class"]
+    assert three["n"] == 5
+    # argmax predictions: neutral, negative, negative, positive, neutral
+    assert three["confusion"]["rows_true_cols_predicted"] == [[1, 0, 1], [0, 1, 0], [1, 1, 0]]
+    assert "macro_f1" in three
+
+
+def test_binary_balanced_accuracy_differs_from_accuracy_when_imbalanced():
+    labels = ["positive"] * 8 + ["negative"] * 2
+    probs = np.array([[0.2, 0.0, 0.8]] * 10)  # always positive
+    b = compute_metrics(labels, probs)["binary"]
+    assert b["accuracy"] == pytest.approx(0.8)
+    assert b["balanced_accuracy"] == pytest.approx(0.5)
+    assert "macro_f1" not in compute_metrics(labels, probs)["three_class"]
+
+
+def test_ece_zero_when_confidence_matches_accuracy():
+    labels = np.array([2, 2, 2, 0])
+    probs = np.array([[0.25, 0.0, 0.75]] * 4)  # 75% confident, 75% right
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.0)
+    assert expected_calibration_error(np.array([0]), np.array([[0.0, 0.0, 1.0]])) == pytest.approx(1.0)
+
+
+def test_csv_benchmark_names_header_and_relative_paths(tmp_path):
+    (tmp_path / "b.csv").write_text("path,label\nimgs/a.jpg,positive\nimgs/b.jpg,Negative\nimgs/c.jpg,neutral\nimgs/d.jpg,happy\n")
+    bench = load_benchmark(tmp_path / "b.csv")
+    assert bench.labels == ["positive", "negative", "neutral"]
+    assert bench.paths[0] == str(tmp_path / "imgs" / "a.jpg")
+    assert bench.has_neutral
+    assert len(bench.skipped) == 1 and "happy" in bench.skipped[0]
+
+
+def test_csv_benchmark_binary_digits_follow_n_agree_files(tmp_path):
+    (tmp_path / "five_agree.csv").write_text("/x/1.jpg,1\n/x/2.jpg,0\n")
+    bench = load_benchmark(tmp_path / "five_agree.csv")
+    assert bench.labels == ["positive", "negative"]
+    assert bench.paths == ["/x/1.jpg", "/x/2.jpg"]
+
+
+def test_missing_benchmark_names_the_spec(tmp_path):
+    with pytest.raises(BenchmarkError, match="nope.csv"):
+        load_benchmark(tmp_path / "nope.csv")
