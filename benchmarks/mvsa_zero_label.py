@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--teacher", default="vader")
     parser.add_argument("--target", default="soft", choices=["soft", "hard"])
     parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--thresholds", default="0.7,0.9,0.9", help="negative,neutral,positive confidence thresholds")
+    parser.add_argument("--thresholds", help="negative,neutral,positive confidence thresholds (default: the teacher's)")
     parser.add_argument("--balance", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write all figures here")
@@ -47,11 +47,13 @@ def main() -> None:
     data_dir = args.mvsa / "data"
     labels = read_mvsa_labels(args.mvsa / "labelResultAll.txt")
     ids = sorted({p.stem for p in data_dir.glob("*.jpg")}, key=lambda s: (len(s), s))
-    neg, neu, pos = (float(x) for x in args.thresholds.split(","))
-    options = BuildOptions(teacher=args.teacher, thresholds={"negative": neg, "neutral": neu, "positive": pos},
+    thresholds = None
+    if args.thresholds:
+        thresholds = dict(zip(("negative", "neutral", "positive"), (float(x) for x in args.thresholds.split(","))))
+    options = BuildOptions(teacher=args.teacher, thresholds=thresholds,
                            backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
                            seed=args.seed)
-    tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{int(args.tta)}-t{args.thresholds}-b{int(args.balance)}"
+    tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{int(args.tta)}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
     work = args.work / tag
 
     # The crawl as the pipeline sees it: images and texts, no labels file.

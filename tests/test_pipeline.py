@@ -187,3 +187,21 @@ def test_shipped_default_model_predicts_demo_photos():
     assert result.exit_code == 0, result.output
     assert "chelsea.png" in result.output
     assert any(label in result.output for label in ("positive", "negative", "neutral"))
+
+
+def test_default_thresholds_follow_the_teacher(tmp_path):
+    from visent.clean import DEFAULT_THRESHOLDS, clean, default_thresholds
+    from visent.ingest import ingest
+    from visent.teach import TEACHER_THRESHOLDS, teach
+
+    assert default_thresholds("a-teacher-without-its-own") == DEFAULT_THRESHOLDS == \
+        {"negative": 0.7, "neutral": 0.9, "positive": 0.9}
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=3)
+    ingest(crawl, tmp_path / "ds")
+    teach(tmp_path / "ds", "vader")
+    clean(tmp_path / "ds")
+    params = Dataset(tmp_path / "ds").stage_info("clean")["params"]
+    assert params["thresholds"] == TEACHER_THRESHOLDS["vader"] != DEFAULT_THRESHOLDS
+    clean(tmp_path / "ds", thresholds={"positive": 0.95})
+    params = Dataset(tmp_path / "ds").stage_info("clean")["params"]
+    assert params["thresholds"] == {**TEACHER_THRESHOLDS["vader"], "positive": 0.95}

@@ -63,14 +63,16 @@ def _print_counts(title: str, counts: dict[str, Any]) -> None:
     stdout.print(table)
 
 
-def _thresholds(negative: float, neutral: float, positive: float) -> dict[str, float]:
-    return {"negative": negative, "neutral": neutral, "positive": positive}
+def _thresholds(negative: float | None, neutral: float | None, positive: float | None) -> dict[str, float]:
+    given = {"negative": negative, "neutral": neutral, "positive": positive}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 # Options shared by clean and build ----------------------------------------------------------------
-NEG = typer.Option(0.7, "--neg-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a negative post.")
-NEU = typer.Option(0.9, "--neu-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a neutral post.")
-POS = typer.Option(0.9, "--pos-threshold", min=0.0, max=1.0, help="Minimum teacher confidence to keep a positive post.")
+_THRESHOLD_HELP = "Minimum teacher confidence to keep a {} post (default: the teacher's measured threshold, else Serra et al.'s)."
+NEG = typer.Option(None, "--neg-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("negative"))
+NEU = typer.Option(None, "--neu-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("neutral"))
+POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("positive"))
 NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
 MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
 BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
@@ -115,7 +117,7 @@ def teach(
 @app.command()
 def clean(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent teach`."),
-    neg_threshold: float = NEG, neu_threshold: float = NEU, pos_threshold: float = POS,
+    neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
     drop_neutral: bool = typer.Option(False, "--drop-neutral/--keep-neutral", help="Drop neutral posts (binary students)."),
     seed: int = SEED,
@@ -160,7 +162,7 @@ def build(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     dataset: Optional[Path] = typer.Option(None, help="Dataset directory (default: <out>-dataset beside the model)."),
     teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
-    neg_threshold: float = NEG, neu_threshold: float = NEU, pos_threshold: float = POS,
+    neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
     backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
     finetune_blocks: int = FINETUNE, seed: int = SEED,

@@ -2,7 +2,7 @@
 
 from visent.clean.hamming import HammingIndex
 from visent.clean.images import ImageCheck, check_image, perceptual_hash
-from visent.clean.stage import DEFAULT_THRESHOLDS, STEPS, clean, summarise
+from visent.clean.stage import DEFAULT_THRESHOLDS, STEPS, clean, default_thresholds, summarise
 
-__all__ = ["DEFAULT_THRESHOLDS", "STEPS", "HammingIndex", "ImageCheck", "check_image", "clean",
+__all__ = ["DEFAULT_THRESHOLDS", "default_thresholds", "STEPS", "HammingIndex", "ImageCheck", "check_image", "clean",
            "perceptual_hash", "summarise"]

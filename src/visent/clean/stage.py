@@ -59,8 +59,15 @@ def _as_dataset(dataset: Dataset | str | os.PathLike[str]) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else Dataset(dataset)
 
 
-def _resolve_thresholds(thresholds: dict[str, float] | None) -> dict[str, float]:
-    merged = dict(DEFAULT_THRESHOLDS)
+def default_thresholds(teacher: str | None) -> dict[str, float]:
+    """The thresholds measured for ``teacher``, else Serra et al.'s :data:`DEFAULT_THRESHOLDS`."""
+    from visent.teach import TEACHER_THRESHOLDS
+
+    return dict(TEACHER_THRESHOLDS.get(teacher or "", DEFAULT_THRESHOLDS))
+
+
+def _resolve_thresholds(thresholds: dict[str, float] | None, teacher: str | None) -> dict[str, float]:
+    merged = default_thresholds(teacher)
     for name, value in (thresholds or {}).items():
         label = normalise_label(name)
         if label is None:
@@ -78,7 +85,8 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     """Write the ``clean`` table (one row per post: kept or dropped, with the first reason) and
     return how many posts each rule dropped, in rule order, between ``posts`` and ``kept``.
 
-    ``thresholds`` override :data:`DEFAULT_THRESHOLDS` per class. Of a group of duplicate images the
+    ``thresholds`` override, per class, the defaults of the teacher that labelled the dataset
+    (:func:`default_thresholds`: the teacher's measured ones, else Serra et al.'s). Of a group of duplicate images the
     post kept is the one with a teacher label and the highest confidence (then the earliest post).
     ``balance`` downsamples every class that still has posts to the size of the smallest such
     class, choosing with ``seed``. Running again with the same options is a no-op.
@@ -90,7 +98,8 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
         raise ValueError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
     if min_side < 0:
         raise ValueError(f"min_side must be >= 0, got {min_side}")
-    params = {"thresholds": _resolve_thresholds(thresholds), "near_dup_distance": int(near_dup_distance),
+    teacher = (ds.stage_info("teach") or {}).get("params", {}).get("teacher")
+    params = {"thresholds": _resolve_thresholds(thresholds, teacher), "near_dup_distance": int(near_dup_distance),
               "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
               "seed": int(seed)}
     if ds.stage_done("clean", params) and ds.has_table("clean"):

@@ -1,7 +1,7 @@
-"""EMBED: pretrained image backbones, pooled features and their on-disk cache.
+"""EMBED: pretrained image backbones, pooled features and their on-disk cache::
 
->>> backbone = load_backbone("efficientnet-lite0")
->>> features, status = embed_images(paths, None, backbone, cache=FeatureCache())
+    backbone = load_backbone("efficientnet-lite0")
+    features, status = embed_images(paths, None, backbone, cache=FeatureCache())
 """
 
 from visent.embed.backbones import BACKBONES, Backbone, BackboneError, BackboneSpec, load_backbone

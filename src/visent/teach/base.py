@@ -25,6 +25,10 @@ class Teacher(Protocol):
 
 TEACHERS: Registry[Teacher] = Registry("teacher")
 
+# Per-class confidence thresholds measured for a teacher (its confidences have their own scale).
+# Teachers without an entry get the cleaning stage's defaults, those of Serra et al.
+TEACHER_THRESHOLDS: dict[str, dict[str, float]] = {}
+
 
 def load_teacher(name: str = "vader", **kw: Any) -> Teacher:
     """Build the teacher registered as ``name``; ``kw`` go to its factory (see ``TEACHERS.describe()``)."""

