@@ -22,11 +22,34 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import KFold
 
 from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
+from visent.model import VisentModel
 from visent.pipeline import BuildOptions, build
+from visent.train import StudentHead
+
+
+def human_probe(model_dir: Path, train_ids: list[str], test_ids: list[str], labels: dict, data_dir: Path) -> float:
+    """Reference only: the student's head trained on human image labels (same features, same C)."""
+    model = VisentModel.load(model_dir)
+
+    def features(post_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        kept = [i for i in post_ids if labels.get(i, (None, None))[1] is not None]
+        X, _ = model.features([data_dir / f"{i}.jpg" for i in kept])
+        y = np.array([labels[i][1] for i in kept])
+        ok = ~np.isnan(X).any(axis=1)
+        return X[ok], y[ok]
+
+    X, y = features(train_ids)
+    head = StudentHead(C=model.head.C).fit(X, y)
+    X, y = features(test_ids)
+    binary = y != "neutral"
+    probs = head.predict_proba(X[binary])
+    pred = np.where(probs[:, 2] > probs[:, 0], "positive", "negative")
+    return float(balanced_accuracy_score(y[binary], pred))
 
 
 def main() -> None:
@@ -41,6 +64,8 @@ def main() -> None:
     parser.add_argument("--thresholds", help="negative,neutral,positive confidence thresholds (default: the teacher's)")
     parser.add_argument("--balance", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--human-probe", action="store_true",
+                        help="also train the same head on the training folds' human image labels (a reference line)")
     parser.add_argument("--json", type=Path, help="write all figures here")
     args = parser.parse_args()
 
@@ -92,15 +117,21 @@ def main() -> None:
             "ece": report["three_class"]["ece"],
             "seconds": round(time.time() - started, 1),
         }
+        if args.human_probe:
+            row["probe_balanced_accuracy"] = human_probe(fold_dir / "model", [ids[i] for i in train_idx],
+                                                         [ids[i] for i in test_idx], labels, data_dir)
         folds.append(row)
         print(f"fold {fold}: kept {row['kept']} {row['class_counts']} | binary n={row['test_binary_n']} "
               f"acc={row['binary_accuracy']:.4f} bal_acc={row['balanced_accuracy']:.4f} "
               f"macro_f1={row['macro_f1']:.4f} | 3-class macro_f1={row['macro_f1_3class']:.4f} "
-              f"ece={row['ece']:.3f} | {row['seconds']} s", flush=True)
+              f"ece={row['ece']:.3f} | {row['seconds']} s"
+              + (f" | human-label probe bal_acc={row['probe_balanced_accuracy']:.4f}" if args.human_probe else ""),
+              flush=True)
 
     print(f"\n{tag}: {args.folds}-fold zero-human-label protocol on {args.mvsa}")
     summary = {}
-    for key in ("binary_accuracy", "balanced_accuracy", "macro_f1", "macro_f1_3class", "ece"):
+    keys = ["binary_accuracy", "balanced_accuracy", "macro_f1", "macro_f1_3class", "ece"]
+    for key in keys + (["probe_balanced_accuracy"] if args.human_probe else []):
         values = [f[key] for f in folds]
         summary[key] = {"mean": float(np.mean(values)), "std": float(statistics.pstdev(values))}
         print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")

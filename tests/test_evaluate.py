@@ -61,3 +61,24 @@ def test_csv_benchmark_binary_digits_follow_n_agree_files(tmp_path):
 def test_missing_benchmark_names_the_spec(tmp_path):
     with pytest.raises(BenchmarkError, match="nope.csv"):
         load_benchmark(tmp_path / "nope.csv")
+
+
+def test_mvsa_folder_benchmark_uses_image_labels_and_majority_votes(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "labelResultAll.txt").write_text(
+        "ID\ttext,image\n"
+        "1\tpositive,negative\n"
+        "2\tneutral,neutral\n"
+        "3\tnegative,positive\tnegative,positive\tpositive,negative\n"   # three annotators: majority
+        "4\tpositive,positive\tnegative,negative\tneutral,neutral\n"     # no majority: skipped
+    )
+    bench = load_benchmark(tmp_path)
+    assert bench.labels == ["negative", "neutral", "positive"]
+    assert bench.paths == [str(tmp_path / "data" / f"{i}.jpg") for i in (1, 2, 3)]
+    assert len(bench.skipped) == 1 and "post 4" in bench.skipped[0]
+
+
+def test_mvsa_folder_without_labels_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(BenchmarkError, match="labelResultAll"):
+        load_benchmark(tmp_path)

@@ -1,0 +1,60 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visent.model import ModelError, VisentModel, resolve_model_dir
+from visent.predict import expand_inputs, predict, write_csv
+
+
+def _images(folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_expand_files_folders_and_list_files(tmp_path):
+    _images(tmp_path / "a" / "deep", 2)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "list.txt").write_text("# photos\na/deep/0.png\n\nmissing.png\n")
+    items = expand_inputs([str(tmp_path / "a"), f"@{tmp_path / 'list.txt'}", str(tmp_path / "empty"),
+                           "@nowhere.txt"])
+    paths = [p for p, _ in items]
+    problems = dict(items)
+    assert paths[:2] == [str(tmp_path / "a" / "deep" / "0.png"), str(tmp_path / "a" / "deep" / "1.png")]
+    assert problems[str(tmp_path / "a" / "deep" / "0.png")] is None
+    assert problems[str(tmp_path / "missing.png")] == "file not found"
+    assert "no image files" in problems[str(tmp_path / "empty")]
+    assert "not found" in problems["@nowhere.txt"]
+    assert len(items) == 6
+
+
+@pytest.mark.slow
+def test_shipped_model_predicts_and_keeps_every_row(tmp_path):
+    _images(tmp_path / "imgs", 3)
+    (tmp_path / "imgs" / "bad.png").write_bytes(b"\x89PNG broken")
+    rows = predict("default", [str(tmp_path / "imgs"), str(tmp_path / "gone.jpg")])
+    assert len(rows) == 5
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["gone.jpg"]["status"] == "error" and by_name["gone.jpg"]["error"] == "file not found"
+    assert by_name["bad.png"]["status"] == "error" and "bad.png" in by_name["bad.png"]["error"]
+    for name in ("0.png", "1.png", "2.png"):
+        row = by_name[name]
+        assert row["status"] == "ok"
+        assert row["negative"] + row["neutral"] + row["positive"] == pytest.approx(1.0)
+        assert row["label"] == max(("negative", "neutral", "positive"), key=row.get)
+    write_csv(rows, tmp_path / "out.csv")
+    with (tmp_path / "out.csv").open() as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["path"] for r in written] == [r["path"] for r in rows]
+    assert written[-1]["negative"] == "" and written[-1]["status"] == "error"
+
+
+def test_model_names_resolve(tmp_path):
+    assert resolve_model_dir("default").name == "default"
+    assert VisentModel.load("default").config.backbone == "efficientnet-lite0"
+    with pytest.raises(ModelError, match="config.json"):
+        resolve_model_dir(tmp_path)
