@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--teacher", default="vader")
     parser.add_argument("--target", default="soft", choices=["soft", "hard"])
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                        help="how the backbone runs (features are cached per runtime)")
     parser.add_argument("--thresholds", help="negative,neutral,positive confidence thresholds (default: the teacher's)")
     parser.add_argument("--balance", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -77,8 +79,9 @@ def main() -> None:
         thresholds = dict(zip(("negative", "neutral", "positive"), (float(x) for x in args.thresholds.split(","))))
     options = BuildOptions(teacher=args.teacher, thresholds=thresholds,
                            backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
-                           seed=args.seed)
+                           seed=args.seed, runtime=args.runtime)
     tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{int(args.tta)}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
+    tag += f"-{args.runtime}" if args.runtime != "torch" else ""
     work = args.work / tag
 
     # The crawl as the pipeline sees it: images and texts, no labels file.

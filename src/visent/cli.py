@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -82,6 +82,9 @@ TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabili
 TTA = typer.Option(False, "--tta/--no-tta", help="Average the features of each image and its mirror image.")
 FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
 SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
+RUNTIME = typer.Option(None, "--runtime",
+                       help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
+                            "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
 
 
 @app.command()
@@ -139,13 +142,13 @@ def train(
     finetune_blocks: int = FINETUNE,
     finetune_epochs: int = typer.Option(3, help="Epochs of fine-tuning when --finetune-blocks > 0."),
     c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
-    seed: int = SEED,
+    seed: int = SEED, runtime: Optional[str] = RUNTIME,
 ) -> None:
     """Train the visual student on the kept posts' images and teacher labels (never human labels)."""
     from visent.train import train as run_train
 
     model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
-                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed)
+                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime)
     _print_train_summary(model.metrics, out)
 
 
@@ -165,7 +168,7 @@ def build(
     neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
     backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
-    finetune_blocks: int = FINETUNE, seed: int = SEED,
+    finetune_blocks: int = FINETUNE, seed: int = SEED, runtime: Optional[str] = RUNTIME,
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
@@ -175,7 +178,7 @@ def build(
         teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
         near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
         weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
-        seed=seed, ingest={"limit": limit} if limit else {},
+        seed=seed, runtime=runtime, ingest={"limit": limit} if limit else {},
     )
     summary = _run("build", run_build, source, out, dataset=dataset, options=options)
     _print_counts("ingest", summary["ingest"])
@@ -195,16 +198,28 @@ def predict(
     batch_size: int = typer.Option(32, help="Images per batch."),
 ) -> None:
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
-    from visent.predict import predict as run_predict, write_csv
+    from visent.predict import iter_predict, write_csv
 
-    rows = _run("predict", run_predict, model, paths, batch_size=batch_size)
+    counts = {"rows": 0, "errors": 0}
+    shown: list[dict[str, Any]] = []  # the first rows, for the table; the CSV streams every row
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in iter_predict(model, paths, batch_size=batch_size):
+            counts["rows"] += 1
+            counts["errors"] += row["status"] != "ok"
+            if out is None or len(shown) <= 50:
+                shown.append(row)
+            yield row
+
     if out is not None:
-        write_csv(rows, out)
-        console.print(f"wrote {len(rows)} rows → {out}")
-    if out is None or len(rows) <= 50:
-        _print_predictions(rows)
-    errors = sum(r["status"] != "ok" for r in rows)
-    console.print(f"{len(rows)} images: {len(rows) - errors} predicted, {errors} unreadable")
+        _run("predict", write_csv, rows(), out)
+        console.print(f"wrote {counts['rows']} rows → {out}")
+    else:
+        _run("predict", lambda: sum(1 for _ in rows()))
+    if out is None or len(shown) <= 50:
+        _print_predictions(shown)
+    console.print(f"{counts['rows']} images: {counts['rows'] - counts['errors']} predicted, "
+                  f"{counts['errors']} unreadable")
 
 
 def _print_predictions(rows: list[dict[str, Any]]) -> None:

@@ -5,6 +5,7 @@ Layout::
     config.json     backbone name, backbone weights (when fine-tuned), test-time flip, classes
     head.npz        the student head (standardisation + logistic weights)
     backbone.pt     fine-tuned backbone weights (only when the backbone was fine-tuned)
+    int8-calibration.json  activation ranges of the int8 backbone (only with runtime "onnx-int8")
     metrics.json    training counts and validation figures against the teacher's labels
     MODEL_CARD.md   data, teacher, thresholds, counts, in words
 """
@@ -36,6 +37,8 @@ class ModelConfig:
     backbone: str = "efficientnet-lite0"
     backbone_weights: str | None = None  # file name inside the model directory, or None for packaged weights
     tta: bool = False
+    runtime: str = "torch"  # how the backbone runs: "torch", "onnx" or "onnx-int8" (see visent.embed.RUNTIMES)
+    int8_calibration: str | None = None  # file name inside the model directory: the int8 activation ranges
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
     visent_version: str = __version__
 
@@ -107,8 +110,14 @@ class VisentModel:
                  cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
         from visent.embed import FeatureCache, embed_images
 
+        calibration = None
+        if self.config.int8_calibration:
+            if self.directory is None:
+                raise ModelError("an int8 model must be loaded from its directory")
+            calibration = self.directory / self.config.int8_calibration
         return embed_images([Path(p) for p in paths], hashes, self.backbone,
-                            cache=FeatureCache() if cache else None, batch_size=batch_size, tta=self.config.tta)
+                            cache=FeatureCache() if cache else None, batch_size=batch_size, tta=self.config.tta,
+                            runtime=self.config.runtime, int8_calibration=calibration)
 
     def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[str]]:
         """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""

@@ -22,6 +22,7 @@ class BuildOptions:
     tta: bool = False
     finetune_blocks: int = 0
     seed: int = 0
+    runtime: str | None = None  # None: visent.embed.DEFAULT_RUNTIME
     ingest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,7 +52,8 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     summary["clean"] = clean(store, thresholds=options.thresholds, near_dup_distance=options.near_dup_distance,
                              min_side=options.min_side, balance=options.balance, seed=options.seed)
     model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
-                  tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed)
+                  tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
+                  runtime=options.runtime)
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]
     return summary

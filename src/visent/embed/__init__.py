@@ -2,12 +2,14 @@
 
     backbone = load_backbone("efficientnet-lite0")
     features, status = embed_images(paths, None, backbone, cache=FeatureCache())
+    features, status = embed_images(paths, None, backbone, runtime="onnx-int8")  # CPU: ONNX Runtime, int8
 """
 
 from visent.embed.backbones import BACKBONES, Backbone, BackboneError, BackboneSpec, load_backbone
 from visent.embed.cache import FeatureCache
 from visent.embed.images import load_image
+from visent.embed.onnx import DEFAULT_RUNTIME, RUNTIMES
 from visent.embed.pipeline import embed_images
 
 __all__ = ["BACKBONES", "Backbone", "BackboneError", "BackboneSpec", "FeatureCache", "embed_images",
-           "load_backbone", "load_image"]
+           "DEFAULT_RUNTIME", "RUNTIMES", "load_backbone", "load_image"]

@@ -67,16 +67,20 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
 def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "efficientnet-lite0",
           weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
           tta: bool = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
-          seed: int = 0) -> "VisentModel":
+          seed: int = 0, runtime: str | None = None) -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
     ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
     ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
+    ``runtime`` runs the backbone with PyTorch or ONNX Runtime (``visent.embed.RUNTIMES``, default
+    ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
     from visent.embed import FeatureCache, embed_images, load_backbone
+    from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
     from visent.model import ModelConfig, VisentModel
 
+    runtime = check_runtime(runtime or DEFAULT_RUNTIME)
     if target not in ("soft", "hard"):
         raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
     dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
@@ -90,7 +94,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    config = ModelConfig(backbone=backbone, tta=tta)
+    config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime)
     model_backbone = load_backbone(backbone, weights=weights)
     finetune_report = None
     if finetune_blocks > 0:
@@ -111,8 +115,18 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
         config.backbone_weights = weights_path.name
         model_backbone = load_backbone(backbone, weights=weights_path)
 
+    calibration = None
+    if runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
+        from visent.embed.onnx import CALIBRATION_FILE, calibrate_int8
+        from visent.embed.pipeline import calibration_images
+
+        measured = calibrate_int8(
+            model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
+        calibration = out / CALIBRATION_FILE
+        atomic_write_bytes(calibration, measured.read_bytes())
+        config.int8_calibration = CALIBRATION_FILE
     features, statuses = embed_images(rows["path"], rows["sha256"], model_backbone, cache=FeatureCache(),
-                                      batch_size=batch_size, tta=tta)
+                                      batch_size=batch_size, tta=tta, runtime=runtime, int8_calibration=calibration)
     usable = ~np.isnan(features).any(axis=1)
     if usable.sum() < 10:
         raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")

@@ -1,0 +1,197 @@
+"""EMBED on ONNX Runtime: fp32 and int8 features against PyTorch's, model caching, cache keys, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from visent.embed import RUNTIMES, Backbone, FeatureCache, embed_images, load_backbone  # noqa: E402
+from visent.embed import onnx as visent_onnx  # noqa: E402
+from visent.embed.pipeline import calibration_images, feature_key, file_sha256  # noqa: E402
+from visent.model import ModelConfig, VisentModel  # noqa: E402
+from visent.train import StudentHead  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lite0() -> Backbone:
+    return load_backbone("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """16 photo-like images (gradients, a disc, noise) of varied sizes: int8 calibration needs natural statistics."""
+    directory = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(16):
+        w, h = int(rng.integers(200, 400)), int(rng.integers(200, 400))
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = rng.uniform(0, 255, 3)
+        slope = rng.uniform(-1, 1, (3, 2))
+        array = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
+        array[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        array += rng.normal(0, 8, array.shape)
+        path = directory / f"photo{i}.jpg"
+        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def torch_features(lite0: Backbone, photos: list[Path]) -> np.ndarray:
+    features, status = embed_images(photos, None, lite0, runtime="torch")
+    assert status == ["ok"] * len(photos)
+    return features
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_onnx_fp32_matches_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
+    features, status = embed_images(photos, None, lite0, runtime="onnx", batch_size=5)  # uneven last batch
+    assert status == ["ok"] * len(photos)
+    assert features.shape == torch_features.shape and features.dtype == np.float32
+    scale = np.abs(torch_features).max()
+    assert np.abs(features - torch_features).max() < 1e-3 * scale
+
+
+def test_onnx_fp32_with_flip_matches_torch(lite0: Backbone, photos: list[Path]) -> None:
+    reference, _ = embed_images(photos[:4], None, lite0, runtime="torch", tta=True)
+    plain, _ = embed_images(photos[:4], None, lite0, runtime="onnx")
+    features, status = embed_images(photos[:4], None, lite0, runtime="onnx", tta=True)
+    assert status == ["ok"] * 4
+    assert np.abs(features - reference).max() < 1e-3 * np.abs(reference).max()
+    assert np.abs(features - plain).max() > 1e-2  # the mirror image was really used
+
+
+def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
+    features, status = embed_images(photos, None, lite0, runtime="onnx-int8")
+    assert status == ["ok"] * len(photos)
+    cosine = _cosine(features, torch_features)
+    assert cosine.mean() > 0.92 and cosine.min() > 0.8  # 0.89 / 0.75 when the stem convolution is quantised too
+    assert not np.allclose(features, torch_features, atol=1e-4)  # it really is another (quantised) network
+    models = sorted(p.name for p in visent_onnx.default_onnx_root().glob("*.onnx"))
+    assert len(models) == 3 and models[0].endswith(".fp32.onnx") and ".int8-" in models[1]
+    assert models[2].endswith(".prepared.onnx")
+
+
+def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: list[Path], monkeypatch) -> None:
+    first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
+    (calibration,) = visent_onnx.default_onnx_root().glob("*.calibration-*.json")
+    calls = []
+    monkeypatch.setattr(visent_onnx, "_quantize", lambda *a, **k: calls.append(a))
+    # three images are too few to calibrate: the calibration of the sixteen serves them
+    again, status = embed_images(photos[:3], None, lite0, runtime="onnx-int8", int8_calibration=calibration)
+    assert calls == [] and status == ["ok"] * 3
+    np.testing.assert_allclose(again, first[:3], rtol=1e-5, atol=1e-5)
+
+
+def test_int8_network_is_rebuilt_from_its_calibration_alone(lite0: Backbone, photos: list[Path],
+                                                           tmp_path: Path, monkeypatch) -> None:
+    first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
+    (calibration,) = visent_onnx.default_onnx_root().glob("*.calibration-*.json")
+    carried = tmp_path / "int8-calibration.json"
+    carried.write_bytes(calibration.read_bytes())
+    assert carried.stat().st_size < 100_000  # small enough for a model directory
+    monkeypatch.setenv("VISENT_CACHE", str(tmp_path / "elsewhere"))  # another machine: no exported models
+    again, status = embed_images(photos[:4], None, lite0, runtime="onnx-int8", int8_calibration=carried)
+    assert status == ["ok"] * 4
+    np.testing.assert_allclose(again, first[:4], rtol=1e-5, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="int8 calibration file missing"):
+        embed_images(photos[:1], None, lite0, runtime="onnx-int8", int8_calibration=tmp_path / "gone.json")
+
+
+def test_int8_needs_enough_calibration_images(lite0: Backbone, photos: list[Path]) -> None:
+    with pytest.raises(ValueError, match="calibration images"):
+        embed_images(photos[:3], None, lite0, runtime="onnx-int8")
+
+
+def test_export_is_cached_and_reused(lite0: Backbone, photos: list[Path], monkeypatch) -> None:
+    calls = []
+    export = visent_onnx.export_onnx
+
+    def spy(backbone: Backbone) -> bytes:
+        calls.append(backbone.name)
+        return export(backbone)
+
+    monkeypatch.setattr(visent_onnx, "export_onnx", spy)
+    first, _ = embed_images(photos[:2], None, lite0, runtime="onnx")
+    second, _ = embed_images(photos[:2], None, lite0, runtime="onnx")
+    assert calls == ["efficientnet-lite0"]
+    np.testing.assert_array_equal(first, second)
+    path = visent_onnx.onnx_model(lite0)
+    assert path.parent == visent_onnx.default_onnx_root() and path.stat().st_size > 1_000_000
+    assert not list(path.parent.glob(".*"))  # no temporary files left behind
+
+
+def test_cache_keys_differ_per_runtime(lite0: Backbone, photos: list[Path], tmp_path: Path) -> None:
+    keys = {feature_key(lite0, False), feature_key(lite0, False, "onnx"), feature_key(lite0, False, "onnx-int8", "a"),
+            feature_key(lite0, False, "onnx-int8", "b")}
+    assert len(keys) == 4
+    assert feature_key(lite0, False) == f"{lite0.key}|tta=0"  # PyTorch features keep their existing cache
+
+    cache = FeatureCache(tmp_path / "features")
+    embed_images(photos[:2], None, lite0, cache=cache, runtime="torch")
+    _, status = embed_images(photos[:2], None, lite0, cache=cache, runtime="onnx")
+    assert status == ["ok", "ok"]  # not served from the PyTorch features
+    _, status = embed_images(photos[:2], None, lite0, cache=cache, runtime="onnx")
+    assert status == ["cached", "cached"]
+    assert len(list((tmp_path / "features").iterdir())) == 2
+
+
+def test_bad_images_get_nan_rows_and_reasons(lite0: Backbone, photos: list[Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    paths = [photos[0], broken, None, tmp_path / "missing.jpg", photos[1]]
+    features, status = embed_images(paths, None, lite0, runtime="onnx")
+    assert status[0] == status[4] == "ok"
+    assert status[1].startswith(f"error: {broken}:") and "UnidentifiedImageError" in status[1]
+    assert status[2] == "error: no image file"
+    assert status[3].startswith("error:") and "FileNotFoundError" in status[3]
+    assert np.isnan(features[1:4]).all() and not np.isnan(features[[0, 4]]).any()
+
+
+def test_unknown_runtime_is_a_clear_error(lite0: Backbone, photos: list[Path]) -> None:
+    assert RUNTIMES == ("torch", "onnx", "onnx-int8")
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'; choose one of: torch, onnx, onnx-int8"):
+        embed_images(photos[:1], None, lite0, runtime="tensorrt")
+    with pytest.raises(ValueError, match="unknown runtime"):
+        embed_images([], None, lite0, runtime="")
+
+
+def test_model_uses_its_runtime(lite0: Backbone, photos: list[Path], tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    head = StudentHead(C=1.0).fit(rng.normal(size=(30, lite0.dim)), np.eye(3)[rng.integers(0, 3, 30)])
+    VisentModel(ModelConfig(runtime="onnx"), head).save(tmp_path / "model")
+    model = VisentModel.load(tmp_path / "model")
+    assert model.config.runtime == "onnx"
+    seen = []
+    monkeypatch.setattr("visent.embed.embed_images", lambda *a, **k: seen.append(k["runtime"]) or embed_images(*a, **k))
+    probs, status = model.predict_proba(photos[:2], cache=False)
+    assert seen == ["onnx"] and status == ["ok", "ok"] and np.allclose(probs.sum(1), 1)
+
+
+def test_int8_model_directory_carries_its_calibration(lite0: Backbone, photos: list[Path], tmp_path: Path,
+                                                     monkeypatch) -> None:
+    calibration = visent_onnx.calibrate_int8(
+        lite0, lambda: calibration_images(lite0, photos, [file_sha256(p) for p in photos]),
+        [file_sha256(p) for p in photos])
+    rng = np.random.default_rng(0)
+    head = StudentHead(C=1.0).fit(rng.normal(size=(30, lite0.dim)), np.eye(3)[rng.integers(0, 3, 30)])
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / visent_onnx.CALIBRATION_FILE).write_bytes(calibration.read_bytes())
+    VisentModel(ModelConfig(runtime="onnx-int8", int8_calibration=visent_onnx.CALIBRATION_FILE), head).save(
+        tmp_path / "model")
+    expected, _ = VisentModel.load(tmp_path / "model").predict_proba(photos[:2], cache=False)
+    monkeypatch.setenv("VISENT_CACHE", str(tmp_path / "fresh"))  # predict elsewhere: two images cannot calibrate
+    probs, status = VisentModel.load(tmp_path / "model").predict_proba(photos[:2], cache=False)
+    assert status == ["ok", "ok"]
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
