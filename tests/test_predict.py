@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from visent.model import ModelError, VisentModel, resolve_model_dir
-from visent.predict import expand_inputs, predict, write_csv
+from visent.predict import expand_inputs, iter_predict, predict, write_csv
 
 
 def _images(folder, n):
@@ -58,3 +58,36 @@ def test_model_names_resolve(tmp_path):
     assert VisentModel.load("default").config.backbone == "efficientnet-lite0"
     with pytest.raises(ModelError, match="config.json"):
         resolve_model_dir(tmp_path)
+
+
+@pytest.mark.slow
+def test_chunked_prediction_keeps_order_and_results(tmp_path):
+    _images(tmp_path / "imgs", 5)
+    (tmp_path / "imgs" / "3.png").write_bytes(b"broken")  # an error inside a chunk
+    inputs = [str(tmp_path / "imgs"), str(tmp_path / "gone.jpg")]
+    whole = predict("default", inputs, cache=False)
+    chunked = iter_predict("default", inputs, cache=False, chunk_size=2)
+    assert not isinstance(chunked, list)  # rows come as they are computed
+    rows = list(chunked)
+    assert [r["path"] for r in rows] == [r["path"] for r in whole] and len(rows) == 6
+    for a, b in zip(rows, whole):
+        assert a["status"] == b["status"] and a["label"] == b["label"]
+        if a["status"] == "ok":
+            assert a["positive"] == pytest.approx(b["positive"], abs=1e-6)
+    assert write_csv(iter(rows), tmp_path / "out.csv") == 6
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_interrupted_csv_leaves_the_old_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("previous\n")
+
+    def rows():
+        yield {"path": "a.jpg", "negative": 0.1, "neutral": 0.2, "positive": 0.7, "label": "positive",
+               "status": "ok", "error": ""}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_csv(rows(), target)
+    assert target.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

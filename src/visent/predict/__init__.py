@@ -1,23 +1,26 @@
 """Predict the sentiment of images with a trained student.
 
-Public surface: :func:`expand_inputs` (files, folders, ``@list.txt``), :func:`predict` and :func:`write_csv`.
-Every input gives one row: unreadable images get empty probabilities, ``status=error`` and the reason.
+Public surface: :func:`expand_inputs` (files, folders, ``@list.txt``), :func:`predict`, :func:`iter_predict`
+(rows in input order, a chunk of images at a time: memory stays flat however many images) and
+:func:`write_csv`. Every input gives one row: unreadable images get empty probabilities, ``status=error``
+and the reason.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from visent.labels import CLASSES
 from visent.model import VisentModel
-from visent.store import atomic_write_text
+from visent.store import atomic_open
 
-__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "predict", "write_csv", "CSV_COLUMNS"]
+__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "write_csv", "CSV_COLUMNS"]
+
+CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ["path", *CLASSES, "label", "status", "error"]
@@ -54,8 +57,21 @@ def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
 def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
             cache: bool = True) -> list[dict[str, Any]]:
     """One row per input: path, P(negative), P(neutral), P(positive), label, status, error."""
+    return list(iter_predict(model, inputs, batch_size=batch_size, cache=cache))
+
+
+def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
+                 cache: bool = True, chunk_size: int = CHUNK) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`predict`, in input order, computed ``chunk_size`` images at a time."""
     model = model if isinstance(model, VisentModel) else VisentModel.load(model)
     items = expand_inputs(inputs)
+    chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
+    for chunk in chunks:  # each chunk shows its own embedding progress
+        yield from _predict_chunk(model, chunk, batch_size, cache)
+
+
+def _predict_chunk(model: VisentModel, items: list[tuple[str, str | None]], batch_size: int,
+                   cache: bool) -> list[dict[str, Any]]:
     readable = [i for i, (_, problem) in enumerate(items) if problem is None]
     probs = np.full((len(items), len(CLASSES)), np.nan)
     statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
@@ -76,12 +92,15 @@ def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, ba
     return rows
 
 
-def write_csv(rows: Sequence[dict[str, Any]], out: str | Path) -> None:
-    """Write prediction rows as CSV (header ``path,negative,neutral,positive,label,status,error``), atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]))
-                         for k in CSV_COLUMNS})
-    atomic_write_text(Path(out), buffer.getvalue())
+def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> int:
+    """Write prediction rows as CSV (header ``path,negative,neutral,positive,label,status,error``), streaming
+    into a temporary file that replaces ``out`` once every row is written. Returns the number of rows."""
+    count = 0
+    with atomic_open(Path(out), "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]))
+                             for k in CSV_COLUMNS})
+            count += 1
+    return count
