@@ -58,13 +58,30 @@ def test_lite0_preprocessing_recognises_known_photos(lite0: Backbone) -> None:
 
 
 def test_registry_and_unknown_names() -> None:
-    assert {"efficientnet-lite0", "efficientnet-lite2", "torchvision", "timm"} <= set(BACKBONES)
+    assert {"efficientnet-lite0", "efficientnet-lite2", "efficientnet-lite0-ms", "efficientnet-lite2-ms", "torchvision",
+            "timm"} <= set(BACKBONES)
     with pytest.raises(BackboneError, match="unknown backbone"):
         load_backbone("resnet-9000")
     with pytest.raises(BackboneError, match="architecture"):
         load_backbone("torchvision")
     with pytest.raises(BackboneError):
         load_backbone("torchvision:resnet18")  # no weights file (or no torchvision): never a download
+
+
+def test_multi_stage_backbone_adds_earlier_evidence(tmp_path: Path, lite0: Backbone) -> None:
+    stages = load_backbone("efficientnet-lite0-ms")
+    assert stages.dim == 16 + 24 + 40 + 80 + 112 + 192 + 320 + (192 + 320) + 1280 == 2576
+    assert stages.key != lite0.key and stages.image_size == lite0.image_size
+    paths = _images(tmp_path, 3)
+    plain, _ = embed_images(paths, None, lite0)
+    features, status = embed_images(paths, None, stages)
+    assert status == ["ok"] * 3 and features.shape == (3, 2576)
+    np.testing.assert_allclose(features[:, -1280:], plain, atol=1e-4)  # the usual pooled features come last
+    assert (features[:, :-1280] != 0).any(axis=1).all()
+    assert stages.blocks()[-3:] == ["inner._blocks.15", "inner._conv_head", "inner._bn1"]  # fine-tunable tail
+    stages.save(tmp_path / "stages.pt")  # a fine-tuned multi-stage backbone loads back into either form
+    again = load_backbone("efficientnet-lite0-ms", weights=tmp_path / "stages.pt")
+    np.testing.assert_array_equal(embed_images(paths, None, again)[0], features)
 
 
 def test_preprocess_shape_and_centre_crop(lite0: Backbone) -> None:
@@ -162,6 +179,35 @@ def test_bad_inputs_get_a_status_and_a_nan_row(tmp_path: Path, lite0: Backbone) 
     bad = [1, 2, 3, 4]
     assert np.isnan(features[bad]).all() and np.isfinite(features[[0, 5, 6]]).all()
     np.testing.assert_array_equal(features[0], features[6])  # the same image embedded once
+
+
+def test_ten_crop_tta_averages_crops_and_mirrors(tmp_path: Path, lite0: Backbone) -> None:
+    from visent.embed.images import five_crops
+
+    path = _images(tmp_path, 1, size=(300, 260))[0]
+    crops = five_crops(load_image(path, 224), 224, lite0.spec.resample)
+    assert [c.size for c in crops] == [(224, 224)] * 5 and len({c.tobytes() for c in crops}) == 5
+    views = []
+    for i, crop in enumerate(crops):
+        for flip in (False, True):
+            view = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else crop
+            view.save(tmp_path / f"view{i}{int(flip)}.png")
+            views.append(tmp_path / f"view{i}{int(flip)}.png")
+    separately, _ = embed_images(views, None, lite0)
+    features, status = embed_images([path], None, lite0, tta="crops")
+    assert status == ["ok"] and features.shape == (1, 1280)
+    np.testing.assert_allclose(features[0], separately.mean(axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_tta_off_is_the_plain_path(tmp_path: Path, lite0: Backbone) -> None:
+    paths = _images(tmp_path, 3)
+    plain, _ = embed_images(paths, None, lite0)
+    for off in (False, "none"):
+        np.testing.assert_array_equal(embed_images(paths, None, lite0, tta=off)[0], plain)
+    assert feature_key(lite0, "none") == feature_key(lite0, False) != feature_key(lite0, "crops")
+    assert feature_key(lite0, "flip") == feature_key(lite0, True)
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        embed_images(paths, None, lite0, tta="rotate")
 
 
 def test_given_hashes_are_used_and_checked(tmp_path: Path, lite0: Backbone) -> None:

@@ -63,6 +63,14 @@ def test_onnx_fp32_matches_torch(lite0: Backbone, photos: list[Path], torch_feat
     assert np.abs(features - torch_features).max() < 1e-3 * scale
 
 
+def test_multi_stage_backbone_exports(photos: list[Path]) -> None:
+    stages = load_backbone("efficientnet-lite0-ms")
+    reference, _ = embed_images(photos[:3], None, stages, runtime="torch")
+    features, status = embed_images(photos[:3], None, stages, runtime="onnx")
+    assert status == ["ok"] * 3 and features.shape == (3, 2576)
+    assert np.abs(features - reference).max() < 1e-3 * np.abs(reference).max()
+
+
 def test_onnx_fp32_with_flip_matches_torch(lite0: Backbone, photos: list[Path]) -> None:
     reference, _ = embed_images(photos[:4], None, lite0, runtime="torch", tta=True)
     plain, _ = embed_images(photos[:4], None, lite0, runtime="onnx")

@@ -47,6 +47,16 @@ def center_square(image: Image.Image, size: int, resample: str) -> Image.Image:
     return image.resize((size, size), RESAMPLE[resample], box=(left, top, left + side, top + side), reducing_gap=3.0)
 
 
+def five_crops(image: Image.Image, size: int, resample: str, crop_fraction: float = 0.875) -> list[Image.Image]:
+    """Campos et al.'s test-time crops: the centre square resized to ``size / crop_fraction`` (256 for 224),
+    then its four corner crops and its central crop of ``size``."""
+    big = center_square(image, round(size / crop_fraction), resample)
+    edge = big.width - size
+    middle = edge // 2
+    corners = [(0, 0), (edge, 0), (0, edge), (edge, edge), (middle, middle)]
+    return [big.crop((x, y, x + size, y + size)) for x, y in corners]
+
+
 def random_resized_crop(image: Image.Image, size: int, resample: str, rng: np.random.Generator,
                         scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         flip: bool = True) -> Image.Image:

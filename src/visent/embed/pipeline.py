@@ -14,7 +14,7 @@ import torch
 
 from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
-from visent.embed.images import load_image
+from visent.embed.images import five_crops, load_image
 from visent.embed.onnx import calibrate_int8, calibration_id, check_runtime, choose_calibration, onnx_embedder
 from visent.progress import progress
 
@@ -71,10 +71,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def feature_key(backbone: Backbone, tta: bool, runtime: str = "torch", calib_id: str | None = None) -> str:
-    """Cache key of the features: backbone identity, test-time flip and, for the ONNX runtimes, the runtime
-    (with the int8 calibration's identity), since their features differ slightly from PyTorch's."""
-    key = f"{backbone.key}|tta={int(tta)}"
+TTA_MODES = ("none", "flip", "crops")
+
+
+def tta_mode(tta: bool | str) -> str:
+    """The test-time augmentation: ``"none"`` (False), ``"flip"`` (True: the image and its mirror image) or
+    ``"crops"`` (Campos et al.: five crops of the image and of its mirror image, ten views)."""
+    mode = {False: "none", True: "flip"}.get(tta, tta) if isinstance(tta, bool) else str(tta)
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    return mode
+
+
+def feature_key(backbone: Backbone, tta: bool | str, runtime: str = "torch", calib_id: str | None = None) -> str:
+    """Cache key of the features: backbone identity, test-time augmentation and, for the ONNX runtimes, the
+    runtime (with the int8 calibration's identity), since their features differ slightly from PyTorch's."""
+    mode = tta_mode(tta)
+    key = f"{backbone.key}|tta=" + {"none": "0", "flip": "1"}.get(mode, mode)
     if runtime != "torch":
         key += f"|runtime={runtime}" + (f":{calib_id}" if calib_id else "")
     return key
@@ -82,13 +95,14 @@ def feature_key(backbone: Backbone, tta: bool, runtime: str = "torch", calib_id:
 
 def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | None, backbone: Backbone, *,
                  cache: FeatureCache | None = None, batch_size: int = 32, workers: int = 2,
-                 tta: bool = False, runtime: str = "torch", int8_calibration: Path | None = None,
+                 tta: bool | str = False, runtime: str = "torch", int8_calibration: Path | None = None,
                  threads: int | None = None) -> tuple[np.ndarray, list[str]]:
     """Pooled features of images, float32 (n, dim), and a status per image.
 
     Status is ``"ok"`` (computed now), ``"cached"`` or ``"error: <file>: <reason>"`` (row is NaN).
     ``hashes`` are the SHA-256 of the files' bytes (computed when None); identical images are embedded
-    once. With ``tta`` the features of the image and its mirror image are averaged.
+    once. ``tta`` averages the features of several views (see :func:`tta_mode`): ``True`` or ``"flip"``
+    the image and its mirror image, ``"crops"`` ten views as Campos et al.
 
     ``runtime`` runs the backbone with PyTorch (``"torch"``) or, on CPU, with ONNX Runtime in fp32
     (``"onnx"``, several times faster) or int8 (``"onnx-int8"``, faster still) with the calibration file
@@ -97,6 +111,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     ``workers`` threads decode images meanwhile.
     """
     check_runtime(runtime)
+    mode = tta_mode(tta)
     n = len(paths)
     if hashes is not None and len(hashes) != n:
         raise ValueError(f"{len(hashes)} hashes for {n} paths")
@@ -145,16 +160,28 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
         return features, status
 
     def load(item: tuple[str, Path]) -> torch.Tensor:
-        return backbone.preprocess(load_image(item[1], backbone.image_size))
+        """(3, S, S), or (5, 3, S, S) for the crops."""
+        image = load_image(item[1], backbone.image_size)
+        if mode == "crops":
+            return torch.stack([backbone.to_tensor(crop)
+                                for crop in five_crops(image, backbone.image_size, backbone.spec.resample)])
+        return backbone.preprocess(image)
 
     if runtime == "torch":
-        def forward(batch: torch.Tensor) -> np.ndarray:
-            return _forward(backbone, batch, tta)
+        def network(batch: torch.Tensor) -> np.ndarray:
+            return backbone.forward_features(batch).float().cpu().numpy()
     else:
         embedder = onnx_embedder(backbone, runtime, calibration=int8_calibration, threads=threads)
 
-        def forward(batch: torch.Tensor) -> np.ndarray:
-            return _forward_onnx(embedder, batch.numpy(), tta)
+        def network(batch: torch.Tensor) -> np.ndarray:
+            return embedder(batch.numpy())
+
+    def forward(batch: torch.Tensor) -> np.ndarray:
+        """Features (B, dim) of a batch (B, 3, S, S) or (B, V, 3, S, S), averaged over the views."""
+        views = batch.reshape(-1, *batch.shape[-3:])
+        if mode != "none":
+            views = torch.cat([views, views.flip(-1)])
+        return _mean_views(network(views), len(batch))
 
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     fresh: dict[str, np.ndarray] = {}
@@ -202,18 +229,12 @@ def calibration_images(backbone: Backbone, paths: Sequence[Path | None], digests
     return np.stack(images) if images else np.empty((0, 3, size, size), np.float32)
 
 
-def _forward(backbone: Backbone, batch: torch.Tensor, tta: bool) -> np.ndarray:
-    if not tta:
-        return backbone.forward_features(batch).float().cpu().numpy()
-    both = backbone.forward_features(torch.cat([batch, batch.flip(-1)])).float()
-    return ((both[: len(batch)] + both[len(batch):]) / 2).cpu().numpy()
-
-
-def _forward_onnx(embedder: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tta: bool) -> np.ndarray:
-    if not tta:
-        return embedder(batch)
-    both = embedder(np.concatenate([batch, batch[..., ::-1]]))
-    return (both[: len(batch)] + both[len(batch):]) / 2
+def _mean_views(out: np.ndarray, n: int) -> np.ndarray:
+    """Average (views * n, dim) laid out as [flip][image][view] over everything but the image."""
+    if len(out) == n:
+        return out
+    per_image = len(out) // (2 * n)
+    return out.reshape(2, n, per_image, out.shape[-1]).mean(axis=(0, 2))
 
 
 def _try(function: Callable[[T], R], item: T) -> R | Exception:
