@@ -25,6 +25,8 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import KFold
 
+from visent.embed import DEFAULT_RUNTIME, RUNTIMES
+from visent.embed.signals import SIGNALS
 from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
 from visent.model import VisentModel
@@ -60,9 +62,11 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet-lite0")
     parser.add_argument("--teacher", default="vader")
     parser.add_argument("--target", default="soft", choices=["soft", "hard"])
-    parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--runtime", default="torch", choices=["torch", "onnx", "onnx-int8"],
+    parser.add_argument("--tta", default="none", choices=["none", "flip", "crops"])
+    parser.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=list(RUNTIMES),
                         help="how the backbone runs (features are cached per runtime)")
+    parser.add_argument("--signal", action="append", default=[], choices=list(SIGNALS),
+                        help="image signal fused with the backbone's features (repeatable)")
     parser.add_argument("--thresholds", help="negative,neutral,positive confidence thresholds (default: the teacher's)")
     parser.add_argument("--balance", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,9 +83,11 @@ def main() -> None:
         thresholds = dict(zip(("negative", "neutral", "positive"), (float(x) for x in args.thresholds.split(","))))
     options = BuildOptions(teacher=args.teacher, thresholds=thresholds,
                            backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
-                           seed=args.seed, runtime=args.runtime)
-    tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{int(args.tta)}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
+                           seed=args.seed, runtime=args.runtime, signals=tuple(args.signal))
+    tta_tag = {"none": "0", "flip": "1"}.get(args.tta, args.tta)  # the names earlier runs used
+    tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{tta_tag}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
     tag += f"-{args.runtime}" if args.runtime != "torch" else ""
+    tag += "".join(f"-{name}" for name in args.signal)
     work = args.work / tag
 
     # The crawl as the pipeline sees it: images and texts, no labels file.

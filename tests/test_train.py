@@ -83,3 +83,42 @@ def test_train_needs_a_cleaned_dataset(tmp_path):
     ingest(crawl, tmp_path / "ds")
     with pytest.raises(DatasetError, match="visent clean"):
         train(tmp_path / "ds", tmp_path / "model")
+
+
+@pytest.mark.slow
+def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from visent.embed.signals import SIGNALS
+
+    calls = []
+
+    def brightness(paths, teacher=None, cache=True, hashes=None):  # a stand-in signal: mean and spread of pixels
+        calls.append(len(paths))
+        rows, status = [], []
+        for path in paths:
+            try:
+                pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255
+                rows.append([pixels.mean(), pixels.std()])
+                status.append("ok")
+            except Exception as exc:  # noqa: BLE001
+                rows.append([np.nan, np.nan])
+                status.append(f"error: {path}: {exc}")
+        return np.array(rows, dtype=np.float32), status
+
+    monkeypatch.setitem(SIGNALS._entries, "brightness", (lambda: brightness, "test signal"))
+    with pytest.raises(ValueError, match="unknown signal 'sarcasm'"):
+        train(cleaned, tmp_path / "bad", signals=["sarcasm"])
+    model = train(cleaned, tmp_path / "fused", C=0.1, signals=["brightness"], runtime="torch")
+    assert calls == [20]
+    assert model.head.coef_.shape == (3, 1280 + 2)
+    loaded = VisentModel.load(tmp_path / "fused")
+    assert loaded.config.signals == ["brightness"]
+    paths = [p for p in (cleaned.root / "images").rglob("*") if p.is_file()][:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"nope")
+    probs, status = loaded.predict_proba([*paths, broken], cache=False)
+    assert calls == [20, 4] and status[:3] == ["ok"] * 3 and status[3].startswith("error")
+    assert np.allclose(probs[:3].sum(1), 1) and np.isnan(probs[3]).all()
+    plain = train(cleaned, tmp_path / "plain", C=0.1, runtime="torch")
+    assert plain.head.coef_.shape == (3, 1280) and VisentModel.load(tmp_path / "plain").config.signals == []

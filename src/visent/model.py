@@ -36,9 +36,11 @@ class ModelError(Exception):
 class ModelConfig:
     backbone: str = "efficientnet-lite0"
     backbone_weights: str | None = None  # file name inside the model directory, or None for packaged weights
-    tta: bool = False
+    tta: bool | str = False  # test-time augmentation: False/"none", True/"flip" or "crops"
     runtime: str = "torch"  # how the backbone runs: "torch", "onnx" or "onnx-int8" (see visent.embed.RUNTIMES)
     int8_calibration: str | None = None  # file name inside the model directory: the int8 activation ranges
+    signals: list[str] = field(default_factory=list)  # image signals fused with the backbone (visent.embed.SIGNALS)
+    signal_teacher: str = "vader"  # the text teacher that scores text read in images (signal "ocr")
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
     visent_version: str = __version__
 
@@ -108,6 +110,8 @@ class VisentModel:
 
     def features(self, paths: Sequence[str | Path], hashes: Sequence[str] | None = None, *,
                  cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
+        """What the head reads, (n, dim): the backbone's pooled features, then the model's signals.
+        Training and prediction both come through here. A row is NaN when its image could not be read."""
         from visent.embed import FeatureCache, embed_images
 
         calibration = None
@@ -115,9 +119,18 @@ class VisentModel:
             if self.directory is None:
                 raise ModelError("an int8 model must be loaded from its directory")
             calibration = self.directory / self.config.int8_calibration
-        return embed_images([Path(p) for p in paths], hashes, self.backbone,
-                            cache=FeatureCache() if cache else None, batch_size=batch_size, tta=self.config.tta,
-                            runtime=self.config.runtime, int8_calibration=calibration)
+        paths = [Path(p) if p is not None else None for p in paths]
+        features, status = embed_images(paths, hashes, self.backbone, cache=FeatureCache() if cache else None,
+                                        batch_size=batch_size, tta=self.config.tta, runtime=self.config.runtime,
+                                        int8_calibration=calibration)
+        if not self.config.signals:
+            return features, status
+        from visent.embed.signals import signal_features
+
+        extra, extra_status = signal_features(self.config.signals, paths, hashes, cache=cache,
+                                              teacher=self.config.signal_teacher)
+        status = [s if s.startswith("error") or not e.startswith("error") else e for s, e in zip(status, extra_status)]
+        return np.hstack([features, extra]), status
 
     def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[str]]:
         """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""

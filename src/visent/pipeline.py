@@ -19,10 +19,11 @@ class BuildOptions:
     backbone: str = "efficientnet-lite0"
     weights: str | None = None
     target: str = "soft"
-    tta: bool = False
+    tta: bool | str = False
     finetune_blocks: int = 0
     seed: int = 0
     runtime: str | None = None  # None: visent.embed.DEFAULT_RUNTIME
+    signals: tuple[str, ...] = ()  # image signals fused with the backbone: "ocr", "faces"
     ingest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +54,8 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
                              min_side=options.min_side, balance=options.balance, seed=options.seed)
     model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
                   tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
-                  runtime=options.runtime)
+                  runtime=options.runtime, signals=options.signals,
+                  signal_teacher=options.teacher)  # the posts' teacher also reads the text inside images
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]
     return summary

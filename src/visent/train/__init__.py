@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
@@ -66,21 +66,26 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
 
 def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "efficientnet-lite0",
           weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
-          tta: bool = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
-          seed: int = 0, runtime: str | None = None) -> "VisentModel":
+          tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
+          seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
+          signal_teacher: str = "vader") -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
     ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
     ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
+    ``signals`` adds image signals to the backbone's features (``visent.embed.signals.SIGNALS``: "ocr" scored
+    by ``signal_teacher``, "faces").
     ``runtime`` runs the backbone with PyTorch or ONNX Runtime (``visent.embed.RUNTIMES``, default
     ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
-    from visent.embed import FeatureCache, embed_images, load_backbone
+    from visent.embed import load_backbone
     from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
+    from visent.embed.pipeline import tta_mode
     from visent.model import ModelConfig, VisentModel
 
     runtime = check_runtime(runtime or DEFAULT_RUNTIME)
+    tta = tta_mode(tta)
     if target not in ("soft", "hard"):
         raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
     dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
@@ -94,7 +99,10 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime)
+    from visent.embed.signals import check_signals
+
+    config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, signals=check_signals(signals),
+                         signal_teacher=signal_teacher)
     model_backbone = load_backbone(backbone, weights=weights)
     finetune_report = None
     if finetune_blocks > 0:
@@ -115,18 +123,17 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
         config.backbone_weights = weights_path.name
         model_backbone = load_backbone(backbone, weights=weights_path)
 
-    calibration = None
     if runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
         from visent.embed.onnx import CALIBRATION_FILE, calibrate_int8
         from visent.embed.pipeline import calibration_images
 
         measured = calibrate_int8(
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
-        calibration = out / CALIBRATION_FILE
-        atomic_write_bytes(calibration, measured.read_bytes())
+        atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
         config.int8_calibration = CALIBRATION_FILE
-    features, statuses = embed_images(rows["path"], rows["sha256"], model_backbone, cache=FeatureCache(),
-                                      batch_size=batch_size, tta=tta, runtime=runtime, int8_calibration=calibration)
+    reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
+    reader._backbone = model_backbone
+    features, statuses = reader.features(rows["path"], rows["sha256"], batch_size=batch_size)
     usable = ~np.isnan(features).any(axis=1)
     if usable.sum() < 10:
         raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
@@ -173,7 +180,9 @@ def model_card(config, metrics: dict[str, Any]) -> str:
         "| | |",
         "|---|---|",
         f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'} |",
-        f"| test-time flip | {config.tta} |",
+        f"| test-time augmentation | {config.tta} |",
+        f"| runtime | {config.runtime} |",
+        f"| image signals | {', '.join(config.signals) or 'none'} |",
         f"| head | multinomial logistic, C = {metrics.get('C')}, {metrics.get('target')} targets |",
         f"| source | `{(ingest.get('params') or {}).get('source', '?')}` |",
         f"| posts ingested | {(ingest.get('counts') or {}).get('posts', '?')} |",

@@ -1,0 +1,66 @@
+"""Image signals beyond the scene, fused with the backbone's features in the student (each switchable).
+
+``SIGNALS`` is the registry: a signal maps image paths to a small float32 matrix and a status per image.
+
+- ``ocr``: the text written inside the image, read by RapidOCR and scored by the text teacher
+  (:mod:`visent.embed.ocr`);
+- ``faces``: faces found by a packaged detector and their expressions (:mod:`visent.embed.faces`).
+
+A model lists its signals in ``ModelConfig.signals``; training and prediction compute them the same way,
+through :func:`signal_features`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from visent.registry import Registry
+
+SignalFunction = Callable[..., tuple[np.ndarray, list[str]]]
+SIGNALS: Registry[SignalFunction] = Registry("signal")
+
+
+@SIGNALS.register("ocr", "text inside the image (RapidOCR), scored by the text teacher: has_text, log1p(chars), "
+                         "P(neg, neu, pos) (5 values)")
+def _ocr() -> SignalFunction:
+    from visent.embed.ocr import ocr_features
+
+    return ocr_features
+
+
+@SIGNALS.register("faces", "faces (CenterFace) and their expressions (FER): log1p(faces), largest face area, "
+                           "7 expression probabilities (9 values)")
+def _faces() -> SignalFunction:
+    from visent.embed.faces import face_features
+
+    def faces(paths: Sequence[Path | None], teacher: Any = None, **kwargs: Any) -> tuple[np.ndarray, list[str]]:
+        return face_features(paths, **kwargs)
+
+    return faces
+
+
+def check_signals(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, each a registered signal (else a ValueError that lists them)."""
+    unknown = [name for name in names if name not in SIGNALS]
+    if unknown:
+        raise ValueError(f"unknown signal {unknown[0]!r}; choose from: {', '.join(SIGNALS)}")
+    return list(names)
+
+
+def signal_features(names: Sequence[str], paths: Sequence[Path | None], hashes: Sequence[str | None] | None = None,
+                    *, cache: bool = True, teacher: Any = "vader") -> tuple[np.ndarray, list[str]]:
+    """The signals ``names`` side by side, float32 (n, total width), and a status per image: the first
+    error any signal gave for it, else ``"ok"``. Rows of images a signal could not read are NaN."""
+    n = len(paths)
+    blocks = [np.zeros((n, 0), np.float32)]
+    status = ["ok"] * n
+    for name in check_signals(names):
+        values, statuses = SIGNALS.create(name)(paths, teacher=teacher, cache=cache, hashes=hashes)
+        blocks.append(np.asarray(values, dtype=np.float32))
+        for i, s in enumerate(statuses):
+            if s.startswith("error") and status[i] == "ok":
+                status[i] = s
+    return np.hstack(blocks), status
