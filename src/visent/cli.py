@@ -79,9 +79,10 @@ BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes
 BACKBONE = typer.Option("efficientnet-lite0", "--backbone", help="Image backbone (see `visent backbones`).")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
-TTA = typer.Option(False, "--tta/--no-tta", help="Average the features of each image and its mirror image.")
+TTA = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the image and its mirror image) or crops (five crops and their mirrors, as Campos et al.).")
 FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
 SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
+SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text in the image, scored by the teacher), faces (facial expressions). See `visent backbones`.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
                             "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
@@ -138,17 +139,18 @@ def clean(
 def train(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
+    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
     finetune_blocks: int = FINETUNE,
     finetune_epochs: int = typer.Option(3, help="Epochs of fine-tuning when --finetune-blocks > 0."),
     c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
-    seed: int = SEED, runtime: Optional[str] = RUNTIME,
+    seed: int = SEED, runtime: Optional[str] = RUNTIME, signal: List[str] = SIGNALS,
 ) -> None:
     """Train the visual student on the kept posts' images and teacher labels (never human labels)."""
     from visent.train import train as run_train
 
     model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
-                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime)
+                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime,
+                 signals=signal)
     _print_train_summary(model.metrics, out)
 
 
@@ -167,8 +169,9 @@ def build(
     teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
     neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
-    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: bool = TTA,
+    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
     finetune_blocks: int = FINETUNE, seed: int = SEED, runtime: Optional[str] = RUNTIME,
+    signal: List[str] = SIGNALS,
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
@@ -178,7 +181,7 @@ def build(
         teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
         near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
         weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
-        seed=seed, runtime=runtime, ingest={"limit": limit} if limit else {},
+        seed=seed, runtime=runtime, signals=tuple(signal), ingest={"limit": limit} if limit else {},
     )
     summary = _run("build", run_build, source, out, dataset=dataset, options=options)
     _print_counts("ingest", summary["ingest"])
@@ -222,6 +225,22 @@ def predict(
                   f"{counts['errors']} unreadable")
 
 
+def _print_kfold(kfold: dict[str, Any]) -> None:
+    names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
+             "from_imagenet": "fine-tuned from ImageNet features"}
+    table = Table(title=f"{kfold['folds']}-fold protocol on {kfold['n']} images (mean ± std over folds)",
+                  show_header=True, header_style="bold")
+    columns = [("binary_balanced_accuracy", "balanced acc"), ("binary_accuracy", "binary acc"),
+               ("binary_macro_f1", "macro-F1"), ("three_class_macro_f1", "3-class macro-F1"), ("ece", "ECE")]
+    table.add_column("head")
+    for _, title in columns:
+        table.add_column(title, justify="right")
+    for name, summary in kfold["summary"].items():
+        table.add_row(names.get(name, name), *(f"{summary[key][0]:.4f} ± {summary[key][1]:.4f}" if key in summary
+                                              else "-" for key, _ in columns))
+    stdout.print(table)
+
+
 def _print_predictions(rows: list[dict[str, Any]]) -> None:
     from visent.labels import CLASSES
 
@@ -241,11 +260,14 @@ def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
     benchmark: Path = typer.Option(..., "--benchmark", "-b", help="CSV of path,label (names, or 0/1 with 0 = negative) or an MVSA folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Also score the student per fold (stratified k-fold)."),
+    finetune: bool = typer.Option(False, "--finetune", help="With --folds: fine-tune a head on the other folds' human labels, from the student and from ImageNet features."),
+    seed: int = SEED,
 ) -> None:
     """Prove a model on human-labelled images: binary (pos vs neg) accuracy, balanced accuracy, macro-F1, confusion."""
     from visent.evaluate import evaluate as run_evaluate
 
-    report = _run("evaluate", run_evaluate, model, benchmark, out=out)
+    report = _run("evaluate", run_evaluate, model, benchmark, out=out, folds=folds, finetune=finetune, seed=seed)
     table = Table(title=f"{model} on {benchmark}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -262,6 +284,8 @@ def evaluate(
     stdout.print(table)
     matrix = three["confusion"]["rows_true_cols_predicted"]
     stdout.print("confusion (rows true, columns predicted; negative, neutral, positive): " + json.dumps(matrix))
+    if "kfold" in report:
+        _print_kfold(report["kfold"])
     if out is not None:
         console.print(f"report → {out}")
 
@@ -291,6 +315,11 @@ def backbones() -> None:
     for name, description in BACKBONES.describe().items():
         console.print(f"[bold]{name}[/]  {description}")
     console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
+    from visent.embed.signals import SIGNALS
+
+    console.print("Image signals (--signal NAME, fused with the backbone's features):")
+    for name, description in SIGNALS.describe().items():
+        console.print(f"[bold]{name}[/]  {description}")
 
 
 @app.command()

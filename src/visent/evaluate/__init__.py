@@ -1,6 +1,8 @@
 """Prove a student on human-labelled images.
 
-Public surface: :func:`load_benchmark`, :func:`compute_metrics`, :func:`evaluate`.
+Public surface: :func:`load_benchmark`, :func:`compute_metrics`, :func:`evaluate` (with ``folds``: the k-fold
+protocol, and with ``finetune`` heads fine-tuned on the human labels from the student and from ImageNet
+features, see :mod:`visent.evaluate.kfold`).
 
 Protocol (T4SA, Serra et al.): on positive-vs-negative images, neutral images left out, the decision is the
 larger of P(positive) and P(negative); binary accuracy, balanced accuracy and macro-F1 are reported. When the
@@ -144,8 +146,13 @@ def compute_metrics(labels: Sequence[str], probs: np.ndarray) -> dict[str, Any]:
     return result
 
 
-def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32) -> dict[str, Any]:
-    """Score ``model`` (a VisentModel or a model directory) on a benchmark; write JSON to ``out`` if given."""
+def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32,
+             folds: int | None = None, finetune: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Score ``model`` (a VisentModel or a model directory) on a benchmark; write JSON to ``out`` if given.
+
+    ``folds`` (k ≥ 2) adds ``report["kfold"]``: the student per fold and, with ``finetune``, heads fine-tuned
+    on the other folds' human labels from the student and from ImageNet features (mean ± std over folds).
+    """
     from visent.model import VisentModel
 
     model = model if isinstance(model, VisentModel) else VisentModel.load(model)
@@ -163,7 +170,18 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         "unreadable": [f"{p}: {s}" for p, s, good in zip(bench.paths, statuses, ok) if not good][:50],
         "n_skipped_labels": len(bench.skipped),
     }
-    report.update(compute_metrics([label for label, good in zip(bench.labels, ok) if good], probs[ok]))
+    scored_labels = [label for label, good in zip(bench.labels, ok) if good]
+    report.update(compute_metrics(scored_labels, probs[ok]))
+    if finetune and not folds:
+        folds = 5
+    if folds:
+        from visent.evaluate.kfold import kfold_finetune
+
+        if folds < 2:
+            raise BenchmarkError(f"--folds must be at least 2, got {folds}")
+        scored_paths = [path for path, good in zip(bench.paths, ok) if good]
+        report["kfold"] = kfold_finetune(model, scored_paths, scored_labels, folds=folds, seed=seed,
+                                         finetune=finetune, batch_size=batch_size)
     if out is not None:
         atomic_write_json(Path(out), report)
     return report

@@ -1,0 +1,138 @@
+"""k-fold fine-tuning on a human-labelled benchmark, the protocol of Campos et al. and Serra et al.
+
+The benchmark is split into k folds (stratified by label, seeded). On each fold the images of the other
+folds train a head on their human labels and the fold itself is scored, three ways:
+
+- ``student``: the zero-label student as it is (no human labels), on the same test folds;
+- ``from_student``: fine-tuned *from the distilled student*: the head starts at the student's weights and
+  is pulled towards them (an L2 penalty on the distance to the student, not to zero), on the student's
+  features (its fine-tuned backbone, when it has one);
+- ``from_imagenet``: the same fit from scratch (L2 towards zero) on the plain ImageNet backbone's features.
+
+The penalty strength C is chosen for each fold and each start by an inner 3-fold cross-validation on the
+training folds (log-loss), over the same grid for both starts, so the two differ only in where they start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.model_selection import StratifiedKFold
+
+from visent.labels import CLASS_INDEX, CLASSES
+from visent.train.head import softmax
+
+C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
+N_CLASSES = len(CLASSES)
+
+
+def fit_towards(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression on standardised features ``Z`` and class indices ``y``, with
+    balanced class weights and the penalty ``||W - W0||² / 2`` (scikit-learn's form: C times the weighted
+    log-loss plus the penalty; ``W0 = 0`` is ordinary L2). Starts at (W0, b0). Returns (W, b)."""
+    n, d = Z.shape
+    counts = np.bincount(y, minlength=N_CLASSES)
+    weight = (n / (np.count_nonzero(counts) * np.maximum(counts, 1)))[y]
+    onehot = np.eye(N_CLASSES)[y]
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        W, b = theta[: N_CLASSES * d].reshape(N_CLASSES, d), theta[N_CLASSES * d:]
+        logits = Z @ W.T + b
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        delta = W - W0
+        value = -C * float((weight * (onehot * log_p).sum(axis=1)).sum()) + 0.5 * float((delta ** 2).sum())
+        residual = C * weight[:, None] * (np.exp(log_p) - onehot)
+        grad = np.concatenate([(residual.T @ Z + delta).ravel(), residual.sum(axis=0)])
+        return value, grad
+
+    start = np.concatenate([W0.ravel(), b0]).astype(np.float64)
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 300})
+    theta = result.x
+    return theta[: N_CLASSES * d].reshape(N_CLASSES, d), theta[N_CLASSES * d:]
+
+
+def _choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed: int) -> float:
+    """The C of C_GRID with the lowest inner-CV log-loss (3 folds, or fewer when a class is rare)."""
+    splits = min(3, int(np.bincount(y)[np.bincount(y) > 0].min()))
+    if splits < 2:
+        return C_GRID[len(C_GRID) // 2]
+    inner = StratifiedKFold(splits, shuffle=True, random_state=seed)
+    losses = []
+    for C in C_GRID:
+        total = 0.0
+        for train, test in inner.split(Z, y):
+            W, b = fit_towards(Z[train], y[train], W0, b0, C)
+            p = softmax(Z[test] @ W.T + b)
+            total -= float(np.log(np.clip(p[np.arange(len(test)), y[test]], 1e-12, None)).sum())
+        losses.append(total)
+    return C_GRID[int(np.argmin(losses))]
+
+
+def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, folds: int = 5, seed: int = 0,
+                   finetune: bool = True, batch_size: int = 32) -> dict[str, Any]:
+    """Per-fold and mean ± std metrics of the student and, with ``finetune``, of the two fine-tuned heads.
+
+    ``paths``/``labels`` are the benchmark's readable images and their human labels (names).
+    """
+    from visent.embed import load_backbone
+    from visent.evaluate import compute_metrics
+
+    y_all = np.array([CLASS_INDEX[label] for label in labels])
+    X, _ = model.features(list(paths), batch_size=batch_size)
+    ok = ~np.isnan(X).any(axis=1)
+    if model.config.backbone_weights and finetune:  # a fine-tuned student: ImageNet features come from elsewhere
+        from visent.embed import FeatureCache, embed_images
+
+        plain, _ = embed_images(list(paths), None, load_backbone(model.config.backbone), cache=FeatureCache(),
+                                batch_size=batch_size, tta=model.config.tta, runtime=model.config.runtime)
+        ok &= ~np.isnan(plain).any(axis=1)
+    else:
+        plain = X
+    index = np.flatnonzero(ok)
+    present = np.bincount(y_all[index], minlength=N_CLASSES)
+    n_folds = min(folds, int(present[present > 0].min()))
+    if n_folds < 2:
+        raise ValueError(f"k-fold evaluation needs at least 2 images of every class present, got {present.tolist()}")
+    splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+
+    head = model.head
+    Z_student = (X - head.mean_) / head.scale_
+    runs: dict[str, list[dict[str, Any]]] = {"student": []}
+    if finetune:
+        runs.update(from_student=[], from_imagenet=[])
+    for fold, (train, test) in enumerate(splitter.split(index, y_all[index])):
+        train, test = index[train], index[test]
+        test_labels = [CLASSES[i] for i in y_all[test]]
+        runs["student"].append({"fold": fold, **compute_metrics(test_labels, head.predict_proba(X[test]))})
+        if not finetune:
+            continue
+        W0, b0 = head.coef_, head.intercept_
+        C = _choose_C(Z_student[train], y_all[train], W0, b0, seed)
+        W, b = fit_towards(Z_student[train], y_all[train], W0, b0, C)
+        runs["from_student"].append({"fold": fold, "C": C,
+                                     **compute_metrics(test_labels, softmax(Z_student[test] @ W.T + b))})
+        mean, scale = plain[train].mean(axis=0), plain[train].std(axis=0) + 1e-6
+        Z_plain = (plain - mean) / scale
+        zeros_W, zeros_b = np.zeros_like(W0), np.zeros_like(b0)
+        C = _choose_C(Z_plain[train], y_all[train], zeros_W, zeros_b, seed)
+        W, b = fit_towards(Z_plain[train], y_all[train], zeros_W, zeros_b, C)
+        runs["from_imagenet"].append({"fold": fold, "C": C,
+                                      **compute_metrics(test_labels, softmax(Z_plain[test] @ W.T + b))})
+    return {"folds": n_folds, "seed": seed, "n": int(len(index)),
+            "runs": runs, "summary": {name: summarise(rows) for name, rows in runs.items()}}
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Mean and standard deviation over folds of the headline metrics present in every fold."""
+    picks = {"binary_accuracy": ("binary", "accuracy"), "binary_balanced_accuracy": ("binary", "balanced_accuracy"),
+             "binary_macro_f1": ("binary", "macro_f1"), "three_class_macro_f1": ("three_class", "macro_f1"),
+             "ece": ("three_class", "ece")}
+    summary = {}
+    for name, (group, key) in picks.items():
+        values = [row[group][key] for row in rows if key in row.get(group, {})]
+        if values and len(values) == len(rows):
+            summary[name] = [float(np.mean(values)), float(np.std(values))]
+    return summary
