@@ -31,7 +31,7 @@ from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
 from visent.model import VisentModel
 from visent.pipeline import BuildOptions, build
-from visent.train import StudentHead
+from visent.train import DEFAULT_BACKBONE, StudentHead
 
 
 def human_probe(model_dir: Path, train_ids: list[str], test_ids: list[str], labels: dict, data_dir: Path) -> float:
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("mvsa", type=Path, nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-mvsa")
-    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="one, or several joined with +")
     parser.add_argument("--teacher", default="vader")
     parser.add_argument("--target", default="soft", choices=["soft", "hard"])
     parser.add_argument("--tta", default="none", choices=["none", "flip", "crops"])
@@ -69,6 +69,9 @@ def main() -> None:
                         help="image signal fused with the backbone's features (repeatable)")
     parser.add_argument("--thresholds", help="negative,neutral,positive confidence thresholds (default: the teacher's)")
     parser.add_argument("--balance", action="store_true")
+    parser.add_argument("--target-temperature", type=float, default=1.0)
+    parser.add_argument("--self-training", type=int, default=0)
+    parser.add_argument("--no-calibrate", action="store_true", help="leave the student's probabilities uncalibrated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--human-probe", action="store_true",
                         help="also train the same head on the training folds' human image labels (a reference line)")
@@ -83,11 +86,16 @@ def main() -> None:
         thresholds = dict(zip(("negative", "neutral", "positive"), (float(x) for x in args.thresholds.split(","))))
     options = BuildOptions(teacher=args.teacher, thresholds=thresholds,
                            backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
-                           seed=args.seed, runtime=args.runtime, signals=tuple(args.signal))
+                           seed=args.seed, runtime=args.runtime, signals=tuple(args.signal),
+                           target_temperature=args.target_temperature, self_training=args.self_training,
+                           calibrate=not args.no_calibrate)
     tta_tag = {"none": "0", "flip": "1"}.get(args.tta, args.tta)  # the names earlier runs used
     tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{tta_tag}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
     tag += f"-{args.runtime}" if args.runtime != "torch" else ""
     tag += "".join(f"-{name}" for name in args.signal)
+    tag += f"-T{args.target_temperature:g}" if args.target_temperature != 1.0 else ""
+    tag += f"-st{args.self_training}" if args.self_training else ""
+    tag += "-uncal" if args.no_calibrate else ""
     work = args.work / tag
 
     # The crawl as the pipeline sees it: images and texts, no labels file.

@@ -65,3 +65,35 @@ def test_save_load_round_trip(tmp_path):
     again = StudentHead.load(tmp_path / "head.npz")
     assert again.C == 0.3
     assert np.allclose(again.predict_proba(X), head.predict_proba(X))
+
+
+def test_temperature_scaling_fixes_overconfidence_without_changing_classes(tmp_path):
+    from visent.evaluate import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    X = rng.normal(0, 0.25, (3, 40))[y] + rng.normal(size=(900, 40))  # weak signal in many dimensions
+    head = StudentHead(C=10.0).fit(X[:150], y[:150])  # few rows, weak regularisation: overconfident
+    before = head.predict_proba(X[450:])
+    head.calibrate(X[150:450], y[150:450])
+    after = head.predict_proba(X[450:])  # rows the temperature never saw
+    assert head.temperature > 2  # flatter
+    assert (after.argmax(1) == before.argmax(1)).all()
+    ece_before, ece_after = expected_calibration_error(y[450:], before), expected_calibration_error(y[450:], after)
+    assert ece_after < 0.5 * ece_before
+
+    def nll(p):
+        return -np.log(p[np.arange(len(p)), y[450:]]).mean()
+
+    assert nll(after) < nll(before)
+    head.save(tmp_path / "head.npz")
+    assert StudentHead.load(tmp_path / "head.npz").temperature == head.temperature
+
+
+def test_heads_saved_before_temperature_load_with_none(tmp_path):
+    X, y = _blobs()
+    head = StudentHead(C=1.0).fit(X, y)
+    np.savez(tmp_path / "old.npz", mean=head.mean_, scale=head.scale_, coef=head.coef_, intercept=head.intercept_,
+             C=np.array(head.C))
+    old = StudentHead.load(tmp_path / "old.npz")
+    assert old.temperature == 1.0 and np.allclose(old.predict_proba(X), head.predict_proba(X))

@@ -15,7 +15,16 @@ from visent.ingest import ingest
 from visent.model import VisentModel
 from visent.store import DatasetError
 from visent.teach import teach
-from visent.train import train
+from visent.train import train as _train
+
+LITE0 = "efficientnet-lite0"
+
+
+def train(*args, **kwargs):
+    """These tests are about training itself: the single, smallest backbone unless a test names another
+    (the pipeline tests build with the default backbone)."""
+    kwargs.setdefault("backbone", LITE0)
+    return _train(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +131,39 @@ def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, m
     assert np.allclose(probs[:3].sum(1), 1) and np.isnan(probs[3]).all()
     plain = train(cleaned, tmp_path / "plain", C=0.1, runtime="torch")
     assert plain.head.coef_.shape == (3, 1280) and VisentModel.load(tmp_path / "plain").config.signals == []
+
+
+@pytest.mark.slow
+def test_features_of_several_backbones_are_joined(cleaned, tmp_path):
+    from visent.embed import BackboneError
+
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        train(cleaned, tmp_path / "bad", backbone="efficientnet-lite0+resnet-9000")
+    joined = train(cleaned, tmp_path / "joined", backbone="efficientnet-lite0+efficientnet-lite0-ms", C=0.1,
+                   runtime="torch")
+    assert joined.config.backbone == "efficientnet-lite0"
+    assert joined.config.extra_backbones == ["efficientnet-lite0-ms"]
+    assert joined.head.coef_.shape == (3, 1280 + 2576)
+    loaded = VisentModel.load(tmp_path / "joined")
+    paths = [p for p in (cleaned.root / "images").rglob("*") if p.is_file()][:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"nope")
+    features, status = loaded.features([*paths, broken], cache=False)
+    plain = train(cleaned, tmp_path / "plain", C=0.1, runtime="torch")
+    first, _ = plain.features(paths, cache=False)
+    np.testing.assert_allclose(features[:3, :1280], first, atol=1e-5)  # the main backbone's features come first
+    np.testing.assert_allclose(features[:3, 1280 + 2576 - 1280:], first, atol=1e-4)  # -ms ends with the same pool
+    assert status[:3] == ["ok"] * 3 and status[3].startswith("error") and np.isnan(features[3]).all()
+    assert "efficientnet-lite0-ms" in (tmp_path / "joined" / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+def test_student_is_calibrated_on_teacher_validation_and_self_training_is_recorded(cleaned, tmp_path):
+    model = train(cleaned, tmp_path / "cal", C=0.1, runtime="torch", self_training=1, target_temperature=0.5)
+    calibration = model.metrics["calibration"]
+    assert calibration["temperature"] == model.head.temperature > 0 and calibration["n_val"] == 4
+    assert VisentModel.load(tmp_path / "cal").head.temperature == model.head.temperature
+    assert model.metrics["self_training"] == {"rounds": 1, "alpha": 0.5} and model.metrics["target_temperature"] == 0.5
+    raw = train(cleaned, tmp_path / "raw", C=0.1, runtime="torch", calibrate=False)
+    assert raw.head.temperature == 1.0 and raw.metrics["calibration"] is None
+    assert "temperature" in (tmp_path / "cal" / "MODEL_CARD.md").read_text()

@@ -76,12 +76,19 @@ POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HE
 NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
 MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
 BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
-BACKBONE = typer.Option("efficientnet-lite0", "--backbone", help="Image backbone (see `visent backbones`).")
+BACKBONE = typer.Option("efficientnet-lite0-ms+efficientnet-lite2", "--backbone",
+                        help="Image backbone (see `visent backbones`); join several with + to use all their features.")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
 TTA = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the image and its mirror image) or crops (five crops and their mirrors, as Campos et al.).")
 FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
 SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
+TARGET_T = typer.Option(1.0, "--target-temperature", min=0.01,
+                        help="Sharpen (< 1) or flatten (> 1) the teacher's probabilities before training.")
+SELF_TRAINING = typer.Option(0, "--self-training", min=0,
+                             help="Rounds in which the student relabels the posts (out of fold) and learns again.")
+CALIBRATE = typer.Option(True, "--calibrate/--no-calibrate",
+                         help="Temperature-scale the student's probabilities on a teacher-label validation split.")
 SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text in the image, scored by the teacher), faces (facial expressions). See `visent backbones`.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
@@ -144,13 +151,15 @@ def train(
     finetune_epochs: int = typer.Option(3, help="Epochs of fine-tuning when --finetune-blocks > 0."),
     c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
     seed: int = SEED, runtime: Optional[str] = RUNTIME, signal: List[str] = SIGNALS,
+    target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING, calibrate: bool = CALIBRATE,
 ) -> None:
     """Train the visual student on the kept posts' images and teacher labels (never human labels)."""
     from visent.train import train as run_train
 
     model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
                  finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime,
-                 signals=signal)
+                 signals=signal, target_temperature=target_temperature, self_training=self_training,
+                 calibrate=calibrate)
     _print_train_summary(model.metrics, out)
 
 
@@ -171,7 +180,8 @@ def build(
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
     backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
     finetune_blocks: int = FINETUNE, seed: int = SEED, runtime: Optional[str] = RUNTIME,
-    signal: List[str] = SIGNALS,
+    signal: List[str] = SIGNALS, target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING,
+    calibrate: bool = CALIBRATE,
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
@@ -181,7 +191,8 @@ def build(
         teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
         near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
         weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
-        seed=seed, runtime=runtime, signals=tuple(signal), ingest={"limit": limit} if limit else {},
+        seed=seed, runtime=runtime, signals=tuple(signal), target_temperature=target_temperature,
+        self_training=self_training, calibrate=calibrate, ingest={"limit": limit} if limit else {},
     )
     summary = _run("build", run_build, source, out, dataset=dataset, options=options)
     _print_counts("ingest", summary["ingest"])

@@ -39,6 +39,7 @@ class ModelConfig:
     tta: bool | str = False  # test-time augmentation: False/"none", True/"flip" or "crops"
     runtime: str = "torch"  # how the backbone runs: "torch", "onnx" or "onnx-int8" (see visent.embed.RUNTIMES)
     int8_calibration: str | None = None  # file name inside the model directory: the int8 activation ranges
+    extra_backbones: list[str] = field(default_factory=list)  # frozen packaged backbones whose features are appended
     signals: list[str] = field(default_factory=list)  # image signals fused with the backbone (visent.embed.SIGNALS)
     signal_teacher: str = "vader"  # the text teacher that scores text read in images (signal "ocr")
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
@@ -70,6 +71,7 @@ class VisentModel:
         self.directory = directory
         self.metrics = metrics or {}
         self._backbone = None
+        self._extra_backbones: dict[str, Any] = {}
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_MODEL) -> "VisentModel":
@@ -120,17 +122,38 @@ class VisentModel:
                 raise ModelError("an int8 model must be loaded from its directory")
             calibration = self.directory / self.config.int8_calibration
         paths = [Path(p) if p is not None else None for p in paths]
+        if hashes is None and (self.config.extra_backbones or self.config.signals):
+            from visent.embed.pipeline import file_hashes
+
+            hashes = file_hashes(paths)[0]  # once, for every pass below
         features, status = embed_images(paths, hashes, self.backbone, cache=FeatureCache() if cache else None,
                                         batch_size=batch_size, tta=self.config.tta, runtime=self.config.runtime,
                                         int8_calibration=calibration)
-        if not self.config.signals:
-            return features, status
-        from visent.embed.signals import signal_features
+        blocks = [features]
+        for name in self.config.extra_backbones:
+            # The int8 calibration belongs to the main backbone; extra backbones run in fp32 ONNX then.
+            runtime = "onnx" if self.config.runtime == "onnx-int8" else self.config.runtime
+            extra, extra_status = embed_images(paths, hashes, self.extra_backbone(name),
+                                               cache=FeatureCache() if cache else None, batch_size=batch_size,
+                                               tta=self.config.tta, runtime=runtime)
+            blocks.append(extra)
+            status = _first_error(status, extra_status)
+        if self.config.signals:
+            from visent.embed.signals import signal_features
 
-        extra, extra_status = signal_features(self.config.signals, paths, hashes, cache=cache,
-                                              teacher=self.config.signal_teacher)
-        status = [s if s.startswith("error") or not e.startswith("error") else e for s, e in zip(status, extra_status)]
-        return np.hstack([features, extra]), status
+            extra, extra_status = signal_features(self.config.signals, paths, hashes, cache=cache,
+                                                  teacher=self.config.signal_teacher)
+            blocks.append(extra)
+            status = _first_error(status, extra_status)
+        return (np.hstack(blocks) if len(blocks) > 1 else features), status
+
+    def extra_backbone(self, name: str) -> Any:
+        """One of ``config.extra_backbones``, loaded once with its packaged weights (frozen)."""
+        if name not in self._extra_backbones:
+            from visent.embed import load_backbone
+
+            self._extra_backbones[name] = load_backbone(name)
+        return self._extra_backbones[name]
 
     def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[str]]:
         """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""
@@ -140,3 +163,8 @@ class VisentModel:
         if ok.any():
             probs[ok] = self.head.predict_proba(features[ok])
         return probs, statuses
+
+
+def _first_error(status: list[str], extra: list[str]) -> list[str]:
+    """Per image: the status it had, unless that was fine and the extra pass failed on it."""
+    return [s if s.startswith("error") or not e.startswith("error") else e for s, e in zip(status, extra)]

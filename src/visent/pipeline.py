@@ -16,11 +16,14 @@ class BuildOptions:
     near_dup_distance: int = 4
     min_side: int = 32
     balance: bool = False
-    backbone: str = "efficientnet-lite0"
+    backbone: str = "efficientnet-lite0-ms+efficientnet-lite2"  # visent.train.DEFAULT_BACKBONE
     weights: str | None = None
     target: str = "soft"
     tta: bool | str = False
     finetune_blocks: int = 0
+    target_temperature: float = 1.0
+    self_training: int = 0
+    calibrate: bool = True
     seed: int = 0
     runtime: str | None = None  # None: visent.embed.DEFAULT_RUNTIME
     signals: tuple[str, ...] = ()  # image signals fused with the backbone: "ocr", "faces"
@@ -54,7 +57,8 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
                              min_side=options.min_side, balance=options.balance, seed=options.seed)
     model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
                   tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
-                  runtime=options.runtime, signals=options.signals,
+                  runtime=options.runtime, signals=options.signals, target_temperature=options.target_temperature,
+                  self_training=options.self_training, calibrate=options.calibrate,
                   signal_teacher=options.teacher)  # the posts' teacher also reads the text inside images
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]

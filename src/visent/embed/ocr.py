@@ -21,7 +21,6 @@ share: content hashing, cache look-up, decoding in threads, per-image error stat
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,7 +30,7 @@ from PIL import Image
 
 from visent.embed.cache import FeatureCache
 from visent.embed.images import load_image
-from visent.embed.pipeline import FLUSH_EVERY, _try, describe_error, file_sha256, prefetched
+from visent.embed.pipeline import FLUSH_EVERY, _try, describe_error, file_hashes, prefetched
 from visent.labels import CLASSES
 from visent.progress import progress
 
@@ -62,24 +61,9 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
     (row NaN) for a missing or unreadable file or an image the model cannot take; no image stops the run.
     """
     n = len(paths)
-    if hashes is not None and len(hashes) != n:
-        raise ValueError(f"{len(hashes)} hashes for {n} paths")
     rows = np.full((n, dim), np.nan, dtype=np.float32)
-    status = [""] * n
-    digests: list[str | None] = [None] * n
-    for i, path in enumerate(paths):
-        if path is None:
-            status[i] = "error: no image file"
-        elif hashes is not None and hashes[i]:
-            digests[i] = hashes[i]
-    missing = [i for i in range(n) if digests[i] is None and not status[i]]
-    if missing:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for i, result in zip(missing, pool.map(lambda i: _try(file_sha256, Path(paths[i])), missing)):
-                if isinstance(result, Exception):
-                    status[i] = describe_error(Path(paths[i]), result)  # type: ignore[arg-type]
-                else:
-                    digests[i] = result
+    digests, errors = file_hashes(paths, hashes, workers)
+    status = [error or "" for error in errors]
 
     if cache is not None:
         found = cache.get_many(key, [d for d in digests if d is not None])

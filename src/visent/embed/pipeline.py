@@ -71,6 +71,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_hashes(paths: Sequence[Path | str | None], hashes: Sequence[str | None] | None = None,
+                workers: int = 2) -> tuple[list[str | None], list[str | None]]:
+    """SHA-256 of each file's bytes (taken from ``hashes`` where given) and, where a file cannot be read, its
+    error status (``"error: <file>: <reason>"``, its digest None); a None path is ``"error: no image file"``."""
+    n = len(paths)
+    if hashes is not None and len(hashes) != n:
+        raise ValueError(f"{len(hashes)} hashes for {n} paths")
+    digests: list[str | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    for i, path in enumerate(paths):
+        if path is None:
+            errors[i] = "error: no image file"
+        elif hashes is not None and hashes[i]:
+            digests[i] = hashes[i]
+    missing = [i for i in range(n) if digests[i] is None and errors[i] is None]
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for i, result in zip(missing, pool.map(lambda i: _try(file_sha256, Path(paths[i])), missing)):
+                if isinstance(result, Exception):
+                    errors[i] = describe_error(Path(paths[i]), result)  # type: ignore[arg-type]
+                else:
+                    digests[i] = result
+    return digests, errors
+
+
 TTA_MODES = ("none", "flip", "crops")
 
 
@@ -118,24 +143,10 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     features = np.full((n, backbone.dim), np.nan, dtype=np.float32)
-    status = [""] * n
-    digests: list[str | None] = [None] * n
 
     # 1. content hashes (read from disk only where the caller has none)
-    for i, path in enumerate(paths):
-        if path is None:
-            status[i] = "error: no image file"
-        elif hashes is not None and hashes[i]:
-            digests[i] = hashes[i]
-    missing = [i for i in range(n) if digests[i] is None and not status[i]]
-    if missing:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = pool.map(lambda i: _try(file_sha256, Path(paths[i])), missing)
-            for i, result in zip(missing, results):
-                if isinstance(result, Exception):
-                    status[i] = describe_error(paths[i], result)
-                else:
-                    digests[i] = result
+    digests, errors = file_hashes(paths, hashes, workers)
+    status = [error or "" for error in errors]
 
     # 2. cache hits
     if runtime == "onnx-int8" and int8_calibration is None:

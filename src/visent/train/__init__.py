@@ -18,8 +18,13 @@ from visent.labels import CLASSES
 from visent.schema import PROB_COLUMNS
 from visent.store import Dataset, atomic_write_bytes
 from visent.train.head import StudentHead, as_targets
+from visent.train.noisy import self_train, sharpen
 
-__all__ = ["train", "StudentHead", "TrainError"]
+__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
+
+# Features of every stage of EfficientNet-Lite0 and the pooled features of Lite2, side by side: the best
+# student of the MVSA zero-label ablation (README). Inference runs both networks.
+DEFAULT_BACKBONE = "efficientnet-lite0-ms+efficientnet-lite2"
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -42,11 +47,16 @@ def _training_rows(dataset: Dataset) -> dict[str, Any]:
     }
 
 
+def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows of the teacher's labels (stratified where every class has two rows)."""
+    stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 else None
+    return train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=stratify)
+
+
 def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
               grid: tuple[float, ...]) -> tuple[float, dict[str, Any]]:
     """Pick the regularisation strength on a validation split of the teacher's labels (no human labels)."""
-    stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 else None
-    idx_train, idx_val = train_test_split(np.arange(len(X)), test_size=val_fraction, random_state=seed, stratify=stratify)
+    idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
     scores = []
     for C in grid:
         head = StudentHead(C=C).fit(X[idx_train], targets[idx_train])
@@ -64,18 +74,25 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
 
 
-def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "efficientnet-lite0",
+def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEFAULT_BACKBONE,
           weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
           seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
-          signal_teacher: str = "vader") -> "VisentModel":
+          signal_teacher: str = "vader", target_temperature: float = 1.0, self_training: int = 0,
+          self_training_alpha: float = 0.5, calibrate: bool = True) -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
     ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
     ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
-    ``signals`` adds image signals to the backbone's features (``visent.embed.signals.SIGNALS``: "ocr" scored
+    ``backbone`` may join several with ``+`` (``efficientnet-lite0-ms+efficientnet-lite2``): the features of
+    the first (fine-tuned or loaded from ``weights`` if asked) are followed by those of the others (frozen,
+    packaged weights). ``signals`` adds image signals to the backbone's features (``visent.embed.signals.SIGNALS``: "ocr" scored
     by ``signal_teacher``, "faces").
+    ``target_temperature`` sharpens (< 1) or flattens (> 1) the teacher's probabilities; ``self_training``
+    rounds let the student relabel the posts out of fold and learn from ``alpha * teacher + (1 - alpha) *
+    student`` (:mod:`visent.train.noisy`). ``calibrate`` temperature-scales the student's probabilities against
+    the teacher's targets on the validation split (the predicted class never changes).
     ``runtime`` runs the backbone with PyTorch or ONNX Runtime (``visent.embed.RUNTIMES``, default
     ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
@@ -101,8 +118,11 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
 
     from visent.embed.signals import check_signals
 
-    config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, signals=check_signals(signals),
-                         signal_teacher=signal_teacher)
+    backbone, *extra_backbones = [name.strip() for name in backbone.split("+")]
+    for name in extra_backbones:
+        load_backbone(name)  # an unknown or weights-only name fails here, before any work
+    config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, extra_backbones=extra_backbones,
+                         signals=check_signals(signals), signal_teacher=signal_teacher)
     model_backbone = load_backbone(backbone, weights=weights)
     finetune_report = None
     if finetune_blocks > 0:
@@ -139,11 +159,13 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
         raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
     X, targets, labels = features[usable], targets[usable], labels[usable]
 
+    targets = sharpen(targets, target_temperature)
     if C is None:
         C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
     else:
         selection = {"chosen": {"C": C}}
-    head = StudentHead(C=C).fit(X, targets)
+    head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
+    calibration = _calibrate(head, X, learnt, labels, val_fraction, seed) if calibrate else None
 
     counts = {name: int(np.sum(labels == name)) for name in CLASSES}
     metrics = {
@@ -154,6 +176,9 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
         "target": target,
         "C": C,
         "validation": selection,
+        "target_temperature": target_temperature,
+        "self_training": {"rounds": self_training, "alpha": self_training_alpha},
+        "calibration": calibration,
         "finetune": finetune_report,
         "seconds": round(time.time() - started, 1),
         "dataset": str(dataset.root),
@@ -163,6 +188,31 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = "ef
     model = VisentModel(config, head, metrics=metrics)
     model.save(out, card=model_card(config, metrics))
     return model
+
+
+def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
+               seed: int) -> dict[str, Any]:
+    """Set ``head.temperature``: fitted on the validation split's teacher targets by a head of the same C trained
+    on the rest (no human labels). Returns the temperature and the validation ECE against the teacher's labels
+    before and after."""
+    from visent.evaluate import expected_calibration_error
+    from visent.labels import CLASS_INDEX
+
+    idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
+    split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
+    y_val = np.array([CLASS_INDEX[label] for label in labels[idx_val]])
+    before = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
+    split_head.calibrate(X[idx_val], targets[idx_val])
+    after = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
+    head.temperature = split_head.temperature
+    return {"temperature": head.temperature, "val_ece_before": before, "val_ece_after": after, "n_val": len(idx_val)}
+
+
+def _calibration_line(calibration: dict[str, Any] | None) -> str:
+    if not calibration:
+        return "none"
+    return (f"temperature {calibration['temperature']:.3f}; ECE against teacher labels on validation "
+            f"{calibration['val_ece_before']:.3f} → {calibration['val_ece_after']:.3f}")
 
 
 def model_card(config, metrics: dict[str, Any]) -> str:
@@ -179,11 +229,15 @@ def model_card(config, metrics: dict[str, Any]) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'} |",
+        f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'}"
+        + "".join(f" + `{name}` (frozen, ImageNet)" for name in getattr(config, "extra_backbones", [])) + " |",
         f"| test-time augmentation | {config.tta} |",
         f"| runtime | {config.runtime} |",
         f"| image signals | {', '.join(config.signals) or 'none'} |",
-        f"| head | multinomial logistic, C = {metrics.get('C')}, {metrics.get('target')} targets |",
+        f"| head | multinomial logistic, C = {metrics.get('C')}, {metrics.get('target')} targets"
+        f" (temperature {metrics.get('target_temperature', 1.0)}), self-training rounds "
+        f"{(metrics.get('self_training') or {}).get('rounds', 0)} |",
+        f"| calibration | {_calibration_line(metrics.get('calibration'))} |",
         f"| source | `{(ingest.get('params') or {}).get('source', '?')}` |",
         f"| posts ingested | {(ingest.get('counts') or {}).get('posts', '?')} |",
         f"| teacher | `{(teach.get('params') or {}).get('teacher', '?')}` |",

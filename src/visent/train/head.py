@@ -52,6 +52,7 @@ class StudentHead:
     C: float = 0.1
     class_weight: str | None = "balanced"
     max_iter: int = 2000
+    temperature: float = 1.0  # logits are divided by it (fitted after training by calibrate())
     mean_: np.ndarray | None = field(default=None, repr=False)
     scale_: np.ndarray | None = field(default=None, repr=False)
     coef_: np.ndarray | None = field(default=None, repr=False)
@@ -102,7 +103,22 @@ class StudentHead:
         return Z @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax(self.decision_function(X))
+        return softmax(self.decision_function(X) / self.temperature)
+
+    def calibrate(self, X: np.ndarray, y: Sequence[str] | Sequence[int] | np.ndarray) -> "StudentHead":
+        """Temperature scaling (Guo et al., 2017): set ``temperature`` to the value that minimises the
+        cross-entropy of ``softmax(logits / T)`` against the targets ``y`` (labels or soft targets) on held-out
+        rows ``X``. The predicted class never changes; only the confidence does."""
+        from scipy.optimize import minimize_scalar
+
+        logits, targets = self.decision_function(X), as_targets(y)
+
+        def loss(log_t: float) -> float:
+            probs = softmax(logits / np.exp(log_t))
+            return float(-np.mean(np.sum(targets * np.log(np.clip(probs, 1e-12, 1.0)), axis=1)))
+
+        self.temperature = float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
+        return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.array(CLASSES)[self.predict_proba(X).argmax(axis=1)]
@@ -110,13 +126,13 @@ class StudentHead:
     def save(self, path: str | Path) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, mean=self.mean_, scale=self.scale_, coef=self.coef_, intercept=self.intercept_,
-                 C=np.array(self.C))
+                 C=np.array(self.C), temperature=np.array(self.temperature))
         atomic_write_bytes(Path(path), buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "StudentHead":
         with np.load(path) as data:
-            head = cls(C=float(data["C"]))
+            head = cls(C=float(data["C"]), temperature=float(data["temperature"]) if "temperature" in data else 1.0)
             head.mean_, head.scale_ = data["mean"], data["scale"]
             head.coef_, head.intercept_ = data["coef"], data["intercept"]
         return head
