@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write all figures here")
     args = parser.parse_args()
 
-    data_dir = args.mvsa / "data"
+    data_dir = args.mvsa.resolve() / "data"  # the held-out CSVs name absolute paths
     labels = read_mvsa_labels(args.mvsa / "labelResultAll.txt")
     ids = sorted({p.stem for p in data_dir.glob("*.jpg")}, key=lambda s: (len(s), s))
     thresholds = None

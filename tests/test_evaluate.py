@@ -82,3 +82,19 @@ def test_mvsa_folder_without_labels_is_refused(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(BenchmarkError, match="labelResultAll"):
         load_benchmark(tmp_path)
+
+
+def test_benchmark_whose_images_cannot_be_read_is_refused_with_a_reason(tmp_path):
+    import numpy as np
+
+    from visent.evaluate import evaluate
+    from visent.model import ModelConfig, VisentModel
+
+    class Unreadable(VisentModel):  # reads none of the images, as for paths that do not exist
+        def predict_proba(self, paths, **kwargs):
+            return np.full((len(paths), 3), np.nan), [f"error: {p}: FileNotFoundError" for p in paths]
+
+    bench = tmp_path / "bench.csv"
+    bench.write_text("path,label\nelsewhere/a.jpg,positive\nelsewhere/b.jpg,negative\n")
+    with pytest.raises(BenchmarkError, match="none of the 2 images could be read .*a.jpg: FileNotFoundError"):
+        evaluate(Unreadable(ModelConfig(), head=None), bench)

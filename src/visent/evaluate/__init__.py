@@ -170,6 +170,10 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         "unreadable": [f"{p}: {s}" for p, s, good in zip(bench.paths, statuses, ok) if not good][:50],
         "n_skipped_labels": len(bench.skipped),
     }
+    if not ok.any():
+        first = next((s for s in statuses if s.startswith("error")), "no images")
+        raise BenchmarkError(f"{spec}: none of the {len(bench.paths)} images could be read ({first}); "
+                             "relative paths in a CSV are read from the CSV's folder")
     scored_labels = [label for label, good in zip(bench.labels, ok) if good]
     report.update(compute_metrics(scored_labels, probs[ok]))
     if finetune and not folds:
