@@ -535,6 +535,20 @@ def summarise(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(statistics.pstdev(values))
 
 
+def print_teacher_agreement(data: dict) -> None:
+    """Evaluation only: how often each teacher's reading agrees with the human image label, on the photos with
+    text, positive vs negative (decision = larger of the two probabilities) and in three classes."""
+    human, post, image = data["human"], data["teacher"], data["image_text"]
+    both = np.isfinite(image).all(axis=1) & np.isfinite(post).all(axis=1) & (human >= 0)
+    binary = both & (human != CLASS_INDEX["neutral"])
+    print(f"  teachers on the {int(both.sum())} labelled photos with text ({binary.sum()} positive or negative):",
+          file=sys.stderr)
+    for name, probs in (("post text", post), ("image text", image)):
+        decision = np.where(probs[binary, 2] > probs[binary, 0], 2, 0)
+        print(f"    {name}: binary agreement {np.mean(decision == human[binary]):.4f}, 3-class agreement "
+              f"{np.mean(probs[both].argmax(axis=1) == human[both]):.4f}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mvsa", type=Path, nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
@@ -543,7 +557,7 @@ def main() -> None:
     parser.add_argument("--features", default="lite0", choices=sorted(FEATURE_SETS),
                         help="features of the variants that do not name their own")
     parser.add_argument("--variants", default="all",
-                        help="comma-separated groups (baseline, a..h, best) or name fragments; 'all' for every one")
+                        help="comma-separated groups (baseline, a..i, tta, best) or whole names (see --list); 'all' for every one")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -556,7 +570,7 @@ def main() -> None:
             print(f"{v.group:<9} {v.name}")
         return
     wanted = [w.strip() for w in args.variants.split(",") if w.strip()]
-    chosen = [v for v in VARIANTS if "all" in wanted or v.group in wanted or any(w in v.name for w in wanted)]
+    chosen = [v for v in VARIANTS if "all" in wanted or v.group in wanted or v.name in wanted]
     if not chosen:
         parser.error(f"no variant matches {args.variants!r}; see --list")
     if not any(v.group == "baseline" for v in chosen):
@@ -565,6 +579,8 @@ def main() -> None:
     data = prepare(args.mvsa, args.work, feature_sets, args.folds, args.seed,
                    image_text=any(v.image_teacher for v in chosen))
 
+    if data["image_text"] is not None:
+        print_teacher_agreement(data)
     results: dict[str, dict] = {}
     probe_rows: dict[str, list[dict]] = {}
     for v in chosen:

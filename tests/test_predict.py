@@ -55,7 +55,10 @@ def test_shipped_model_predicts_and_keeps_every_row(tmp_path):
 
 def test_model_names_resolve(tmp_path):
     assert resolve_model_dir("default").name == "default"
-    assert VisentModel.load("default").config.backbone == "efficientnet-lite0"
+    default = VisentModel.load("default")
+    assert default.config.backbone == "efficientnet-lite0-ms"
+    assert default.config.extra_backbones == ["efficientnet-lite2"]
+    assert default.head.coef_.shape == (3, 2576 + 1280) and 0.5 < default.head.temperature < 2
     with pytest.raises(ModelError, match="config.json"):
         resolve_model_dir(tmp_path)
 
