@@ -22,6 +22,7 @@ from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
 
 from visent.labels import CLASS_INDEX, CLASSES
+from visent.progress import progress
 from visent.train.head import softmax
 
 C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
@@ -78,7 +79,6 @@ def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, f
     ``paths``/``labels`` are the benchmark's readable images and their human labels (names).
     """
     from visent.embed import load_backbone
-    from visent.evaluate import compute_metrics
 
     y_all = np.array([CLASS_INDEX[label] for label in labels])
     X, _ = model.features(list(paths), batch_size=batch_size)
@@ -103,26 +103,37 @@ def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, f
     runs: dict[str, list[dict[str, Any]]] = {"student": []}
     if finetune:
         runs.update(from_student=[], from_imagenet=[])
-    for fold, (train, test) in enumerate(splitter.split(index, y_all[index])):
-        train, test = index[train], index[test]
-        test_labels = [CLASSES[i] for i in y_all[test]]
-        runs["student"].append({"fold": fold, **compute_metrics(test_labels, head.predict_proba(X[test]))})
-        if not finetune:
-            continue
-        W0, b0 = head.coef_, head.intercept_
-        C = _choose_C(Z_student[train], y_all[train], W0, b0, seed)
-        W, b = fit_towards(Z_student[train], y_all[train], W0, b0, C)
-        runs["from_student"].append({"fold": fold, "C": C,
-                                     **compute_metrics(test_labels, softmax(Z_student[test] @ W.T + b))})
-        mean, scale = plain[train].mean(axis=0), plain[train].std(axis=0) + 1e-6
-        Z_plain = (plain - mean) / scale
-        zeros_W, zeros_b = np.zeros_like(W0), np.zeros_like(b0)
-        C = _choose_C(Z_plain[train], y_all[train], zeros_W, zeros_b, seed)
-        W, b = fit_towards(Z_plain[train], y_all[train], zeros_W, zeros_b, C)
-        runs["from_imagenet"].append({"fold": fold, "C": C,
-                                      **compute_metrics(test_labels, softmax(Z_plain[test] @ W.T + b))})
+    splits = list(splitter.split(index, y_all[index]))
+    with progress(f"{n_folds}-fold protocol" + (" with fine-tuning" if finetune else ""), n_folds) as advance:
+        for fold, (train, test) in enumerate(splits):
+            _score_fold(runs, fold, index[train], index[test], y_all, X, plain, Z_student, head, finetune, seed)
+            advance(1)
     return {"folds": n_folds, "seed": seed, "n": int(len(index)),
             "runs": runs, "summary": {name: summarise(rows) for name, rows in runs.items()}}
+
+
+def _score_fold(runs: dict[str, list[dict[str, Any]]], fold: int, train: np.ndarray, test: np.ndarray,
+                y_all: np.ndarray, X: np.ndarray, plain: np.ndarray, Z_student: np.ndarray, head: Any,
+                finetune: bool, seed: int) -> None:
+    """Score one fold: the student, and with ``finetune`` the heads fitted on the other folds' human labels."""
+    from visent.evaluate import compute_metrics
+
+    test_labels = [CLASSES[i] for i in y_all[test]]
+    runs["student"].append({"fold": fold, **compute_metrics(test_labels, head.predict_proba(X[test]))})
+    if not finetune:
+        return
+    W0, b0 = head.coef_, head.intercept_
+    C = _choose_C(Z_student[train], y_all[train], W0, b0, seed)
+    W, b = fit_towards(Z_student[train], y_all[train], W0, b0, C)
+    runs["from_student"].append({"fold": fold, "C": C,
+                                 **compute_metrics(test_labels, softmax(Z_student[test] @ W.T + b))})
+    mean, scale = plain[train].mean(axis=0), plain[train].std(axis=0) + 1e-6
+    Z_plain = (plain - mean) / scale
+    zeros_W, zeros_b = np.zeros_like(W0), np.zeros_like(b0)
+    C = _choose_C(Z_plain[train], y_all[train], zeros_W, zeros_b, seed)
+    W, b = fit_towards(Z_plain[train], y_all[train], zeros_W, zeros_b, C)
+    runs["from_imagenet"].append({"fold": fold, "C": C,
+                                  **compute_metrics(test_labels, softmax(Z_plain[test] @ W.T + b))})
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
