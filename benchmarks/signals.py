@@ -35,7 +35,7 @@ from sklearn.model_selection import KFold
 
 from visent.embed import FeatureCache, embed_images, load_backbone
 from visent.embed.faces import FACE_FEATURES, face_features
-from visent.embed.ocr import OCR_FEATURES, ocr_features, ocr_texts
+from visent.embed.ocr import OCR_FEATURES, ocr_features
 from visent.ingest.readers import read_mvsa
 from visent.labels import CLASS_INDEX, CLASSES
 from visent.teach import load_teacher
@@ -55,24 +55,16 @@ def mvsa_posts(mvsa: Path) -> tuple[list[str], list[Path], list[str], list[str |
 def speed(paths: list[Path], threads: int) -> dict[str, float]:
     """Uncached images/s of each signal on ``paths`` (after loading the models on one image)."""
     out: dict[str, float] = {}
-    started = time.perf_counter()
-    ocr_texts(paths[:1], cache=False, threads=threads)
-    out["ocr_load_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    X, status = ocr_features(paths, cache=False, threads=threads)
-    seconds = time.perf_counter() - started
-    ok = [i for i, s in enumerate(status) if not s.startswith("error")]
-    out.update(ocr_images_per_s=len(paths) / seconds, ocr_s_per_image=seconds / len(paths),
-               ocr_with_text=float(X[ok, 0].mean()), ocr_errors=len(paths) - len(ok))
-    started = time.perf_counter()
-    face_features(paths[:1], cache=False, threads=threads)
-    out["faces_load_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    X, status = face_features(paths, cache=False, threads=threads)
-    seconds = time.perf_counter() - started
-    ok = [i for i, s in enumerate(status) if not s.startswith("error")]
-    out.update(faces_images_per_s=len(paths) / seconds, faces_s_per_image=seconds / len(paths),
-               faces_with_face=float((X[ok, 0] > 0).mean()), faces_errors=len(paths) - len(ok))
+    for name, function, found in (("ocr", ocr_features, "with_text"), ("faces", face_features, "with_face")):
+        started = time.perf_counter()
+        function(paths[:1], cache=False, threads=threads)
+        out[f"{name}_load_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        X, status = function(paths, cache=False, threads=threads)
+        seconds = time.perf_counter() - started
+        ok = [i for i, s in enumerate(status) if not s.startswith("error")]
+        out.update({f"{name}_images_per_s": len(paths) / seconds, f"{name}_s_per_image": seconds / len(paths),
+                    f"{name}_{found}": float((X[ok, 0] > 0).mean()), f"{name}_errors": len(paths) - len(ok)})
     return out
 
 

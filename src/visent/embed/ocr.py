@@ -30,7 +30,7 @@ from PIL import Image
 
 from visent.embed.cache import FeatureCache
 from visent.embed.images import load_image
-from visent.embed.pipeline import FLUSH_EVERY, _try, describe_error, file_hashes, prefetched
+from visent.embed.pipeline import FLUSH_EVERY, _try, describe_error, file_hashes, pending_images, prefetched
 from visent.labels import CLASSES
 from visent.progress import progress
 
@@ -71,11 +71,7 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
             if digest in found and found[digest].shape == (dim,):
                 rows[i], status[i] = found[digest], "cached"
 
-    rows_of: dict[str, list[int]] = {}
-    for i, digest in enumerate(digests):
-        if digest is not None and not status[i]:
-            rows_of.setdefault(digest, []).append(i)
-    todo = [(digest, Path(paths[ids[0]])) for digest, ids in rows_of.items()]  # type: ignore[arg-type]
+    rows_of, todo = pending_images(paths, digests, status)
     if not todo:
         return rows, status
 

@@ -96,6 +96,17 @@ def file_hashes(paths: Sequence[Path | str | None], hashes: Sequence[str | None]
     return digests, errors
 
 
+def pending_images(paths: Sequence[Path | str | None], digests: Sequence[str | None],
+                   status: Sequence[str]) -> tuple[dict[str, list[int]], list[tuple[str, Path]]]:
+    """The images still to compute (no status yet): the rows of each distinct digest, and one
+    ``(digest, path)`` per digest to read it from."""
+    rows_of: dict[str, list[int]] = {}
+    for i, digest in enumerate(digests):
+        if digest is not None and not status[i]:
+            rows_of.setdefault(digest, []).append(i)
+    return rows_of, [(digest, Path(paths[rows[0]])) for digest, rows in rows_of.items()]  # type: ignore[arg-type]
+
+
 TTA_MODES = ("none", "flip", "crops")
 
 
@@ -162,11 +173,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
                 status[i] = "cached"
 
     # 3. compute each remaining distinct image once
-    rows_of: dict[str, list[int]] = {}
-    for i, digest in enumerate(digests):
-        if digest is not None and not status[i]:
-            rows_of.setdefault(digest, []).append(i)
-    todo = [(digest, Path(paths[rows[0]])) for digest, rows in rows_of.items()]  # type: ignore[arg-type]
+    rows_of, todo = pending_images(paths, digests, status)
     if not todo:
         return features, status
 
