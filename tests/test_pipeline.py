@@ -127,6 +127,14 @@ def test_build_predict_evaluate_through_the_cli(tmp_path):
     assert report["binary"]["n"] == 10
     assert report["binary"]["balanced_accuracy"] >= 0.9
 
+    # the k-fold protocol: the student per fold, and heads fine-tuned on the other folds' human labels
+    result = runner.invoke(app, ["evaluate", str(model_dir), "--benchmark", str(bench), "--folds", "2", "--finetune",
+                                 "--out", str(report_path)])
+    assert result.exit_code == 0, result.output
+    kfold = json.loads(report_path.read_text())["kfold"]
+    assert kfold["folds"] == 2 and set(kfold["summary"]) == {"student", "from_student", "from_imagenet"}
+    assert all(len(runs) == 2 for runs in kfold["runs"].values())
+
 
 @pytest.mark.slow
 def test_human_labels_never_reach_training(tmp_path):
