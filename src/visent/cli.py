@@ -80,7 +80,8 @@ BACKBONE = typer.Option("efficientnet-lite0-ms+efficientnet-lite2", "--backbone"
                         help="Image backbone (see `visent backbones`); join several with + to use all their features.")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
-TTA = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the image and its mirror image) or crops (five crops and their mirrors, as Campos et al.).")
+TTA = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the image and its mirror image) or "
+                                        "crops (five crops and their mirrors, as Campos et al.).")
 FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
 SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
 TARGET_T = typer.Option(1.0, "--target-temperature", min=0.01,
@@ -89,7 +90,9 @@ SELF_TRAINING = typer.Option(0, "--self-training", min=0,
                              help="Rounds in which the student relabels the posts (out of fold) and learns again.")
 CALIBRATE = typer.Option(True, "--calibrate/--no-calibrate",
                          help="Temperature-scale the student's probabilities on a teacher-label validation split.")
-SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text in the image, scored by the teacher), faces (facial expressions). See `visent backbones`.")
+SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text "
+                                            "in the image, scored by the teacher), faces (facial expressions). See "
+                                            "`visent backbones`.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
                             "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
@@ -271,8 +274,10 @@ def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
     benchmark: Path = typer.Option(..., "--benchmark", "-b", help="CSV of path,label (names, or 0/1 with 0 = negative) or an MVSA folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Also score the student per fold (stratified k-fold)."),
-    finetune: bool = typer.Option(False, "--finetune", help="With --folds: fine-tune a head on the other folds' human labels, from the student and from ImageNet features."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2,
+                                        help="Also score the student per fold (stratified k-fold)."),
+    finetune: bool = typer.Option(False, "--finetune", help="With --folds: fine-tune a head on the other folds' human "
+                                                            "labels, from the student and from ImageNet features."),
     seed: int = SEED,
 ) -> None:
     """Prove a model on human-labelled images: binary (pos vs neg) accuracy, balanced accuracy, macro-F1, confusion."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from visent.store import Dataset
+from visent.train import DEFAULT_BACKBONE
 
 
 @dataclass
@@ -16,7 +17,7 @@ class BuildOptions:
     near_dup_distance: int = 4
     min_side: int = 32
     balance: bool = False
-    backbone: str = "efficientnet-lite0-ms+efficientnet-lite2"  # visent.train.DEFAULT_BACKBONE
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
     target: str = "soft"
     tta: bool | str = False

@@ -87,8 +87,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
     ``backbone`` may join several with ``+`` (``efficientnet-lite0-ms+efficientnet-lite2``): the features of
     the first (fine-tuned or loaded from ``weights`` if asked) are followed by those of the others (frozen,
-    packaged weights). ``signals`` adds image signals to the backbone's features (``visent.embed.signals.SIGNALS``: "ocr" scored
-    by ``signal_teacher``, "faces").
+    packaged weights). ``signals`` adds image signals to the backbone's features
+    (``visent.embed.signals.SIGNALS``: "ocr" scored by ``signal_teacher``, "faces").
     ``target_temperature`` sharpens (< 1) or flattens (> 1) the teacher's probabilities; ``self_training``
     rounds let the student relabel the posts out of fold and learn from ``alpha * teacher + (1 - alpha) *
     student`` (:mod:`visent.train.noisy`). ``calibrate`` temperature-scales the student's probabilities against
