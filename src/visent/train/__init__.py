@@ -119,8 +119,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     from visent.embed.signals import check_signals
 
     backbone, *extra_backbones = [name.strip() for name in backbone.split("+")]
-    for name in extra_backbones:
-        load_backbone(name)  # an unknown or weights-only name fails here, before any work
+    # Loaded now, so that an unknown or weights-only name fails before any work; the features reuse them.
+    extra_loaded = {name: load_backbone(name) for name in extra_backbones}
     config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, extra_backbones=extra_backbones,
                          signals=check_signals(signals), signal_teacher=signal_teacher)
     model_backbone = load_backbone(backbone, weights=weights)
@@ -152,7 +152,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
         config.int8_calibration = CALIBRATION_FILE
     reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
-    reader._backbone = model_backbone
+    reader._backbone, reader._extra_backbones = model_backbone, extra_loaded
     features, statuses = reader.features(rows["path"], rows["sha256"], batch_size=batch_size)
     usable = ~np.isnan(features).any(axis=1)
     if usable.sum() < 10:
