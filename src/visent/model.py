@@ -115,6 +115,7 @@ class VisentModel:
         """What the head reads, (n, dim): the backbone's pooled features, then the model's signals.
         Training and prediction both come through here. A row is NaN when its image could not be read."""
         from visent.embed import FeatureCache, embed_images
+        from visent.embed.pipeline import file_hashes, first_error
 
         calibration = None
         if self.config.int8_calibration:
@@ -123,8 +124,6 @@ class VisentModel:
             calibration = self.directory / self.config.int8_calibration
         paths = [Path(p) if p is not None else None for p in paths]
         if hashes is None and (self.config.extra_backbones or self.config.signals):
-            from visent.embed.pipeline import file_hashes
-
             hashes = file_hashes(paths)[0]  # once, for every pass below
         features, status = embed_images(paths, hashes, self.backbone, cache=FeatureCache() if cache else None,
                                         batch_size=batch_size, tta=self.config.tta, runtime=self.config.runtime,
@@ -137,14 +136,14 @@ class VisentModel:
                                                cache=FeatureCache() if cache else None, batch_size=batch_size,
                                                tta=self.config.tta, runtime=runtime)
             blocks.append(extra)
-            status = _first_error(status, extra_status)
+            status = first_error(status, extra_status)
         if self.config.signals:
             from visent.embed.signals import signal_features
 
             extra, extra_status = signal_features(self.config.signals, paths, hashes, cache=cache,
                                                   teacher=self.config.signal_teacher)
             blocks.append(extra)
-            status = _first_error(status, extra_status)
+            status = first_error(status, extra_status)
         return (np.hstack(blocks) if len(blocks) > 1 else features), status
 
     def extra_backbone(self, name: str) -> Any:
@@ -163,8 +162,3 @@ class VisentModel:
         if ok.any():
             probs[ok] = self.head.predict_proba(features[ok])
         return probs, statuses
-
-
-def _first_error(status: list[str], extra: list[str]) -> list[str]:
-    """Per image: the status it had, unless that was fine and the extra pass failed on it."""
-    return [s if s.startswith("error") or not e.startswith("error") else e for s, e in zip(status, extra)]

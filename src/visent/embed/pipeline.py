@@ -107,6 +107,12 @@ def pending_images(paths: Sequence[Path | str | None], digests: Sequence[str | N
     return rows_of, [(digest, Path(paths[rows[0]])) for digest, rows in rows_of.items()]  # type: ignore[arg-type]
 
 
+def first_error(status: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """Per image: the status it had, unless that was fine and a further pass (another backbone, a signal)
+    failed on it."""
+    return [s if s.startswith("error") or not e.startswith("error") else e for s, e in zip(status, extra)]
+
+
 TTA_MODES = ("none", "flip", "crops")
 
 
@@ -149,8 +155,6 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     check_runtime(runtime)
     mode = tta_mode(tta)
     n = len(paths)
-    if hashes is not None and len(hashes) != n:
-        raise ValueError(f"{len(hashes)} hashes for {n} paths")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     features = np.full((n, backbone.dim), np.nan, dtype=np.float32)

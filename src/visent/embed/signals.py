@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from visent.embed.pipeline import first_error
 from visent.registry import Registry
 
 SignalFunction = Callable[..., tuple[np.ndarray, list[str]]]
@@ -60,7 +61,5 @@ def signal_features(names: Sequence[str], paths: Sequence[Path | None], hashes: 
     for name in check_signals(names):
         values, statuses = SIGNALS.create(name)(paths, teacher=teacher, cache=cache, hashes=hashes)
         blocks.append(np.asarray(values, dtype=np.float32))
-        for i, s in enumerate(statuses):
-            if s.startswith("error") and status[i] == "ok":
-                status[i] = s
+        status = first_error(status, statuses)
     return np.hstack(blocks), status
