@@ -119,7 +119,8 @@ def ingest(
 @app.command()
 def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
-    teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
+    teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
+                                                "made by `visent teacher train`."),
 ) -> None:
     """Label every post's text with the teacher's negative / neutral / positive probabilities."""
     from visent.teach import teach as run_teach
@@ -178,7 +179,8 @@ def build(
     source: Path = typer.Argument(..., help="The crawl: MVSA folder, JSONL/CSV, tweet JSON, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     dataset: Optional[Path] = typer.Option(None, help="Dataset directory (default: <out>-dataset beside the model)."),
-    teacher: str = typer.Option("vader", help="Textual teacher (see `visent teachers`)."),
+    teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
+                                                "made by `visent teacher train`."),
     neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
     near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
     backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
@@ -336,6 +338,69 @@ def backbones() -> None:
     console.print("Image signals (--signal NAME, fused with the backbone's features):")
     for name, description in SIGNALS.describe().items():
         console.print(f"[bold]{name}[/]  {description}")
+
+
+teacher_app = typer.Typer(help="Train textual teachers on labelled tweets, and run them on texts.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    data: List[Path] = typer.Option(..., "--data", help="Folder or file of labelled texts: SemEval *.tsv (id, label, "
+                                                        "text) or XLM-T <split>_text.txt + <split>_labels.txt. Repeatable."),
+    out: Path = typer.Option(..., "--out", "-o", help="Teacher directory to write (resumes a partial one)."),
+    encoder: List[str] = typer.Option(list(("minilm", "e5-small")), "--encoder",
+                                      help="Text encoder of a member, repeatable: minilm (English), e5-small "
+                                           "(multilingual), or hf:PATH (a local Hugging Face encoder folder)."),
+    exclude: List[str] = typer.Option([], "--exclude", help="Skip files whose name (or path below --data) matches "
+                                                            "this glob, e.g. twitter-2016test-A.tsv or 'val_*'. Repeatable."),
+    finetune_layers: int = typer.Option(2, "--finetune-layers", min=0,
+                                        help="Top encoder layers fine-tuned (0: frozen encoder, logistic head)."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning epochs (the best on validation is kept)."),
+    vader: bool = typer.Option(True, "--vader/--no-vader", help="Stack VADER into the English route."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for the validation split and training."),
+) -> None:
+    """Train a teacher (fine-tuned encoders, calibrated, stacked with VADER) from labelled tweets."""
+    import shlex
+    import sys
+
+    from visent.teach.trainer import train_teacher
+
+    command = "visent " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    meta = _run("teacher train", train_teacher, data, out, encoders=encoder, exclude=exclude,
+                finetune_layers=finetune_layers, epochs=epochs, vader=vader, seed=seed, command=command)
+    table = Table(title=f"teacher → {out} (validation split)", header_style="bold")
+    for column in ("route / member", "n", "macro-recall", "accuracy", "macro-F1", "ECE"):
+        table.add_column(column, justify="left" if column.startswith("route") else "right")
+    for key, route in meta["routes"].items():
+        rows = [(f"{key}: stacked {route['weights']}", route["validation"])]
+        rows += [(f"{key}: {name}", values) for name, values in route["validation_members"].items()]
+        for label, v in rows:
+            table.add_row(label, str(v["n"]), f"{v['macro_recall']:.3f}", f"{v['accuracy']:.3f}",
+                          f"{v['macro_f1']:.3f}", f"{v['ece']:.3f}")
+    stdout.print(table)
+    for member in meta["members"]:
+        report = member["report"]
+        console.print(f"{member['name']}: ECE {report['val_before_scaling']['ece']:.3f} → {report['val']['ece']:.3f} "
+                      f"after temperature scaling (T = {report['temperature']}), trained in {report['seconds']:.0f} s")
+
+
+@teacher_app.command("predict")
+def teacher_predict(
+    teacher: str = typer.Argument(..., help="Teacher directory, or a name: default (the teacher `visent teach` uses), vader."),
+    textfile: Path = typer.Argument(..., help="Text file, one text per line."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default: standard output)."),
+) -> None:
+    """Negative / neutral / positive probabilities for each line of a text file, as CSV in input order."""
+    from visent.teach.predict import predict_lines
+
+    rows = _run("teacher predict", predict_lines, teacher, textfile, out)
+    if out is None:
+        import sys
+
+        sys.stdout.write(rows)
+    else:
+        console.print(f"wrote {out}")
 
 
 @app.command()

@@ -30,6 +30,14 @@ TEACHERS: Registry[Teacher] = Registry("teacher")
 TEACHER_THRESHOLDS: dict[str, dict[str, float]] = {}
 
 
-def load_teacher(name: str = "vader", **kw: Any) -> Teacher:
-    """Build the teacher registered as ``name``; ``kw`` go to its factory (see ``TEACHERS.describe()``)."""
+def load_teacher(name: str = "default", **kw: Any) -> Teacher:
+    """Build the teacher registered as ``name`` (see ``TEACHERS.describe()``), or load a teacher
+    directory made by ``visent teacher train`` when ``name`` is its path; ``kw`` go to the factory."""
+    if name not in TEACHERS:
+        from pathlib import Path
+
+        from visent.teach.ensemble import TEACHER_FILE, TrainedTeacher
+
+        if (Path(name) / TEACHER_FILE).is_file():
+            return TrainedTeacher(name, **kw)
     return TEACHERS.create(name, **kw)

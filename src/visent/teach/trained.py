@@ -1,0 +1,392 @@
+"""Teachers trained by visent: an encoder, its top layers fine-tuned on labelled tweets, a linear
+head, and temperature scaling fitted on a validation split.
+
+``TextClassifier`` is one such model with a scikit-learn-like surface (``fit`` / ``predict_proba``);
+:mod:`visent.teach.ensemble` combines several (and VADER) into the teacher ``visent teach`` uses.
+
+Fine-tuning on two CPU cores stays affordable because only the top ``finetune_layers`` transformer
+layers learn: the hidden states entering them are computed once and kept, so each epoch runs
+``finetune_layers`` of the encoder's layers instead of all of them. With ``finetune_layers=0`` the
+encoder is frozen and the head is a multinomial logistic regression on its pooled embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from visent.labels import CLASSES
+from visent.progress import progress
+from visent.teach.encoders import TextEncoder, load_encoder
+from visent.teach.text import preprocess_tweet
+
+N_CLASSES = len(CLASSES)
+
+
+@dataclass
+class ClassifierConfig:
+    encoder: str = "minilm"
+    finetune_layers: int = 2
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-4          # top transformer layers
+    head_lr: float = 2e-3     # linear head
+    weight_decay: float = 0.01
+    max_length: int = 64
+    seed: int = 0
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    from visent.evaluate import expected_calibration_error as ece
+
+    return ece(np.asarray(y), np.asarray(probs))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T minimising the negative log-likelihood of ``softmax(logits / T)``."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / math.exp(log_t))[np.arange(len(y)), y].mean())
+
+    res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(res.x))
+
+
+def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Macro-recall (the SemEval measure), accuracy, macro-F1 and ECE, rounded."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    pred = probs.argmax(axis=1)
+    labels = list(range(N_CLASSES))
+    out = {"n": int(len(y)),
+           "macro_recall": recall_score(y, pred, labels=labels, average="macro", zero_division=0),
+           "accuracy": accuracy_score(y, pred),
+           "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0),
+           "ece": expected_calibration_error(probs, y)}
+    return {k: (v if k == "n" else round(float(v), 4)) for k, v in out.items()}
+
+
+def prior_shift(prior: str | Sequence[float], train_prior: np.ndarray) -> np.ndarray:
+    """Log-ratio added to logits to move from the training class mix to ``prior`` (Bayes' rule)."""
+    if isinstance(prior, str):
+        if prior == "train":
+            return np.zeros(N_CLASSES)
+        if prior == "uniform":
+            return -np.log(train_prior) + math.log(1.0 / N_CLASSES)
+        raise ValueError(f"prior must be 'uniform', 'train' or {N_CLASSES} class weights, not {prior!r}")
+    vector = np.asarray(prior, dtype=np.float64)
+    if vector.shape != (N_CLASSES,) or not np.all(vector > 0):
+        raise ValueError(f"prior needs {N_CLASSES} positive weights in the order {CLASSES}, got {prior!r}")
+    return np.log(vector / vector.sum()) - np.log(train_prior)
+
+
+@dataclass
+class FitReport:
+    n_train: int = 0
+    n_val: int = 0
+    seconds: float = 0.0
+    temperature: float = 1.0
+    val_before_scaling: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+class TextClassifier:
+    """Sentiment of short texts from an encoder plus a linear head, calibrated.
+
+    >>> clf = TextClassifier(ClassifierConfig(encoder="minilm", finetune_layers=2)).fit(texts, y, val_texts, val_y)
+    >>> clf.predict_proba(["what a day!"])   # (1, 3), columns negative, neutral, positive
+    """
+
+    def __init__(self, config: ClassifierConfig | None = None):
+        self.config = config or ClassifierConfig()
+        self.temperature = 1.0
+        self.train_prior = np.full(N_CLASSES, 1.0 / N_CLASSES)
+        self.head_weight = np.zeros((N_CLASSES, 0), dtype=np.float32)
+        self.head_bias = np.zeros(N_CLASSES, dtype=np.float32)
+        self.layers: Any = None  # fine-tuned copies of the encoder's top layers (torch ModuleList)
+        self.report = FitReport()
+        self._encoder: TextEncoder | None = None
+
+    # -- the encoder -----------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            self._encoder = load_encoder(self.config.encoder)
+            if self.config.finetune_layers > self._encoder.num_layers:
+                raise ValueError(f"encoder {self.config.encoder!r} has {self._encoder.num_layers} layers that can "
+                                 f"be fine-tuned, not {self.config.finetune_layers}")
+            if hasattr(self._encoder, "max_length"):
+                self._encoder.max_length = self.config.max_length  # type: ignore[attr-defined]
+        return self._encoder
+
+    # -- features ----------------------------------------------------------------------------------------
+    def _features(self, texts: list[str], desc: str) -> np.ndarray:
+        """Pooled features entering the head."""
+        k = self.config.finetune_layers
+        if k == 0:
+            return self.encoder.embed(texts, desc=desc)
+        import torch
+
+        enc = self.encoder
+        order = np.argsort(enc.lengths(texts), kind="stable")  # type: ignore[attr-defined]
+        out = np.zeros((len(texts), enc.dim), dtype=np.float32)
+        self.layers.eval()
+        with progress(desc, len(texts)) as advance, torch.inference_mode():
+            for start in range(0, len(texts), 64):
+                idx = order[start:start + 64]
+                hidden, attention = enc.hidden_below([texts[i] for i in idx], k)  # type: ignore[attr-defined]
+                out[idx] = enc.run_top(hidden, attention, self.layers).float().numpy()  # type: ignore[attr-defined]
+                advance(len(idx))
+        return out
+
+    def _logits(self, features: np.ndarray) -> np.ndarray:
+        return features.astype(np.float64) @ self.head_weight.T.astype(np.float64) + self.head_bias
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated log-probabilities under the training class mix, ``(n, 3)``."""
+        clean = [preprocess_tweet(t) or "." for t in texts]
+        if not clean:
+            return np.zeros((0, N_CLASSES))
+        return log_softmax(self._logits(self._features(clean, f"teacher ({self.config.encoder})")) / self.temperature)
+
+    def predict_proba(self, texts: Sequence[str], prior: str | Sequence[float] = "uniform") -> np.ndarray:
+        """Calibrated probabilities, columns as :data:`visent.labels.CLASSES`, for the class mix ``prior``."""
+        return softmax(self.decision_function(texts) + prior_shift(prior, self.train_prior))
+
+    # -- training --------------------------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], y: Sequence[int], val_texts: Sequence[str], val_y: Sequence[int]) -> "TextClassifier":
+        """Train on ``texts``/``y`` (class indices); ``val_*`` choose the epoch and fit the temperature."""
+        import time
+
+        started = time.time()
+        y_arr, val_arr = np.asarray(y, dtype=np.int64), np.asarray(val_y, dtype=np.int64)
+        if len(np.unique(y_arr)) < N_CLASSES or len(val_arr) == 0:
+            raise ValueError("training needs texts of all three classes and a non-empty validation split")
+        clean = [preprocess_tweet(t) or "." for t in texts]
+        val_clean = [preprocess_tweet(t) or "." for t in val_texts]
+        self.train_prior = np.bincount(y_arr, minlength=N_CLASSES) / len(y_arr)
+        self.report = FitReport(n_train=len(clean), n_val=len(val_clean))
+        if self.config.finetune_layers == 0:
+            self._fit_head(clean, y_arr, val_clean, val_arr)
+        else:
+            self._fit_top(clean, y_arr, val_clean, val_arr)
+        val_logits = self._logits(self._features(val_clean, "validation"))
+        self.report.val_before_scaling = scores(val_arr, softmax(val_logits))
+        self.temperature = fit_temperature(val_logits, val_arr)
+        self.report.temperature = round(self.temperature, 4)
+        self.report.val = scores(val_arr, softmax(val_logits / self.temperature))
+        self.report.seconds = round(time.time() - started, 1)
+        return self
+
+    def _fit_head(self, clean: list[str], y: np.ndarray, val_clean: list[str], val_y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+
+        X = self.encoder.embed(clean, desc=f"embed training texts ({self.config.encoder})")
+        Xv = self.encoder.embed(val_clean, desc="embed validation texts")
+        best: tuple[float, Any] | None = None
+        for C in (0.3, 1.0, 3.0, 10.0, 30.0):
+            model = LogisticRegression(C=C, max_iter=3000).fit(X, y)
+            loss = log_loss(val_y, model.predict_proba(Xv), labels=list(range(N_CLASSES)))
+            self.report.epochs.append({"C": C, "val_loss": round(float(loss), 4)})
+            if best is None or loss < best[0]:
+                best = (loss, model)
+        assert best is not None
+        self.head_weight = best[1].coef_.astype(np.float32)
+        self.head_bias = best[1].intercept_.astype(np.float32)
+
+    def _fit_top(self, clean: list[str], y: np.ndarray, val_clean: list[str], val_y: np.ndarray) -> None:
+        import torch
+        from torch import nn
+
+        cfg, enc = self.config, self.encoder
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        k = cfg.finetune_layers
+        states, masks = self._cache_states(clean, k, "encode training texts (lower layers)")
+        val_states, val_masks = self._cache_states(val_clean, k, "encode validation texts (lower layers)")
+
+        layers = nn.ModuleList(copy.deepcopy(list(enc.layers[-k:])))  # type: ignore[attr-defined]
+        for p in layers.parameters():
+            p.requires_grad_(True)
+        head = nn.Linear(enc.dim, N_CLASSES)
+        dropout = nn.Dropout(0.1)
+        optim = torch.optim.AdamW([{"params": layers.parameters(), "lr": cfg.lr},
+                                   {"params": head.parameters(), "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
+        batches_per_epoch = math.ceil(len(clean) / cfg.batch_size)
+        total = batches_per_epoch * cfg.epochs
+        warmup = max(1, int(0.06 * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optim, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+        loss_fn = nn.CrossEntropyLoss()
+        target = torch.as_tensor(y)
+        best: tuple[float, dict[str, Any]] | None = None
+        for epoch in range(cfg.epochs):
+            layers.train()
+            running, seen = 0.0, 0
+            with progress(f"fine-tune top {k} layers, epoch {epoch + 1}/{cfg.epochs}", len(clean)) as advance:
+                for idx in _length_batches(masks, cfg.batch_size, rng):
+                    hidden, attention = _pad(states, masks, idx)
+                    pooled = enc.run_top(hidden, attention, layers)  # type: ignore[attr-defined]
+                    loss = loss_fn(head(dropout(pooled)), target[idx])
+                    optim.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(list(layers.parameters()) + list(head.parameters()), 1.0)
+                    optim.step()
+                    sched.step()
+                    running += loss.item() * len(idx)
+                    seen += len(idx)
+                    advance(len(idx))
+            layers.eval()
+            val_logits = self._head_logits(layers, head, val_states, val_masks)
+            val_loss = float(-log_softmax(val_logits)[np.arange(len(val_y)), val_y].mean())
+            row = {"epoch": epoch + 1, "train_loss": round(running / max(1, seen), 4), "val_loss": round(val_loss, 4),
+                   **{f"val_{k2}": v for k2, v in scores(val_y, softmax(val_logits)).items() if k2 != "n"}}
+            self.report.epochs.append(row)
+            if best is None or val_loss < best[0]:
+                best = (val_loss, {"layers": copy.deepcopy(layers.state_dict()), "head": copy.deepcopy(head.state_dict())})
+        assert best is not None
+        layers.load_state_dict(best[1]["layers"])
+        head.load_state_dict(best[1]["head"])
+        # the shipped weights are float16: round now, so validation figures describe what ships
+        with torch.no_grad():
+            for p in layers.parameters():
+                p.copy_(p.half().float())
+        layers.eval()
+        for p in layers.parameters():
+            p.requires_grad_(False)
+        self.layers = layers
+        self.head_weight = head.weight.detach().numpy().astype(np.float32)
+        self.head_bias = head.bias.detach().numpy().astype(np.float32)
+
+    def _cache_states(self, clean: list[str], k: int, desc: str) -> tuple[list[Any], list[int]]:
+        import torch
+
+        enc = self.encoder
+        lengths = enc.lengths(clean)  # type: ignore[attr-defined]
+        order = np.argsort(lengths, kind="stable")
+        states: list[Any] = [None] * len(clean)
+        with progress(desc, len(clean)) as advance:
+            for start in range(0, len(clean), 64):
+                idx = order[start:start + 64]
+                hidden, attention = enc.hidden_below([clean[i] for i in idx], k)  # type: ignore[attr-defined]
+                for row, i in enumerate(idx):
+                    n = int(attention[row].sum())
+                    states[i] = hidden[row, :n].to(torch.float16).clone()
+                advance(len(idx))
+        return states, [int(n) for n in lengths]
+
+    def _head_logits(self, layers: Any, head: Any, states: list[Any], lengths: list[int]) -> np.ndarray:
+        import torch
+
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(states), N_CLASSES))
+        with torch.inference_mode():
+            for start in range(0, len(states), 128):
+                idx = order[start:start + 128]
+                hidden, attention = _pad(states, lengths, idx)
+                out[idx] = head(self.encoder.run_top(hidden, attention, layers)).double().numpy()  # type: ignore[attr-defined]
+        return out
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Tensors to save: the head (float32) and the fine-tuned layers (float16)."""
+        import torch
+
+        tensors = {"head.weight": torch.from_numpy(np.ascontiguousarray(self.head_weight, dtype=np.float32)),
+                   "head.bias": torch.from_numpy(np.ascontiguousarray(self.head_bias, dtype=np.float32))}
+        if self.layers is not None:
+            for key, value in self.layers.state_dict().items():
+                tensors[f"layers.{key}"] = value.detach().to(torch.float16).contiguous()
+        return tensors
+
+    def meta(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "temperature": self.temperature,
+                "train_prior": [float(p) for p in self.train_prior], "report": asdict(self.report)}
+
+    def save(self, path: str | Path) -> dict[str, Any]:
+        """Write ``<path>.safetensors`` (weights); returns the metadata to keep beside it."""
+        from safetensors.torch import save
+
+        from visent.store import atomic_write_bytes
+
+        atomic_write_bytes(Path(str(path) + ".safetensors"), save(self.state()))
+        return self.meta()
+
+    @classmethod
+    def load(cls, path: str | Path, meta: dict[str, Any]) -> "TextClassifier":
+        from safetensors.torch import load_file
+        from torch import nn
+
+        clf = cls(ClassifierConfig(**meta["config"]))
+        clf.temperature = float(meta["temperature"])
+        clf.train_prior = np.asarray(meta["train_prior"], dtype=np.float64)
+        file = Path(str(path) + ".safetensors")
+        try:
+            tensors = load_file(str(file))
+        except (OSError, Exception) as exc:  # safetensors raises its own error types
+            raise ValueError(f"cannot read teacher weights {file}: {exc}; retrain with `visent teacher train`") from exc
+        clf.head_weight = tensors.pop("head.weight").float().numpy()
+        clf.head_bias = tensors.pop("head.bias").float().numpy()
+        k = clf.config.finetune_layers
+        if k:
+            enc = clf.encoder
+            layers = nn.ModuleList(copy.deepcopy(list(enc.layers[-k:])))  # type: ignore[attr-defined]
+            state = {key[len("layers."):]: value.float() for key, value in tensors.items() if key.startswith("layers.")}
+            try:
+                layers.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"{file} does not fit encoder {clf.config.encoder!r}: {exc}") from exc
+            layers.eval()
+            for p in layers.parameters():
+                p.requires_grad_(False)
+            clf.layers = layers
+        if clf.head_weight.shape[1] != clf.encoder.dim:
+            raise ValueError(f"{file}: head expects {clf.head_weight.shape[1]} features, encoder "
+                             f"{clf.config.encoder!r} gives {clf.encoder.dim}")
+        return clf
+
+
+def _length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of texts of similar length (little padding), in shuffled order."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort([lengths[i] for i in part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def _pad(states: list[Any], lengths: list[int], idx: np.ndarray) -> tuple[Any, Any]:
+    import torch
+
+    width = max(lengths[i] for i in idx)
+    dim = states[idx[0]].shape[-1]
+    hidden = torch.zeros(len(idx), width, dim)
+    attention = torch.zeros(len(idx), width, dtype=torch.long)
+    for row, i in enumerate(idx):
+        n = lengths[i]
+        hidden[row, :n] = states[i].float()
+        attention[row, :n] = 1
+    return hidden, attention

