@@ -155,7 +155,9 @@ def data_files(paths: Iterable[str | Path], exclude: Sequence[str] = ()) -> list
 
 
 def file_info(path: Path, rows: int) -> dict[str, object]:
-    return {"name": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows_used": rows}
+    """Provenance of one labelled file; XLM-T files are named with their language folder."""
+    name = path.name if path.suffix == ".tsv" else f"{path.parent.name}/{path.name}"
+    return {"name": name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows_used": rows}
 
 
 def read_labelled(paths: Iterable[str | Path], *, exclude: Sequence[str] = (),

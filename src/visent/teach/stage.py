@@ -40,15 +40,19 @@ def _row(post_id: str, teacher: str, probs: np.ndarray | None, reason: str) -> d
     }
 
 
-def _predict(model: Teacher, texts: list[str]) -> np.ndarray:
-    probs = np.asarray(model.predict_proba(texts), dtype=np.float64)
+def _predict(model: Teacher, texts: list[str], langs: list[str | None] | None = None) -> np.ndarray:
+    if langs is not None and getattr(model, "accepts_languages", False):
+        probs = np.asarray(model.predict_proba(texts, languages=langs), dtype=np.float64)  # type: ignore[call-arg]
+    else:
+        probs = np.asarray(model.predict_proba(texts), dtype=np.float64)
     if probs.shape != (len(texts), len(CLASSES)):
         raise ValueError(f"teacher {model.name!r} returned shape {probs.shape} for {len(texts)} texts, "
                          f"expected ({len(texts)}, {len(CLASSES)})")
     return probs
 
 
-def _label_batch(model: Teacher, ids: list[str], texts: list[str]) -> list[dict[str, Any]]:
+def _label_batch(model: Teacher, ids: list[str], texts: list[str],
+                 langs: list[str | None] | None = None) -> list[dict[str, Any]]:
     """Teacher rows for one batch. A text the teacher fails on is skipped with the error as reason;
     a batch where every text fails raises, since that is a broken teacher rather than bad input."""
     reasons: dict[int, str] = {}
@@ -60,11 +64,12 @@ def _label_batch(model: Teacher, ids: list[str], texts: list[str]) -> list[dict[
             reasons[i] = "no text"
     probs: dict[int, np.ndarray] = {}
     try:
-        probs = dict(zip(live, _predict(model, [texts[i] for i in live])))
+        live_langs = None if langs is None else [langs[i] for i in live]
+        probs = dict(zip(live, _predict(model, [texts[i] for i in live], live_langs)))
     except Exception as batch_error:  # find the texts that break the teacher, keep the rest
         for i in live:
             try:
-                probs[i] = _predict(model, [texts[i]])[0]
+                probs[i] = _predict(model, [texts[i]], None if langs is None else [langs[i]])[0]
             except Exception as exc:  # noqa: BLE001 - reported per post
                 reasons[i] = f"teacher failed: {type(exc).__name__}: {exc}"
         if live and not probs:
@@ -76,7 +81,7 @@ def _label_batch(model: Teacher, ids: list[str], texts: list[str]) -> list[dict[
     return [_row(ids[i], model.name, probs.get(i), reasons.get(i, "")) for i in range(len(ids))]
 
 
-def teach(dataset: Dataset | str | Path, teacher: str = "vader", *, batch_size: int = 2048) -> dict[str, int]:
+def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.
 
     Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"). Work is
@@ -88,9 +93,10 @@ def teach(dataset: Dataset | str | Path, teacher: str = "vader", *, batch_size: 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require_stage("ingest")
     model = load_teacher(teacher)
-    posts = ds.read_table("posts", columns=["post_id", "text"])
+    posts = ds.read_table("posts", columns=["post_id", "text", "lang"])
     ids = posts.column("post_id").to_pylist()
     texts = [t or "" for t in posts.column("text").to_pylist()]
+    langs = posts.column("lang").to_pylist()
     params = {"teacher": teacher, "teacher_id": getattr(model, "fingerprint", model.name),
               "posts": _posts_fingerprint(ids, texts)}
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
@@ -102,7 +108,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "vader", *, batch_size: 
     with progress(f"teach ({teacher})", len(todo)) as advance:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            rows = _label_batch(model, [ids[i] for i in batch], [texts[i] for i in batch])
+            rows = _label_batch(model, [ids[i] for i in batch], [texts[i] for i in batch], [langs[i] for i in batch])
             checkpoint.write(rows, schema.TEACH)
             advance(len(batch))
 

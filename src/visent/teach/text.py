@@ -17,20 +17,43 @@ _WORD_BREAK = re.compile(
 )
 
 
+# Bump when preprocess_tweet(..., for_model=True) changes: trained teachers record it, and a
+# resumed `visent teacher train` retrains members made with another version.
+MODEL_PREPROCESSING_VERSION = 1
+
+_ELONGATION = re.compile(r"([^\W\d_])\1{2,}")  # a letter repeated 3+ times: "soooo" -> "soo"
+_PUNCT_RUN = re.compile(r"([!?.])\1{2,}")  # "!!!!!" -> "!!!"
+
+
 def _split_hashtag(match: re.Match[str]) -> str:
     return " " + _WORD_BREAK.sub(" ", match.group(1).replace("_", " ")) + " "
 
 
-def preprocess_tweet(text: str) -> str:
+def preprocess_tweet(text: str, *, for_model: bool = False) -> str:
     """Normalise a post's text for a lexicon or language-model teacher.
 
     Unescapes HTML entities, drops retweet headers ("RT @user:"), URLs and @mentions, turns
     hashtags into words (``#HappyDay`` -> ``Happy Day``) and collapses whitespace. Emoji and
-    emoticons are kept, since they carry sentiment.
+    emoticons are kept, since they carry sentiment (VADER's lexicon reads emoji itself).
+
+    ``for_model`` (the trained teachers): elongations are shortened (``soooo goooood`` -> ``soo
+    good``, ``!!!!!`` -> ``!!!``) and emoji become their names (``😍`` -> ``smiling face with
+    heart-eyes``), which a subword vocabulary without emoji can read.
     """
     text = html.unescape(text or "")
     text = _RETWEET.sub(" ", text)
     text = _URL.sub(" ", text)
     text = _MENTION.sub(" ", text)
     text = _HASHTAG.sub(_split_hashtag, text)
+    if for_model:
+        import emoji
+
+        text = _ELONGATION.sub(r"\1\1", text)
+        text = _PUNCT_RUN.sub(r"\1\1\1", text)
+        text = emoji.replace_emoji(text, replace=_emoji_name)
     return " ".join(text.split())
+
+
+def _emoji_name(chars: str, data: dict) -> str:
+    name = data.get("en", "")
+    return f" {name.strip(':').replace('_', ' ')} " if name else " "

@@ -44,7 +44,7 @@ class ClassifierConfig:
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
     from visent.evaluate import expected_calibration_error as ece
 
-    return ece(np.asarray(y), np.asarray(probs))
+    return ece(np.asarray(y), np.asarray(probs), bins=bins)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -162,7 +162,7 @@ class TextClassifier:
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated log-probabilities under the training class mix, ``(n, 3)``."""
-        clean = [preprocess_tweet(t) or "." for t in texts]
+        clean = [preprocess_tweet(t, for_model=True) or "." for t in texts]
         if not clean:
             return np.zeros((0, N_CLASSES))
         return log_softmax(self._logits(self._features(clean, f"teacher ({self.config.encoder})")) / self.temperature)
@@ -180,8 +180,8 @@ class TextClassifier:
         y_arr, val_arr = np.asarray(y, dtype=np.int64), np.asarray(val_y, dtype=np.int64)
         if len(np.unique(y_arr)) < N_CLASSES or len(val_arr) == 0:
             raise ValueError("training needs texts of all three classes and a non-empty validation split")
-        clean = [preprocess_tweet(t) or "." for t in texts]
-        val_clean = [preprocess_tweet(t) or "." for t in val_texts]
+        clean = [preprocess_tweet(t, for_model=True) or "." for t in texts]
+        val_clean = [preprocess_tweet(t, for_model=True) or "." for t in val_texts]
         self.train_prior = np.bincount(y_arr, minlength=N_CLASSES) / len(y_arr)
         self.report = FitReport(n_train=len(clean), n_val=len(val_clean))
         if self.config.finetune_layers == 0:

@@ -1,10 +1,12 @@
 """``visent teacher train``: train the members of a teacher directory and fit their combination.
 
 1. Read the labelled texts (SemEval TSV, XLM-T pairs) and hold out a stratified validation split.
-2. Train one :class:`~visent.teach.trained.TextClassifier` per encoder on the texts of the
-   languages it reads (``minilm``: English; ``e5-small``: all), each calibrated on its validation texts.
-3. Fit the stacking weights of each route (``en``: the English members, the multilingual ones and
-   VADER; ``*``: the multilingual members) on the validation split, and write ``teacher.json``.
+2. Train one :class:`~visent.teach.trained.TextClassifier` per encoder on the texts it will judge,
+   each calibrated on its validation texts: a language-specific encoder (``minilm``: English) its
+   languages; a multilingual one (``e5-small``) every language no specific member covers (all of
+   them when there is none).
+3. Fit the stacking weights of each route (``en``: the members judging English, and VADER; ``*``:
+   the multilingual members) on the validation split, and write ``teacher.json``.
 
 Members already trained into the output directory with the same data and settings are reused,
 so an interrupted run resumes after the last finished member.
@@ -28,6 +30,7 @@ from visent.store import atomic_write_json
 from visent.teach.data import Tweets, read_labelled
 from visent.teach.encoders import load_encoder
 from visent.teach.ensemble import FORMAT, TEACHER_FILE, VADER, TrainedTeacher, fit_stack
+from visent.teach.text import MODEL_PREPROCESSING_VERSION
 from visent.teach.trained import N_CLASSES, ClassifierConfig, TextClassifier, log_softmax, scores
 
 DEFAULT_ENCODERS: tuple[str, ...] = ("minilm", "e5-small")
@@ -44,8 +47,18 @@ def _split(data: Tweets, val_fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(train_idx), np.sort(val_idx)
 
 
-def _reads(encoder_languages: tuple[str, ...] | None, lang: str) -> bool:
-    return encoder_languages is None or lang in encoder_languages
+def _judged_languages(languages: tuple[str, ...] | None, specialists: set[str]) -> dict[str, Any]:
+    """Which texts a member learns from and judges: its own languages, or, for a multilingual
+    member, every language that no language-specific member covers."""
+    if languages is not None:
+        return {"only": sorted(languages)}
+    return {"except": sorted(specialists)} if specialists else {}
+
+
+def _judges(rule: dict[str, Any], lang: str) -> bool:
+    if "only" in rule:
+        return lang in rule["only"]
+    return lang not in rule.get("except", ())
 
 
 def _version(package: str) -> str:
@@ -77,18 +90,20 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
     val_logp: dict[str, np.ndarray] = {}  # member -> (n_val, 3) log-probs, NaN where it does not read the text
     val_texts = [tweets.texts[i] for i in val_idx]
     val_langs = [tweets.languages[i] for i in val_idx]
+    specialists = {lang for name in encoders for lang in (load_encoder(name).languages or ())}
     for name in encoders:
         encoder = load_encoder(name)
         langs = encoder.languages
+        rule = _judged_languages(langs, specialists)
         k = min(finetune_layers, encoder.num_layers)
         config = ClassifierConfig(encoder=name, finetune_layers=k, epochs=epochs, seed=seed)
-        spec_key = {"config": asdict(config), "data": data_digest, "val_fraction": val_fraction,
-                    "languages": list(langs) if langs else None}
+        spec_key = {"config": asdict(config), "data": data_digest, "val_fraction": val_fraction, "judges": rule,
+                    "preprocessing": MODEL_PREPROCESSING_VERSION}
         member_file = out / f"{name}.member.json"
-        tr = [i for i in train_idx if _reads(langs, tweets.languages[i])]
-        va = [i for i in val_idx if _reads(langs, tweets.languages[i])]
+        tr = [i for i in train_idx if _judges(rule, tweets.languages[i])]
+        va = [i for i in val_idx if _judges(rule, tweets.languages[i])]
         if len(va) == 0 or len(set(y[tr])) < N_CLASSES:
-            console.print(f"[yellow]teacher: skipping {name}: too few texts in its languages {langs}[/]")
+            console.print(f"[yellow]teacher: skipping {name}: too few texts in the languages it judges {rule}[/]")
             continue
         previous = json.loads(member_file.read_text()) if member_file.is_file() else None
         if previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file():
@@ -102,9 +117,9 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
                                              [tweets.texts[i] for i in va], y[va])
             meta = clf.save(out / name)
             atomic_write_json(member_file, {"key": spec_key, "meta": meta})
-        members.append({"name": name, "languages": list(langs) if langs else None, **meta})
+        members.append({"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta})
         logp = np.full((len(val_idx), N_CLASSES), np.nan)
-        rows = [j for j, lang in enumerate(val_langs) if _reads(langs, lang)]
+        rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
         logp[rows] = clf.decision_function([val_texts[j] for j in rows])
         val_logp[name] = logp
     if not members:
