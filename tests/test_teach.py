@@ -80,33 +80,33 @@ def test_calibration_json_loads_and_is_deterministic() -> None:
     assert prov["n_train"] > 20000 and prov["heldout_file"]["name"] == HELDOUT
     assert all(f["name"] != HELDOUT for f in prov["train_files"])
     texts = ["good", "bad!", "a table?", "meh"]
-    a, b = load_teacher().predict_proba(texts), load_teacher(calibration=DEFAULT_CALIBRATION).predict_proba(texts)
+    a, b = load_teacher("vader").predict_proba(texts), load_teacher("vader", calibration=DEFAULT_CALIBRATION).predict_proba(texts)
     np.testing.assert_array_equal(a, b)
 
 
 def test_prior_reweighting_is_bayes_rule() -> None:
     texts = ["nice", "awful day", "the shop opens at ten"]
-    train = load_teacher(prior="train").predict_proba(texts)
-    uniform = load_teacher(prior="uniform").predict_proba(texts)
+    train = load_teacher("vader", prior="train").predict_proba(texts)
+    uniform = load_teacher("vader", prior="uniform").predict_proba(texts)
     prior = np.asarray(load_calibration()["train_prior"])
     expected = train / prior
     np.testing.assert_allclose(uniform, expected / expected.sum(axis=1, keepdims=True), rtol=1e-9)
-    custom = load_teacher(prior=[2, 1, 1]).predict_proba(texts)
+    custom = load_teacher("vader", prior=[2, 1, 1]).predict_proba(texts)
     assert np.all(custom[:, 0] > uniform[:, 0])
     for bad in ("balanced", [1, 1], [1, 0, 1]):
         with pytest.raises(ValueError, match="prior"):
-            load_teacher(prior=bad)
+            load_teacher("vader", prior=bad)
 
 
 def test_bad_calibration_file_gives_clear_error(tmp_path: Path) -> None:
     cal = load_calibration()
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
-        load_teacher(calibration=tmp_path / "broken.json")
+        load_teacher("vader", calibration=tmp_path / "broken.json")
     with pytest.raises(ValueError, match="refit"):
-        load_teacher(calibration={**cal, "features": ["neg", "pos"]})
+        load_teacher("vader", calibration={**cal, "features": ["neg", "pos"]})
     with pytest.raises(ValueError, match="weights"):
-        load_teacher(calibration={**cal, "coef": cal["coef"][:2]})
+        load_teacher("vader", calibration={**cal, "coef": cal["coef"][:2]})
 
 
 def test_registry_unknown_name() -> None:
@@ -176,7 +176,7 @@ def test_teach_writes_every_post(tmp_path: Path) -> None:
         assert rows[pid]["p_positive"] is None and rows[pid]["teach_label"] is None
     for pid in ("p1", "p2", "p4", "p7"):
         r = rows[pid]
-        assert r["teach_status"] == "ok" and r["teach_reason"] == "" and r["teacher"] == "vader"
+        assert r["teach_status"] == "ok" and r["teach_reason"] == "" and r["teacher"] == "default"
         assert r["p_negative"] + r["p_neutral"] + r["p_positive"] == pytest.approx(1, abs=1e-5)
         assert r["teach_confidence"] == pytest.approx(max(r["p_negative"], r["p_neutral"], r["p_positive"]))
     assert not (tmp_path / "ds" / "work" / "teach").exists()
@@ -185,10 +185,10 @@ def test_teach_writes_every_post(tmp_path: Path) -> None:
 
 def test_teach_rerun_is_noop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = make_dataset(tmp_path / "ds")
-    first = teach(ds)
+    first = teach(ds, "vader")
     mtime = ds.table_path("teach").stat().st_mtime_ns
     spy = use_teacher(monkeypatch, Spy())
-    assert teach(Dataset(tmp_path / "ds")) == first
+    assert teach(Dataset(tmp_path / "ds"), "vader") == first
     assert spy.calls == [] and ds.table_path("teach").stat().st_mtime_ns == mtime
 
 
@@ -287,7 +287,7 @@ def test_calibrate_script_on_tiny_data(tmp_path: Path) -> None:
     assert a["provenance"]["dropped_train_lines"] == dropped
     scored = {"n", "calibrated_prior_train", "calibrated_prior_uniform", "compound_rule_0.05"}
     assert set(a["metrics"]["heldout"]) == scored
-    teacher = load_teacher(calibration=tmp_path / "a.json")
+    teacher = load_teacher("vader", calibration=tmp_path / "a.json")
     assert teacher.predict_proba(["love it, great!"]).argmax() == 2
 
 
@@ -306,12 +306,12 @@ def test_shipped_calibration_beats_compound_rule_on_heldout() -> None:
     read_semeval(SEMEVAL / HELDOUT, tweets, set(), set())
     y = np.asarray(tweets.labels)
     assert len(y) > 20000
-    teacher = load_teacher(prior="train")
+    teacher = load_teacher("vader", prior="train")
     compound = np.array([teacher._analyzer.polarity_scores(preprocess_tweet(t))["compound"] for t in tweets.texts])
     baseline = score(y, compound_rule(compound))
     calibrated = teacher.predict_proba(tweets.texts)
     trained = score(y, calibrated.argmax(axis=1), calibrated)
-    uniform_probs = load_teacher(prior="uniform").predict_proba(tweets.texts)
+    uniform_probs = load_teacher("vader", prior="uniform").predict_proba(tweets.texts)
     uniform = score(y, uniform_probs.argmax(axis=1), uniform_probs)
     assert uniform["macro_recall"] > baseline["macro_recall"] + 0.02
     assert trained["accuracy"] > baseline["accuracy"] + 0.05 and trained["macro_f1"] > baseline["macro_f1"]

@@ -410,6 +410,7 @@ def teachers() -> None:
 
     for name, description in TEACHERS.describe().items():
         console.print(f"[bold]{name}[/]  {description}")
+    console.print("Any directory made by `visent teacher train`: --teacher PATH.")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from visent.train import DEFAULT_BACKBONE
 
 @dataclass
 class BuildOptions:
-    teacher: str = "vader"
+    teacher: str = "default"
     thresholds: dict[str, float] | None = None
     near_dup_distance: int = 4
     min_side: int = 32
