@@ -195,6 +195,21 @@ def test_train_teacher_directory_routes_and_resumes(labelled, tmp_path, monkeypa
     assert again["routes"] == meta["routes"]
 
 
+def test_local_hugging_face_encoder_trains_a_member(labelled, tmp_path):
+    """The hf:PATH path (bigger encoders downloaded where a hub is reachable), tried on the packaged MiniLM folder."""
+    from visent.teach.encoders import minilm_path
+
+    out = tmp_path / "teacher"
+    meta = train_teacher([labelled / "semeval"], out, encoders=(f"hf:{minilm_path()}/",), exclude=["twitter-test-A.tsv"],
+                         finetune_layers=1, epochs=1, val_fraction=0.25, vader=False)
+    assert [m["name"] for m in meta["members"]] == ["hf-model"] and (out / "hf-model.safetensors").is_file()
+    assert meta["members"][0]["languages"] is None and meta["members"][0]["config"]["encoder"].startswith("hf:")
+    probs = load_teacher(str(out)).predict_proba(["I love this so much", "je déteste ça"])
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1)
+    with pytest.raises(ValueError, match="member name"):
+        train_teacher([labelled / "semeval"], out, encoders=("minilm", "minilm"))
+
+
 def test_teacher_train_cli_refuses_unusable_data(tmp_path):
     (tmp_path / "empty.tsv").write_text("1\tmaybe\tnothing\n", encoding="utf-8")
     result = runner.invoke(app, ["teacher", "train", "--data", str(tmp_path), "--out", str(tmp_path / "t")])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -61,6 +62,13 @@ def _judges(rule: dict[str, Any], lang: str) -> bool:
     return lang not in rule.get("except", ())
 
 
+def member_name(encoder: str) -> str:
+    """The member's name and file stem: the encoder's name, or for ``hf:PATH`` the folder's name."""
+    if encoder.startswith("hf:"):
+        encoder = "hf-" + Path(encoder[3:].rstrip("/\\")).name
+    return re.sub(r"[^\w.-]+", "_", encoder)
+
+
 def _version(package: str) -> str:
     try:
         return version(package)
@@ -90,13 +98,17 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
     val_logp: dict[str, np.ndarray] = {}  # member -> (n_val, 3) log-probs, NaN where it does not read the text
     val_texts = [tweets.texts[i] for i in val_idx]
     val_langs = [tweets.languages[i] for i in val_idx]
+    names = [member_name(e) for e in encoders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two encoders would share a member name: {names}; give each once (hf: folders need distinct names)")
     specialists = {lang for name in encoders for lang in (load_encoder(name).languages or ())}
-    for name in encoders:
-        encoder = load_encoder(name)
+    for encoder_name in encoders:
+        encoder = load_encoder(encoder_name)
+        name = member_name(encoder_name)
         langs = encoder.languages
         rule = _judged_languages(langs, specialists)
         k = min(finetune_layers, encoder.num_layers)
-        config = ClassifierConfig(encoder=name, finetune_layers=k, epochs=epochs, seed=seed)
+        config = ClassifierConfig(encoder=encoder_name, finetune_layers=k, epochs=epochs, seed=seed)
         spec_key = {"config": asdict(config), "data": data_digest, "val_fraction": val_fraction, "judges": rule,
                     "preprocessing": MODEL_PREPROCESSING_VERSION}
         member_file = out / f"{name}.member.json"
