@@ -78,16 +78,29 @@ def post_ids(data_dir: Path) -> list[str]:
     return sorted({p.stem for p in data_dir.glob("*.jpg")}, key=lambda s: (len(s), s))
 
 
+def make_teacher(spec: str):
+    """A teacher by name or directory; ``NAME@member=w,...`` re-weights the English route of a trained
+    teacher (e.g. ``default@vader=1.0``: more of the lexicon teacher, for crawls unlike SemEval tweets)."""
+    from visent.teach import load_teacher
+
+    name, _, override = spec.partition("@")
+    model = load_teacher(name)
+    for item in filter(None, override.split(",")):
+        member, _, weight = item.partition("=")
+        model.routes["en"]["weights"][member] = float(weight)  # type: ignore[attr-defined]
+    return model
+
+
 def cached_teacher(mvsa: Path, ids: list[str], work: Path, teacher: str = "vader") -> np.ndarray:
     """(n, 3) teacher probabilities per post, NaN where the teacher gives none (empty text)."""
-    path = work / f"teacher-{teacher}.npy"
+    path = work / f"teacher-{_slug(teacher)}.npy"
     if path.exists():
         return np.load(path)
     from visent.ingest.readers import read_mvsa
-    from visent.teach import load_teacher, preprocess_tweet
+    from visent.teach import preprocess_tweet
 
     texts = {post.post_id: post.text for post in read_mvsa(mvsa) if not post.error}
-    model = load_teacher(teacher)
+    model = make_teacher(teacher)
     probs = np.full((len(ids), len(CLASSES)), np.nan)
     live = [i for i, post_id in enumerate(ids) if preprocess_tweet(texts.get(post_id, ""))]
     probs[live] = model.predict_proba([texts[ids[i]] for i in live])
@@ -484,12 +497,13 @@ VARIANTS: list[Variant] = [
 
 
 # --------------------------------------------------------------------------- driver
-def prepare(mvsa: Path, work: Path, feature_sets: list[str], folds: int, seed: int, image_text: bool = False) -> dict:
+def prepare(mvsa: Path, work: Path, feature_sets: list[str], folds: int, seed: int, image_text: bool = False,
+            teacher_name: str = "vader") -> dict:
     """Everything the variants need, computed once and cached under ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     data_dir = mvsa / "data"
     ids = post_ids(data_dir)
-    teacher = cached_teacher(mvsa, ids, work)
+    teacher = cached_teacher(mvsa, ids, work, teacher_name)
     human = cached_human_labels(mvsa, ids, work)
     backbones = sorted({b for name in feature_sets for b in FEATURE_SETS[name]})
     features = {b: cached_features(data_dir, ids, work, b) for b in backbones}
@@ -558,6 +572,9 @@ def main() -> None:
                         help="features of the variants that do not name their own")
     parser.add_argument("--variants", default="all",
                         help="comma-separated groups (baseline, a..i, tta, best) or whole names (see --list); 'all' for every one")
+    parser.add_argument("--teacher", default="vader",
+                        help="teacher of the posts: a name, a teacher directory, or NAME@member=w,... (re-weighted "
+                             "English route of a trained teacher)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -577,7 +594,7 @@ def main() -> None:
         chosen.insert(0, VARIANTS[0])
     feature_sets = sorted({v.features or args.features for v in chosen})
     data = prepare(args.mvsa, args.work, feature_sets, args.folds, args.seed,
-                   image_text=any(v.image_teacher for v in chosen))
+                   image_text=any(v.image_teacher for v in chosen), teacher_name=args.teacher)
 
     if data["image_text"] is not None:
         print_teacher_agreement(data)
