@@ -1,4 +1,4 @@
-"""End to end on 200 real MVSA posts, labels used for evaluation only (skips without ../shared/data)."""
+"""End to end on 400 real MVSA posts, labels used for evaluation only (skips without ../shared/data)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from visent.pipeline import BuildOptions, build
 
 
 @needs_mvsa
-def test_build_on_200_real_posts_and_evaluate_on_the_next_200(tmp_path):
+def test_build_on_400_real_posts_and_evaluate_on_the_next_200(tmp_path):
     labels = read_mvsa_labels(MVSA / "labelResultAll.txt")
     ids = sorted((p.stem for p in (MVSA / "data").glob("*.jpg")), key=int)
-    train_ids, test_ids = set(ids[:200]), ids[200:400]
+    train_ids, test_ids = set(ids[:400]), ids[400:600]
     options = BuildOptions(thresholds={"negative": 0.5, "neutral": 0.7, "positive": 0.5}, ingest={"ids": train_ids})
     summary = build(MVSA, tmp_path / "model", options=options)
 
-    assert summary["ingest"]["posts"] == 200
+    assert summary["ingest"]["posts"] == 400
     clean_counts = summary["clean"]
-    assert clean_counts["posts"] == 200 and clean_counts["kept"] >= 40
+    assert clean_counts["posts"] == 400 and clean_counts["kept"] >= 80
     store = Dataset(tmp_path / "model-dataset")
-    assert store.read_table("human_labels").num_rows == 200  # kept for evaluation, in their own table
+    assert store.read_table("human_labels").num_rows == 400  # kept for evaluation, in their own table
     reasons = [r["clean_reason"] for r in store.read_table("clean").to_pylist() if r["clean_status"] == "dropped"]
     assert reasons and all(reasons)  # every dropped row says why
 
@@ -36,5 +36,5 @@ def test_build_on_200_real_posts_and_evaluate_on_the_next_200(tmp_path):
     report = evaluate(tmp_path / "model", bench)
     assert report["n_scored"] == 200
     assert report["binary"]["n"] == sum(labels[i][1] != "neutral" for i in test_ids)
-    # 200 weakly labelled posts make a weak student; it must still beat chance on unseen posts
+    # 400 weakly labelled posts make a weak student; it must still beat chance on unseen posts
     assert report["binary"]["balanced_accuracy"] > 0.5

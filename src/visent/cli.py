@@ -349,7 +349,7 @@ def teacher_train(
     data: List[Path] = typer.Option(..., "--data", help="Folder or file of labelled texts: SemEval *.tsv (id, label, "
                                                         "text) or XLM-T <split>_text.txt + <split>_labels.txt. Repeatable."),
     out: Path = typer.Option(..., "--out", "-o", help="Teacher directory to write (resumes a partial one)."),
-    encoder: List[str] = typer.Option(list(("minilm", "e5-small")), "--encoder",
+    encoder: List[str] = typer.Option(["minilm", "e5-small"], "--encoder",
                                       help="Text encoder of a member, repeatable: minilm (English), e5-small "
                                            "(multilingual), or hf:PATH (a local Hugging Face encoder folder)."),
     exclude: List[str] = typer.Option([], "--exclude", help="Skip files whose name (or path below --data) matches "
