@@ -45,7 +45,7 @@ def test_hard_and_soft_targets(cleaned, tmp_path):
     assert soft.metrics["class_counts"] == {"negative": 10, "neutral": 0, "positive": 10}
     assert not np.allclose(soft.head.coef_, hard.head.coef_)
     card = (tmp_path / "soft" / "MODEL_CARD.md").read_text()
-    assert "efficientnet-lite0" in card and "vader" in card and "low_confidence" in card
+    assert "efficientnet-lite0" in card and "| teacher | `default` |" in card and "low_confidence" in card
 
 
 @pytest.mark.slow
