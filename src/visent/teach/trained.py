@@ -24,6 +24,7 @@ from visent.labels import CLASSES
 from visent.progress import progress
 from visent.teach.encoders import TextEncoder, load_encoder
 from visent.teach.text import preprocess_tweet
+from visent.train.head import softmax
 
 N_CLASSES = len(CLASSES)
 
@@ -47,12 +48,6 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
     return ece(np.asarray(y), np.asarray(probs), bins=bins)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -70,17 +65,11 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Macro-recall (the SemEval measure), accuracy, macro-F1 and ECE, rounded."""
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    """Macro-recall (the SemEval measure), accuracy, macro-F1 and ECE, rounded, with the count."""
+    from visent.teach.calibrate import score
 
-    pred = probs.argmax(axis=1)
-    labels = list(range(N_CLASSES))
-    out = {"n": int(len(y)),
-           "macro_recall": recall_score(y, pred, labels=labels, average="macro", zero_division=0),
-           "accuracy": accuracy_score(y, pred),
-           "macro_f1": f1_score(y, pred, labels=labels, average="macro", zero_division=0),
-           "ece": expected_calibration_error(probs, y)}
-    return {k: (v if k == "n" else round(float(v), 4)) for k, v in out.items()}
+    return {"n": int(len(y)), **score(y, probs.argmax(axis=1)),  # type: ignore[dict-item]
+            "ece": round(expected_calibration_error(probs, y), 4)}
 
 
 def prior_shift(prior: str | Sequence[float], train_prior: np.ndarray) -> np.ndarray:
