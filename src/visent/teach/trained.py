@@ -112,6 +112,7 @@ class TextClassifier:
         self.head_bias = np.zeros(N_CLASSES, dtype=np.float32)
         self.layers: Any = None  # fine-tuned copies of the encoder's top layers (torch ModuleList)
         self.report = FitReport()
+        self.val_logp_: np.ndarray | None = None  # calibrated log-probabilities of the validation texts of fit()
         self._encoder: TextEncoder | None = None
 
     # -- the encoder -----------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class TextClassifier:
         self.temperature = fit_temperature(val_logits, val_arr)
         self.report.temperature = round(self.temperature, 4)
         self.report.val = scores(val_arr, softmax(val_logits / self.temperature))
+        self.val_logp_ = log_softmax(val_logits / self.temperature)  # = decision_function(val_texts), kept
         self.report.seconds = round(time.time() - started, 1)
         return self
 

@@ -132,7 +132,8 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
         members.append({"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta})
         logp = np.full((len(val_idx), N_CLASSES), np.nan)
         rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
-        logp[rows] = clf.decision_function([val_texts[j] for j in rows])
+        # a member trained now kept these from fit(); a reused one scores its validation texts again
+        logp[rows] = clf.val_logp_ if clf.val_logp_ is not None else clf.decision_function([val_texts[j] for j in rows])
         val_logp[name] = logp
     if not members:
         raise ValueError("no member could be trained: the data has too few texts in the encoders' languages")
