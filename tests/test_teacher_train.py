@@ -295,3 +295,13 @@ def test_teach_stage_passes_the_posts_language_codes(tmp_path, monkeypatch):
     ingest(posts, tmp_path / "ds")
     teach(Dataset(tmp_path / "ds"), "recorder")
     assert seen == ["fr", None]
+
+
+def test_teach_resume_digest_counts_language_codes():
+    from visent.teach.stage import _posts_fingerprint
+
+    ids, texts = ["1", "2"], ["bonjour", "hello"]
+    plain = _posts_fingerprint(ids, texts, [None, None])
+    assert _posts_fingerprint(ids, texts, ["fr", None]) != plain != _posts_fingerprint(ids, texts, ["en", None])
+    assert _posts_fingerprint(ids, texts, ["fr", None]) != _posts_fingerprint(ids, texts, ["en", None])
+    assert _posts_fingerprint(ids, texts, ["", None]) == plain  # no code: the digest of posts without codes

