@@ -260,7 +260,9 @@ class StagePooled(nn.Module):
         self.dim = sum(channels[i] for i in self.stage_ends) + sum(channels[i] for i in self.stage_ends[-2:]) \
             + net._bn1.num_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def maps(self, x: torch.Tensor) -> list[tuple[torch.Tensor, str]]:
+        """The spatial maps behind the pooled features, in feature order, each with its pooling ("mean" or
+        "max"): what the sentiment maps of :mod:`visent.explain` are made of."""
         net = self.inner
         x = net._swish(net._bn0(net._conv_stem(x)))
         means, maxes = [], []
@@ -268,11 +270,14 @@ class StagePooled(nn.Module):
         for index, block in enumerate(net._blocks):
             x = block(x, drop_connect_rate=0.0)
             if index in self.stage_ends:
-                means.append(x.mean(dim=(2, 3)))
+                means.append((x, "mean"))
                 if index in last_two:
-                    maxes.append(x.amax(dim=(2, 3)))
-        head = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
-        return torch.cat([*means, *maxes, head], dim=1)
+                    maxes.append((x, "max"))
+        return [*means, *maxes, (net._swish(net._bn1(net._conv_head(x))), "mean")]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.mean(dim=(2, 3)) if pool == "mean" else m.amax(dim=(2, 3)) for m, pool in self.maps(x)],
+                         dim=1)
 
 
 def _efficientnet_lite(name: str, weights: str | Path | None, stages: bool = False) -> Backbone:

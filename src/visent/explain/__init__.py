@@ -1,0 +1,208 @@
+"""EXPLAIN: sentiment maps of a student's prediction, as Campos et al. showed for fine-tuned networks.
+
+Public surface::
+
+    explanation = explain(model, "photo.jpg")          # or model.explain(...): a path, PIL image or array
+    explanation.probabilities, explanation.label     # as model.predict gives them
+    explanation.maps                                 # (3, GRID, GRID): evidence per class over the model's square
+    explanation.overlay("positive")                  # PIL image: the map over the photo
+    explanation.panel()                              # the photo and its three maps side by side
+    explanation.save("out/", "photo")                # photo.negative.png, ..., photo.panel.png
+
+``method`` is ``"cam"`` (class activation maps through the linear head: exact for visent's EfficientNet-Lite
+backbones), ``"gradcam"`` (any backbone with a spatial activation: torchvision, timm, ViT) or ``"auto"`` (CAM
+where every backbone of the model allows it). See :mod:`visent.explain.cam`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from visent.embed.images import five_crops, load_image
+from visent.embed.pipeline import tta_mode
+from visent.explain.cam import (GRID, METHODS, ExplainError, cam_maps, contrastive_weights, gradcam_maps,
+                                has_pooled_maps, split_columns)
+from visent.explain.render import overlay, panel
+from visent.labels import CLASSES
+
+if TYPE_CHECKING:
+    from visent.model import VisentModel
+
+__all__ = ["Explanation", "ExplainError", "METHODS", "explain", "explain_images", "to_png", "DISPLAY_SIZE"]
+
+DISPLAY_SIZE = 512  # longer side of the photo the maps are drawn on
+
+
+@dataclass
+class Explanation:
+    """A prediction and its sentiment maps for one image."""
+
+    image: Image.Image  # the photo as shown (RGB, longer side at most DISPLAY_SIZE)
+    probabilities: dict[str, float]
+    maps: np.ndarray  # (3, GRID, GRID) evidence per class (logit units), over the central square the model sees
+    method: str  # "cam" or "gradcam"
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)  # type: ignore[arg-type]
+
+    def overlay(self, cls: str | None = None) -> Image.Image:
+        """The photo with the map of ``cls`` (default: the predicted class) over the square the model sees."""
+        cls = cls or self.label
+        if cls not in CLASSES:
+            raise ValueError(f"unknown class {cls!r}; choose one of: {', '.join(CLASSES)}")
+        return overlay(self.image, self.maps, CLASSES.index(cls))
+
+    def panel(self) -> Image.Image:
+        """The photo and the three class maps side by side, each captioned with its probability."""
+        return panel(self.image, self.maps, self.probabilities)
+
+    def save(self, directory: str | Path, stem: str) -> list[Path]:
+        """Write ``<stem>.<class>.png`` for each class and ``<stem>.panel.png``; returns the paths."""
+        from visent.store import atomic_write_bytes
+
+        directory = Path(directory)
+        written = []
+        for cls in CLASSES:
+            written.append(directory / f"{stem}.{cls}.png")
+            atomic_write_bytes(written[-1], to_png(self.overlay(cls)))
+        written.append(directory / f"{stem}.panel.png")
+        atomic_write_bytes(written[-1], to_png(self.panel()))
+        return written
+
+
+def to_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explanation:
+    """Predict one image (a path, a PIL image or an array) and compute its sentiment maps with ``method``."""
+    from visent.model import image_files
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    with image_files([image]) as items:
+        (name, path, problem), = items
+        if problem is not None:
+            raise ExplainError(f"{name}: {problem}")
+        probs, status = model.predict_proba([path])
+        if np.isnan(probs).any():
+            raise ExplainError(status[0].removeprefix("error: ").replace(path, name))
+        backbones = [model.backbone, *(model.extra_backbone(n) for n in model.config.extra_backbones)]
+        chosen = _choose_method(backbones, method)
+        head = model.head
+        weights = contrastive_weights(head.coef_, head.scale_, head.temperature)
+        offset = -(weights @ head.mean_.astype(np.float32))  # features @ weights.T + offset = contrastive logits
+        maps = np.zeros((len(CLASSES), GRID, GRID), np.float32)
+        mode = tta_mode(model.config.tta)
+        for backbone, columns in zip(backbones, split_columns([b.dim for b in backbones])):
+            maps += _backbone_maps(backbone, Path(path), weights[:, columns], offset / len(backbones), chosen, mode)
+        shown = load_image(path, DISPLAY_SIZE)
+        shown.thumbnail((DISPLAY_SIZE, DISPLAY_SIZE), Image.Resampling.LANCZOS)
+    return Explanation(image=shown, probabilities={c: float(p) for c, p in zip(CLASSES, probs[0])}, maps=maps,
+                       method=chosen, source=name)
+
+
+def explain_images(model: "VisentModel | str | Path", inputs: list[str], out: str | Path, *,
+                   method: str = "auto") -> list[dict[str, Any]]:
+    """Explain every image of ``inputs`` (files, folders, ``@list.txt``) into ``out``: the overlays and panel of
+    each image (see :meth:`Explanation.save`) and ``explanations.csv``, one row per image in input order with
+    its probabilities, label, method, panel file, status and error. An unreadable image keeps its row."""
+    import csv
+
+    from visent.model import VisentModel
+    from visent.predict import expand_inputs
+    from visent.progress import progress
+    from visent.store import atomic_open
+
+    model = model if isinstance(model, VisentModel) else VisentModel.load(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = expand_inputs(inputs)
+    stems: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    with progress("explain", len(items)) as advance:
+        for path, problem in items:
+            row: dict[str, Any] = {"path": path, **{c: None for c in CLASSES}, "label": None, "method": None,
+                                   "panel": "", "status": "error", "error": problem or ""}
+            if problem is None:
+                stem = Path(path).stem or "image"
+                stems[stem] = stems.get(stem, 0) + 1
+                stem = stem if stems[stem] == 1 else f"{stem}-{stems[stem]}"  # same names from other folders
+                try:
+                    explanation = explain(model, path, method=method)
+                except ExplainError as error:
+                    row["error"] = str(error)
+                else:
+                    files = explanation.save(out, stem)
+                    row.update(explanation.probabilities, label=explanation.label, method=explanation.method,
+                               panel=files[-1].name, status="ok")
+            rows.append(row)
+            advance(1)
+    columns = ["path", *CLASSES, "label", "method", "panel", "status", "error"]
+    with atomic_open(out / "explanations.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row[k] is None else (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]))
+                             for k in columns})
+    return rows
+
+
+def _choose_method(backbones: list, method: str) -> str:
+    probe = [has_pooled_maps(b) for b in backbones]
+    if method == "cam" and not all(probe):
+        bad = [b.name for b, ok in zip(backbones, probe) if not ok]
+        raise ExplainError(f"class activation maps need mean-pooled features; {', '.join(bad)} has none: use "
+                           "method 'gradcam' (or 'auto')")
+    if method == "auto":
+        return "cam" if all(probe) else "gradcam"
+    return method
+
+
+def _views(backbone, path: Path, mode: str) -> list[tuple[torch.Tensor, tuple[int, int, int], bool]]:
+    """The views the model averages (see ``visent.embed.pipeline.embed_images``), each with its box in
+    ``GRID`` cells of the square (left, top, side) and whether it is mirrored."""
+    image = load_image(path, backbone.image_size)
+    if mode == "crops":
+        size = backbone.image_size
+        big = round(size / 0.875)  # five_crops' frame
+        side = round(GRID * size / big)
+        edge = GRID - side
+        corners = [(0, 0), (edge, 0), (0, edge), (edge, edge), (edge // 2, edge // 2)]
+        crops = [backbone.to_tensor(c) for c in five_crops(image, size, backbone.spec.resample)]
+        base = [(t, (x, y, side), False) for t, (x, y) in zip(crops, corners)]
+    else:
+        base = [(backbone.preprocess(image), (0, 0, GRID), False)]
+    if mode == "none":
+        return base
+    return base + [(t.flip(-1), box, True) for t, box, _ in base]
+
+
+def _backbone_maps(backbone, path: Path, weights: np.ndarray, offset: np.ndarray, method: str,
+                   mode: str) -> np.ndarray:
+    """One backbone's share of the maps: each view's map placed in its box, averaged as the features are."""
+    views = _views(backbone, path, mode)
+    total = torch.zeros(len(weights), GRID, GRID)
+    for tensor, (left, top, side), mirrored in views:
+        if method == "cam":
+            view_map = cam_maps(backbone, tensor, weights, grid=side)
+        else:
+            view_map = gradcam_maps(backbone, tensor, weights, offset, grid=side)
+        view = torch.from_numpy(np.ascontiguousarray(view_map))
+        if mirrored:
+            view = view.flip(-1)
+        # a map's mean over its box is the view's share; over the whole square it must keep that mean
+        total[:, top:top + side, left:left + side] += view * (GRID * GRID) / (side * side)
+    return (total / len(views)).numpy()
+
