@@ -241,6 +241,26 @@ def predict(
                   f"{counts['errors']} unreadable")
 
 
+@app.command()
+def explain(
+    model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
+    paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the maps: <image>.<class>.png per class, "
+                                                     "<image>.panel.png, and explanations.csv."),
+    method: str = typer.Option("auto", "--method", help="cam (class activation maps through the linear head), "
+                                                        "gradcam (any backbone) or auto (cam where possible)."),
+) -> None:
+    """Sentiment maps: where in each image the model sees negative, neutral and positive, as PNG overlays."""
+    from visent.explain import METHODS, explain_images
+
+    if method not in METHODS:
+        _fail(f"explain: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    rows = _run("explain", explain_images, model, paths, out, method=method)
+    _print_predictions(rows[:50])
+    errors = sum(row["status"] != "ok" for row in rows)
+    console.print(f"{len(rows)} images: {len(rows) - errors} explained, {errors} unreadable; maps → {out}")
+
+
 def _print_kfold(kfold: dict[str, Any]) -> None:
     names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
              "from_imagenet": "fine-tuned from ImageNet features"}

@@ -12,11 +12,13 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +26,11 @@ from visent import __version__
 from visent.labels import CLASSES
 from visent.store import atomic_write_json, atomic_write_text
 from visent.train.head import StudentHead
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from visent.explain import Explanation
 
 DEFAULT_MODEL = "default"
 
@@ -162,3 +169,110 @@ class VisentModel:
         if ok.any():
             probs[ok] = self.head.predict_proba(features[ok])
         return probs, statuses
+
+    def predict(self, images: Sequence[Any], *, batch_size: int = 32, cache: bool = True) -> "pa.Table":
+        """A table with one row per image: ``input``, the three probabilities, ``label``, ``status`` ("ok" or
+        "error") and ``error``. ``images`` holds paths (folders and ``@list.txt`` files expand to their images,
+        as on the command line), PIL images, arrays (H, W[, 3 or 4]; uint8, or floats in 0..1) or the bytes of
+        image files; in-memory images are named ``<image i>``. An image that cannot be read keeps its row."""
+        import pyarrow as pa
+
+        from visent.predict import CHUNK, expand_inputs, predict_items
+
+        names: list[str] = []
+        items: list[tuple[str, str | None]] = []
+        with image_files(images) as files:
+            for (name, path, problem), given in zip(files, images):
+                if isinstance(given, (str, Path)):
+                    expanded = expand_inputs([given])
+                    names += [p for p, _ in expanded]
+                    items += expanded
+                else:
+                    names.append(name)
+                    items.append((path or name, problem))
+            rows = [row for start in range(0, len(items), CHUNK)
+                    for row in predict_items(self, items[start:start + CHUNK], batch_size=batch_size, cache=cache)]
+        for row, name in zip(rows, names):
+            row["error"] = row["error"].replace(row.pop("path"), name)  # an in-memory image's temporary file
+            row["input"] = name
+        columns = ["input", *CLASSES, "label", "status", "error"]
+        types = [pa.string(), *[pa.float64()] * len(CLASSES), pa.string(), pa.string(), pa.string()]
+        return pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in zip(columns, types)})
+
+    def explain(self, image: Any, *, method: str = "auto") -> "Explanation":
+        """The prediction for one image (a path, PIL image, array or file bytes) with its sentiment maps (see
+        :mod:`visent.explain`); raises ``visent.explain.ExplainError`` when the image cannot be read."""
+        from visent.explain import explain
+
+        return explain(self, image, method=method)
+
+
+def load(model: str | Path = DEFAULT_MODEL) -> VisentModel:
+    """A trained student: a model directory, or the name of a model shipped with visent (``"default"``)."""
+    return VisentModel.load(model)
+
+
+@contextlib.contextmanager
+def image_files(images: Sequence[Any]) -> Iterator[list[tuple[str, str | None, str | None]]]:
+    """Per image ``(name, path, problem)``: paths as given; PIL images, arrays and file bytes written to a
+    temporary folder (PNG, lossless; bytes as they are) that lives as long as the context. ``problem`` says why
+    an in-memory image cannot be used (its path is then None)."""
+    out: list[tuple[str, str | None, str | None]] = []
+    with contextlib.ExitStack() as stack:
+        folder: Path | None = None
+        for index, image in enumerate(images):
+            if isinstance(image, (str, Path)):
+                out.append((str(image), str(image), None))
+                continue
+            name = f"<image {index}>"
+            try:
+                data = _image_bytes(image)
+            except (TypeError, ValueError, OSError) as error:
+                out.append((name, None, str(error)))
+                continue
+            if folder is None:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visent-images-")))
+            path = folder / f"{index}.img"
+            path.write_bytes(data)
+            out.append((name, str(path), None))
+        yield out
+
+
+def _image_bytes(image: Any) -> bytes:
+    """The bytes of an image file for a PIL image, an array or bytes."""
+    import io
+
+    from PIL import Image
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if not len(image):
+            raise ValueError("empty bytes: no image")
+        return bytes(image)
+    if isinstance(image, np.ndarray):
+        image = _array_image(image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"{type(image).__name__} is not an image: give a path, a PIL image, an array or file bytes")
+    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _array_image(array: np.ndarray):
+    from PIL import Image
+
+    shape = array.shape
+    if array.ndim == 3 and shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or min(array.shape[:2]) < 1:
+        raise ValueError(f"an array of shape {shape} is not an image: expected (H, W), (H, W, 3) or (H, W, 4)")
+    if array.dtype == np.uint8:
+        pass
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError("a float image array must hold finite values in 0..1 (or give uint8 0..255)")
+        array = np.round(array * 255).astype(np.uint8)
+    else:
+        raise ValueError(f"an image array must be uint8 (0..255) or float (0..1), not {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(array))

@@ -18,7 +18,7 @@ from visent.labels import CLASSES
 from visent.model import VisentModel
 from visent.store import atomic_open
 
-__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "write_csv", "CSV_COLUMNS"]
+__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "predict_items", "write_csv", "CSV_COLUMNS"]
 
 CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
 
@@ -67,11 +67,12 @@ def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], 
     items = expand_inputs(inputs)
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     for chunk in chunks:  # each chunk shows its own embedding progress
-        yield from _predict_chunk(model, chunk, batch_size, cache)
+        yield from predict_items(model, chunk, batch_size=batch_size, cache=cache)
 
 
-def _predict_chunk(model: VisentModel, items: list[tuple[str, str | None]], batch_size: int,
-                   cache: bool) -> list[dict[str, Any]]:
+def predict_items(model: VisentModel, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,
+                  cache: bool = True) -> list[dict[str, Any]]:
+    """Rows for (path, problem) pairs as :func:`expand_inputs` gives them, all embedded in one call."""
     readable = [i for i, (_, problem) in enumerate(items) if problem is None]
     probs = np.full((len(items), len(CLASSES)), np.nan)
     statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
