@@ -329,6 +329,33 @@ def evaluate(
 
 
 @app.command()
+def serve(
+    model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", min=0.001,
+                                                  help="Largest request body in MB, all its images together (default 20)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1,
+                                             help="Largest image in pixels, width x height (default 25000000)."),
+    max_files: Optional[int] = typer.Option(None, "--max-files", min=1, help="Most images per request (default 10)."),
+) -> None:
+    """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
+    from visent.model import ModelError, load
+    from visent.serve import serve as run_serve
+
+    try:
+        loaded = load(model)
+    except ModelError as error:
+        _fail(str(error))
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files,
+                              "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"visent serve: model [bold]{escape(model)}[/] at [bold]http://{shown_host}:{port}/[/] "
+                  f"(API docs at /docs); Ctrl+C stops it", soft_wrap=True)
+    run_serve(loaded, host=host, port=port, **{k: v for k, v in limits.items() if v is not None})
+
+
+@app.command()
 def demo() -> None:
     """Predict the sample photos shipped with scikit-image using the model shipped with visent."""
     try:

@@ -1,0 +1,448 @@
+"""The visent HTTP service: a web page to drop images on, ``/predict``, ``/explain`` and ``/health``.
+
+Every upload is checked before the model sees it: the request body is counted while it arrives (413
+above ``max_upload_bytes``), each file's format is sniffed from its bytes with Pillow (415 outside
+``formats``), its pixel count is read from the header before anything is decoded (413 above
+``max_pixels``) and then it is decoded in full (422 when empty, truncated or corrupt). A batch with one
+bad file is rejected as a whole, with every problem listed. The service reads uploaded bytes only; it
+never fetches a URL a client sends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, List, Literal, Sequence
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from visent import __version__
+from visent.labels import CLASSES
+
+log = logging.getLogger("visent.serve")
+
+# Defaults of the limits. A decoded image takes 3-4 bytes per pixel and a whole batch is decoded before
+# the model runs, so max_files x max_pixels bounds the memory one request can take (10 x 25 MP ~ 1 GB).
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 25_000_000
+DEFAULT_MAX_FILES = 10
+DEFAULT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+
+TARGETS = ("predicted", *CLASSES, "all")
+Target = Literal["predicted", "negative", "neutral", "positive", "all"]
+assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent.labels.CLASSES
+
+# Pillow reports its decompression-bomb check as a warning; the header is opened with that warning turned
+# into an error, and the lock keeps the process-wide warning filters consistent across request threads.
+_OPEN_LOCK = threading.Lock()
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError)
+
+
+class RequestRejected(Exception):
+    """An upload visent will not score: the status, one line for ``detail`` and the per-file problems."""
+
+    def __init__(self, status: int, detail: str, problems: list[dict[str, Any]] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.problems = problems or []
+
+
+# Response models --------------------------------------------------------------------------------------
+class Prediction(BaseModel):
+    file: str = Field(description="The uploaded file's name (or `file N` when the upload had none).")
+    label: str = Field(description="The most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability per class (negative, neutral, positive); they sum to 1.")
+    format: str = Field(description="The image format sniffed from the bytes (not from the name).")
+    width: int
+    height: int
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="The model that scored the images.")
+    classes: List[str]
+    predictions: List[Prediction] = Field(description="One entry per uploaded file, in upload order.")
+
+
+class Limits(BaseModel):
+    max_upload_bytes: int = Field(description="Largest request body, in bytes (all files of a request together).")
+    max_pixels: int = Field(description="Largest image, in pixels (width x height).")
+    max_files: int = Field(description="Most images in one /predict request.")
+    formats: List[str] = Field(description="Accepted image formats, sniffed from the content.")
+
+
+class Health(BaseModel):
+    status: str
+    model: str = Field(description="The model's name (its directory name).")
+    model_dir: str
+    visent_version: str
+    classes: List[str]
+    limits: Limits
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong and what to do about it.")
+    problems: List[dict] = Field(default_factory=list, description="One entry per rejected file (index, file, status, detail).")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The request body or an image's pixel count is above the limit."},
+    415: {"model": ErrorBody, "description": "A file is not an image in an accepted format."},
+    422: {"model": ErrorBody, "description": "No file, a wrong field, an empty, truncated or corrupt image, too many files."},
+}
+
+
+# The body limit -----------------------------------------------------------------------------------------
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Rejects request bodies above ``max_bytes`` with 413 while they arrive.
+
+    A declared Content-Length above the limit is refused before any byte is read; a body without one
+    (chunked) or longer than it declared is counted chunk by chunk and cut off as soon as it passes the
+    limit, so no request can make visent hold more than ``max_bytes`` of upload.
+    """
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, declared: int | None = None) -> JSONResponse:
+        size = f" ({declared:,} bytes)" if declared is not None else ""
+        return JSONResponse(
+            {"detail": f"the request body{size} is larger than this server accepts ({self.max_bytes:,} bytes, "
+                       f"{self.max_bytes / 2**20:.1f} MB): send fewer or smaller images per request"},
+            status_code=413, headers={"Connection": "close"})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await JSONResponse({"detail": "the Content-Length header is not a number"}, status_code=400)(
+                    scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                await self._too_large(int(declared))(scope, receive, send)
+                return
+
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def counted_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["exceeded"] = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["exceeded"]:
+                return  # whatever the app answers to a cut-off body is replaced by the 413 below
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            if not state["exceeded"]:
+                raise
+        if state["exceeded"] and not state["started"]:
+            await self._too_large()(scope, receive, send)
+
+
+# Reading uploads ----------------------------------------------------------------------------------------
+def _display_name(upload: UploadFile, index: int) -> str:
+    name = (upload.filename or "").strip().replace("\n", " ").replace("\r", " ")
+    if not name:
+        return f"file {index + 1}"
+    return name if len(name) <= 200 else name[:197] + "..."
+
+
+def _format_list(formats: Sequence[str]) -> str:
+    return ", ".join(formats[:-1]) + " or " + formats[-1] if len(formats) > 1 else formats[0]
+
+
+@dataclass
+class Checked:
+    """An upload that passed every check: its bytes go to the model as they are (as a file would)."""
+
+    name: str
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+
+class ImageChecker:
+    """Turns uploaded bytes into a decoded image, or a problem (status, message) naming the file."""
+
+    def __init__(self, max_pixels: int, formats: Sequence[str]):
+        self.max_pixels = max_pixels
+        self.formats = tuple(formats)
+
+    def _describe_other(self, data: bytes) -> str | None:
+        """The format of bytes visent does not accept, when Pillow can name it (header only, nothing decoded)."""
+        try:
+            with _OPEN_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as other:
+                    return other.format
+        except Exception:  # noqa: BLE001 - only used to word the message
+            return None
+
+    def check(self, name: str, data: bytes) -> "Checked":
+        accepted = _format_list(self.formats)
+        if not data:
+            raise RequestRejected(422, f"'{name}' is empty (0 bytes): choose an image file ({accepted})")
+        try:
+            with _OPEN_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data), formats=list(self.formats))
+        except UnidentifiedImageError:
+            other = self._describe_other(data)
+            what = f"a {other} image" if other else "not an image"
+            raise RequestRejected(415, f"'{name}' is {what}; this server accepts {accepted} images "
+                                       "(the format is read from the content, not the name): convert it and upload again")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise RequestRejected(413, f"'{name}' declares too many pixels to decode safely ({error}); "
+                                       f"this server accepts at most {self.max_pixels:,} pixels: downscale the image")
+        except _DECODE_ERRORS as error:
+            raise RequestRejected(422, f"'{name}' is a damaged image: its header cannot be read ({error}); "
+                                       "re-export or re-download it")
+        width, height = image.size
+        if width * height > self.max_pixels:  # checked from the header, before any pixel is decoded
+            raise RequestRejected(413, f"'{name}' is {width} x {height} = {width * height:,} pixels; this server accepts "
+                                       f"at most {self.max_pixels:,} pixels per image: downscale it and upload again")
+        if width < 1 or height < 1:
+            raise RequestRejected(422, f"'{name}' has no pixels ({width} x {height}): choose another image")
+        try:
+            image.load()  # decodes everything: a truncated or corrupt file fails here, not in the model
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: shown (and scored) turned a quarter
+                width, height = height, width
+        except _DECODE_ERRORS as error:
+            raise RequestRejected(422, f"'{name}' is a truncated or corrupt {image.format} image ({error}); "
+                                       "re-export or re-download it and upload again")
+        finally:
+            image.close()  # the model decodes the bytes again; only what was learnt here is kept
+        # Pillow opens multi-picture camera JPEGs as MPO; to the user they are JPEGs.
+        return Checked(name=name, data=data, format="JPEG" if image.format == "MPO" else image.format,
+                       width=width, height=height)
+
+
+# The app ------------------------------------------------------------------------------------------------
+def _model_name(model: Any) -> tuple[str, str]:
+    directory = getattr(model, "directory", None)
+    name = getattr(model, "name", None) or (Path(directory).name if directory else "in-memory model")
+    return str(name), str(directory) if directory else ""
+
+
+def _validation_message(request: Request, errors: Sequence[dict]) -> str:
+    """One readable line for FastAPI's validation errors (missing fields, text instead of files, bad target)."""
+    field = "file" if request.url.path.rstrip("/").endswith("/explain") else "files"
+    parts: list[str] = []
+    for error in errors:
+        loc = [str(x) for x in error.get("loc", ())]
+        value = error.get("input")
+        if loc[:1] == ["query"] and loc[1:2] == ["target"]:
+            parts.append(f"unknown target {value!r}: use one of {', '.join(TARGETS)}")
+        elif loc[:1] == ["body"] and error.get("type") == "missing":
+            example = f"curl -F {field}=@photo.jpg {request.url.path}"
+            many = " (one part per image, all named `files`)" if field == "files" else ""
+            parts.append(f"no image uploaded: send it as multipart/form-data in the field `{field}`{many}, e.g. {example}")
+        elif loc[:1] == ["body"] and isinstance(value, str):
+            shown = value if len(value) <= 80 else value[:77] + "..."
+            parts.append(f"the field `{loc[1] if len(loc) > 1 else field}` holds text ({shown!r}), not an uploaded file: "
+                         "visent serve scores uploaded image bytes only and never fetches URLs; upload the image file itself")
+        else:
+            where = ".".join(loc) or "request"
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
+
+
+def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_files: int = DEFAULT_MAX_FILES, formats: Iterable[str] = DEFAULT_FORMATS) -> FastAPI:
+    """The FastAPI app serving ``model`` (a ``visent.model.VisentModel``, a model directory or ``"default"``).
+
+    ``max_upload_bytes`` bounds a request's body, ``max_pixels`` each image's width x height,
+    ``max_files`` the images per /predict request; ``formats`` are Pillow format names.
+    """
+    if isinstance(model, (str, Path)):
+        from visent.model import VisentModel
+
+        model = VisentModel.load(model)
+    formats = tuple(dict.fromkeys(f.upper() for f in formats))
+    Image.init()
+    unknown = [f for f in formats if f not in Image.OPEN]
+    if not formats or unknown:
+        raise ValueError(f"unknown image formats {unknown}: use Pillow format names such as {', '.join(DEFAULT_FORMATS)}")
+    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_files", max_files)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be at least 1 (got {value})")
+    model_name, model_dir = _model_name(model)
+    checker = ImageChecker(int(max_pixels), formats)
+    limits = Limits(max_upload_bytes=int(max_upload_bytes), max_pixels=int(max_pixels), max_files=int(max_files),
+                    formats=list(formats))
+    lock = threading.Lock()  # one inference at a time: the model and its backbone are not shared across threads
+
+    app = FastAPI(
+        title="visent",
+        version=__version__,
+        summary="Image sentiment (negative / neutral / positive) from a model trained without human labels.",
+        description=(
+            f"Serves the visent model **{model_name}**. Upload images as multipart/form-data: `POST /predict` scores "
+            "one or more images, `POST /explain` draws where the model sees each sentiment. Uploaded bytes only: "
+            "the service never fetches URLs. Limits: "
+            f"{limits.max_upload_bytes:,} bytes per request, {limits.max_pixels:,} pixels per image, "
+            f"{limits.max_files} images per request, formats {', '.join(formats)}."
+        ),
+        docs_url=None,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+
+    @app.exception_handler(RequestRejected)
+    async def _rejected(request: Request, error: RequestRejected) -> JSONResponse:
+        body: dict[str, Any] = {"detail": error.detail}
+        if error.problems:
+            body["problems"] = error.problems
+        return JSONResponse(body, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in error.errors()]
+        return JSONResponse({"detail": _validation_message(request, error.errors()), "errors": errors},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The last safety net: every expected bad input is answered above with a 4xx.
+        log.exception("visent serve: unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error in visent serve ({type(error).__name__}); "
+                                       "the server log has the details"}, status_code=500)
+
+    def read_images(uploads: Sequence[UploadFile]) -> list[Checked]:
+        if len(uploads) > limits.max_files:
+            raise RequestRejected(422, f"{len(uploads)} files in one request; this server accepts at most "
+                                       f"{limits.max_files}: split them over several requests")
+        images, problems = [], []
+        for index, upload in enumerate(uploads):
+            name = _display_name(upload, index)
+            try:
+                images.append(checker.check(name, upload.file.read()))
+            except RequestRejected as problem:
+                problems.append({"index": index, "file": name, "status": problem.status, "detail": problem.detail})
+        if problems:
+            if len(uploads) == 1:
+                raise RequestRejected(problems[0]["status"], problems[0]["detail"], problems)
+            ok = len(uploads) - len(problems)
+            raise RequestRejected(problems[0]["status"],
+                                  f"{len(problems)} of {len(uploads)} files rejected, nothing was scored "
+                                  f"({ok} fine): " + "; ".join(p["detail"] for p in problems), problems)
+        return images
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        from visent.serve.page import PAGE_HTML
+
+        # Everything the page needs is inline; the policy keeps the browser from loading anything else.
+        return HTMLResponse(PAGE_HTML, headers={
+            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                       "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        html = get_swagger_ui_html(openapi_url=app.openapi_url, title="visent API").body.decode()
+        fallback = ("<script>if (typeof SwaggerUIBundle === 'undefined') { document.getElementById('swagger-ui')"
+                    ".innerHTML = '<p style=\"font:16px system-ui;margin:2em\">The interactive API docs load Swagger UI "
+                    "from cdn.jsdelivr.net, which this browser cannot reach. The API description is at "
+                    "<a href=\"openapi.json\">/openapi.json</a>; the web page is at <a href=\"./\">/</a>.</p>'; }"
+                    "</script></body>")
+        return HTMLResponse(html.replace("</body>", fallback, 1))
+
+    @app.get("/health", response_model=Health, summary="Service status, model and limits",
+             description="Whether the service is up, which model it serves, the visent version, the classes and "
+                         "the upload limits a client must respect.")
+    def health() -> Health:
+        return Health(status="ok", model=model_name, model_dir=model_dir, visent_version=__version__,
+                      classes=list(CLASSES), limits=limits)
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
+              summary="Sentiment probabilities for one or more images",
+              description=(
+                  "Upload one or more images as multipart/form-data, each part in the field `files`. The answer has "
+                  "one prediction per file, in upload order, with the file name, the probabilities of negative, "
+                  "neutral and positive (they sum to 1) and the most probable label. If any file is rejected "
+                  "(413 too many pixels, 415 not an accepted format, 422 empty/corrupt/too many files), nothing is "
+                  "scored and `problems` lists every rejected file."))
+    def predict(files: List[UploadFile] = File(..., description="The images: one multipart part per image.")) -> PredictResponse:
+        images = read_images(files)
+        with lock:
+            table = model.predict([image.data for image in images])
+        rows = table.to_pylist()
+        predictions, problems = [], []
+        for index, (image, row) in enumerate(zip(images, rows)):
+            name = image.name
+            if row.get("status") != "ok":
+                problems.append({"index": index, "file": name, "status": 422,
+                                 "detail": f"'{name}' could not be scored: {row.get('error') or 'unreadable image'}"})
+                continue
+            predictions.append(Prediction(file=name, label=row["label"],
+                                          probabilities={c: float(row[c]) for c in CLASSES},
+                                          format=image.format, width=image.width, height=image.height))
+        if problems:
+            raise RequestRejected(422, "; ".join(p["detail"] for p in problems), problems)
+        return PredictResponse(model=model_name, classes=list(CLASSES), predictions=predictions)
+
+    @app.post("/explain", response_class=Response, responses={
+        200: {"content": {"image/png": {}},
+              "description": "A PNG: the image with the sentiment map of the target class, or the panel of all three.",
+              "headers": {"X-Visent-Probabilities": {"description": "JSON object: probability per class.",
+                                                     "schema": {"type": "string"}},
+                          "X-Visent-Label": {"description": "The predicted class.", "schema": {"type": "string"}},
+                          "X-Visent-Method": {"description": "How the map was computed (cam or gradcam).",
+                                              "schema": {"type": "string"}}}},
+        **ERROR_RESPONSES},
+        summary="Where the model sees each sentiment in one image (PNG)",
+        description=(
+            "Upload one image as multipart/form-data in the field `file`. The answer is a PNG: the image overlaid "
+            "with the evidence map of `target` (`predicted`: the predicted class; or `negative`, `neutral`, "
+            "`positive`), or with `target=all` a panel of the image and its three maps with the probabilities. "
+            "The probabilities are also in the header `X-Visent-Probabilities` (JSON), the label in `X-Visent-Label`."))
+    def explain(file: UploadFile = File(..., description="The image."),
+                target: Target = Query("predicted", description="Which map to draw: predicted, negative, neutral, "
+                                                                "positive, or all (a panel of the three).")) -> Response:
+        from visent.explain import ExplainError, to_png
+
+        image, = read_images([file])
+        name = image.name
+        try:
+            with lock:
+                result = model.explain(image.data)
+        except ExplainError as error:
+            raise RequestRejected(422, f"'{name}' could not be explained: {error}")
+        picture = result.panel() if target == "all" else result.overlay(None if target == "predicted" else target)
+        probabilities = {c: float(result.probabilities[c]) for c in CLASSES}
+        return Response(to_png(picture), media_type="image/png", headers={
+            "X-Visent-Probabilities": json.dumps(probabilities), "X-Visent-Label": str(result.label),
+            "X-Visent-Method": str(result.method), "Cache-Control": "no-store"})
+
+    return app
