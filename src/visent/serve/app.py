@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Iterable, List, Literal, Sequence
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visent import __version__
 from visent.labels import CLASSES
@@ -256,9 +258,13 @@ def _model_name(model: Any) -> tuple[str, str]:
     return str(name), str(directory) if directory else ""
 
 
+def _upload_field(request: Request) -> str:
+    return "file" if request.url.path.rstrip("/").endswith("/explain") else "files"
+
+
 def _validation_message(request: Request, errors: Sequence[dict]) -> str:
     """One readable line for FastAPI's validation errors (missing fields, text instead of files, bad target)."""
-    field = "file" if request.url.path.rstrip("/").endswith("/explain") else "files"
+    field = _upload_field(request)
     parts: list[str] = []
     for error in errors:
         loc = [str(x) for x in error.get("loc", ())]
@@ -270,9 +276,14 @@ def _validation_message(request: Request, errors: Sequence[dict]) -> str:
             many = " (one part per image, all named `files`)" if field == "files" else ""
             parts.append(f"no image uploaded: send it as multipart/form-data in the field `{field}`{many}, e.g. {example}")
         elif loc[:1] == ["body"] and isinstance(value, str):
-            shown = value if len(value) <= 80 else value[:77] + "..."
-            parts.append(f"the field `{loc[1] if len(loc) > 1 else field}` holds text ({shown!r}), not an uploaded file: "
-                         "visent serve scores uploaded image bytes only and never fetches URLs; upload the image file itself")
+            name = loc[1] if len(loc) > 1 else field
+            if value.isprintable() and len(value) <= 2000:
+                shown = value if len(value) <= 80 else value[:77] + "..."
+                parts.append(f"the field `{name}` holds text ({shown!r}), not an uploaded file: visent serve scores "
+                             "uploaded image bytes only and never fetches URLs; upload the image file itself")
+            else:
+                parts.append(f"the field `{name}` holds a value without a file name ({len(value):,} characters), not an "
+                             f"uploaded file: send each image as a file part with a filename, e.g. curl -F {field}=@photo.jpg")
         else:
             where = ".".join(loc) or "request"
             parts.append(f"{where}: {error.get('msg', 'invalid')}")
@@ -331,6 +342,16 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in error.errors()]
         return JSONResponse({"detail": _validation_message(request, error.errors()), "errors": errors},
                             status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and request.url.path.rstrip("/").endswith(("/predict", "/explain")):
+            # the multipart parser's own words are kept; the user learns what a good upload looks like
+            field = _upload_field(request)
+            return JSONResponse({"detail": f"the request body is not valid multipart/form-data ({error.detail}): "
+                                           f"send each image as a multipart part named `{field}`, e.g. "
+                                           f"curl -F {field}=@photo.jpg {request.url.path}"}, status_code=400)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

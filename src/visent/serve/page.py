@@ -18,6 +18,7 @@ PAGE_HTML = r"""<!doctype html>
   --radius: 10px; --shadow: 0 1px 2px rgba(16, 24, 40, .06), 0 1px 3px rgba(16, 24, 40, .08);
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html, body { margin: 0; }
 body {
   background: var(--bg); color: var(--ink);
@@ -80,6 +81,7 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 5px; text-align: 
 .box .wait { font-size: 12px; color: var(--muted); padding: 10px; text-align: center; }
 .card.wide { grid-template-columns: 1fr; }
 .card.wide .figures { flex-wrap: wrap; }
+.card.wide .thumb-fig { display: none; }
 .card.wide .map-fig { flex: 1 1 100%; }
 .card.wide .map-fig .box { width: 100%; height: auto; min-height: 210px; background: #fff; }
 .info { min-width: 0; display: flex; flex-direction: column; gap: 10px; }
@@ -105,7 +107,7 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 5px; text-align: 
 .prob-value { font-variant-numeric: tabular-nums; text-align: right; color: #344054; }
 .prob.top .cls, .prob.top .prob-value { font-weight: 650; color: var(--ink); }
 .targets { display: flex; gap: 6px; flex-wrap: wrap; align-items: center; font-size: 12.5px; color: var(--muted); }
-.targets button { padding: 3px 9px; font-size: 12.5px; text-transform: capitalize; }
+.targets button { padding: 3px 9px; font-size: 12.5px; }
 .targets button[aria-pressed="true"] { background: #1c2230; border-color: #1c2230; color: #fff; }
 .targets button:disabled { opacity: .5; cursor: default; }
 .error-text { margin: 0; color: #b42318; font-size: 13.5px; background: #fef3f2; border: 1px solid #fecdca; border-radius: 7px; padding: 8px 10px; }
@@ -171,7 +173,10 @@ function el(tag, attrs = {}, ...children) {
   for (const child of children) node.append(child);
   return node;
 }
-function megabytes(bytes) { return (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0) + " MB"; }
+function megabytes(bytes) {
+  if (bytes < 1048576) return Math.max(1, Math.round(bytes / 1024)) + " KB";
+  return (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0) + " MB";
+}
 function listFormats(formats) { return formats.length > 1 ? formats.slice(0, -1).join(", ") + " or " + formats.at(-1) : formats[0]; }
 
 async function loadHealth() {
@@ -207,6 +212,8 @@ class Item {
     this.target = null;
     this.card = el("article", {class: "card", "data-state": "predicting"});
     this.thumb = el("img", {class: "thumb", alt: file.name, src: this.thumbUrl});
+    this.thumbWait = el("div", {class: "wait", text: "no preview", hidden: ""});
+    this.thumb.addEventListener("error", () => { this.thumb.hidden = true; this.thumbWait.hidden = false; });
     this.map = el("img", {class: "map", alt: "sentiment map of " + file.name, hidden: ""});
     this.mapWait = el("div", {class: "wait", text: "waiting for the prediction…"});
     this.mapCaption = el("figcaption", {text: "Sentiment map"});
@@ -225,14 +232,14 @@ class Item {
     this.buttons = {};
     const targets = el("div", {class: "targets", role: "group", "aria-label": "map of"}, el("span", {text: "Map of"}));
     for (const target of TARGETS) {
-      const button = el("button", {type: "button", "aria-pressed": "false", "data-target": target, disabled: "", text: target === "all" ? "all three" : target});
+      const button = el("button", {type: "button", "aria-pressed": "false", "data-target": target, disabled: "", text: target === "all" ? "All three" : target[0].toUpperCase() + target.slice(1)});
       button.addEventListener("click", () => this.explain(target));
       this.buttons[target] = button;
       targets.append(button);
     }
     this.card.append(
       el("div", {class: "figures"},
-        el("figure", {}, el("div", {class: "box"}, this.thumb), el("figcaption", {text: "Image"})),
+        el("figure", {class: "thumb-fig"}, el("div", {class: "box"}, this.thumb, this.thumbWait), el("figcaption", {text: "Image"})),
         el("figure", {class: "map-fig"}, el("div", {class: "box"}, this.map, this.mapWait), this.mapCaption)),
       el("div", {class: "info"},
         el("div", {class: "title-row"}, el("h2", {class: "name", title: file.name, text: file.name}), this.badge),
@@ -354,7 +361,8 @@ async function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
   const fresh = files.map((file) => new Item(file));
-  for (const item of fresh) { items.push(item); $("results").prepend(item.card); }
+  items.push(...fresh);
+  $("results").prepend(...fresh.map((item) => item.card));  // the newest upload on top, in the order chosen
   updateSummary();
   const budget = limits.max_upload_bytes - 4096;  // room for the multipart framing
   const batches = [];
