@@ -1,0 +1,179 @@
+"""visent serve as a user meets it: the real command in a subprocess, spoken to over HTTP and through Chromium.
+
+The server is started with ``python -m visent serve default`` on a free port and always stopped at the end.
+The browser test drives the Debian Chromium (/usr/bin/chromium) with Playwright and skips when either is
+missing; the plain HTTP tests need neither.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from visent.labels import CLASSES
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+UPLOAD_LIMIT_MB = 1
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # the browser test skips
+    sync_playwright = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The base URL of a running ``visent serve default``; the process is stopped afterwards, whatever happens."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "VISENT_CACHE": str(tmp_path_factory.mktemp("serve-cache"))}
+    command = [sys.executable, "-m", "visent", "serve", "default", "--host", "127.0.0.1", "--port", str(port),
+               "--max-upload-mb", str(UPLOAD_LIMIT_MB)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"visent serve exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"visent serve did not answer /health within 90 s:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def photo_png(name: str = "astronaut", side: int = 160) -> bytes:
+    skimage_data = pytest.importorskip("skimage.data")
+    image = Image.fromarray(getattr(skimage_data, name)()).convert("RGB").resize((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_command_serves_health_and_predictions(server):
+    health = httpx.get(server + "/health").json()
+    assert health["status"] == "ok" and health["model"] == "default"
+    assert health["limits"]["max_upload_bytes"] == UPLOAD_LIMIT_MB * 2**20  # --max-upload-mb reached the app
+    response = httpx.post(server + "/predict", files=[("files", ("astronaut.png", photo_png(), "image/png"))], timeout=60)
+    assert response.status_code == 200, response.text
+    prediction = response.json()["predictions"][0]
+    assert prediction["file"] == "astronaut.png"
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(server):
+    """Only the headers go out: the server answers 413 from Content-Length without waiting for the body."""
+    port = int(server.rsplit(":", 1)[1])
+    declared = 2 * UPLOAD_LIMIT_MB * 2**20
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall((f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                      "Content-Type: multipart/form-data; boundary=x\r\n"
+                      f"Content-Length: {declared}\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"larger than this server accepts" in answer
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
+@pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")
+def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
+    image_path = tmp_path / "astronaut.png"
+    image_path.write_bytes(photo_png())
+    notes_path = tmp_path / "notes.png"
+    notes_path.write_text("a shopping list, not a picture")
+    expected = httpx.post(server + "/predict", files=[("files", ("astronaut.png", image_path.read_bytes(), "image/png"))],
+                          timeout=60).json()["predictions"][0]["probabilities"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requested, page_errors = [], []
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(server + "/")
+            page.wait_for_function("() => document.getElementById('model-name').textContent === 'default'", timeout=10_000)
+
+            # 1. the file input
+            page.set_input_files("#file-input", [str(image_path)])
+            card = page.locator("article.card", has_text="astronaut.png")
+            page.wait_for_function("""() => {
+                const card = document.querySelector('article.card');
+                const map = card && card.querySelector('img.map');
+                return card && card.dataset.state === 'done' && map.complete && map.naturalWidth > 0;
+            }""", timeout=30_000)
+            shown = [float(text) for text in card.locator(".prob-value").all_inner_texts()]
+            assert len(shown) == 3
+            assert sum(shown) == pytest.approx(1.0, abs=0.002)
+            assert shown == pytest.approx([expected[c] for c in CLASSES], abs=0.0006)  # the server's numbers, rounded
+            label = card.locator(".badge").inner_text().strip().lower()
+            assert label == max(expected, key=expected.get)
+            assert card.locator("img.map").evaluate("img => img.src.startsWith('blob:')")
+
+            # 2. drag and drop onto the zone (a DataTransfer built in the page, as a drop from the desktop gives)
+            page.evaluate("""async (data) => {
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+                const zone = document.getElementById('drop-zone');
+                zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+                zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }""", base64.b64encode(photo_png("coffee")).decode())
+            page.wait_for_function("""() => {
+                const cards = [...document.querySelectorAll('article.card')];
+                const dropped = cards.filter((c) => c.querySelector('.name').textContent === 'dropped.png');
+                return cards.length === 2 && dropped.length === 1 && dropped[0].dataset.state === 'done'
+                    && dropped[0].querySelector('img.map').naturalWidth > 0;
+            }""", timeout=30_000)
+
+            # 3. a file that is not an image gets the server's reason on its card
+            page.set_input_files("#file-input", [str(notes_path)])
+            rejected = page.locator("article.card", has_text="notes.png")
+            rejected.locator(".error-text").wait_for(state="visible", timeout=15_000)
+            assert "'notes.png' is not an image" in rejected.locator(".error-text").inner_text()
+            summary = page.locator("#summary").inner_text()
+            assert summary.startswith("3 images · ") and summary.endswith(" · 1 rejected")
+
+            assert page_errors == []
+            outside = [url for url in requested if not url.startswith((server, "blob:", "data:"))]
+            assert outside == []  # the page loads nothing from elsewhere
+        finally:
+            browser.close()
