@@ -98,18 +98,40 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     raise BenchmarkError(f"{spec}: benchmark not found; give a CSV of path,label or an MVSA folder")
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE: the gap between confidence and accuracy, averaged over confidence bins."""
+def _confidence_bins(probs: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-label confidence per row, its bin (0 … bins-1, equal widths over [0, 1]) and the bin edges."""
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return confidence, which, edges
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: the gap between confidence and accuracy, averaged over confidence bins."""
+    confidence, which, _ = _confidence_bins(probs, bins)
+    correct = probs.argmax(axis=1) == labels
     ece = 0.0
     for b in range(bins):
         mask = which == b
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
     return float(ece)
+
+
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> list[dict[str, Any]]:
+    """The reliability diagram behind :func:`expected_calibration_error` (the same bins): per confidence bin
+    its edges, how many predictions fall in it, their mean top-label confidence and their accuracy (None for
+    an empty bin). The count-weighted mean of |accuracy - confidence| is the ECE."""
+    confidence, which, edges = _confidence_bins(probs, bins)
+    correct = probs.argmax(axis=1) == labels
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        count = int(mask.sum())
+        rows.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count,
+                     "confidence": float(confidence[mask].mean()) if count else None,
+                     "accuracy": float(correct[mask].mean()) if count else None})
+    return rows
 
 
 def compute_metrics(labels: Sequence[str], probs: np.ndarray) -> dict[str, Any]:
@@ -138,6 +160,7 @@ def compute_metrics(labels: Sequence[str], probs: np.ndarray) -> dict[str, Any]:
         "confusion": {"labels": list(CLASSES), "rows_true_cols_predicted":
                       confusion_matrix(y, pred, labels=[0, 1, 2]).tolist()},
         "ece": expected_calibration_error(y, probs),
+        "reliability": {"bins": reliability_bins(y, probs)},
     }
     if (y == CLASS_INDEX["neutral"]).any():
         three["macro_f1"] = float(f1_score(y, pred, average="macro", labels=[0, 1, 2], zero_division=0))
