@@ -1,0 +1,339 @@
+"""``visent export``: a dataset in its released form, one row per post, with a dataset card beside it.
+
+Public surface: :func:`export_dataset` (writes the table and the card, returns the counts),
+:func:`dataset_card` (the card's Markdown), :func:`split_of` (the split of an image) and :func:`parse_split`.
+
+Every post of the dataset is a row, kept or dropped (T4SA released its dropped posts too): the teacher's
+probabilities and label, the cleaning decision and its reason, the image's hashes and size. Kept rows carry
+the training ``label`` and a ``split`` drawn from the image's SHA-256, so the split of an image never
+changes when posts are added and identical images always share a split. The post text is left out unless
+asked for (``with_text``): crawled text has licence limits that the images' hashes and ids do not.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from visent import __version__, schema
+from visent.clean.stage import STEPS
+from visent.labels import CLASSES
+from visent.store import Dataset, atomic_open, atomic_write_table, atomic_write_text
+
+__all__ = ["COLUMNS", "FORMATS", "SPLITS", "card_path", "dataset_card", "export_dataset", "parse_split", "split_of"]
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+DEFAULT_SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
+FORMATS: tuple[str, ...] = (".parquet", ".csv")
+_HEX_DIGITS = 13  # 52 bits: the fraction below is exact in a float64
+
+# name, description (the card's column table); "text" only with with_text
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("post_id", "Id of the post in its source (`<id>_<k>` for the k-th extra image of a post). Unique."),
+    ("source", "Where the row came from in the crawl (file and line, or file name)."),
+    ("text", "The post's text (only in exports made with `--with-text`)."),
+    ("image_file", "Path of the image inside the visent dataset directory (`images/ab/<sha256>.<ext>`)."),
+    ("image_sha256", "SHA-256 of the image file's bytes."),
+    ("phash", "64-bit perceptual hash of the image, 16 hex digits (empty when the image could not be decoded)."),
+    ("width", "Image width in pixels."),
+    ("height", "Image height in pixels."),
+    ("p_negative", "Teacher probability of negative sentiment, from the post's text."),
+    ("p_neutral", "Teacher probability of neutral sentiment, from the post's text."),
+    ("p_positive", "Teacher probability of positive sentiment, from the post's text."),
+    ("teacher", "Name of the textual teacher that labelled the text."),
+    ("teach_label", "The teacher's most probable class (empty when the teacher skipped the post)."),
+    ("teach_confidence", "The teacher's probability of `teach_label`."),
+    ("label", "The training label of a kept row (negative / neutral / positive); empty for dropped rows."),
+    ("clean_status", "`kept` or `dropped`."),
+    ("clean_reason", "Why the row was dropped: the first cleaning step that dropped it (empty when kept)."),
+    ("duplicate_of", "For exact and near duplicates: the post kept in place of this one."),
+    ("split", "`train`, `val` or `test` for kept rows, from the image's SHA-256; empty for dropped rows."),
+)
+_TYPES = {**{f.name: f.type for f in schema.POSTS}, **{f.name: f.type for f in schema.TEACH},
+          **{f.name: f.type for f in schema.CLEAN}, "split": pa.string()}
+
+
+def parse_split(text: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` (or three numbers) → the train / val / test fractions, checked: each ≥ 0, sum 1."""
+    parts = [p for p in text.replace(" ", "").split(",")] if isinstance(text, str) else list(text)
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"split {text!r}: expected three numbers for train,val,test such as 0.8,0.1,0.1") from None
+    if len(values) != 3:
+        raise ValueError(f"split {text!r}: expected three fractions (train,val,test), got {len(values)}")
+    if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"split {text!r}: fractions must be >= 0 and sum to 1 (they sum to {sum(values):g})")
+    return values  # type: ignore[return-value]
+
+
+def split_fraction(image_sha256: str) -> float:
+    """The image's place in [0, 1): its SHA-256 read as a binary fraction (first 52 bits)."""
+    return int(image_sha256[:_HEX_DIGITS], 16) / 16 ** _HEX_DIGITS
+
+
+def split_of(image_sha256: str | None, split: Sequence[float] = DEFAULT_SPLIT) -> str:
+    """``train``, ``val`` or ``test`` for an image (by its SHA-256), ``""`` when there is none."""
+    if not image_sha256:
+        return ""
+    u = split_fraction(image_sha256)
+    if u < split[0]:
+        return "train"
+    if u < split[0] + split[1]:
+        return "val"
+    return "test" if split[2] > 0 else ("val" if split[1] > 0 else "train")
+
+
+def card_path(out: str | os.PathLike[str]) -> Path:
+    """Where the card of an export goes: ``out/mvsa.parquet`` → ``out/mvsa.card.md``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.card.md")
+
+
+def _format(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{out}: cannot tell the format from '{out.suffix or '(no suffix)'}'; "
+                         f"name the file .parquet or .csv")
+    return suffix
+
+
+def export_dataset(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLike[str], *, with_text: bool = False,
+                   split: Sequence[float] | str = DEFAULT_SPLIT) -> dict[str, Any]:
+    """Write every post of a cleaned dataset to ``out`` (.parquet or .csv), one row each, and the dataset card
+    beside it (:func:`card_path`). Both are written atomically. Returns the counts: rows, kept, dropped, kept
+    rows per split and per class, and the paths written."""
+    out = Path(out)
+    fmt = _format(out)
+    split = parse_split(split)
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    for stage in ("ingest", "teach", "clean"):
+        ds.require_stage(stage)
+    table = released_table(ds, with_text=with_text, split=split)
+    if fmt == ".parquet":
+        atomic_write_table(out, table)
+    else:
+        import pyarrow.csv as pcsv
+
+        with atomic_open(out, "wb") as handle:
+            pcsv.write_csv(table, handle)
+    counts = _counts(table)
+    counts["out"] = str(out)
+    counts["card"] = str(card_path(out))
+    atomic_write_text(card_path(out), dataset_card(ds, out, counts, with_text=with_text, split=split))
+    return counts
+
+
+def released_table(ds: Dataset, *, with_text: bool = False, split: Sequence[float] = DEFAULT_SPLIT) -> pa.Table:
+    """The released table of a cleaned dataset, in the order of its posts, one row per post."""
+    posts = ds.read_table("posts")
+    ids = posts.column("post_id")
+    if pc.count_distinct(ids).as_py() != posts.num_rows:
+        raise ValueError(f"{ds.root}: the posts table repeats post ids; ingest the source again")
+    parts: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for name in ("teach", "clean"):
+        other = ds.read_table(name)
+        at = pc.index_in(ids, value_set=other.column("post_id"))  # a post missing from a stage gets nulls
+        for column in other.column_names:
+            if column != "post_id":
+                parts[column] = other.column(column).take(at)
+    for column in posts.column_names:
+        parts.setdefault(column, posts.column(column))
+    status = parts["clean_status"].to_pylist()
+    kept = [s == "kept" for s in status]
+    parts["label"] = pa.array([label if k else None for label, k in zip(parts["label"].to_pylist(), kept)],
+                              type=_TYPES["label"])
+    parts["split"] = pa.array([split_of(sha, split) if k else ""
+                               for sha, k in zip(posts.column("image_sha256").to_pylist(), kept)], type=pa.string())
+    names = [name for name, _ in COLUMNS if with_text or name != "text"]
+    return pa.table({name: parts[name].cast(_TYPES[name]) for name in names})
+
+
+def _counts(table: pa.Table) -> dict[str, Any]:
+    status = table.column("clean_status").to_pylist()
+    splits = table.column("split").to_pylist()
+    labels = table.column("label").to_pylist()
+    kept = [i for i, s in enumerate(status) if s == "kept"]
+    return {
+        "rows": table.num_rows,
+        "kept": len(kept),
+        "dropped": table.num_rows - len(kept),
+        "split": {name: sum(splits[i] == name for i in kept) for name in SPLITS},
+        "kept_per_class": {name: sum(labels[i] == name for i in kept) for name in CLASSES},
+        "split_per_class": {name: {c: sum(splits[i] == name and labels[i] == c for i in kept) for c in CLASSES}
+                            for name in SPLITS},
+    }
+
+
+# --------------------------------------------------------------------------- the card
+def _size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    for bound, name in bounds:
+        if n < bound:
+            return name
+    return "n>1B"
+
+
+def _ordered(counts: dict[str, Any] | None, first: Sequence[str]) -> list[list[Any]]:
+    """Rows of a stage's counts, the known keys in their stage order, then the others."""
+    counts = counts or {}
+    keys = [k for k in first if k in counts] + sorted(k for k in counts if k not in first)
+    return [[k, f"{counts[k]:,}" if isinstance(counts[k], int) else counts[k]] for k in keys]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _commands(ds: Dataset, out: Path, *, with_text: bool, split: Sequence[float]) -> list[str]:
+    ingest = (ds.stage_info("ingest") or {}).get("params") or {}
+    teach = (ds.stage_info("teach") or {}).get("params") or {}
+    clean = (ds.stage_info("clean") or {}).get("params") or {}
+    root = shlex.quote(str(ds.root))
+    command = f"visent ingest {shlex.quote(str(ingest.get('source', 'SOURCE')))} --out {root}"
+    for key, flag, default in (("limit", "--limit", None), ("timeout", "--timeout", 10.0), ("retries", "--retries", 3),
+                               ("max_bytes", "--max-bytes", 20_000_000)):
+        if key in ingest and ingest[key] != default:
+            command += f" {flag} {ingest[key]}"
+    if ingest.get("ids"):
+        command += "  # only some post ids (Python API: ingest(..., ids=...))"
+    lines = [command, f"visent teach {root} --teacher {shlex.quote(str(teach.get('teacher', 'default')))}"]
+    thresholds = clean.get("thresholds") or {}
+    command = f"visent clean {root}"
+    for name, flag in (("negative", "--neg-threshold"), ("neutral", "--neu-threshold"), ("positive", "--pos-threshold")):
+        if name in thresholds:
+            command += f" {flag} {thresholds[name]:g}"
+    command += f" --near-dup-distance {clean.get('near_dup_distance', 4)} --min-side {clean.get('min_side', 32)}"
+    command += " --balance" if clean.get("balance") else ""
+    command += " --drop-neutral" if clean.get("drop_neutral") else ""
+    command += f" --seed {clean.get('seed', 0)}"
+    lines.append(command)
+    command = f"visent export {root} --out {shlex.quote(out.name)}"
+    if tuple(split) != DEFAULT_SPLIT:
+        command += " --split " + ",".join(f"{v:g}" for v in split)
+    lines.append(command + (" --with-text" if with_text else ""))
+    return lines
+
+
+def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLike[str], counts: dict[str, Any], *,
+                 with_text: bool = False, split: Sequence[float] = DEFAULT_SPLIT) -> str:
+    """The dataset card (Hugging Face style: YAML front matter, then Markdown) of the export ``out`` of
+    ``dataset`` with ``counts`` as returned by :func:`export_dataset`."""
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    out = Path(out)
+    ingest, teach, clean = (ds.stage_info(stage) or {} for stage in ("ingest", "teach", "clean"))
+    ingest_params, teach_params, clean_params = (s.get("params") or {} for s in (ingest, teach, clean))
+    thresholds = clean_params.get("thresholds") or {}
+    teacher = teach_params.get("teacher", "?")
+    name = out.stem
+    lines = [
+        "---",
+        "license: other",
+        "license_name: authors-and-platform-terms",
+        f"pretty_name: {name}",
+        "task_categories:",
+        "- image-classification",
+        "task_ids:",
+        "- multi-class-image-classification",
+        "tags:",
+        "- sentiment-analysis",
+        "- visual-sentiment-analysis",
+        "- weak-supervision",
+        "- t4sa",
+        "- visent",
+        "size_categories:",
+        f"- {_size_category(counts['rows'])}",
+        "configs:",
+        "- config_name: default",
+        f"  data_files: {out.name}",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        "Images from a social-media crawl with **weak** sentiment labels (negative / neutral / positive). A textual",
+        "teacher read each post's text; its labels were cleaned by per-class confidence thresholds, broken and",
+        "duplicate images were removed, and what is left is fit to train an image-sentiment classifier without any",
+        "human label (the T4SA method). Made with visent.",
+        "",
+        f"Every post of the crawl is a row ({counts['rows']:,}), kept ({counts['kept']:,}) or dropped "
+        f"({counts['dropped']:,}) with the reason. Train on the kept rows: `clean_status == \"kept\"`, "
+        "label in `label`, split in `split`.",
+        "",
+        "## Sources",
+        "",
+    ]
+    lines += _table(["parameter", "value"], [[k, f"`{v}`"] for k, v in sorted(ingest_params.items()) if v is not None])
+    lines += ["## Counts per step", "", "Ingest (reading the crawl and storing its images):", ""]
+    lines += _table(["count", "posts"], _ordered(ingest.get("counts"), ("posts", "ok", "error", "images")))
+    lines += ["Teach (the teacher's labels of the text; skipped posts have no usable text):", ""]
+    lines += _table(["count", "posts"], _ordered(teach.get("counts"), ("posts", "ok", "skipped", *CLASSES)))
+    lines += ["Clean (posts dropped by each step, in order; a post counts at the first step that drops it):", ""]
+    lines += _table(["step", "posts"], _ordered(clean.get("counts"), ("posts", *STEPS, "kept")))
+    lines += ["Kept rows per class and split:", ""]
+    per = counts.get("split_per_class") or {}
+    rows = [[c] + [f"{per.get(s, {}).get(c, 0):,}" for s in SPLITS] + [f"{counts['kept_per_class'].get(c, 0):,}"]
+            for c in CLASSES]
+    rows.append(["**all**"] + [f"**{counts['split'].get(s, 0):,}**" for s in SPLITS] + [f"**{counts['kept']:,}**"])
+    lines += _table(["class", *SPLITS, "kept"], rows)
+    lines += [
+        "## Teacher and thresholds",
+        "",
+        f"- teacher: `{teacher}`" + (f" (`{teach_params['teacher_id']}`)" if teach_params.get("teacher_id") else ""),
+        "- a post is kept only when the teacher's confidence in its label reaches the class's threshold: "
+        + ", ".join(f"{c} {thresholds[c]:g}" for c in CLASSES if c in thresholds),
+        f"- near-duplicate images: perceptual-hash (pHash) Hamming distance ≤ {clean_params.get('near_dup_distance')}; "
+        "of a group of duplicates the post with the most confident teacher label is kept",
+        f"- images whose shorter side is under {clean_params.get('min_side')} px are dropped",
+        f"- classes balanced by downsampling: {'yes' if clean_params.get('balance') else 'no'}; "
+        f"neutral posts dropped: {'yes' if clean_params.get('drop_neutral') else 'no'}; seed {clean_params.get('seed')}",
+        "",
+        "## Splits",
+        "",
+        f"Kept rows are split {', '.join(f'{s} {v:g}' for s, v in zip(SPLITS, split))} by their image: the first 13 hex "
+        "digits of `image_sha256`, read as a fraction of 16^13, fall in the train, val or test range. The split of an",
+        "image does not depend on the other posts, so it stays the same when posts are added, and identical images",
+        "(same bytes) always share a split. Near duplicates are dropped by cleaning, which keeps one image per group.",
+        "",
+        "## Columns",
+        "",
+    ]
+    lines += _table(["column", "type", "description"],
+                    [[f"`{c}`", str(_TYPES[c]), d] for c, d in COLUMNS if with_text or c != "text"])
+    lines += [
+        "## How it was made",
+        "",
+        f"- visent {__version__}, exported on {time.strftime('%Y-%m-%d')}",
+        f"- stages finished: ingest {ingest.get('finished_at', '?')}, teach {teach.get('finished_at', '?')}, "
+        f"clean {clean.get('finished_at', '?')}",
+        "- commands:",
+        "",
+        "```sh",
+        *_commands(ds, out, with_text=with_text, split=split),
+        "```",
+        "",
+        "## Licence and use",
+        "",
+        "- The images" + (" and texts" if with_text else "") + " belong to their authors and are subject to the terms of the "
+        "platform they were posted on; this card's `license: other` says that no single licence covers them. Check those "
+        "terms before sharing or training on them.",
+        "- The labels are **weak**: a textual teacher made them from the posts' text, no person looked at the images. "
+        "They describe the text's sentiment, which is often not the image's.",
+        "- Where the platform requires it (Twitter/X, for example), share post ids (`post_id`) and hashes only and let "
+        "users fetch the posts themselves; drop `image_file`" + (" and `text`" if with_text else "") + " from what you publish.",
+        "- " + ("This export includes the post texts (`--with-text`): mind the text's own licence limits."
+                if with_text else "The post texts are not included (export with `--with-text` to add them)."),
+        "",
+    ]
+    return "\n".join(lines)
