@@ -329,6 +329,44 @@ def evaluate(
 
 
 @app.command()
+def report(
+    target: str = typer.Argument(..., help="Dataset directory, or a model directory (its dataset is found through "
+                                           "its metrics.json), or `default`."),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write: one self-contained page."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="With a dataset: the model whose most confident "
+                                                                     "images (and sentiment maps) the page shows."),
+    benchmark: Optional[Path] = typer.Option(None, "--benchmark", "-b", help="Evaluate the model now on this CSV of "
+                                                                             "path,label or MVSA folder."),
+    evaluation: Optional[Path] = typer.Option(None, "--evaluation", help="Reuse the JSON of `visent evaluate --out`."),
+    top: int = typer.Option(6, "--top", min=0, help="Images per predicted class in the grid."),
+) -> None:
+    """An HTML report: cleaning funnel and reasons, teacher confidence, class balance, evaluation, the model's most
+    confident images with their sentiment maps."""
+    from visent.report import write_report
+
+    path = _run("report", write_report, target, out, model=model, benchmark=benchmark, evaluation=evaluation, top=top)
+    console.print(f"report → [bold]{escape(str(path))}[/]")
+
+
+@app.command()
+def export(
+    dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write, .parquet or .csv; the dataset card goes beside "
+                                                      "it (<name>.card.md)."),
+    split: str = typer.Option("0.8,0.1,0.1", "--split", help="Train,val,test fractions of the kept rows, drawn from "
+                                                             "each image's SHA-256."),
+    with_text: bool = typer.Option(False, "--with-text/--without-text", help="Add the posts' text (crawled text has "
+                                                                             "licence limits: off by default)."),
+) -> None:
+    """The released form of a dataset: every post (kept or dropped, with why), label, split, and a dataset card."""
+    from visent.export import export_dataset
+
+    counts = _run("export", export_dataset, dataset, out, with_text=with_text, split=split)
+    _print_counts(f"export → {out}", {k: v for k, v in counts.items() if k not in ("out", "card", "split_per_class")})
+    console.print(f"rows → [bold]{escape(counts['out'])}[/]\ncard → [bold]{escape(counts['card'])}[/]")
+
+
+@app.command()
 def serve(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
