@@ -33,8 +33,8 @@ from visent.labels import CLASSES
 
 log = logging.getLogger("visent.serve")
 
-# Defaults of the limits. A decoded image takes 3-4 bytes per pixel and a whole batch is decoded before
-# the model runs, so max_files x max_pixels bounds the memory one request can take (10 x 25 MP ~ 1 GB).
+# Defaults of the limits. A request's bytes are held whole (max_upload_bytes); its images are decoded one at a
+# time to check them, and a decoded image takes 3-4 bytes per pixel (25 MP: about 100 MB).
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_FILES = 10
@@ -47,7 +47,7 @@ assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent
 # Pillow reports its decompression-bomb check as a warning; the header is opened with that warning turned
 # into an error, and the lock keeps the process-wide warning filters consistent across request threads.
 _OPEN_LOCK = threading.Lock()
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError)
 
 
 class RequestRejected(Exception):
@@ -196,7 +196,8 @@ class Checked:
 
 
 class ImageChecker:
-    """Turns uploaded bytes into a decoded image, or a problem (status, message) naming the file."""
+    """Checks one upload: format sniffed, pixel count from the header, then a full decode; a problem becomes
+    ``RequestRejected`` with a status and a message naming the file."""
 
     def __init__(self, max_pixels: int, formats: Sequence[str]):
         self.max_pixels = max_pixels
