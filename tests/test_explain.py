@@ -219,3 +219,16 @@ def test_explain_command_writes_maps_and_a_row_per_image(tmp_path):
     bad = CliRunner().invoke(app, ["explain", "default", str(folder), "--out", str(tmp_path / "x"),
                                    "--method", "saliency"])
     assert bad.exit_code == 1 and "unknown method" in bad.output
+
+
+def test_in_memory_images_never_reach_the_feature_cache(tmp_path, default_model):
+    """A server's uploads are not kept: only image files are cached by content."""
+    import os
+
+    cache = Path(os.environ["VISENT_CACHE"]) / "features"  # (the ONNX exports of the backbones live beside it)
+    photo = Image.open(_photo(tmp_path / "a.png")).convert("RGB")
+    default_model.predict([photo, np.asarray(photo)])
+    default_model.explain(photo)
+    assert not [p for p in cache.rglob("*") if p.is_file()]
+    default_model.predict([tmp_path / "a.png"])
+    assert [p for p in cache.rglob("*") if p.is_file()]

@@ -174,24 +174,35 @@ class VisentModel:
         """A table with one row per image: ``input``, the three probabilities, ``label``, ``status`` ("ok" or
         "error") and ``error``. ``images`` holds paths (folders and ``@list.txt`` files expand to their images,
         as on the command line), PIL images, arrays (H, W[, 3 or 4]; uint8, or floats in 0..1) or the bytes of
-        image files; in-memory images are named ``<image i>``. An image that cannot be read keeps its row."""
+        image files; in-memory images are named ``<image i>``. An image that cannot be read keeps its row.
+        ``cache`` keeps the features of image files in the feature cache; those of in-memory images are never kept."""
         import pyarrow as pa
 
         from visent.predict import CHUNK, expand_inputs, predict_items
 
         names: list[str] = []
         items: list[tuple[str, str | None]] = []
+        in_memory: list[bool] = []
         with image_files(images) as files:
             for (name, path, problem), given in zip(files, images):
                 if isinstance(given, (str, Path)):
                     expanded = expand_inputs([given])
                     names += [p for p, _ in expanded]
                     items += expanded
+                    in_memory += [False] * len(expanded)
                 else:
                     names.append(name)
                     items.append((path or name, problem))
-            rows = [row for start in range(0, len(items), CHUNK)
-                    for row in predict_items(self, items[start:start + CHUNK], batch_size=batch_size, cache=cache)]
+                    in_memory.append(True)
+            rows: list[dict[str, Any]] = [{}] * len(items)
+            # files are cached by content as everywhere; in-memory images (uploads to a server) are not kept
+            for memory, use_cache in ((False, cache), (True, False)):
+                where = [i for i, m in enumerate(in_memory) if m == memory]
+                for start in range(0, len(where), CHUNK):
+                    chunk = where[start:start + CHUNK]
+                    for i, row in zip(chunk, predict_items(self, [items[i] for i in chunk], batch_size=batch_size,
+                                                           cache=use_cache)):
+                        rows[i] = row
         for row, name in zip(rows, names):
             row["error"] = row["error"].replace(row.pop("path"), name)  # an in-memory image's temporary file
             row["input"] = name

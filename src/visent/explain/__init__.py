@@ -95,7 +95,7 @@ def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explan
         (name, path, problem), = items
         if problem is not None:
             raise ExplainError(f"{name}: {problem}")
-        probs, status = model.predict_proba([path])
+        probs, status = model.predict_proba([path], cache=isinstance(image, (str, Path)))
         if np.isnan(probs).any():
             raise ExplainError(status[0].removeprefix("error: ").replace(path, name))
         backbones = [model.backbone, *(model.extra_backbone(n) for n in model.config.extra_backbones)]
