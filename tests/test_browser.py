@@ -177,3 +177,23 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
             assert outside == []  # the page loads nothing from elsewhere
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
+@pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")
+def test_the_api_docs_render_without_a_network(server):
+    """Swagger UI's scripts come from the server itself, so /docs works on a machine with no internet."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(server + "/docs")
+            page.locator(".opblock-summary-path", has_text="/predict").first.wait_for(timeout=20_000)
+            paths = page.locator(".opblock-summary-path").all_inner_texts()
+            assert {"/predict", "/explain", "/health"} <= {p.strip() for p in paths}
+            assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
+        finally:
+            browser.close()

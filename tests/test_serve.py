@@ -11,6 +11,7 @@ import asyncio
 import http.server
 import io
 import json
+import re
 import socket
 import struct
 import threading
@@ -213,8 +214,15 @@ def test_openapi_lists_the_routes_with_summaries(client):
     assert "image/png" in explain["responses"]["200"]["content"]
     assert "X-Visent-Probabilities" in explain["responses"]["200"]["headers"]
     assert {"413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
-    docs = client.get("/docs")
-    assert docs.status_code == 200 and "/openapi.json" in docs.text and "SwaggerUIBundle" in docs.text
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        docs = client.get(page)
+        assert docs.status_code == 200 and "/openapi.json" in docs.text
+        # the docs' scripts come from this server (the machine may be offline), not from a CDN
+        urls = re.findall(r'(?:src|href)="([^"]+)"', docs.text) + re.findall(r"url: '([^']+)'", docs.text)
+        assert not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        local = next(u for u in urls if u.endswith(script))
+        asset = client.get(local)
+        assert asset.status_code == 200 and len(asset.content) > 100_000
 
 
 def test_page_is_self_contained_with_a_drop_zone(client):

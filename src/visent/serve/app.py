@@ -22,8 +22,8 @@ from typing import Any, Iterable, List, Literal, Sequence
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -316,7 +316,8 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
                     formats=list(formats))
     lock = threading.Lock()  # one inference at a time: the model and its backbone are not shared across threads
 
-    app = FastAPI(
+    # FastAPIOffline: the /docs (Swagger UI) and /redoc pages with their scripts served by this app, not a CDN
+    app = FastAPIOffline(
         title="visent",
         version=__version__,
         summary="Image sentiment (negative / neutral / positive) from a model trained without human labels.",
@@ -327,7 +328,6 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
             f"{limits.max_upload_bytes:,} bytes per request, {limits.max_pixels:,} pixels per image, "
             f"{limits.max_files} images per request, formats {', '.join(formats)}."
         ),
-        docs_url=None,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
 
@@ -389,16 +389,6 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
         return HTMLResponse(PAGE_HTML, headers={
             "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                                        "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'"})
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        html = get_swagger_ui_html(openapi_url=app.openapi_url, title="visent API").body.decode()
-        fallback = ("<script>if (typeof SwaggerUIBundle === 'undefined') { document.getElementById('swagger-ui')"
-                    ".innerHTML = '<p style=\"font:16px system-ui;margin:2em\">The interactive API docs load Swagger UI "
-                    "from cdn.jsdelivr.net, which this browser cannot reach. The API description is at "
-                    "<a href=\"openapi.json\">/openapi.json</a>; the web page is at <a href=\"./\">/</a>.</p>'; }"
-                    "</script></body>")
-        return HTMLResponse(html.replace("</body>", fallback, 1))
 
     @app.get("/health", response_model=Health, summary="Service status, model and limits",
              description="Whether the service is up, which model it serves, the visent version, the classes and "
