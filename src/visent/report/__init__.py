@@ -254,6 +254,9 @@ class _Posts:
 def _summary_section(context: _Context, posts: _Posts | None) -> str:
     parts = [_note(note) for note in context.notes]
     ds = context.dataset
+    if posts is not None and posts.stages["ingest"] != "done":
+        parts.append(_note("The ingest stage has not finished: run `visent ingest SOURCE --out DATASET`; until then "
+                           "the dataset has no posts to report on."))
     if ds is not None:
         ingest = ds.stage_info("ingest") or {}
         teach = ds.stage_info("teach") or {}
@@ -331,6 +334,8 @@ def _model_facts(model: Any) -> list[tuple[str, str]]:
 def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
     if posts is None:
         return _note("No dataset: the cleaning figures need the dataset the model was trained on.")
+    if posts.stages["ingest"] != "done":
+        return _note(_stage_note(posts, "ingest", "visent ingest SOURCE --out DATASET"))
     ds = context.dataset
     parts = []
     if posts.cleaned:
