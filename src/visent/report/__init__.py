@@ -318,7 +318,7 @@ def _model_facts(model: Any) -> list[tuple[str, str]]:
             head += f", temperature {calibration['temperature']:.3f}"
         rows.append(("head", _plain(head)))
         counts = metrics.get("class_counts") or {}
-        rows.append(("training images", _plain(f"{metrics.get('n_train_posts', '?')} ("
+        rows.append(("training images", _plain(f"{_int(metrics.get('n_train_posts'))} ("
                                                 + ", ".join(f"{name} {counts.get(name, 0):,}" for name in CLASSES) + ")")))
         chosen = (metrics.get("validation") or {}).get("chosen") or {}
         if "val_balanced_accuracy" in chosen:
