@@ -54,17 +54,22 @@ def pooled_maps(backbone: Backbone, batch: torch.Tensor) -> list[tuple[torch.Ten
     raise ExplainError(f"{backbone.name}: its features are not pooled from known maps; use Grad-CAM")
 
 
-def _density(feature_map: torch.Tensor, pool: str, grid: int) -> torch.Tensor:
-    """(C, h, w) → (C, grid, grid) whose spatial mean is the pooled feature (the mean, or the max placed at its
-    location)."""
+def _density(feature_map: torch.Tensor, pool: str) -> torch.Tensor:
+    """(C, h, w) → (C, h, w) whose spatial mean is the pooled feature: the map itself for a mean, the maximum
+    placed at its location (times the area) for a max."""
+    if pool == "mean":
+        return feature_map
     channels, height, width = feature_map.shape
-    if pool == "max":
-        flat = feature_map.reshape(channels, -1)
-        where = flat.argmax(dim=1)
-        spike = torch.zeros_like(flat)
-        spike[torch.arange(channels), where] = flat[torch.arange(channels), where] * (height * width)
-        feature_map = spike.reshape(channels, height, width)
-    return F.interpolate(feature_map[None], size=(grid, grid), mode="bilinear", align_corners=False)[0]
+    flat = feature_map.reshape(channels, -1)
+    where = flat.argmax(dim=1)
+    spike = torch.zeros_like(flat)
+    spike[torch.arange(channels), where] = flat[torch.arange(channels), where] * (height * width)
+    return spike.reshape(channels, height, width)
+
+
+def _resize(maps: torch.Tensor, grid: int) -> torch.Tensor:
+    """(K, h, w) → (K, grid, grid), bilinear: a map's mean is kept (up to the edges)."""
+    return F.interpolate(maps[None], size=(grid, grid), mode="bilinear", align_corners=False)[0]
 
 
 def cam_maps(backbone: Backbone, image: torch.Tensor, weights: np.ndarray, grid: int = GRID) -> np.ndarray:
@@ -77,8 +82,10 @@ def cam_maps(backbone: Backbone, image: torch.Tensor, weights: np.ndarray, grid:
         start = 0
         for feature_map, pool in maps:
             channels = feature_map.shape[1]
-            density = _density(feature_map[0].float(), pool, grid)  # (C, grid, grid)
-            out += torch.einsum("kc,chw->khw", w[:, start:start + channels], density).cpu()
+            density = _density(feature_map[0].float(), pool)  # (C, h, w)
+            # weigh the channels at the map's own resolution, then resize the (n_classes, h, w) result: the same
+            # as resizing every channel first (both are linear), at a fraction of the cost
+            out += _resize(torch.einsum("kc,chw->khw", w[:, start:start + channels], density), grid).cpu()
             start += channels
         if start != weights.shape[1]:
             raise ExplainError(f"{backbone.name}: maps give {start} features, the head reads {weights.shape[1]}")
@@ -156,8 +163,7 @@ def gradcam_maps(backbone: Backbone, image: torch.Tensor, weights: np.ndarray, o
                 out.append(torch.einsum("c,chw->hw", alpha, a))
     finally:
         handle.remove()
-    maps = torch.stack(out)[None].float()
-    return F.interpolate(maps, size=(grid, grid), mode="bilinear", align_corners=False)[0].detach().cpu().numpy()
+    return _resize(torch.stack(out).float(), grid).detach().cpu().numpy()
 
 
 def contrastive_weights(coef: np.ndarray, scale: np.ndarray, temperature: float) -> np.ndarray:
