@@ -189,6 +189,21 @@ def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     assert "sentiment map" in grid and "no sentiment map" not in grid
 
 
+def test_report_says_when_benchmark_images_were_learnt_from(built, tmp_path):
+    """A benchmark that shares images with the crawl is not held out there: the report counts the shared ones."""
+    kept = [r for r in built["dataset"].posts().to_pylist() if r["clean_status"] == "kept"][:3]
+    lines = ["path,label"]
+    for i, row in enumerate(kept):  # copies under other names: recognised by their bytes
+        (tmp_path / f"copy{i}.jpg").write_bytes(built["dataset"].image_path(row["image_file"]).read_bytes())
+        lines.append(f"copy{i}.jpg,{'positive' if i % 2 else 'negative'}")
+    make_image(tmp_path / "fresh.jpg", "positive", seed=4242)
+    lines.append("fresh.jpg,positive")
+    (tmp_path / "bench.csv").write_text("\n".join(lines) + "\n")
+    page = render_report(built["dataset"].root, model=built["model_dir"], benchmark=tmp_path / "bench.csv", top=0)
+    (note,) = notes(sections(page)["evaluation"])
+    assert note.startswith("3 of the benchmark&#x27;s 4 images are among this dataset&#x27;s kept images"), note
+
+
 def test_report_of_a_model_finds_its_dataset_and_reuses_an_evaluation(built, tmp_path):
     saved = tmp_path / "eval.json"
     evaluate(built["model"], built["bench"], out=saved)

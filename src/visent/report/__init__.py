@@ -94,7 +94,7 @@ def render_report(target: str | os.PathLike[str], *, model: str | os.PathLike[st
         ("cleaning", "Cleaning: posts kept and dropped", _cleaning_section(context, posts)),
         ("confidence", "Teacher confidence per class", _confidence_section(context, posts)),
         ("balance", "Class balance", _balance_section(context, posts)),
-        ("evaluation", "Evaluation on human labels", _evaluation_section(context)),
+        ("evaluation", "Evaluation on human labels", _evaluation_section(context, posts)),
         ("images", "Most confident images per class", _images_section(context, posts, top)),
     ]
     return _page(context, sections)
@@ -222,7 +222,7 @@ class _Posts:
     columns: dict[str, list[Any]]
     stages: dict[str, str]  # stage -> status ("done", "stale", "running", "missing")
 
-    NAMES = ("post_id", "ingest_status", "ingest_reason", "image_file", "teacher", "teach_status", "teach_reason",
+    NAMES = ("post_id", "ingest_status", "ingest_reason", "image_file", "image_sha256", "teacher", "teach_status", "teach_reason",
              "teach_label", "teach_confidence", "clean_status", "clean_reason", "label")
 
     @classmethod
@@ -478,7 +478,7 @@ def _balance_section(context: _Context, posts: _Posts | None) -> str:
     return "\n".join(parts)
 
 
-def _evaluation_section(context: _Context) -> str:
+def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
     report = context.evaluation
     if report is None:
         return _note(context.evaluation_note)
@@ -486,6 +486,12 @@ def _evaluation_section(context: _Context) -> str:
     parts = [f"<p>{html.escape(str(report.get('model', '?')))} on {html.escape(str(report.get('benchmark', '?')))}: "
              f"{_int(report.get('n_scored', three.get('n')))} images scored, {_int(report.get('n_unreadable', 0))} "
              f"unreadable, {_int(report.get('n_skipped_labels', 0))} labels skipped.</p>"]
+    shared = _benchmark_overlap(report, posts)
+    if shared and shared[0]:
+        parts.append(_note(f"{shared[0]:,} of the benchmark's {shared[1]:,} images are among this dataset's kept "
+                           "images, which the student learnt from (with the teacher's labels, not these human labels): "
+                           "on those, these figures are not held out. To prove the student on unseen images, evaluate "
+                           "on images outside the crawl (as T4SA's Twitter test sets) or with held-out folds."))
     rows = []
     binary = report.get("binary")
     if binary:
@@ -519,6 +525,23 @@ def _evaluation_section(context: _Context) -> str:
             parts.append(f"<h3>{kfold.get('folds')}-fold protocol (mean ± std over folds)</h3>")
             parts.append(_table(["head"] + [k.replace("_", " ") for k in keys], krows, "kfold"))
     return "\n".join(parts)
+
+
+def _benchmark_overlap(report: dict[str, Any], posts: _Posts | None) -> tuple[int, int] | None:
+    """(benchmark images whose bytes are among the dataset's kept images, benchmark images), when both can be
+    read; identical files are recognised by their SHA-256."""
+    if posts is None or not posts.cleaned or not report.get("benchmark"):
+        return None
+    from visent.embed.pipeline import file_hashes
+    from visent.evaluate import BenchmarkError, load_benchmark
+
+    try:
+        bench = load_benchmark(report["benchmark"])
+    except (BenchmarkError, OSError, ValueError):
+        return None
+    kept = {sha for sha, status in zip(posts["image_sha256"], posts["clean_status"]) if status == "kept" and sha}
+    digests, _ = file_hashes(bench.paths)
+    return sum(1 for d in digests if d in kept), len(bench.paths)
 
 
 def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
