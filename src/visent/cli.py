@@ -1,4 +1,5 @@
-"""The ``visent`` command line: ingest, teach, clean, train, build, predict, evaluate, demo."""
+"""The ``visent`` command line: ingest, teach, clean, train, build, predict, explain, evaluate, report, export,
+serve, demo (and backbones, teachers, teacher train/predict)."""
 
 from __future__ import annotations
 
