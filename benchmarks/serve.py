@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +21,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from visent.serve import background
 
 
 def timed(call, n: int, workers: int = 1) -> list[float]:
@@ -59,55 +53,34 @@ def main() -> None:
         sys.exit(f"{args.mvsa}: no MVSA photos in data/; give the MVSA folder")
     blobs = [p.read_bytes() for p in photos]
 
-    port = free_port()
-    env = {**os.environ, "VISENT_PROGRESS": "0"}  # uploads never reach the feature cache: every request computes
-    server = subprocess.Popen([sys.executable, "-m", "visent", "serve", args.model, "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=120) as client:
-            deadline = time.time() + 180
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.time() > deadline:
-                    sys.exit("the server did not start: " + (server.stderr.read() or b"").decode()[-2000:])
-                time.sleep(0.5)
-            for blob in blobs[-8:]:  # warm-up: models loaded, ONNX sessions built
-                client.post("/predict", files={"files": ("w.jpg", blob, "image/jpeg")}).raise_for_status()
-                client.post("/explain", files={"file": ("w.jpg", blob, "image/jpeg")}).raise_for_status()
+    with background(args.model, env={"VISENT_PROGRESS": "0"}, timeout=180) as base, \
+            httpx.Client(base_url=base, timeout=120) as client:
+        for blob in blobs[-8:]:  # warm-up: models loaded, ONNX sessions built
+            client.post("/predict", files={"files": ("w.jpg", blob, "image/jpeg")}).raise_for_status()
+            client.post("/explain", files={"file": ("w.jpg", blob, "image/jpeg")}).raise_for_status()
 
-            def predict_one(i: int) -> None:
-                client.post("/predict", files={"files": (f"{i}.jpg", blobs[i], "image/jpeg")}).raise_for_status()
+        def predict_one(i: int) -> None:
+            client.post("/predict", files={"files": (f"{i}.jpg", blobs[i], "image/jpeg")}).raise_for_status()
 
-            def predict_batch(i: int) -> None:
-                files = [("files", (f"{i}-{k}.jpg", blobs[i * 8 + k], "image/jpeg")) for k in range(8)]
-                client.post("/predict", files=files).raise_for_status()
+        def predict_batch(i: int) -> None:
+            files = [("files", (f"{i}-{k}.jpg", blobs[i * 8 + k], "image/jpeg")) for k in range(8)]
+            client.post("/predict", files=files).raise_for_status()
 
-            def explain_one(i: int) -> None:
-                response = client.post("/explain", files={"file": (f"{i}.jpg", blobs[i], "image/jpeg")})
-                response.raise_for_status()
-                assert response.headers["content-type"] == "image/png"
+        def explain_one(i: int) -> None:
+            response = client.post("/explain", files={"file": (f"{i}.jpg", blobs[i], "image/jpeg")})
+            response.raise_for_status()
+            assert response.headers["content-type"] == "image/png"
 
-            print(f"visent serve {args.model}: {args.requests} requests each, MVSA photos (uploads are never cached), "
-                  f"{os.cpu_count()} cores")
-            print("| request | requests/s | images/s | median ms | p95 ms |\n|---|---|---|---|---|")
-            for name, call, workers, per in (("/predict, 1 photo", predict_one, 1, 1),
-                                             ("/predict, 8 photos", predict_batch, 1, 8),
-                                             ("/predict, 1 photo, 4 clients", predict_one, 4, 1),
-                                             ("/explain (PNG)", explain_one, 1, 1)):
-                started = time.perf_counter()
-                latencies = timed(call, args.requests, workers)
-                print(line(name, latencies, time.perf_counter() - started, per), flush=True)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        print(f"visent serve {args.model}: {args.requests} requests each, MVSA photos (uploads are never cached), "
+              f"{os.cpu_count()} cores")
+        print("| request | requests/s | images/s | median ms | p95 ms |\n|---|---|---|---|---|")
+        for name, call, workers, per in (("/predict, 1 photo", predict_one, 1, 1),
+                                         ("/predict, 8 photos", predict_batch, 1, 8),
+                                         ("/predict, 1 photo, 4 clients", predict_one, 4, 1),
+                                         ("/explain (PNG)", explain_one, 1, 1)):
+            started = time.perf_counter()
+            latencies = timed(call, args.requests, workers)
+            print(line(name, latencies, time.perf_counter() - started, per), flush=True)
 
 
 if __name__ == "__main__":

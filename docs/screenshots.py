@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 from PIL import Image
 from playwright.sync_api import sync_playwright
+
+from visent.serve import background
 
 DOCS = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -39,27 +36,11 @@ def save(png: bytes, name: str) -> None:
     print(f"{DOCS / name}: {image.width} x {image.height}, {(DOCS / name).stat().st_size / 1024:.0f} KB")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve_page(browser, model: str) -> None:
     import skimage.data
 
     photos = [str(Path(skimage.data.__file__).parent / name) for name in PHOTOS]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "visent", "serve", model, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
+    with background(model, timeout=240) as url:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url + "/")
         page.set_input_files("#file-input", photos)
@@ -69,9 +50,6 @@ def serve_page(browser, model: str) -> None:
                 && c.querySelector('img.map').naturalWidth > 0);
         }""", timeout=120_000)
         save(page.screenshot(full_page=True), "serve-page.png")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def report_pages(browser, report: Path) -> None:

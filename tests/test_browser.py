@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +17,7 @@ import pytest
 from PIL import Image
 
 from visent.labels import CLASSES
+from visent.serve import background
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -33,44 +30,14 @@ except ImportError:  # the browser test skips
     sync_playwright = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The base URL of a running ``visent serve default``; the process is stopped afterwards, whatever happens."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "VISENT_CACHE": str(tmp_path_factory.mktemp("serve-cache"))}
-    command = [sys.executable, "-m", "visent", "serve", "default", "--host", "127.0.0.1", "--port", str(port),
-               "--max-upload-mb", str(UPLOAD_LIMIT_MB)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"visent serve exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"visent serve did not answer /health within 90 s:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.25)
+    env = {"VISENT_CACHE": str(tmp_path_factory.mktemp("serve-cache"))}
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with background("default", options=["--max-upload-mb", str(UPLOAD_LIMIT_MB)], env=env, log=log,
+                    timeout=90) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 def photo_png(name: str = "astronaut", side: int = 160) -> bytes:

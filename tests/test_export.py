@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from test_pipeline import NEGATIVE_TEXTS, POSITIVE_TEXTS, make_crawl, make_image
+from test_pipeline import POSITIVE_TEXTS, make_crawl, make_image
 from visent import Dataset
 from visent.clean import clean
 from visent.cli import app

@@ -8,21 +8,19 @@ import io
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from test_export import TEACHER, THRESHOLDS, build_dataset, make_varied_crawl
+from test_export import TEACHER, build_dataset, make_varied_crawl
 from test_pipeline import make_crawl, make_image
 from visent import Dataset
 from visent.cli import app
 from visent.evaluate import compute_metrics, evaluate
 from visent.ingest import ingest
 from visent.labels import CLASSES
-from visent.model import VisentModel
 from visent.report import reason_kind, render_report, write_report
 from visent.store import DatasetError
 from visent.teach import teach
