@@ -561,7 +561,8 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
         return _note(f"The dataset has no {what} to score.")
     paths = [ds.image_path(posts["image_file"][i]) for i in rows]
     try:
-        probs, statuses = model.predict_proba(paths)
+        # the store names images by their SHA-256, so no file is read again for features cached while training
+        probs, statuses = model.predict_proba(paths, hashes=[posts["image_sha256"][i] for i in rows])
     except Exception as error:  # noqa: BLE001 - the rest of the report stands
         return _note(f"The model could not score the images: {type(error).__name__}: {error}")
     probs = np.asarray(probs, dtype=float)
