@@ -1,17 +1,17 @@
-"""Image fetching against a local HTTP server on 127.0.0.1 (no network needed)."""
+"""Image fetching against the fault server on 127.0.0.1 (tests/faultserver.py; no network needed)."""
 
 from __future__ import annotations
 
-import collections
 import io
 import json
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
+from faultserver import FAULTS, FaultServer, jpeg, truncated_jpeg
 from visent import Dataset
 from visent.ingest import ImageFetcher, ingest, sniff_image
 
@@ -23,85 +23,14 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (32, 24), color=(200,
 
 
 JPEG = image_bytes()
-NOISY = Image.effect_noise((64, 64), 80).convert("RGB")
 PNG = image_bytes("PNG", color=(10, 120, 200))
 BIG = 5_000
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
-
-    def _send(self, status: int, body: bytes = b"", ctype: str = "image/jpeg", length: bool = True,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        if length:
-            self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        hits = self.server.hits
-        hits[self.path] += 1
-        route = self.path.split("?")[0]
-        if route == "/ok.jpg":
-            self._send(200, JPEG)
-        elif route == "/photo.png":
-            self._send(200, PNG, ctype="image/jpeg")  # wrong content type: bytes decide
-        elif route == "/missing":
-            self._send(404, b"not found", ctype="text/plain")
-        elif route == "/forbidden":
-            self._send(403, b"no", ctype="text/plain")
-        elif route == "/slow":
-            time.sleep(1.0)
-            self._send(200, JPEG)
-        elif route == "/flaky":
-            if hits[self.path] <= 2:
-                self._send(503, b"busy", ctype="text/plain")
-            else:
-                self._send(200, JPEG)
-        elif route == "/ratelimit":
-            if hits[self.path] == 1:
-                self._send(429, b"slow down", ctype="text/plain", headers={"Retry-After": "0"})
-            else:
-                self._send(200, JPEG)
-        elif route == "/ratelimit-long":
-            self._send(429, b"slow down", ctype="text/plain", headers={"Retry-After": "3600"})
-        elif route == "/page.html":
-            self._send(200, b"<!doctype html><html><body>hi</body></html>", ctype="text/html; charset=utf-8")
-        elif route == "/big-declared":
-            self._send(200, b"\xff" * (BIG + 1))
-        elif route == "/big-streamed":
-            self._send(200, b"\xff" * (BIG * 4), length=False)  # no Content-Length: cut while streaming
-        elif route == "/truncated.jpg":
-            buffer = io.BytesIO()
-            NOISY.save(buffer, "JPEG")
-            self._send(200, buffer.getvalue()[: buffer.tell() * 2 // 3])
-        elif route == "/redirect":
-            self._send(302, b"", headers={"Location": "/ok.jpg"})
-        else:
-            self._send(404, b"", ctype="text/plain")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:  # a client that gave up is expected
-        pass
-
-
 @pytest.fixture(scope="module")
 def server():
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.hits = collections.Counter()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with FaultServer(slow_s=1.0, huge_bytes=BIG * 4) as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +41,7 @@ def _no_proxy(monkeypatch):
 
 
 def url(server, path: str) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+    return server.url(path)
 
 
 @pytest.fixture
@@ -122,20 +51,20 @@ def fetcher():
 
 
 def test_download_ok_keeps_bytes_as_served(server, fetcher):
-    got = fetcher.fetch(url(server, "/ok.jpg?t=ok"))
-    assert got.ok and got.data == JPEG and got.ext == "jpg" and got.reason == ""
+    got = fetcher.fetch(url(server, "/ok/1.jpg?t=ok"))
+    assert got.ok and got.data == jpeg(1) and got.ext == "jpg" and got.reason == ""
 
 
 def test_format_comes_from_bytes_not_content_type(server, fetcher):
-    got = fetcher.fetch(url(server, "/photo.png?t=sniff"))
-    assert got.ok and got.ext == "png" and got.data == PNG
+    got = fetcher.fetch(url(server, "/wrongtype/2.jpg?t=sniff"))
+    assert got.ok and got.ext == "jpg" and got.data == jpeg(2)
 
 
 def test_404_and_403_are_not_retried(server, fetcher):
-    for path in ("/missing?t=nr", "/forbidden?t=nr"):
+    for path in ("/404?t=nr", "/403?t=nr"):
         got = fetcher.fetch(url(server, path))
         assert not got.ok and got.data is None
-        assert got.reason == f"HTTP {404 if 'missing' in path else 403}"
+        assert got.reason == f"HTTP {path[1:4]}"
         assert server.hits[path] == 1
 
 
@@ -148,54 +77,103 @@ def test_timeout_is_retried_then_reported(server, fetcher):
 
 
 def test_flaky_server_is_retried_until_it_answers(server, fetcher):
-    got = fetcher.fetch(url(server, "/flaky?t=flaky"))
-    assert got.ok and got.data == JPEG
-    assert server.hits["/flaky?t=flaky"] == 3
+    got = fetcher.fetch(url(server, "/flaky/3?t=flaky"))
+    assert got.ok and got.data == jpeg(3)
+    assert server.hits["/flaky/3?t=flaky"] == 2
 
 
 def test_5xx_reported_after_last_try(server):
     with ImageFetcher(timeout=0.3, retries=1, backoff=0.01) as f:
-        got = f.fetch(url(server, "/flaky?t=giveup"))
-    assert got.reason == "HTTP 503 after 2 tries"
+        got = f.fetch(url(server, "/500?t=giveup"))
+    assert got.reason == "HTTP 500 after 2 tries"
+    assert server.hits["/500?t=giveup"] == 2
 
 
 def test_retry_after_is_honoured_when_small_and_ends_when_long(server, fetcher):
-    assert fetcher.fetch(url(server, "/ratelimit?t=ra")).ok
-    assert server.hits["/ratelimit?t=ra"] == 2
-    got = fetcher.fetch(url(server, "/ratelimit-long?t=ra"))
+    start = time.monotonic()
+    assert fetcher.fetch(url(server, "/429?t=ra")).reason == "HTTP 429 after 3 tries"
+    assert server.hits["/429?t=ra"] == 3
+    assert time.monotonic() - start < 1.0  # Retry-After: 0 is honoured over the backoff
+    got = fetcher.fetch(url(server, "/429/long?t=ra"))
     assert got.reason == "HTTP 429 (asked to retry after 3600 s)"
-    assert server.hits["/ratelimit-long?t=ra"] == 1
+    assert server.hits["/429/long?t=ra"] == 1
+
+
+def test_backoff_grows_between_tries(server):
+    with ImageFetcher(timeout=0.3, retries=2, backoff=0.1) as f:
+        start = time.monotonic()
+        assert f.fetch(url(server, "/500?t=backoff")).reason == "HTTP 500 after 3 tries"
+    assert time.monotonic() - start >= 0.1 + 0.2  # at least backoff, then twice backoff
 
 
 def test_html_body_is_not_an_image(server, fetcher):
-    assert fetcher.fetch(url(server, "/page.html?t=html")).reason == "not an image (text/html)"
+    assert fetcher.fetch(url(server, "/html?t=html")).reason == "not an image (text/html)"
+    assert server.hits["/html?t=html"] == 1
 
 
-@pytest.mark.parametrize("path", ["/big-declared", "/big-streamed"])
+@pytest.mark.parametrize("path", ["/huge", "/huge/streamed", "/endless/fast"])
 def test_size_cap(server, fetcher, path):
     got = fetcher.fetch(url(server, path + "?t=big"))
     assert not got.ok and got.reason == f"larger than {BIG} bytes"
+    assert server.hits[path + "?t=big"] == 1
+
+
+def test_endless_slow_body_ends_at_the_deadline(server):
+    with ImageFetcher(timeout=0.1, retries=2, backoff=0.01) as f:
+        start = time.monotonic()
+        got = f.fetch(url(server, "/endless/slow?t=slowbody"))
+    assert got.reason == "too slow (body not complete within 1 s)"
+    assert 1.0 <= time.monotonic() - start < 2.5
+    assert server.hits["/endless/slow?t=slowbody"] == 1
 
 
 def test_truncated_image_is_corrupt(server, fetcher):
-    got = fetcher.fetch(url(server, "/truncated.jpg?t=trunc"))
+    with ImageFetcher(timeout=0.3, retries=0) as f:
+        got = f.fetch(url(server, "/truncated.jpg?t=trunc"))
     assert not got.ok and got.reason.startswith("corrupt JPEG image (image file is truncated")
+    assert sniff_image(truncated_jpeg())[1] == got.reason
 
 
 def test_broken_header_is_corrupt():
     assert sniff_image(JPEG[:40]) == (None, "corrupt image (Truncated File Read)")
 
 
-def test_redirect_is_followed(server, fetcher):
-    assert fetcher.fetch(url(server, "/redirect?t=redir")).data == JPEG
+def test_redirect_is_followed_and_loops_end(server, fetcher):
+    assert fetcher.fetch(url(server, "/redirect/4?t=redir")).data == jpeg(4)
+    assert fetcher.fetch(url(server, "/loop?t=loop")).reason == "too many redirects"
+    assert server.hits["/loop?t=loop"] == 1 and server.hits["/loop"] == 2  # 5 redirects, then it stops
+
+
+def test_connection_reset_is_retried_then_reported(server, fetcher):
+    got = fetcher.fetch(url(server, "/reset?t=reset"))
+    assert got.reason == "connection closed by the server after 3 tries"
+    assert server.hits["/reset?t=reset"] == 3
 
 
 def test_connection_refused_is_reported():
-    with _Server(("127.0.0.1", 0), _Handler) as closed:
-        port = closed.server_address[1]
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with ImageFetcher(timeout=0.5, retries=1, backoff=0.01) as f:
-        got = f.fetch(f"http://127.0.0.1:{port}/ok.jpg")
-    assert got.reason == "connection failed (ConnectError) after 2 tries"
+        got = f.fetch(f"http://127.0.0.1:{port}/ok/1.jpg")
+    assert got.reason == "cannot connect after 2 tries"
+
+
+def test_per_host_limit_holds_across_threads(tmp_path):
+    """Two hosts, 8 threads, per_host=2: never more than 2 requests at one host, but both hosts busy."""
+    with FaultServer() as a, FaultServer() as b, \
+            ImageFetcher(workers=8, timeout=2.0, retries=0, per_host=2) as f:
+        urls = [s.url(f"/ok/{n}.jpg?delay=0.05") for n in range(12) for s in (a, b)]
+        threads = [threading.Thread(target=f.fetch, args=(u,)) for u in urls]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (a.max_active, b.max_active) == (2, 2)
+        assert time.monotonic() - start < 12 * 0.05 + 0.5  # the hosts were served side by side
+    with pytest.raises(ValueError, match="per_host"):
+        ImageFetcher(per_host=0)
 
 
 def test_local_files(tmp_path, fetcher):
@@ -220,17 +198,68 @@ def test_sniff_image_formats():
     assert sniff_image(b"\x00\x01binary\xff\xfe") == (None, "not an image (unknown binary data)")
 
 
+CAP = 100_000  # above the truncated JPEG, below the huge bodies
+
+# the reason each fault of the fault server must end with (retries=1, timeout=0.3, max_bytes=CAP)
+EXPECTED = {
+    "/redirect/{n}": ("ok", ""),
+    "/flaky/{n}": ("ok", ""),
+    "/wrongtype/{n}.jpg": ("ok", ""),
+    "/slow": ("error", "timeout after 2 tries"),
+    "/reset": ("error", "connection closed by the server after 2 tries"),
+    "/404": ("error", "HTTP 404"),
+    "/500": ("error", "HTTP 500 after 2 tries"),
+    "/429": ("error", "HTTP 429 after 2 tries"),
+    "/429/long": ("error", "HTTP 429 (asked to retry after 3600 s)"),
+    "/html": ("error", "not an image (text/html)"),
+    "/truncated.jpg": ("error", "corrupt JPEG image (image file is truncated"),
+    "/endless/fast": ("error", f"larger than {CAP} bytes"),
+    "/endless/slow": ("error", "too slow (body not complete within 3 s)"),
+    "/huge": ("error", f"larger than {CAP} bytes"),
+    "/huge/streamed": ("error", f"larger than {CAP} bytes"),
+    "/loop": ("error", "too many redirects"),
+}
+
+
+def test_every_fault_in_one_crawl_ends_with_a_status_and_reason(tmp_path):
+    assert set(EXPECTED) == set(FAULTS)
+    with FaultServer(slow_s=1.0, huge_bytes=CAP * 4) as s:
+        lines = []
+        for n in range(60):  # every fault several times, between ok images
+            fault = FAULTS[n % len(FAULTS)]
+            lines.append({"id": f"p{n}", "text": fault, "image_url": s.url(fault.format(n=n) + f"?n={n}")})
+            lines.append({"id": f"ok{n}", "text": "fine", "image_url": s.url(f"/ok/{n}.jpg?delay=0.01")})
+        source = tmp_path / "posts.jsonl"
+        source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        start = time.monotonic()
+        counts = ingest(source, tmp_path / "ds", workers=8, per_host=3, timeout=0.3, retries=1,
+                        backoff=0.01, max_bytes=CAP, batch_size=25)
+        assert time.monotonic() - start < 30
+        assert 1 < s.max_active <= 3
+    table = Dataset(tmp_path / "ds").read_table("posts")
+    assert table.column("post_id").to_pylist() == [line["id"] for line in lines]  # each once, in order
+    for row in table.to_pylist():
+        if row["post_id"].startswith("ok"):
+            assert (row["ingest_status"], row["ingest_reason"]) == ("ok", ""), row
+            continue
+        status, reason = EXPECTED[row["text"]]
+        assert row["ingest_status"] == status and row["ingest_reason"].startswith(reason), row
+        assert (row["image_sha256"] is None) == (status == "error")
+    ok = sum(EXPECTED[line["text"]][0] == "ok" for line in lines if line["id"].startswith("p")) + 60
+    assert counts["posts"] == 120 and counts["ok"] == ok and counts["error"] == 120 - ok
+
+
 def test_ingest_downloads_urls_concurrently(server, tmp_path):
     lines = [
-        {"id": "a", "text": "sunny day", "image_url": url(server, "/ok.jpg?t=ing")},
-        {"id": "b", "text": "gone", "image_url": url(server, "/missing?t=ing")},
-        {"id": "c", "text": "rate limited", "image_url": url(server, "/ratelimit?t=ing")},
-        {"id": "d", "text": "web page", "image_url": url(server, "/page.html?t=ing")},
-        {"id": "e", "text": "same bytes", "image_url": url(server, "/redirect?t=ing")},
+        {"id": "a", "text": "sunny day", "image_url": url(server, "/ok/9.jpg?t=ing")},
+        {"id": "b", "text": "gone", "image_url": url(server, "/404?t=ing")},
+        {"id": "c", "text": "flaky", "image_url": url(server, "/flaky/9?t=ing")},
+        {"id": "d", "text": "web page", "image_url": url(server, "/html?t=ing")},
+        {"id": "e", "text": "same bytes", "image_url": url(server, "/redirect/9?t=ing")},
     ]
     source = tmp_path / "posts.jsonl"
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    counts = ingest(source, tmp_path / "ds", workers=4, timeout=2.0, retries=2, batch_size=2)
+    counts = ingest(source, tmp_path / "ds", workers=4, timeout=2.0, retries=2, batch_size=2, backoff=0.01)
     assert counts == {"posts": 5, "ok": 3, "error": 2, "images": 1, "with_human_labels": 0}
     rows = {r["post_id"]: r for r in Dataset(tmp_path / "ds").read_table("posts").to_pylist()}
     assert list(rows) == ["a", "b", "c", "d", "e"]
@@ -238,4 +267,4 @@ def test_ingest_downloads_urls_concurrently(server, tmp_path):
     assert rows["d"]["ingest_reason"] == "not an image (text/html)"
     assert rows["a"]["image_sha256"] == rows["c"]["image_sha256"] == rows["e"]["image_sha256"]
     stored = Dataset(tmp_path / "ds").image_path(rows["a"]["image_file"])
-    assert stored.read_bytes() == JPEG and rows["a"]["image_ref"] == lines[0]["image_url"]
+    assert stored.read_bytes() == jpeg(9) and rows["a"]["image_ref"] == lines[0]["image_url"]

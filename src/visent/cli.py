@@ -108,12 +108,15 @@ def ingest(
     retries: int = typer.Option(3, help="Tries per image download."),
     max_bytes: int = typer.Option(20_000_000, help="Largest image accepted, in bytes."),
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts."),
+    per_host: int = typer.Option(8, help="Concurrent downloads from one host at most."),
+    backoff: float = typer.Option(0.5, help="Seconds before the first retry; doubles with each retry."),
+    batch_size: int = typer.Option(500, help="Posts per checkpoint: an interrupted run resumes from the last one."),
 ) -> None:
     """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
     from visent.ingest import ingest as run_ingest
 
     counts = _run("ingest", run_ingest, source, out, workers=workers, timeout=timeout, retries=retries,
-                  max_bytes=max_bytes, limit=limit)
+                  max_bytes=max_bytes, limit=limit, per_host=per_host, backoff=backoff, batch_size=batch_size)
     _print_counts(f"ingest → {out}", counts)
 
 

@@ -113,15 +113,26 @@ class ImageFetcher:
     """Reads images from local paths, ``file://`` and ``http(s)://`` URLs.
 
     ``timeout``: seconds allowed to connect and for each read; one try never runs longer than
-    ``10 * timeout`` in all. ``retries``: further tries after a connection error, a timeout, HTTP 5xx,
-    408 or 429, with exponential backoff from ``backoff`` seconds plus jitter; a ``Retry-After`` of
-    at most ``max_retry_after`` seconds is honoured, a longer one ends the download. Other HTTP
-    errors (404, 403, ...) are not retried. Bodies are streamed and cut off past ``max_bytes``.
+    ``10 * timeout`` in all (a body that trickles in forever ends as "too slow", not retried). ``retries``:
+    further tries after a connection error, a timeout, HTTP 5xx, 408 or 429, with exponential
+    backoff from ``backoff`` seconds plus jitter; a ``Retry-After`` of at most ``max_retry_after``
+    seconds is honoured, a longer one ends the download. Other HTTP errors (404, 403, ...), bodies
+    that are not images and redirect loops are not retried. Bodies are streamed and cut off past
+    ``max_bytes``. At most ``per_host`` requests run against one host at a time (a slow host
+    cannot hold every worker); waiting between tries holds no slot.
+
+    Reasons are short and stable (the same fault always gives the same text), so a dataset
+    ingested twice from the same crawl has the same tables.
     """
 
     def __init__(self, *, workers: int = 16, timeout: float = 10.0, retries: int = 3,
-                 max_bytes: int = 20_000_000, backoff: float = 0.5, max_retry_after: float = 30.0):
+                 max_bytes: int = 20_000_000, backoff: float = 0.5, max_retry_after: float = 30.0,
+                 per_host: int = 8):
+        if per_host < 1:
+            raise ValueError(f"per_host must be at least 1, got {per_host}")
         self.workers = workers
+        self.per_host = per_host
+        self._hosts: dict[str, threading.BoundedSemaphore] = {}
         self.timeout = timeout
         self.retries = retries
         self.max_bytes = max_bytes
@@ -183,13 +194,23 @@ class ImageFetcher:
                 )
             return self._client
 
+    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+        host = (urlsplit(url).netloc or "").lower()
+        with self._lock:
+            slot = self._hosts.get(host)
+            if slot is None:
+                slot = self._hosts[host] = threading.BoundedSemaphore(self.per_host)
+            return slot
+
     def _download(self, url: str) -> Fetched:
         tries = self.retries + 1
         last = ""
+        slot = self._host_slot(url)
         for attempt in range(tries):
             wait = self.backoff * (2 ** attempt) * (1 + random.random())
             try:
-                data, content_type = self._get(url)
+                with slot:
+                    data, content_type = self._get(url)
                 return _checked(data, content_type)
             except _Failed as exc:
                 return Fetched(reason=str(exc))
@@ -205,6 +226,12 @@ class ImageFetcher:
                 return Fetched(reason=f"invalid URL ({exc})")
             except httpx.TooManyRedirects:
                 return Fetched(reason="too many redirects")
+            except httpx.ConnectError:
+                last = "cannot connect"
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.CloseError):
+                # a reset and a close before the answer is complete are one fault to the user; which
+                # of them the client sees first depends on timing, so they share one reason
+                last = "connection closed by the server"
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__})"
             except httpx.HTTPError as exc:
@@ -214,7 +241,8 @@ class ImageFetcher:
         return Fetched(reason=f"{last} after {tries} {'try' if tries == 1 else 'tries'}")
 
     def _get(self, url: str) -> tuple[bytes, str | None]:
-        deadline = time.monotonic() + 10 * self.timeout
+        limit = 10 * self.timeout
+        deadline = time.monotonic() + limit
         with self._http().stream("GET", url) as response:
             status = response.status_code
             if status >= 500 or status in _RETRY_STATUS:
@@ -230,7 +258,8 @@ class ImageFetcher:
                 if len(body) > self.max_bytes:
                     raise _Failed(f"larger than {self.max_bytes} bytes")
                 if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("download too slow", request=response.request)
+                    # not retried: each try would cost the whole deadline again
+                    raise _Failed(f"too slow (body not complete within {limit:g} s)")
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             return bytes(body), content_type or None
 

@@ -6,13 +6,15 @@ interrupted run resumes where it stopped and memory stays bounded whatever the s
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,17 +32,20 @@ _PARTS = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the sou
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
            workers: int = 16, timeout: float = 10.0, retries: int = 3, max_bytes: int = 20_000_000,
-           batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None) -> dict[str, int]:
+           batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None,
+           per_host: int = 8, backoff: float = 0.5) -> dict[str, int]:
     """Read ``source`` into the dataset at ``out`` and return the counts of the run.
 
     ``format`` names a reader of :data:`READERS` ("auto" detects it). ``workers`` threads fetch
-    images; ``timeout``, ``retries`` and ``max_bytes`` govern each image (see :class:`ImageFetcher`).
+    images, at most ``per_host`` at a time from one host; ``timeout``, ``retries``, ``backoff`` and
+    ``max_bytes`` govern each image (see :class:`ImageFetcher`).
     ``limit`` keeps the first N posts, ``ids`` only the posts with these ids. Every post becomes a
     row with ``ingest_status`` "ok" or "error" and a reason. Running again with the same options is
     a no-op; a run that was interrupted resumes from its last finished batch.
     """
-    if workers < 1 or batch_size < 1 or retries < 0 or max_bytes < 1 or timeout <= 0:
-        raise ValueError("workers, batch_size and max_bytes must be >= 1, retries >= 0 and timeout > 0")
+    if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
+        raise ValueError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
+                         "and timeout > 0")
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0")
     src = Path(source).expanduser().resolve()
@@ -63,12 +68,13 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     posts = _select(_unique(READERS.create(reader, source=src)), ids, limit)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
-        with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes) as fetcher, \
+        with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
+                          per_host=per_host, backoff=backoff) as fetcher, \
                 progress("ingest", limit) as advance:
             while batch := list(itertools.islice(posts, batch_size)):
                 todo = [post for post in batch if post.post_id not in done]
                 if todo:
-                    checkpoint.write(list(pool.map(lambda post: _row(post, fetcher, dataset), todo)), _PARTS)
+                    checkpoint.write(_rows(todo, pool, fetcher, dataset, workers, per_host), _PARTS)
                 advance(len(batch))
     finally:  # on an interruption, drop the queued downloads instead of waiting for them
         pool.shutdown(wait=True, cancel_futures=True)
@@ -90,6 +96,45 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     }
     dataset.finish_stage(STAGE, params, counts)
     return counts
+
+
+def _rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher, dataset: Dataset,
+          workers: int, per_host: int) -> list[dict[str, Any]]:
+    """The rows of ``posts`` in their order, fetched by ``pool`` with at most ``per_host`` downloads
+    from one host in flight: posts of a busy host wait in its queue while the workers fetch from
+    other hosts, so one slow host cannot hold every worker."""
+    queues: dict[str | None, collections.deque[int]] = {}
+    for i, post in enumerate(posts):
+        queues.setdefault(_host(post.image_ref), collections.deque()).append(i)
+    rows: list[dict[str, Any] | None] = [None] * len(posts)
+    active: collections.Counter[str | None] = collections.Counter()
+    running: dict[Future[dict[str, Any]], tuple[int, str | None]] = {}
+    while queues or running:
+        for host in list(queues):
+            queue = queues[host]
+            while queue and len(running) < workers and (host is None or active[host] < per_host):
+                i = queue.popleft()
+                running[pool.submit(_row, posts[i], fetcher, dataset)] = (i, host)
+                active[host] += 1
+            if not queue:
+                del queues[host]
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            i, host = running.pop(future)
+            active[host] -= 1
+            rows[i] = future.result()
+    return rows  # type: ignore[return-value]
+
+
+def _host(ref: str | None) -> str | None:
+    """The host an image reference downloads from; None for local files."""
+    if not ref or "://" not in ref:
+        return None
+    try:
+        parts = urlsplit(ref)
+    except ValueError:
+        return None
+    return parts.netloc.lower() if parts.scheme.lower() in ("http", "https") else None
 
 
 def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, Any]:
