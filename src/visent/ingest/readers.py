@@ -3,6 +3,8 @@
 A reader never raises on bad input: an unreadable file, a malformed line or a post without an
 image becomes a record with ``error`` set, so every post of the source shows up in the dataset.
 Readers only read text and metadata; the images are fetched later by :mod:`visent.ingest.download`.
+An archive (zip, tar, tar.gz, ...) is extracted safely (:mod:`visent.ingest.archives`) and read with
+the reader its contents call for.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import csv
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import charset_normalizer
 
+from visent.ingest.archives import ArchiveError, archive_stem, extract, is_archive
 from visent.labels import normalise_label
 from visent.registry import Registry
 
@@ -48,6 +51,8 @@ class RawPost:
     text_label: str | None = None     # human labels found in the source (normalised)
     image_label: str | None = None
     error: str = ""                   # why the post is incomplete ("" when it is not)
+    # what must stay alive while the post is in use: the extraction folder its image comes from
+    keep: Any = field(default=None, repr=False, compare=False)
 
 
 READERS: Registry[Iterator[RawPost]] = Registry("reader")
@@ -533,7 +538,7 @@ def _file_format(path: Path) -> str:
 
 
 def detect_format(source: str | os.PathLike[str]) -> str:
-    """Name of the reader in :data:`READERS` for ``source`` (a file or a folder)."""
+    """Name of the reader in :data:`READERS` for ``source`` (a file, a folder or an archive)."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -541,12 +546,61 @@ def detect_format(source: str | os.PathLike[str]) -> str:
         suffix = path.suffix.lower()
         if suffix in CSV_SUFFIXES or suffix in JSON_SUFFIXES:
             return _file_format(path)
-        raise ValueError(f"cannot tell the format of {path}; use a .jsonl/.json/.csv/.tsv file or pass format=")
+        if is_archive(path):
+            return "archive"
+        raise ValueError(f"cannot tell the format of {path}; give a folder, a .jsonl/.json/.csv/.tsv file, "
+                         f"a .zip/.tar/.tar.gz archive of them, or pass format=")
+    return _folder_format(path)
+
+
+def _folder_format(path: Path) -> str:
     root, data = _mvsa_root(path)
     if (root / MVSA_LABEL_FILE).is_file() or (data / MVSA_LABEL_FILE).is_file():
         return "mvsa"
     if data != path or path.name == "data":
-        stems = {p.stem for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".txt"}}
+        try:
+            stems = {p.stem for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".txt"}}
+        except OSError:
+            return "folder"
         if stems and all(s.isdigit() for s in stems):
             return "mvsa"
     return "folder"
+
+
+# --------------------------------------------------------------------------- archives
+def _archive_content(folder: Path) -> Path:
+    """What to read in an extracted archive: its one data file, its one top folder, or the folder itself."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    if len(entries) == 1 and (entries[0].is_dir() or entries[0].suffix.lower() in JSON_SUFFIXES | CSV_SUFFIXES):
+        return entries[0]
+    return folder
+
+
+@READERS.register("archive", "a .zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz archive of any of the other formats")
+def read_archive(source: Path) -> Iterator[RawPost]:
+    """The posts of the crawl inside an archive, read with the format detected on its contents.
+
+    The archive is extracted (every member checked, see :mod:`visent.ingest.archives`) into a
+    temporary folder that lives as long as the returned posts do; ``source`` fields read
+    ``crawl.zip!data/12.txt``. Raises :class:`~visent.ingest.archives.ArchiveError` (a ValueError)
+    for an archive visent refuses to extract.
+    """
+    source = Path(source)
+    extraction = extract(source)
+    content = _archive_content(extraction.path)
+    inner = detect_format(content)
+    if inner == "archive":
+        extraction.cleanup()
+        raise ArchiveError(f"{source.name} holds only another archive ({content.name}); unpack it and ingest that")
+    # sources of the inner reader are relative to this folder (a single file is named by its file name)
+    base = content.parent if content.is_file() else _mvsa_root(content)[0] if inner == "mvsa" else content
+    prefix = _rel(base, extraction.path) if base != extraction.path else ""
+    label = f"{source.name}!{prefix + '/' if prefix else ''}"
+    return _from_archive(READERS.create(inner, source=content), label, extraction)
+
+
+def _from_archive(posts: Iterator[RawPost], label: str, extraction: Any) -> Iterator[RawPost]:
+    for post in posts:
+        post.source = label + post.source
+        post.keep = extraction
+        yield post
