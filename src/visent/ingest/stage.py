@@ -64,6 +64,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         return dict(dataset.stage_info(STAGE)["counts"])
 
     checkpoint = dataset.begin_stage(STAGE, params)
+    _sweep(dataset)
     done = checkpoint.done_keys()
     posts = _select(_unique(READERS.create(reader, source=src)), ids, limit)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
@@ -124,6 +125,14 @@ def _rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher,
             active[host] -= 1
             rows[i] = future.result()
     return rows  # type: ignore[return-value]
+
+
+def _sweep(dataset: Dataset) -> None:
+    """Remove the temporary files a killed run left behind (an image or table half written when
+    the process died), so a resumed run leaves the same files as an uninterrupted one."""
+    for pattern in ("images/*/.*.tmp", ".posts.parquet.*.tmp", ".human_labels.parquet.*.tmp"):
+        for stale in dataset.root.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def _host(ref: str | None) -> str | None:
