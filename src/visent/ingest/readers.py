@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import charset_normalizer
 
@@ -56,6 +58,33 @@ class RawPost:
 
 
 READERS: Registry[Iterator[RawPost]] = Registry("reader")
+
+# Lone UTF-16 surrogates: JSON escapes such as "\ud800", and the bytes of file names that are not
+# UTF-8 (Python decodes them as surrogates). The dataset's tables hold UTF-8 only.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_TEXT_FIELDS = ("post_id", "source", "text", "lang", "created_at", "text_label", "image_label", "error")
+
+
+def _valid_unicode(post: RawPost) -> RawPost:
+    """``post`` with every lone surrogate shown as U+FFFD; an image name that has one becomes an error."""
+    for name in _TEXT_FIELDS:
+        value = getattr(post, name)
+        if value and _SURROGATES.search(value):
+            setattr(post, name, _SURROGATES.sub("\ufffd", value))
+    if post.image_ref and _SURROGATES.search(post.image_ref):
+        shown = _SURROGATES.sub("\ufffd", post.image_ref)
+        problem = f"image name {shown!r} is not valid UTF-8; rename the file or fix the reference"
+        post.error = f"{post.error}; {problem}" if post.error else problem
+        post.image_ref = None
+    return post
+
+
+def _unicode_safe(reader: Callable[..., Iterator[RawPost]]) -> Callable[..., Iterator[RawPost]]:
+    """The reader with :func:`_valid_unicode` applied to each of its posts."""
+    @functools.wraps(reader)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[RawPost]:
+        return map(_valid_unicode, reader(*args, **kwargs))
+    return wrapper
 
 
 # --------------------------------------------------------------------------- text decoding
@@ -251,6 +280,7 @@ def find_mvsa_layout(source: Path) -> tuple[Path, Path | None]:
 
 
 @READERS.register("mvsa", "MVSA folder: data/<id>.jpg + data/<id>.txt, optional labelResultAll.txt")
+@_unicode_safe
 def read_mvsa(source: Path) -> Iterator[RawPost]:
     root, data = _mvsa_root(Path(source))
     label_file = find_mvsa_layout(source)[1]
@@ -297,6 +327,7 @@ def _csv_dialect(path: Path) -> tuple[str, str]:
 
 
 @READERS.register("csv", "CSV/TSV of posts: id, text, image (path or URL), optional labels, lang, created_at")
+@_unicode_safe
 def read_csv(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
     """Rows of a CSV/TSV file with a header line; ``root`` is set when reading inside a folder."""
     source = Path(source)
@@ -360,6 +391,9 @@ def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
                     yield 1, f"{rel}:{exc.lineno}", None, f"invalid JSON at {rel}:{exc.lineno} ({exc.msg})"
                     return
                 handle.seek(0)
+            except (ValueError, RecursionError) as exc:  # valid syntax Python will not load
+                yield 1, rel, None, f"invalid JSON in {rel} ({_json_problem(exc)})"
+                return
             else:
                 if not isinstance(document, list):
                     yield 1, rel, document, ""
@@ -373,9 +407,22 @@ def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
                 continue
             where = f"{rel}:{number}"
             try:
-                yield number, where, json.loads(line.decode("utf-8", errors="replace")), ""
-            except json.JSONDecodeError as exc:
-                yield number, where, None, f"invalid JSON at {where} ({exc.msg})"
+                value = json.loads(line.decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError) as exc:
+                yield number, where, None, f"invalid JSON at {where} ({_json_problem(exc)})"
+            else:
+                yield number, where, value, ""
+
+
+def _json_problem(exc: BaseException) -> str:
+    """What is wrong with a JSON text, in words for the ingest reason."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return "a number with too many digits"
+    return str(exc) or type(exc).__name__
 
 
 def _jsonl_like(head: bytes) -> bool:
@@ -385,7 +432,7 @@ def _jsonl_like(head: bytes) -> bool:
         try:
             if isinstance(json.loads(line.decode("utf-8", errors="replace")), dict):
                 return True
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             continue
     return False
 
@@ -473,19 +520,21 @@ def _read_json(source: Path, root: Path | None, tweets: bool) -> Iterator[RawPos
         else:
             try:
                 posts = mapper(value, where, fallback_id, source.parent)
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:  # valid JSON, unexpected shape
+            except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:  # valid JSON, odd shape
                 posts = [RawPost(post_id=fallback_id, source=where,
                                  error=f"unexpected structure at {where} ({type(exc).__name__}: {exc})")]
             yield from posts
 
 
 @READERS.register("jsonl", "JSON/JSONL of posts: id, text, image (path or URL), optional labels, lang, created_at")
+@_unicode_safe
 def read_jsonl(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
     """Flat post objects from a JSONL file, a JSON array or a single JSON object."""
     return _read_json(source, root, tweets=False)
 
 
 @READERS.register("tweets", "Twitter API v1.1 tweets or v2 response pages (JSON, JSON array or JSONL)")
+@_unicode_safe
 def read_tweets(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
     """Tweets; one record per photo (``<id>``, ``<id>_1``, ...), "no image in post" when there is none."""
     return _read_json(source, root, tweets=True)
@@ -512,6 +561,7 @@ def _walk(source: Path) -> Iterator[tuple[Path, list[Path]]]:
 
 
 @READERS.register("folder", "a folder of JSON/JSONL/CSV files and <name>.<image> + <name>.txt pairs, recursive")
+@_unicode_safe
 def read_folder(source: Path) -> Iterator[RawPost]:
     """Every data file under ``source``, then image + text pairs by directory.
 
@@ -577,6 +627,7 @@ def _archive_content(folder: Path) -> Path:
 
 
 @READERS.register("archive", "a .zip/.tar/.tar.gz/.tgz/.tar.bz2/.tar.xz archive of any of the other formats")
+@_unicode_safe
 def read_archive(source: Path) -> Iterator[RawPost]:
     """The posts of the crawl inside an archive, read with the format detected on its contents.
 
