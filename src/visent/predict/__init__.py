@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from visent.labels import CLASSES
 from visent.model import VisentModel
@@ -55,19 +56,63 @@ def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
 
 
 def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
-            cache: bool = True) -> list[dict[str, Any]]:
+            cache: bool = True, engine: Any = None) -> list[dict[str, Any]]:
     """One row per input: path, P(negative), P(neutral), P(positive), label, status, error."""
-    return list(iter_predict(model, inputs, batch_size=batch_size, cache=cache))
+    return list(iter_predict(model, inputs, batch_size=batch_size, cache=cache, engine=engine))
 
 
 def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
-                 cache: bool = True, chunk_size: int = CHUNK) -> Iterator[dict[str, Any]]:
-    """The rows of :func:`predict`, in input order, computed ``chunk_size`` images at a time."""
+                 cache: bool = True, chunk_size: int = CHUNK, engine: Any = None) -> Iterator[dict[str, Any]]:
+    """The rows of :func:`predict`, in input order, computed ``chunk_size`` images at a time.
+
+    ``engine`` runs the chunks: "local" (default, here) or "ray" (actors that each load the model from its
+    directory; see :func:`visent.engine.get_engine`). The rows are the same either way."""
+    if engine is not None and engine != "local":
+        yield from _engine_predict(model, inputs, batch_size=batch_size, cache=cache, chunk_size=chunk_size,
+                                   engine=engine)
+        return
     model = model if isinstance(model, VisentModel) else VisentModel.load(model)
     items = expand_inputs(inputs)
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     for chunk in chunks:  # each chunk shows its own embedding progress
         yield from predict_items(model, chunk, batch_size=batch_size, cache=cache)
+
+
+_ROWS = pa.schema([("path", pa.string()), *[(name, pa.float64()) for name in CLASSES], ("label", pa.string()),
+                   ("status", pa.string()), ("error", pa.string())])
+
+
+class PredictWorker:
+    """Prediction rows for a chunk of ``(path, problem)`` items (as :func:`expand_inputs` gives them): what an
+    engine runs, the model loaded once per process from its directory (or the name of a shipped model)."""
+
+    def __init__(self, model: str, batch_size: int = 32, cache: bool = True):
+        self.model = VisentModel.load(model)
+        self.batch_size = batch_size
+        self.cache = cache
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        items = list(zip(batch.column("path").to_pylist(), batch.column("problem").to_pylist()))
+        rows = predict_items(self.model, items, batch_size=self.batch_size, cache=self.cache)
+        return pa.Table.from_pylist(rows, schema=_ROWS)
+
+
+def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int, cache: bool,
+                    chunk_size: int, engine: Any) -> Iterator[dict[str, Any]]:
+    from visent.engine import get_engine
+    from visent.model import ModelError, resolve_model_dir
+
+    run = get_engine(engine)
+    if isinstance(model, VisentModel):
+        if model.directory is None:
+            raise ModelError(f"the {run.name} engine loads the model in its workers: save it to a directory first")
+        model = model.directory
+    directory = str(resolve_model_dir(model).resolve())
+    items = expand_inputs(inputs)
+    table = pa.table({"path": pa.array([path for path, _ in items], pa.string()),
+                      "problem": pa.array([problem for _, problem in items], pa.string())})
+    for rows in run.map_batches(PredictWorker, (directory, batch_size, cache), table, batch_size=chunk_size):
+        yield from rows.cast(_ROWS).to_pylist()
 
 
 def predict_items(model: VisentModel, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,

@@ -84,12 +84,31 @@ def _label_batch(model: Teacher, ids: list[str], texts: list[str],
     return [_row(ids[i], model.name, probs.get(i), reasons.get(i, "")) for i in range(len(ids))]
 
 
-def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048) -> dict[str, int]:
+class TeachWorker:
+    """The teacher's rows (:data:`schema.TEACH`) for a batch of posts (``post_id``, ``text``, ``lang``): what an
+    engine runs, the teacher loaded once per process."""
+
+    def __init__(self, teacher: str, model: Teacher | None = None):
+        if model is None:
+            import visent.teach  # noqa: F401  (registers the named teachers)
+
+            model = load_teacher(teacher)
+        self.model = model
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = _label_batch(self.model, batch.column("post_id").to_pylist(), batch.column("text").to_pylist(),
+                            batch.column("lang").to_pylist())
+        return pa.Table.from_pylist(rows, schema=schema.TEACH)
+
+
+def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048,
+          engine: Any = None) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.
 
     Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"). Work is
     checkpointed per batch; an interrupted run resumes where it stopped, and a run with the same
-    teacher over the same posts is a no-op. Returns the stage counts.
+    teacher over the same posts is a no-op. ``engine`` runs the batches ("local" by default, "ray",
+    or an engine of :func:`visent.engine.get_engine`); the table is the same. Returns the stage counts.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -108,12 +127,16 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     checkpoint = ds.begin_stage(STAGE, params)
     done = checkpoint.done_keys()
     todo = [i for i, post_id in enumerate(ids) if post_id not in done]
+    from visent.engine import get_engine
+
+    run = get_engine(engine)
+    pending = pa.table({"post_id": [ids[i] for i in todo], "text": [texts[i] for i in todo],
+                        "lang": pa.array([langs[i] for i in todo], pa.string())})
     with progress(f"teach ({teacher})", len(todo)) as advance:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            rows = _label_batch(model, [ids[i] for i in batch], [texts[i] for i in batch], [langs[i] for i in batch])
-            checkpoint.write(rows, schema.TEACH)
-            advance(len(batch))
+        for rows in run.map_batches(TeachWorker, (teacher,), pending, batch_size=batch_size,
+                                    local=TeachWorker(teacher, model)):
+            checkpoint.write(rows.cast(schema.TEACH))
+            advance(rows.num_rows)
 
     rows = checkpoint.read(schema.TEACH)
     order = pc.index_in(posts.column("post_id"), value_set=rows.column("post_id"))

@@ -1,0 +1,69 @@
+"""Engines: where the per-post work of a stage runs.
+
+``local`` (the default) runs a stage's batches one after the other in this process; ``ray`` hands them to the
+actors of a Ray cluster (``pip install "visent[ray]"``), each actor holding its own image fetcher, teacher,
+backbone or model. Either way the driver writes every finished batch through the stage's checkpoint, so the
+tables, the feature cache and the prediction rows are the same, and an interrupted run resumes as before.
+
+An engine's one operation is :meth:`LocalEngine.map_batches`: a worker class (built once per process that runs
+it, with picklable constructor arguments), an Arrow table of inputs, and back come the worker's output tables in
+input order, one per batch. Ray is imported only by :mod:`visent.engine.ray`, when the ray engine is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Protocol
+
+import pyarrow as pa
+
+__all__ = ["ENGINES", "Engine", "EngineError", "LocalEngine", "get_engine"]
+
+ENGINES = ("local", "ray")
+
+
+class EngineError(Exception):
+    """An engine cannot run: unknown name, Ray missing, or a cluster that cannot be reached."""
+
+
+class Engine(Protocol):
+    name: str
+    threads_per_worker: int | None
+
+    def map_batches(self, worker: type, args: tuple[Any, ...], table: pa.Table, *, batch_size: int,
+                    local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]: ...
+
+
+class LocalEngine:
+    """Runs the batches in this process, in order: what every stage did before engines existed."""
+
+    name = "local"
+    threads_per_worker = None  # a stage's worker may use every core
+
+    def map_batches(self, worker: type, args: tuple[Any, ...], table: pa.Table, *, batch_size: int,
+                    local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]:
+        """``worker(*args)`` (or ``local``, a worker already built here) applied to each ``batch_size`` rows."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        function = local if local is not None else worker(*args)
+        for start in range(0, table.num_rows, batch_size):
+            yield function(table.slice(start, batch_size))
+
+
+def get_engine(engine: str | Engine | None = None, *, address: str | None = None,
+               num_cpus: int | None = None) -> Engine:
+    """The engine named ``engine`` ("local" when None). For "ray", ``address`` is a running cluster ("auto",
+    "ray://host:port", "host:port"); without one a local Ray instance is started on 127.0.0.1 with
+    ``num_cpus`` CPUs (default: every core)."""
+    if engine is None or engine == "local":
+        if address is not None:
+            raise EngineError("--ray-address needs --engine ray")
+        return LocalEngine()
+    if not isinstance(engine, str):
+        return engine
+    if engine == "ray":
+        from visent.engine.ray import RayEngine
+
+        engine = RayEngine(address=address, num_cpus=num_cpus)
+        engine.connect()  # now: a cluster that cannot be reached fails before any work starts
+        return engine
+    raise EngineError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")

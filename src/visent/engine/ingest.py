@@ -1,0 +1,136 @@
+"""Ingest through an engine: the posts are read on the driver, their images fetched and stored by the engine's
+workers, every finished batch written to the ingest checkpoint in the reader's order.
+
+With the local engine this is :func:`visent.ingest.ingest` itself. With another engine the images are fetched
+into the checkpoint first, batch by batch (an interrupted run resumes from the last finished batch); then
+:func:`visent.ingest.ingest` runs with the same options, finds every post done and writes the ``posts`` and
+``human_labels`` tables and the counts from that checkpoint: the same tables as a local run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from visent.engine import Engine, get_engine
+from visent.ingest import stage
+from visent.ingest.download import ImageFetcher
+from visent.ingest.readers import READERS, RawPost, detect_format
+from visent.progress import progress
+from visent.store import Dataset
+
+WINDOW = 64  # batches handed to the engine at once: bounds the posts held on the driver
+
+_RAW = pa.schema([
+    ("post_id", pa.string()), ("source", pa.string()), ("text", pa.string()), ("image_ref", pa.string()),
+    ("base_dir", pa.string()), ("lang", pa.string()), ("created_at", pa.string()), ("text_label", pa.string()),
+    ("image_label", pa.string()), ("error", pa.string()),
+])
+
+
+class IngestWorker:
+    """Fetches and stores the images of a batch of posts (``_RAW`` rows) into the dataset at ``root``; returns
+    the batch's checkpoint rows in the same order. ``workers`` threads fetch at once."""
+
+    def __init__(self, root: str, workers: int, fetcher: dict[str, Any]):
+        self.dataset = Dataset(root)
+        self.workers = workers
+        self.per_host = fetcher.get("per_host")
+        self.fetcher = ImageFetcher(workers=workers, **fetcher)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        posts = [_post(row) for row in batch.to_pylist()]
+        if self.per_host is not None and hasattr(stage, "_rows"):  # the local stage's per-host queues
+            rows = stage._rows(posts, self.pool, self.fetcher, self.dataset, self.workers, self.per_host)
+        else:
+            rows = list(self.pool.map(lambda post: stage._row(post, self.fetcher, self.dataset), posts))
+        return pa.Table.from_pylist(rows, schema=stage._PARTS)
+
+
+def _post(row: dict[str, Any]) -> RawPost:
+    base = row.pop("base_dir")
+    return RawPost(**{**row, "base_dir": Path(base) if base else None, "error": row["error"] or ""})
+
+
+def _record(post: RawPost) -> dict[str, Any]:
+    return {name: (str(post.base_dir) if name == "base_dir" and post.base_dir is not None else getattr(post, name))
+            for name in _RAW.names}
+
+
+def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, engine: str | Engine | None = None,
+           address: str | None = None, format: str = "auto", workers: int = 16, timeout: float = 10.0,
+           retries: int = 3, max_bytes: int = 20_000_000, batch_size: int = 500, limit: int | None = None,
+           ids: set[str] | None = None, **options: Any) -> dict[str, int]:
+    """:func:`visent.ingest.ingest` with its images fetched by ``engine`` ("local", "ray" or an engine; see
+    :func:`visent.engine.get_engine`). ``options`` go to :func:`visent.ingest.ingest` and the image fetcher."""
+    run = get_engine(engine, address=address)
+    common: dict[str, Any] = dict(format=format, workers=workers, timeout=timeout, retries=retries,
+                                  max_bytes=max_bytes, batch_size=batch_size, limit=limit, ids=ids, **options)
+    if run.name != "local":
+        params = _fetch(run, source, out, **common)
+        if params is not None:
+            counts = stage.ingest(source, out, **common)
+            recorded = (Dataset(out).stage_info(stage.STAGE) or {}).get("params")
+            if recorded != params:
+                warnings.warn("the ingest stage records other parameters than the ray engine wrote its checkpoint "
+                              "under, so the images were fetched again locally; visent.engine.ingest needs updating",
+                              RuntimeWarning, stacklevel=2)
+            return counts
+    return stage.ingest(source, out, **common)
+
+
+def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str, workers: int,
+           timeout: float, retries: int, max_bytes: int, batch_size: int, limit: int | None,
+           ids: set[str] | None, **options: Any) -> dict[str, Any] | None:
+    """Fill the ingest checkpoint through ``run``; returns the stage parameters, or None when the stage is
+    already done (or the options are invalid: the local stage then says why)."""
+    if workers < 1 or batch_size < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or (limit or 0) < 0:
+        return None
+    src = Path(source).expanduser().resolve()
+    if not src.exists():
+        return None
+    reader = detect_format(src) if format == "auto" else format
+    if reader not in READERS:
+        return None
+    ids = None if ids is None else {str(i) for i in ids}
+    # the parameters visent.ingest.stage records: the checkpoint is kept only under the same ones
+    params: dict[str, Any] = {
+        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
+        "max_bytes": max_bytes, "limit": limit, "ids": stage._digest(ids),
+    }
+    dataset = Dataset(out, create=True)
+    if dataset.stage_done(stage.STAGE, params) and dataset.has_table("posts"):
+        return None
+    checkpoint = dataset.begin_stage(stage.STAGE, params)
+    done = checkpoint.done_keys()
+    posts = stage._select(stage._unique(READERS.create(reader, source=src)), ids, limit)
+    fetcher = dict(timeout=timeout, retries=retries, max_bytes=max_bytes, **options)
+    fetcher = {k: v for k, v in fetcher.items() if k in _fetcher_options()}
+    with progress(f"ingest ({run.name})", limit) as advance:
+        for window in _windows(posts, batch_size * WINDOW):
+            todo = [_record(post) for post in window if post.post_id not in done]
+            advance(len(window) - len(todo))
+            table = pa.Table.from_pylist(todo, schema=_RAW)
+            for rows in run.map_batches(IngestWorker, (str(dataset.root.resolve()), workers, fetcher), table,
+                                        batch_size=batch_size):
+                checkpoint.write(rows.cast(stage._PARTS))
+                advance(rows.num_rows)
+    return params
+
+
+def _windows(posts: Iterator[RawPost], size: int) -> Iterator[list[RawPost]]:
+    while window := list(itertools.islice(posts, size)):
+        yield window
+
+
+def _fetcher_options() -> set[str]:
+    import inspect
+
+    return set(inspect.signature(ImageFetcher.__init__).parameters) - {"self", "workers"}

@@ -1,0 +1,117 @@
+"""The ray engine: a stage's batches run on the actors of a Ray cluster, through Ray Data.
+
+Each batch of the stage's input table becomes one Ray Data block; ``map_batches`` sends the blocks to a pool of
+actors (one CPU each), every actor builds the stage's worker once (image fetcher, teacher, backbone or model) and
+applies it to the blocks it gets. Results come back to the driver in input order (``preserve_order``), where the
+stage writes each through its checkpoint exactly as the local engine does. Images, datasets and the feature
+cache are read and written by path, so on a cluster of several machines they must lie on a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+
+from visent.engine import EngineError
+
+try:
+    import ray
+    import ray.data
+except ImportError as _missing:  # pragma: no cover - exercised where Ray is absent
+    ray = None
+    _IMPORT_ERROR: ImportError | None = _missing
+else:
+    _IMPORT_ERROR = None
+
+TEMP_DIR = "/tmp/visent-ray"  # short: Ray's socket paths live below it
+ENV_PASSED = ("VISENT_CACHE", "VISENT_SHARED_DATA")  # the driver's settings the workers must share
+
+
+class _Actor:
+    """A Ray Data actor holding one stage worker. The worker class, its arguments and the driver's environment
+    are class attributes of a subclass made per run (pickled with it), so no constructor argument waits in the
+    object store."""
+
+    spec: tuple[type, tuple[Any, ...], dict[str, str]]
+
+    def __init__(self) -> None:
+        worker, args, env = self.spec
+        os.environ.update(env)
+        os.environ["VISENT_PROGRESS"] = "0"  # progress is the driver's to show
+        self.worker = worker(*args)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.worker(batch)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself keeps retrying for minutes) when nothing listens at ``[ray://]host:port``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r}: give auto, ray://host:port or host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise EngineError(f"no Ray cluster answers at {address} ({exc})") from exc
+
+
+class RayEngine:
+    """Runs stages on Ray. ``address``: a running cluster ("auto", "ray://host:port", "host:port"); None starts
+    a local Ray instance on 127.0.0.1 with ``num_cpus`` CPUs (default: every core), or uses the one this process
+    already started. ``actors``: the size of each stage's actor pool (default: the cluster's CPUs)."""
+
+    name = "ray"
+    threads_per_worker = 1  # each actor holds one CPU
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, actors: int | None = None):
+        if ray is None:
+            raise EngineError(f'the ray engine needs Ray: pip install "visent[ray]" ({_IMPORT_ERROR})')
+        self.address = address
+        self.num_cpus = num_cpus
+        self.actors = actors
+
+    def connect(self) -> None:
+        """Join (or start) the cluster once; set Ray Data to keep the input order and stay quiet."""
+        if not ray.is_initialized():
+            quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "ignore_reinit_error": True}
+            if self.address not in (None, "auto"):
+                _check_reachable(self.address)
+            try:
+                if self.address is None:
+                    ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                             _temp_dir=TEMP_DIR, _node_ip_address="127.0.0.1", **quiet)
+                else:
+                    ray.init(address=self.address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a local Ray instance"
+                raise EngineError(f"cannot start or reach {where}: {exc}") from exc
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False  # the stage shows visent's own bar, advanced per finished batch
+        context.print_on_execution_start = False
+
+    def pool_size(self, n_batches: int) -> int:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        return max(1, min(self.actors or cpus, cpus, n_batches))
+
+    def map_batches(self, worker: type, args: tuple[Any, ...], table: pa.Table, *, batch_size: int,
+                    local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]:
+        """``worker(*args)`` built once per actor and applied to each ``batch_size`` rows of ``table``; the
+        output tables come back in input order, one per batch. ``local`` is ignored (it lives in this process)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if table.num_rows == 0:
+            return
+        self.connect()
+        shards = [table.slice(start, batch_size) for start in range(0, table.num_rows, batch_size)]
+        env = {name: os.environ[name] for name in ENV_PASSED if name in os.environ}
+        actor = type(f"Visent{worker.__name__}", (_Actor,), {"spec": (worker, args, env)})
+        data = ray.data.from_arrow(shards).map_batches(
+            actor, batch_size=None, batch_format="pyarrow", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=self.pool_size(len(shards))))
+        yield from data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0)

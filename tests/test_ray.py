@@ -1,0 +1,157 @@
+"""The ray engine against the local one on a small crawl: ingest, teach, embed and predict give the same tables,
+cached features and prediction rows. Runs on a local Ray cluster on 127.0.0.1 with 2 CPUs (2 actors per stage);
+skipped when Ray is not installed (`pip install "visent[ray]"`)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from test_pipeline import make_crawl, make_image
+
+ray = pytest.importorskip("ray")
+
+from visent import Dataset  # noqa: E402
+from visent.cli import app  # noqa: E402
+from visent.clean import clean  # noqa: E402
+from visent.embed import FeatureCache, load_backbone  # noqa: E402
+from visent.embed.dataset import embed_dataset, kept_images  # noqa: E402
+from visent.embed.pipeline import feature_key  # noqa: E402
+from visent.engine import EngineError, get_engine  # noqa: E402
+from visent.engine.ingest import ingest  # noqa: E402
+from visent.ingest import READERS, detect_format  # noqa: E402
+from visent.ingest.stage import _unique  # noqa: E402
+from visent.predict import iter_predict  # noqa: E402
+from visent.teach import teach  # noqa: E402
+from visent.train import train  # noqa: E402
+
+runner = CliRunner()
+THRESHOLDS = {"negative": 0.4, "neutral": 0.9, "positive": 0.4}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster on 127.0.0.1 with 2 CPUs: the ray engine joins it instead of starting its own."""
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir="/tmp/visent-ray-test",
+             log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        engine = get_engine("ray")
+        assert ray.cluster_resources()["CPU"] == 2
+        yield engine
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _server(folder: Path):
+    """An HTTP server on 127.0.0.1 serving ``folder``; yields its URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "images").rglob("*")) if p.is_file()}
+
+
+def test_ray_and_local_engines_agree(cluster, tmp_path):
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=12)  # 24 posts, a broken line, a missing image
+    # a post whose image is not an image, one repeated id, and images downloaded over HTTP (one missing):
+    # error rows must match as well
+    (tmp_path / "crawl" / "notes.jpg").write_text("not an image")
+    make_image(tmp_path / "served.jpg", "positive", seed=99)
+    with _server(tmp_path) as url, crawl.open("a") as handle:
+        handle.write('{"id": "notes", "text": "so happy today", "image": "notes.jpg"}\n')
+        handle.write('{"id": "3", "text": "the same id again, sad", "image": "3.jpg"}\n')
+        handle.write(f'{{"id": "web", "text": "lovely view", "image": "{url}/served.jpg"}}\n')
+        handle.write(f'{{"id": "gone", "text": "awful", "image": "{url}/gone.jpg"}}\n')
+        handle.flush()
+        local, remote = tmp_path / "local", tmp_path / "ray"
+
+        # ingest: the same posts table (row order included) and the same stored image files
+        counts = {name: ingest(crawl, root, engine=engine, batch_size=4, workers=2, per_host=1, retries=0)
+                  for name, root, engine in (("local", local, "local"), ("ray", remote, cluster))}
+    assert counts["ray"] == counts["local"] and counts["local"]["posts"] == 30 and counts["local"]["error"] == 5
+    posts = Dataset(local).read_table("posts")
+    assert Dataset(remote).read_table("posts").equals(posts)
+    in_order = [post.post_id for post in _unique(READERS.create(detect_format(crawl), source=crawl))]
+    assert posts.column("post_id").to_pylist() == in_order and in_order[-4:] == ["notes", "3#2", "web", "gone"]
+    assert _files(remote) == _files(local) and len(_files(local)) == 25
+    assert not (remote / "work" / "ingest").exists()  # the checkpoint was merged and removed
+    again = ingest(crawl, remote, engine=cluster, batch_size=4, workers=2, per_host=1, retries=0)
+    assert again == counts["ray"]  # done: a no-op
+
+    # teach (through the command line for ray): the same table, float32 values exactly equal
+    assert teach(local, "vader", batch_size=5)["posts"] == 30
+    result = runner.invoke(app, ["teach", str(remote), "--teacher", "vader", "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(remote / "teach.parquet").equals(pq.read_table(local / "teach.parquet"))
+    for root in (local, remote):
+        clean(root, thresholds=THRESHOLDS)
+    assert Dataset(remote).read_table("clean").equals(Dataset(local).read_table("clean"))
+
+    # embed: the same cache keys; values equal up to float summation order (1 vs 2 threads per forward pass)
+    caches = {"local": FeatureCache(tmp_path / "cache-local"), "ray": FeatureCache(tmp_path / "cache-ray")}
+    for name, root, engine in (("local", local, "local"), ("ray", remote, cluster)):
+        counts[name] = embed_dataset(root, "efficientnet-lite0", runtime="torch", chunk_size=6, cache=caches[name],
+                                     engine=engine)
+    assert counts["ray"] == counts["local"]
+    lite0 = counts["local"]["efficientnet-lite0"]
+    assert lite0["computed"] == lite0["images"] >= 20 and lite0["cached"] == lite0["errors"] == 0
+    digests, _ = kept_images(Dataset(remote))
+    key = feature_key(load_backbone("efficientnet-lite0"), "none", "torch")
+    found = {name: FeatureCache(cache.root).get_many(key, digests) for name, cache in caches.items()}
+    assert set(found["ray"]) == set(found["local"]) == set(digests)
+    assert len(list(caches["ray"].directory(key).glob("shard-*.npz"))) == -(-len(digests) // 6)  # a shard per chunk
+    for digest in digests:
+        np.testing.assert_allclose(found["ray"][digest], found["local"][digest], rtol=0, atol=1e-5)
+
+    # train reads the features the ray engine cached: it computes none (no new shard)
+    default_cache = FeatureCache()
+    shutil.copytree(caches["ray"].root, default_cache.root)
+    shards = sorted(default_cache.root.rglob("shard-*.npz"))
+    model = train(remote, tmp_path / "model", backbone="efficientnet-lite0", runtime="torch", C=0.01)
+    assert sorted(default_cache.root.rglob("shard-*.npz")) == shards
+    assert model.metrics["n_train_posts"] == len(digests)
+
+    # predict (features computed in the workers, not read from the cache): the same rows in input order
+    inputs = [str(tmp_path / "crawl"), str(tmp_path / "crawl" / "missing.jpg")]
+    rows = {name: list(iter_predict(tmp_path / "model", inputs, batch_size=4, cache=False, chunk_size=7, engine=engine))
+            for name, engine in (("local", None), ("ray", cluster))}
+    assert len(rows["local"]) == 26
+    for mine, theirs in zip(rows["ray"], rows["local"], strict=True):
+        assert {k: mine[k] for k in ("path", "label", "status", "error")} == \
+               {k: theirs[k] for k in ("path", "label", "status", "error")}
+        if mine["status"] == "ok":
+            assert [mine[c] for c in ("negative", "neutral", "positive")] == \
+                   pytest.approx([theirs[c] for c in ("negative", "neutral", "positive")], abs=1e-6)
+    assert sum(row["status"] == "error" for row in rows["ray"]) == 2  # notes.jpg and missing.jpg
+
+
+def test_ray_engine_errors(cluster, tmp_path):
+    with pytest.raises(EngineError, match="unknown engine"):
+        get_engine("spark")
+    with pytest.raises(EngineError, match="--engine ray"):
+        get_engine("local", address="auto")
+    result = runner.invoke(app, ["predict", "default", str(tmp_path), "--engine", "dask"])
+    assert result.exit_code == 1 and "unknown engine 'dask'" in result.output
