@@ -91,6 +91,7 @@ def truncated_jpeg() -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive for the answers that have a length
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACK)
     server: _Server
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
