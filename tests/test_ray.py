@@ -8,7 +8,7 @@ import contextlib
 import functools
 import http.server
 import logging
-import shutil
+import re
 import threading
 from pathlib import Path
 
@@ -111,13 +111,15 @@ def test_ray_and_local_engines_agree(cluster, tmp_path):
     assert Dataset(remote).read_table("clean").equals(Dataset(local).read_table("clean"))
 
     # embed: the same cache keys; values equal up to float summation order (1 vs 2 threads per forward pass)
-    caches = {"local": FeatureCache(tmp_path / "cache-local"), "ray": FeatureCache(tmp_path / "cache-ray")}
-    for name, root, engine in (("local", local, "local"), ("ray", remote, cluster)):
-        counts[name] = embed_dataset(root, "efficientnet-lite0", runtime="torch", chunk_size=6, cache=caches[name],
-                                     engine=engine)
-    assert counts["ray"] == counts["local"]
-    lite0 = counts["local"]["efficientnet-lite0"]
+    # (ray through the command line, into the default cache that train reads below)
+    caches = {"local": FeatureCache(tmp_path / "cache-local"), "ray": FeatureCache()}
+    lite0 = embed_dataset(local, "efficientnet-lite0", runtime="torch", chunk_size=6, cache=caches["local"])
+    lite0 = lite0["efficientnet-lite0"]
     assert lite0["computed"] == lite0["images"] >= 20 and lite0["cached"] == lite0["errors"] == 0
+    result = runner.invoke(app, ["embed", str(remote), "--backbone", "efficientnet-lite0", "--runtime", "torch",
+                                 "--chunk-size", "6", "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"computed\s*│\s*{lite0['images']}\s*│", result.output), result.output
     digests, _ = kept_images(Dataset(remote))
     key = feature_key(load_backbone("efficientnet-lite0"), "none", "torch")
     found = {name: FeatureCache(cache.root).get_many(key, digests) for name, cache in caches.items()}
@@ -127,11 +129,9 @@ def test_ray_and_local_engines_agree(cluster, tmp_path):
         np.testing.assert_allclose(found["ray"][digest], found["local"][digest], rtol=0, atol=1e-5)
 
     # train reads the features the ray engine cached: it computes none (no new shard)
-    default_cache = FeatureCache()
-    shutil.copytree(caches["ray"].root, default_cache.root)
-    shards = sorted(default_cache.root.rglob("shard-*.npz"))
+    shards = sorted(caches["ray"].root.rglob("shard-*.npz"))
     model = train(remote, tmp_path / "model", backbone="efficientnet-lite0", runtime="torch", C=0.01)
-    assert sorted(default_cache.root.rglob("shard-*.npz")) == shards
+    assert sorted(caches["ray"].root.rglob("shard-*.npz")) == shards
     assert model.metrics["n_train_posts"] == len(digests)
 
     # predict (features computed in the workers, not read from the cache): the same rows in input order

@@ -1,4 +1,4 @@
-"""The ``visent`` command line: ingest, teach, clean, train, build, predict, explain, evaluate, report, export,
+"""The ``visent`` command line: ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
 serve, demo (and backbones, teachers, teacher train/predict)."""
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from visent.store import DatasetError
     from visent.train import TrainError
 
-    return (BenchmarkError, DatasetError, ModelError, TrainError, FileNotFoundError, ValueError, KeyError)
+    from visent.engine import EngineError
+
+    return (BenchmarkError, DatasetError, EngineError, ModelError, TrainError, FileNotFoundError, ValueError, KeyError)
 
 
 def _run(step: str, func, *args: Any, **kwargs: Any) -> Any:
@@ -94,6 +96,10 @@ CALIBRATE = typer.Option(True, "--calibrate/--no-calibrate",
 SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text "
                                             "in the image, scored by the teacher), faces (facial expressions). See "
                                             "`visent backbones`.")
+ENGINE = typer.Option("local", "--engine", help="Where the work runs: local (this process) or ray (the actors of a Ray "
+                                                "cluster; needs `pip install \"visent[ray]\"`). The tables are the same.")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, ray://host:port or "
+                                                      "host:port); default: start a local Ray on 127.0.0.1.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
                             "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
@@ -111,12 +117,14 @@ def ingest(
     per_host: int = typer.Option(8, help="Concurrent downloads from one host at most."),
     backoff: float = typer.Option(0.5, help="Seconds before the first retry; doubles with each retry."),
     batch_size: int = typer.Option(500, help="Posts per checkpoint: an interrupted run resumes from the last one."),
+    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
-    from visent.ingest import ingest as run_ingest
+    from visent.engine.ingest import ingest as run_ingest
 
-    counts = _run("ingest", run_ingest, source, out, workers=workers, timeout=timeout, retries=retries,
-                  max_bytes=max_bytes, limit=limit, per_host=per_host, backoff=backoff, batch_size=batch_size)
+    counts = _run("ingest", run_ingest, source, out, engine=_engine(engine, ray_address), workers=workers,
+                  timeout=timeout, retries=retries, max_bytes=max_bytes, limit=limit, per_host=per_host,
+                  backoff=backoff, batch_size=batch_size)
     _print_counts(f"ingest → {out}", counts)
 
 
@@ -125,11 +133,12 @@ def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
     teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
                                                 "made by `visent teacher train`."),
+    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Label every post's text with the teacher's negative / neutral / positive probabilities."""
     from visent.teach import teach as run_teach
 
-    counts = _run("teach", run_teach, dataset, teacher)
+    counts = _run("teach", run_teach, dataset, teacher, engine=_engine(engine, ray_address))
     _print_counts(f"teach ({teacher})", counts)
 
 
@@ -148,6 +157,34 @@ def clean(
                   near_dup_distance=near_dup_distance, min_side=min_side, balance=balance,
                   drop_neutral=drop_neutral, seed=seed)
     _print_counts("clean: counts per step", counts)
+
+
+@app.command()
+def embed(
+    dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
+    backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    chunk_size: int = typer.Option(256, min=1, help="Images per engine task and per cache file."),
+    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
+) -> None:
+    """Fill the feature cache with the kept images' features, so that `visent train` with the same --backbone,
+    --runtime and --tta reads them instead of computing them."""
+    from visent.embed.dataset import embed_dataset
+
+    counts = _run("embed", embed_dataset, dataset, backbone, runtime=runtime, tta=tta, batch_size=batch_size,
+                  chunk_size=chunk_size, engine=_engine(engine, ray_address))
+    for name, values in counts.items():
+        _print_counts(f"embed ({name})", values)
+
+
+def _engine(name: str, address: Optional[str]) -> Any:
+    """The engine of --engine/--ray-address, or exit with a clear error."""
+    from visent.engine import EngineError, get_engine
+
+    try:
+        return get_engine(name, address=address)
+    except EngineError as error:
+        _fail(str(error))
 
 
 @app.command()
@@ -219,15 +256,17 @@ def predict(
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write CSV here (path,negative,neutral,positive,label,status,error)."),
     batch_size: int = typer.Option(32, help="Images per batch."),
+    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
     from visent.predict import iter_predict, write_csv
 
+    runner = _engine(engine, ray_address)
     counts = {"rows": 0, "errors": 0}
     shown: list[dict[str, Any]] = []  # the first rows, for the table; the CSV streams every row
 
     def rows() -> Iterator[dict[str, Any]]:
-        for row in iter_predict(model, paths, batch_size=batch_size):
+        for row in iter_predict(model, paths, batch_size=batch_size, engine=runner):
             counts["rows"] += 1
             counts["errors"] += row["status"] != "ok"
             if out is None or len(shown) <= 50:
