@@ -13,7 +13,9 @@ import csv
 import io
 import json
 import os
+import struct
 import tempfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -386,3 +388,232 @@ def test_unknown_format_names_the_file_and_what_to_do(tmp_path):
     with pytest.raises(ValueError, match=r"cannot tell the format of .*crawl.xlsx; give a folder, a "
                                          r".jsonl/.json/.csv/.tsv file, a .zip/.tar/.tar.gz archive"):
         detect_format(source)
+
+
+# =========================================================================== images
+# Every decoder visent has: ingest's sniff_image and ImageFetcher (local files), the clean stage's
+# analyse_image and the backbones' load_image.
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+_NOISE = Image.fromarray(np.random.default_rng(7).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+SMALL_IMAGES = {
+    "jpeg": _encoded(_NOISE, "JPEG"),
+    "progressive jpeg": _encoded(_NOISE, "JPEG", progressive=True),
+    "png": _encoded(_NOISE, "PNG"),
+    "gif": _encoded(_NOISE, "GIF"),
+    "animated gif": _encoded(_NOISE, "GIF", save_all=True, append_images=[_NOISE.rotate(90)]),
+    "webp": _encoded(_NOISE, "WEBP"),
+    "lossless webp": _encoded(_NOISE, "WEBP", lossless=True),
+}
+
+
+def decode_everywhere(data: bytes, folder: Path) -> dict:
+    """What each decoder makes of ``data``, checked to say why whenever it refuses."""
+    ext, reason = sniff_image(data)
+    assert (ext is None) != (reason == ""), (ext, reason)
+    path = folder / "image.bin"
+    path.write_bytes(data)
+    fetched = ImageFetcher(workers=1).fetch(str(path))
+    assert fetched.ok == (ext is not None) and (fetched.ok or fetched.reason == reason)
+    check, phash = analyse_image(path)
+    assert check.ok == (phash is not None) and (check.ok or check.reason)
+    try:
+        loaded = load_image(path, 4096)  # no reduced decoding: the full image
+    except (OSError, ValueError) as exc:
+        assert str(exc)
+        loaded = exc
+    if check.ok:  # what the clean stage keeps, the backbones can read
+        assert isinstance(loaded, Image.Image) and loaded.mode == "RGB"
+        assert sorted(loaded.size) == sorted((check.width, check.height))
+    return {"sniff": ext, "reason": reason, "check": check, "loaded": loaded}
+
+
+@SETTINGS
+@given(data=st.one_of(st.binary(max_size=600),
+                      st.tuples(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+                                                 b"BM", b"II*\x00", b"P6\n2 2\n255\n"]),
+                                st.binary(max_size=200)).map(b"".join)))
+@example(data=b"")
+@example(data=b"<html><body>rate limited</body></html>")
+def test_zero_and_random_bytes(data):
+    with tempfile.TemporaryDirectory() as scratch:
+        seen = decode_everywhere(data, Path(scratch))
+        if not data:
+            assert seen["reason"] == "empty file" and seen["check"].reason == "unreadable image: not an image"
+        if seen["sniff"] is None:
+            assert not seen["check"].ok and isinstance(seen["loaded"], Exception)
+
+
+@SETTINGS
+@given(kind=st.sampled_from(sorted(SMALL_IMAGES)), data=st.data())
+def test_truncated_at_any_cut(kind, data):
+    whole = SMALL_IMAGES[kind]
+    cut = data.draw(st.integers(0, len(whole) - 1), label="cut")
+    with tempfile.TemporaryDirectory() as scratch:
+        seen = decode_everywhere(whole[:cut], Path(scratch))
+    if seen["sniff"] is not None:  # cut after the image data (a trailer, a later frame): still the whole picture
+        assert seen["check"].ok and seen["loaded"].size == (48, 40)
+        first_frame = Image.open(io.BytesIO(whole)).convert("RGB")
+        assert np.abs(np.asarray(seen["loaded"], np.int16) - np.asarray(first_frame, np.int16)).max() <= 2
+    else:
+        assert not seen["check"].ok
+        assert any(word in seen["reason"] for word in ("corrupt", "truncated", "Truncated", "not an image", "empty file"))
+        if "truncated" in seen["reason"].lower():
+            assert seen["check"].reason == "truncated image"
+
+
+@SETTINGS
+@given(kind=st.sampled_from(sorted(SMALL_IMAGES)), data=st.data())
+def test_damaged_bytes(kind, data):
+    damaged = bytearray(SMALL_IMAGES[kind])
+    for _ in range(data.draw(st.integers(1, 3), label="damages")):
+        damaged[data.draw(st.integers(0, len(damaged) - 1), label="at")] = data.draw(st.integers(0, 255), label="to")
+    with tempfile.TemporaryDirectory() as scratch:
+        decode_everywhere(bytes(damaged), Path(scratch))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (the data is one short row)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def gif_claiming(width: int, height: int) -> bytes:
+    data = bytearray(SMALL_IMAGES["gif"])
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data", [png_claiming(50_000, 50_000), gif_claiming(65_535, 65_535)], ids=["png", "gif"])
+def test_decompression_bombs_are_refused(tmp_path, data):
+    seen = decode_everywhere(data, tmp_path)
+    assert seen["reason"].startswith("image too large to decode (Image size (")
+    assert seen["check"].reason.startswith("decompression bomb (") and "pixels > limit" in seen["check"].reason
+    assert isinstance(seen["loaded"], ValueError) and "image too large to decode" in str(seen["loaded"])
+
+
+def test_images_over_the_limit_but_under_twice_it(tmp_path):
+    # Pillow refuses only above twice MAX_IMAGE_PIXELS and warns below: visent refuses from the limit on
+    path = tmp_path / "big.png"
+    path.write_bytes(png_claiming(12_000, 12_000))
+    assert 12_000 * 12_000 > Image.MAX_IMAGE_PIXELS
+    assert analyse_image(path)[0].reason == f"decompression bomb (144000000 pixels > limit {Image.MAX_IMAGE_PIXELS})"
+    with pytest.raises(ValueError, match=r"big.png: image too large to decode \(12000x12000 = 144000000 pixels"):
+        load_image(path, 224)
+
+
+@pytest.mark.xfail(strict=True, reason="sniff_image (visent/ingest/download.py) decodes images between once and "
+                                       "twice Image.MAX_IMAGE_PIXELS in full, which the clean stage then drops")
+def test_sniff_refuses_what_clean_refuses(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
+    data = _encoded(Image.new("RGB", (150, 150), (9, 9, 9)), "PNG")  # 22500 pixels: over the limit, under twice it
+    (tmp_path / "a.png").write_bytes(data)
+    assert not analyse_image(tmp_path / "a.png")[0].ok
+    assert sniff_image(data)[0] is None
+
+
+def test_huge_dimensions_within_limits(tmp_path):
+    big = Image.new("RGB", (6000, 4000), (20, 120, 220))
+    big.paste((250, 250, 0), (0, 0, 600, 400))
+    (tmp_path / "big.jpg").write_bytes(_encoded(big, "JPEG", quality=80))
+    assert sniff_image((tmp_path / "big.jpg").read_bytes()) == ("jpg", "")
+    check = analyse_image(tmp_path / "big.jpg")[0]
+    assert (check.ok, check.width, check.height) == (True, 6000, 4000)
+    loaded = load_image(tmp_path / "big.jpg", 224)  # decoded at a reduced scale
+    assert 224 <= loaded.height < 4000 and loaded.width / loaded.height == pytest.approx(1.5, rel=0.01)
+    assert loaded.getpixel((2, 2))[2] < 80 and loaded.getpixel((loaded.width - 3, loaded.height - 3))[2] > 180
+
+    panorama = tmp_path / "panorama.png"
+    panorama.write_bytes(_encoded(Image.new("RGB", (30_000, 20), (1, 2, 3)), "PNG"))
+    assert analyse_image(panorama)[0].ok and load_image(panorama, 224).size == (30_000, 20)
+
+
+def test_cmyk_jpeg(tmp_path):
+    cmyk = Image.new("CMYK", (40, 30), (0, 255, 255, 0))  # red
+    cmyk.paste((255, 255, 0, 0), (20, 0, 40, 30))        # blue on the right
+    (tmp_path / "cmyk.jpg").write_bytes(_encoded(cmyk, "JPEG", quality=95))
+    assert sniff_image((tmp_path / "cmyk.jpg").read_bytes()) == ("jpg", "")
+    assert analyse_image(tmp_path / "cmyk.jpg")[0].ok
+    loaded = load_image(tmp_path / "cmyk.jpg", 30)
+    left, right = np.asarray(loaded, np.int16)[15, 5], np.asarray(loaded, np.int16)[15, 35]
+    assert loaded.mode == "RGB" and left[0] > 200 and left[1] < 60 and left[2] < 60
+    assert right[2] > 200 and right[0] < 60 and right[1] < 60
+
+
+@SETTINGS
+@given(values=st.lists(st.integers(0, 65535), min_size=2, max_size=16, unique=True))
+@example(values=[0, 1000, 30000, 65535])
+@example(values=[256, 257])
+@example(values=[0, 233])  # 233 * (255 / 233) is 254.99998 in float32
+def test_16bit_png_keeps_the_brightness_order(values):
+    row = np.array(values, dtype=np.uint16)[None, :]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "deep.png"
+        Image.fromarray(row).save(path)
+        assert Image.open(path).mode == "I;16"
+        seen = decode_everywhere(path.read_bytes(), Path(scratch))
+        assert seen["sniff"] == "png" and seen["check"].ok
+        grey = np.asarray(seen["loaded"], np.int16)[0]
+    assert (grey[:, 0] == grey[:, 1]).all() and (grey[:, 1] == grey[:, 2]).all()
+    order = np.argsort(values)
+    assert (np.diff(grey[order, 0]) >= 0).all()  # brighter stays brighter
+    assert grey[order[-1], 0] == 255 and grey[order[0], 0] < 255
+
+
+def test_transparency_is_flattened_onto_white(tmp_path):
+    rgba = Image.new("RGBA", (30, 10), (255, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (10, 0, 20, 10))
+    rgba.paste((0, 0, 255, 128), (20, 0, 30, 10))
+    la = Image.new("LA", (30, 10), (0, 0))
+    la.paste((0, 255), (10, 0, 20, 10))
+    palette = Image.new("P", (30, 10), 0)
+    palette.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
+    palette.paste(1, (10, 0, 30, 10))
+    cases = {"rgba.png": (_encoded(rgba, "PNG"), [(255, 255, 255), (255, 0, 0), (127, 127, 255)]),
+             "la.png": (_encoded(la, "PNG"), [(255, 255, 255), (0, 0, 0), (255, 255, 255)]),
+             "palette.png": (_encoded(palette, "PNG", transparency=0), [(255, 255, 255), (0, 200, 0), (0, 200, 0)]),
+             "palette.gif": (_encoded(palette, "GIF", transparency=0), [(255, 255, 255), (0, 200, 0), (0, 200, 0)]),
+             "rgba.webp": (_encoded(rgba, "WEBP", lossless=True), [(255, 255, 255), (255, 0, 0), (127, 127, 255)])}
+    for name, (data, expected) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert sniff_image(data)[1] == "" and analyse_image(tmp_path / name)[0].ok
+        loaded = load_image(tmp_path / name, 10)
+        got = [loaded.getpixel((x, 5)) for x in (5, 15, 25)]
+        assert np.abs(np.array(got) - np.array(expected)).max() <= 2, (name, got)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 12), color) for color in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    data = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    (tmp_path / "anim.gif").write_bytes(data)
+    assert Image.open(tmp_path / "anim.gif").n_frames == 3
+    assert sniff_image(data) == ("gif", "")
+    check = analyse_image(tmp_path / "anim.gif")[0]
+    assert (check.ok, check.width, check.height, check.format) == (True, 16, 12, "GIF")
+    loaded = load_image(tmp_path / "anim.gif", 12)
+    assert loaded.size == (16, 12) and loaded.getpixel((8, 6)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(("orientation", "size", "corner"), [
+    (1, (60, 40), "top left"), (3, (60, 40), "bottom right"), (6, (40, 60), "top right"), (8, (40, 60), "bottom left"),
+])
+def test_exif_orientation_is_applied(tmp_path, orientation, size, corner):
+    stored = Image.new("RGB", (60, 40), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))  # the marked corner: top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_encoded(stored, "JPEG", exif=exif, quality=95))
+    assert sniff_image(path.read_bytes()) == ("jpg", "")
+    loaded = load_image(path, 64)
+    assert loaded.size == size
+    w, h = loaded.size
+    probes = {"top left": (3, 3), "top right": (w - 4, 3), "bottom left": (3, h - 4), "bottom right": (w - 4, h - 4)}
+    red = {name for name, xy in probes.items() if loaded.getpixel(xy)[0] > 200 and loaded.getpixel(xy)[2] < 60}
+    assert red == {corner}

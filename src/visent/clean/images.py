@@ -72,7 +72,7 @@ def analyse_image(path: Path) -> tuple[ImageCheck, int | None]:
     except UnidentifiedImageError:
         return ImageCheck(False, "unreadable image: not an image"), None
     except OSError as exc:
-        if "truncated" in str(exc):
+        if "truncated" in str(exc).lower():  # Pillow says "image file is truncated" or "Truncated File Read"
             return ImageCheck(False, "truncated image"), None
         return ImageCheck(False, f"unreadable image: {_one_line(exc)}"), None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a property of the file

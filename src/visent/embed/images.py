@@ -14,10 +14,21 @@ def load_image(path: str | Path, size: int) -> Image.Image:
     """Open ``path`` as an RGB image whose shorter side is at least ``size`` pixels (or the original size).
 
     JPEGs are decoded at a reduced scale (``Image.draft``) when they are much larger than ``size``;
-    EXIF orientation is applied, transparency is flattened onto white and 16-bit images are rescaled.
-    Raises ``OSError``/``ValueError`` (from Pillow) for files that are not readable images.
+    EXIF orientation is applied, transparency is flattened onto white, 16-bit images are rescaled
+    and an animation gives its first frame. Raises ``OSError``/``ValueError`` (from Pillow) for files
+    that are not readable images, and ``ValueError`` for more pixels than ``Image.MAX_IMAGE_PIXELS``
+    (the limit the clean stage applies too).
     """
-    with Image.open(path) as image:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:  # over twice the limit: Pillow refuses in the header
+        raise ValueError(f"{Path(path).name}: image too large to decode ({exc})") from exc
+    with opened as image:
+        width, height = image.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:  # Pillow only warns below twice the limit
+            raise ValueError(f"{Path(path).name}: image too large to decode ({width}x{height} = "
+                             f"{width * height} pixels > limit {limit})")
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
         image.load()
@@ -29,7 +40,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float32)
         top = float(values.max()) or 1.0
-        image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
