@@ -98,8 +98,9 @@ SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbon
                                             "`visent backbones`.")
 ENGINE = typer.Option("local", "--engine", help="Where the work runs: local (this process) or ray (the actors of a Ray "
                                                 "cluster; needs `pip install \"visent[ray]\"`). The tables are the same.")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, ray://host:port or "
-                                                      "host:port); default: start a local Ray on 127.0.0.1.")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, or the head's "
+                                                      "host:port); default: $RAY_ADDRESS, else start a local Ray on "
+                                                      "127.0.0.1.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
                             "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")

@@ -51,9 +51,9 @@ class LocalEngine:
 
 def get_engine(engine: str | Engine | None = None, *, address: str | None = None,
                num_cpus: int | None = None) -> Engine:
-    """The engine named ``engine`` ("local" when None). For "ray", ``address`` is a running cluster ("auto",
-    "ray://host:port", "host:port"); without one a local Ray instance is started on 127.0.0.1 with
-    ``num_cpus`` CPUs (default: every core)."""
+    """The engine named ``engine`` ("local" when None). For "ray", ``address`` is a running cluster ("auto" or
+    the head's "host:port"); without one (and no ``$RAY_ADDRESS``) a local Ray instance is started on 127.0.0.1
+    with ``num_cpus`` CPUs (default: every core)."""
     if engine is None or engine == "local":
         if address is not None:
             raise EngineError("--ray-address needs --engine ray")

@@ -49,10 +49,10 @@ class _Actor:
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast (Ray itself keeps retrying for minutes) when nothing listens at ``[ray://]host:port``."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    """Fail fast (Ray itself keeps retrying for minutes) when nothing listens at ``host:port``."""
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise EngineError(f"--ray-address {address!r}: give auto, ray://host:port or host:port")
+        raise EngineError(f"--ray-address {address!r}: give auto or host:port (the cluster's GCS address)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -60,9 +60,9 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 class RayEngine:
-    """Runs stages on Ray. ``address``: a running cluster ("auto", "ray://host:port", "host:port"); None starts
-    a local Ray instance on 127.0.0.1 with ``num_cpus`` CPUs (default: every core), or uses the one this process
-    already started. ``actors``: the size of each stage's actor pool (default: the cluster's CPUs)."""
+    """Runs stages on Ray. ``address``: a running cluster ("auto" or the head's "host:port"); None uses the one
+    this process already joined, else ``$RAY_ADDRESS`` (set in jobs that ``ray job submit`` starts), else starts a
+    local Ray instance on 127.0.0.1 with ``num_cpus`` CPUs (default: every core). ``actors``: the size of each stage's actor pool (default: the cluster's CPUs)."""
 
     name = "ray"
     threads_per_worker = 1  # each actor holds one CPU
@@ -78,16 +78,20 @@ class RayEngine:
         """Join (or start) the cluster once; set Ray Data to keep the input order and stay quiet."""
         if not ray.is_initialized():
             quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "ignore_reinit_error": True}
-            if self.address not in (None, "auto"):
-                _check_reachable(self.address)
+            address = self.address or os.environ.get("RAY_ADDRESS") or None  # set by `ray job submit`
+            if address is not None and address.startswith("ray://"):
+                raise EngineError(f"{address}: Ray Data does not run through Ray Client (ray://); run visent on a "
+                                  "node of the cluster with --ray-address auto, or submit it with `ray job submit`")
+            if address not in (None, "auto"):
+                _check_reachable(address)
             try:
-                if self.address is None:
+                if address is None:
                     ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                              _temp_dir=TEMP_DIR, _node_ip_address="127.0.0.1", **quiet)
                 else:
-                    ray.init(address=self.address, **quiet)
+                    ray.init(address=address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = self.address or "a local Ray instance"
+                where = address or "a local Ray instance"
                 raise EngineError(f"cannot start or reach {where}: {exc}") from exc
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()

@@ -22,6 +22,7 @@ from visent.store import atomic_open
 __all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "predict_items", "write_csv", "CSV_COLUMNS"]
 
 CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
+ENGINE_CHUNK = 128  # images per task of an engine other than the local one
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ["path", *CLASSES, "label", "status", "error"]
@@ -111,6 +112,8 @@ def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path
     items = expand_inputs(inputs)
     table = pa.table({"path": pa.array([path for path, _ in items], pa.string()),
                       "problem": pa.array([problem for _, problem in items], pa.string())})
+    # chunks small enough to spread over the workers, large enough that a chunk's overhead does not count
+    chunk_size = min(chunk_size, ENGINE_CHUNK)
     for rows in run.map_batches(PredictWorker, (directory, batch_size, cache), table, batch_size=chunk_size):
         yield from rows.cast(_ROWS).to_pylist()
 
