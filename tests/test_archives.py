@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -335,3 +336,37 @@ def test_random_member_names_never_write_outside(names, absolute, kind):
         assert all(p.read_bytes() == b"data" for p in written if p.is_file() and not p.is_symlink())
         extraction.cleanup()
         assert files_under(sandbox) == before
+
+
+# --------------------------------------------------------------------------- damaged archives
+def _packed_crawls() -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = jsonl_crawl(Path(scratch) / "crawl")
+        (folder / "noise.bin").write_bytes(np.random.default_rng(3).bytes(4000) + bytes(4000))
+        return {suffix: pack(folder, Path(scratch) / f"crawl{suffix}").read_bytes()
+                for suffix in (".zip", ".tar", ".tar.gz", ".tar.bz2", ".tar.xz")}
+
+
+PACKED = _packed_crawls()
+
+
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from(sorted(PACKED)), data=st.data())
+def test_damaged_archives_are_refused_or_extracted_inside(suffix, data):
+    damaged = bytearray(PACKED[suffix])
+    for _ in range(data.draw(st.integers(1, 4), label="damages")):
+        damaged[data.draw(st.integers(0, len(damaged) - 1), label="at")] = data.draw(st.integers(0, 255), label="to")
+    if data.draw(st.booleans(), label="cut"):
+        damaged = damaged[: data.draw(st.integers(0, len(damaged)), label="cut at")]
+    with tempfile.TemporaryDirectory() as scratch:
+        sandbox = Path(scratch).resolve()
+        archive = sandbox / f"crawl{suffix}"
+        archive.write_bytes(bytes(damaged))
+        try:
+            extraction = extract(archive, into=sandbox)
+        except ArchiveError as refused:
+            assert str(refused).startswith(f"crawl{suffix}")
+            assert files_under(sandbox) == {archive}
+            return
+        assert all(p == archive or extraction.path in p.parents or p == extraction.path for p in files_under(sandbox))
+        extraction.cleanup()

@@ -10,6 +10,7 @@ tar members go through Python's ``tarfile`` ``data`` filter as a second line of 
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
@@ -17,6 +18,7 @@ import tarfile
 import tempfile
 import weakref
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +27,9 @@ MAX_BYTES = 32 * 1024 ** 3     # extracted bytes per archive
 MAX_MEMBERS = 2_000_000        # files and folders per archive
 _CHUNK = 1 << 20
 _HELP = "unpack it yourself, check its contents and ingest the folder"
+# what reading a damaged archive raises (the decompressors' own errors are not OSErrors)
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, lzma.LZMAError,
+            NotImplementedError, RuntimeError)
 
 
 class ArchiveError(ValueError):
@@ -38,7 +43,7 @@ def is_archive(path: Path) -> bool:
         return True
     try:
         return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
-    except (OSError, EOFError, ValueError):
+    except _DAMAGED:
         return False
 
 
@@ -155,7 +160,7 @@ def _check_space(archive: Path, target: Path, total: int) -> None:
 def _extract_zip(archive: Path, target: Path, max_bytes: int, max_members: int) -> None:
     try:
         bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise ArchiveError(f"{archive.name} is not a readable zip archive ({exc}); check the download") from exc
     with bundle:
         plan: list[tuple[zipfile.ZipInfo, Path]] = []
@@ -202,8 +207,7 @@ def _extract_zip(archive: Path, target: Path, max_bytes: int, max_members: int) 
                         sink.write(chunk)
             except ArchiveError:
                 raise
-            except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError,
-                    RuntimeError) as exc:  # zlib.error is not caught here: it is wrapped by zipfile as BadZipFile
+            except _DAMAGED as exc:
                 raise ArchiveError(f"{archive.name}: cannot extract member {info.filename!r} "
                                    f"({getattr(exc, 'strerror', None) or exc}); {_HELP}") from exc
 
@@ -212,7 +216,7 @@ def _extract_zip(archive: Path, target: Path, max_bytes: int, max_members: int) 
 def _extract_tar(archive: Path, target: Path, max_bytes: int, max_members: int) -> None:
     try:
         bundle = tarfile.open(archive)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise ArchiveError(f"{archive.name} is not a readable zip or tar archive ({exc}); visent reads .zip, "
                            f".tar, .tar.gz/.tgz, .tar.bz2 and .tar.xz") from exc
     with bundle:
@@ -242,9 +246,9 @@ def _extract_tar(archive: Path, target: Path, max_bytes: int, max_members: int) 
                     total += member.size
                 _caps(archive, count, total, max_bytes, max_members, member.name)
                 plan.append(member)
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-            if isinstance(exc, ArchiveError):
-                raise
+        except ArchiveError:
+            raise
+        except _DAMAGED as exc:
             raise ArchiveError(f"{archive.name} is a damaged tar archive ({exc}); check the download") from exc
         _check_space(archive, target, total)
         try:
@@ -252,5 +256,5 @@ def _extract_tar(archive: Path, target: Path, max_bytes: int, max_members: int) 
                 bundle.extractall(target, members=plan, filter="data")
             else:  # older Pythons without extraction filters: the checks above are the defence
                 bundle.extractall(target, members=plan)
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        except _DAMAGED as exc:
             raise ArchiveError(f"{archive.name}: cannot extract ({exc}); {_HELP}") from exc
