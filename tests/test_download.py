@@ -268,3 +268,17 @@ def test_ingest_downloads_urls_concurrently(server, tmp_path):
     assert rows["a"]["image_sha256"] == rows["c"]["image_sha256"] == rows["e"]["image_sha256"]
     stored = Dataset(tmp_path / "ds").image_path(rows["a"]["image_file"])
     assert stored.read_bytes() == jpeg(9) and rows["a"]["image_ref"] == lines[0]["image_url"]
+
+
+def test_a_slow_download_does_not_idle_the_workers(server, tmp_path):
+    """One slow image in each of four batches: the batches download side by side, not one after another."""
+    lines = [{"id": str(n), "text": "t", "image_url": url(server, f"/ok/{n}.jpg?delay={0.6 if n % 5 == 0 else 0}")}
+             for n in range(20)]
+    source = tmp_path / "posts.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    start = time.monotonic()
+    counts = ingest(source, tmp_path / "ds", workers=8, timeout=2.0, batch_size=5)
+    assert time.monotonic() - start < 1.5  # 4 × 0.6 s when each batch waits for the one before
+    assert counts["ok"] == 20
+    table = Dataset(tmp_path / "ds").read_table("posts")
+    assert table.column("post_id").to_pylist() == [line["id"] for line in lines]

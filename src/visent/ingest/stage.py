@@ -72,10 +72,10 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
                           per_host=per_host, backoff=backoff) as fetcher, \
                 progress("ingest", limit) as advance:
-            while batch := list(itertools.islice(posts, batch_size)):
-                todo = [post for post in batch if post.post_id not in done]
-                if todo:
-                    checkpoint.write(_rows(todo, pool, fetcher, dataset, workers, per_host), _PARTS)
+            batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
+            for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host):
+                if rows:
+                    checkpoint.write(rows, _PARTS)
                 advance(len(batch))
     finally:  # on an interruption, drop the queued downloads instead of waiting for them
         pool.shutdown(wait=True, cancel_futures=True)
@@ -99,32 +99,71 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     return counts
 
 
-def _rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher, dataset: Dataset,
-          workers: int, per_host: int) -> list[dict[str, Any]]:
-    """The rows of ``posts`` in their order, fetched by ``pool`` with at most ``per_host`` downloads
+LOOKAHEAD = 16  # batches in flight at once: a slow post holds back its batch's checkpoint, not the workers
+
+
+class _Batch:
+    def __init__(self, posts: list[RawPost], todo: list[RawPost]):
+        self.posts = posts
+        self.todo = todo
+        self.rows: list[dict[str, Any] | None] = [None] * len(todo)
+        self.missing = len(todo)
+
+
+def _fetched_batches(batches: Iterator[list[RawPost]], done: set[str], pool: ThreadPoolExecutor,
+                     fetcher: ImageFetcher, dataset: Dataset, workers: int,
+                     per_host: int) -> Iterator[tuple[list[RawPost], list[dict[str, Any]]]]:
+    """``(batch, rows of its posts not in done)`` for each batch, in order, the rows in post order.
+
+    Downloads of up to :data:`LOOKAHEAD` batches run at once, with at most ``per_host`` of them
     from one host in flight: posts of a busy host wait in its queue while the workers fetch from
-    other hosts, so one slow host cannot hold every worker."""
-    queues: dict[str | None, collections.deque[int]] = {}
-    for i, post in enumerate(posts):
-        queues.setdefault(_host(post.image_ref), collections.deque()).append(i)
-    rows: list[dict[str, Any] | None] = [None] * len(posts)
+    other hosts, so one slow host cannot hold every worker, and a batch's slowest download does
+    not idle the workers before the next batch. Which thread finishes first changes nothing in
+    what is yielded."""
+    window: collections.deque[_Batch] = collections.deque()
+    queues: dict[str | None, collections.deque[tuple[_Batch, int]]] = {}
     active: collections.Counter[str | None] = collections.Counter()
-    running: dict[Future[dict[str, Any]], tuple[int, str | None]] = {}
-    while queues or running:
+    running: dict[Future[dict[str, Any]], tuple[_Batch, int, str | None]] = {}
+    exhausted = False
+    while True:
+        while not exhausted and len(window) < LOOKAHEAD:
+            batch_posts = next(batches, None)
+            if batch_posts is None:
+                exhausted = True
+                break
+            batch = _Batch(batch_posts, [post for post in batch_posts if post.post_id not in done])
+            window.append(batch)
+            for i, post in enumerate(batch.todo):
+                queues.setdefault(_host(post.image_ref), collections.deque()).append((batch, i))
+        while window and window[0].missing == 0:
+            batch = window.popleft()
+            yield batch.posts, batch.rows  # type: ignore[misc]
+        if not window:
+            if exhausted:
+                return
+            continue  # every batch taken so far was done by an earlier run: take the next ones
         for host in list(queues):
             queue = queues[host]
             while queue and len(running) < workers and (host is None or active[host] < per_host):
-                i = queue.popleft()
-                running[pool.submit(_row, posts[i], fetcher, dataset)] = (i, host)
+                batch, i = queue.popleft()
+                running[pool.submit(_row, batch.todo[i], fetcher, dataset)] = (batch, i, host)
                 active[host] += 1
             if not queue:
                 del queues[host]
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in finished:
-            i, host = running.pop(future)
+            batch, i, host = running.pop(future)
             active[host] -= 1
-            rows[i] = future.result()
-    return rows  # type: ignore[return-value]
+            batch.rows[i] = future.result()
+            batch.missing -= 1
+
+
+def _rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher, dataset: Dataset,
+          workers: int, per_host: int) -> list[dict[str, Any]]:
+    """The rows of ``posts``, in their order, fetched as one batch of :func:`_fetched_batches`."""
+    for _, rows in _fetched_batches(iter([posts]), set(), pool, fetcher, dataset, workers, per_host):
+        return rows
+    return []
 
 
 def _sweep(dataset: Dataset) -> None:
