@@ -168,6 +168,45 @@ def test_posts_keep_their_files_until_dropped(tmp_path, private_tmp):
     assert not image.exists() and list(private_tmp.iterdir()) == []
 
 
+def test_image_paths_may_not_leave_the_archive(tmp_path):
+    (tmp_path / "outside.jpg").write_bytes(jpeg((9, 9, 9)))
+    folder = tmp_path / "crawl"
+    folder.mkdir()
+    (folder / "in.jpg").write_bytes(jpeg((250, 0, 0)))
+    refs = {"inside": "in.jpg", "up": "../../outside.jpg", "up-inside": "../crawl/in.jpg", "absolute": str(tmp_path / "outside.jpg"),
+            "file-url": (tmp_path / "outside.jpg").as_uri(), "home": "~/outside.jpg", "web": "http://127.0.0.1:9/a.jpg"}
+    (folder / "posts.jsonl").write_text("\n".join(json.dumps({"id": k, "text": k, "image": v}) for k, v in refs.items()))
+    archive = pack(folder, tmp_path / "crawl.zip")
+    ingest(archive, tmp_path / "ds", workers=2, retries=0, timeout=1.0)
+    rows = {r["post_id"]: r for r in posts_of(tmp_path / "ds")}
+    assert rows["inside"]["ingest_status"] == rows["up-inside"]["ingest_status"] == "ok"
+    for name in ("up", "absolute", "file-url", "home"):
+        assert rows[name]["ingest_status"] == "error" and rows[name]["image_ref"] is None
+        assert rows[name]["ingest_reason"] == (f"image path {refs[name]!r} points outside the archive; pack the image "
+                                               f"into the archive with a relative path")
+    assert rows["web"]["ingest_status"] == "error" and "outside the archive" not in rows["web"]["ingest_reason"]
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refs=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(["\x00", "a\x00b", "~", "~nobody/x", "file://",
+                                                                        "file:///etc/passwd", "//host/x", "C:\\x.jpg",
+                                                                        "..", "/", "", "http://[::1"])),
+                     min_size=1, max_size=5))
+def test_any_image_reference_in_an_archive(refs):
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "crawl"
+        folder.mkdir()
+        (folder / "posts.jsonl").write_text("\n".join(json.dumps({"id": i, "image": r}) for i, r in enumerate(refs)))
+        posts = list(READERS.create("archive", source=pack(folder, Path(scratch) / "crawl.zip")))
+        assert len(posts) == len(refs)
+        for post in posts:
+            assert post.error or post.image_ref
+            if post.image_ref and "://" not in post.image_ref and not post.image_ref.startswith("~"):
+                where = post.base_dir / post.image_ref
+                if "\x00" not in post.image_ref:
+                    assert where.resolve().is_relative_to(post.keep.path)
+
+
 # --------------------------------------------------------------------------- evil archives
 def zip_with(path: Path, *members: tuple[str | zipfile.ZipInfo, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:

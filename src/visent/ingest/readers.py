@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import charset_normalizer
 
@@ -654,4 +656,31 @@ def _from_archive(posts: Iterator[RawPost], label: str, extraction: Any) -> Iter
     for post in posts:
         post.source = label + post.source
         post.keep = extraction
+        if post.image_ref and _outside(post.image_ref, post.base_dir, extraction.path):
+            problem = (f"image path {post.image_ref!r} points outside the archive; pack the image into the "
+                       f"archive with a relative path")
+            post.error = f"{post.error}; {problem}" if post.error else problem
+            post.image_ref = None
         yield post
+
+
+def _outside(ref: str, base: Path | None, root: Path) -> bool:
+    """True when the local file ``ref`` names (from ``base``) is not inside ``root``; URLs are not files."""
+    try:
+        parts = urlsplit(ref)
+    except ValueError:
+        return False  # the image fetcher reports the invalid URL
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        path = Path(url2pathname(parts.path))
+    elif len(scheme) > 1:
+        return False
+    elif ref.startswith("~"):
+        return True
+    else:
+        path = Path(ref) if Path(ref).is_absolute() or base is None else base / ref
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a symbolic link loop: the fetcher says so
+        return False
+    return resolved != root and root not in resolved.parents
