@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from test_pipeline import make_crawl, make_image
+from test_pipeline import make_crawl, make_image, make_mvsa
 
 ray = pytest.importorskip("ray")
 
@@ -74,6 +74,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "images").rglob("*")) if p.is_file()}
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. the ray ingest's checkpoint not taken by the stage
 def test_ray_and_local_engines_agree(cluster, tmp_path):
     crawl = make_crawl(tmp_path / "crawl", n_per_class=12)  # 24 posts, a broken line, a missing image
     # a post whose image is not an image, one repeated id, and images downloaded over HTTP (one missing):
@@ -148,6 +149,15 @@ def test_ray_and_local_engines_agree(cluster, tmp_path):
     assert sum(row["status"] == "error" for row in rows["ray"]) == 2  # notes.jpg and missing.jpg
 
 
+def test_ray_ingest_of_a_labelled_source(cluster, tmp_path):
+    """An MVSA folder: the human labels go to their own table, equal with both engines."""
+    source = make_mvsa(tmp_path / "mvsa", n_per_class=5)
+    for name, engine in (("local", "local"), ("ray", cluster)):
+        assert ingest(source, tmp_path / name, engine=engine, batch_size=3)["with_human_labels"] == 10
+    for table in ("posts", "human_labels"):
+        assert Dataset(tmp_path / "ray").read_table(table).equals(Dataset(tmp_path / "local").read_table(table))
+
+
 def test_ray_engine_errors(cluster, tmp_path):
     with pytest.raises(EngineError, match="unknown engine"):
         get_engine("spark")
@@ -155,3 +165,7 @@ def test_ray_engine_errors(cluster, tmp_path):
         get_engine("local", address="auto")
     result = runner.invoke(app, ["predict", "default", str(tmp_path), "--engine", "dask"])
     assert result.exit_code == 1 and "unknown engine 'dask'" in result.output
+    with pytest.raises(EngineError, match="Ray Client"):
+        get_engine("ray", address="ray://127.0.0.1:10001")
+    with pytest.raises(EngineError, match="give auto or host:port"):
+        get_engine("ray", address="head-node")

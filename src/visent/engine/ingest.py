@@ -79,9 +79,9 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, engin
             counts = stage.ingest(source, out, **common)
             recorded = (Dataset(out).stage_info(stage.STAGE) or {}).get("params")
             if recorded != params:
-                warnings.warn("the ingest stage records other parameters than the ray engine wrote its checkpoint "
-                              "under, so the images were fetched again locally; visent.engine.ingest needs updating",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(f"the ingest stage records other parameters than the {run.name} engine wrote its "
+                              "checkpoint under, so the images were fetched again locally; visent.engine.ingest "
+                              "needs updating", RuntimeWarning, stacklevel=2)
             return counts
     return stage.ingest(source, out, **common)
 

@@ -28,7 +28,7 @@ else:
     _IMPORT_ERROR = None
 
 TEMP_DIR = "/tmp/visent-ray"  # short: Ray's socket paths live below it
-ENV_PASSED = ("VISENT_CACHE", "VISENT_SHARED_DATA")  # the driver's settings the workers must share
+ENV_PASSED = ("VISENT_CACHE",)  # the driver's settings the workers must share
 
 
 class _Actor:
@@ -48,11 +48,22 @@ class _Actor:
         return self.worker(batch)
 
 
+def _checked(address: str | None) -> str | None:
+    """``address`` if visent can use it: None, "auto" or host:port."""
+    if address is None or address == "auto":
+        return address
+    if address.startswith("ray://"):
+        raise EngineError(f"{address}: Ray Data does not run through Ray Client (ray://); run visent on a "
+                          "node of the cluster with --ray-address auto, or submit it with `ray job submit`")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r}: give auto or host:port (the address of the cluster's head)")
+    return address
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail fast (Ray itself keeps retrying for minutes) when nothing listens at ``host:port``."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise EngineError(f"--ray-address {address!r}: give auto or host:port (the cluster's GCS address)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -60,9 +71,10 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 class RayEngine:
-    """Runs stages on Ray. ``address``: a running cluster ("auto" or the head's "host:port"); None uses the one
-    this process already joined, else ``$RAY_ADDRESS`` (set in jobs that ``ray job submit`` starts), else starts a
-    local Ray instance on 127.0.0.1 with ``num_cpus`` CPUs (default: every core). ``actors``: the size of each stage's actor pool (default: the cluster's CPUs)."""
+    """Runs stages on Ray. ``address``: a running cluster ("auto" or the head's "host:port"); None: the cluster
+    ``$RAY_ADDRESS`` names (set in jobs that ``ray job submit`` starts), else a local Ray instance started on
+    127.0.0.1 with ``num_cpus`` CPUs (default: every core). A process that has already joined a cluster keeps
+    it. ``actors``: the most actors of a stage (default: the cluster's CPUs)."""
 
     name = "ray"
     threads_per_worker = 1  # each actor holds one CPU
@@ -70,7 +82,7 @@ class RayEngine:
     def __init__(self, address: str | None = None, num_cpus: int | None = None, actors: int | None = None):
         if ray is None:
             raise EngineError(f'the ray engine needs Ray: pip install "visent[ray]" ({_IMPORT_ERROR})')
-        self.address = address
+        self.address = _checked(address)
         self.num_cpus = num_cpus
         self.actors = actors
 
@@ -78,10 +90,7 @@ class RayEngine:
         """Join (or start) the cluster once; set Ray Data to keep the input order and stay quiet."""
         if not ray.is_initialized():
             quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "ignore_reinit_error": True}
-            address = self.address or os.environ.get("RAY_ADDRESS") or None  # set by `ray job submit`
-            if address is not None and address.startswith("ray://"):
-                raise EngineError(f"{address}: Ray Data does not run through Ray Client (ray://); run visent on a "
-                                  "node of the cluster with --ray-address auto, or submit it with `ray job submit`")
+            address = _checked(self.address or os.environ.get("RAY_ADDRESS") or None)  # set by `ray job submit`
             if address not in (None, "auto"):
                 _check_reachable(address)
             try:
@@ -117,5 +126,5 @@ class RayEngine:
         actor = type(f"Visent{worker.__name__}", (_Actor,), {"spec": (worker, args, env)})
         data = ray.data.from_arrow(shards).map_batches(
             actor, batch_size=None, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=self.pool_size(len(shards))))
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.pool_size(len(shards))))
         yield from data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0)
