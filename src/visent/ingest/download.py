@@ -1,7 +1,8 @@
 """Image fetching: local files and http(s) downloads, size-capped, retried, and checked to be images.
 
-:class:`ImageFetcher` is safe to share between threads (one pooled ``httpx.Client``); the ingest
-stage calls :meth:`ImageFetcher.fetch` from a thread pool of ``workers`` threads.
+:class:`ImageFetcher` is safe to share between threads (one pooled ``httpx.Client``, one
+semaphore of ``per_host`` slots per host); the ingest stage calls :meth:`ImageFetcher.fetch` from a
+thread pool of ``workers`` threads.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The ingest stage: read a source, fetch and store its images, write the ``posts`` table.
 
 Work goes in batches of ``batch_size`` posts; each finished batch is one checkpoint part, so an
-interrupted run resumes where it stopped and memory stays bounded whatever the source size.
+interrupted run resumes where it stopped and memory stays bounded whatever the source size. Up to
+:data:`LOOKAHEAD` batches download at once; their parts are written in source order, so a run
+killed at any point (``kill -9`` included) and started again gives the tables of an uninterrupted run.
 """
 
 from __future__ import annotations
