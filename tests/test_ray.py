@@ -35,6 +35,8 @@ from visent.predict import iter_predict  # noqa: E402
 from visent.teach import teach  # noqa: E402
 from visent.train import train  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own settings
+
 runner = CliRunner()
 THRESHOLDS = {"negative": 0.4, "neutral": 0.9, "positive": 0.4}
 
@@ -156,6 +158,42 @@ def test_ray_ingest_of_a_labelled_source(cluster, tmp_path):
         assert ingest(source, tmp_path / name, engine=engine, batch_size=3)["with_human_labels"] == 10
     for table in ("posts", "human_labels"):
         assert Dataset(tmp_path / "ray").read_table(table).equals(Dataset(tmp_path / "local").read_table(table))
+
+
+class _Counting:
+    """An engine that passes batches to ``inner`` and counts the rows that come back; with ``stop_after`` it is
+    interrupted (KeyboardInterrupt) once that many batches are done."""
+
+    def __init__(self, inner, stop_after: int | None = None):
+        self.inner, self.stop_after, self.rows, self.batches = inner, stop_after, 0, 0
+        self.name, self.threads_per_worker = f"counting-{inner.name}", inner.threads_per_worker
+
+    def map_batches(self, worker, args, table, *, batch_size, local=None):
+        for rows in self.inner.map_batches(worker, args, table, batch_size=batch_size, local=local):
+            if self.batches == self.stop_after:
+                raise KeyboardInterrupt
+            self.batches += 1
+            self.rows += rows.num_rows
+            yield rows
+
+
+def test_a_run_interrupted_on_one_engine_is_finished_by_the_other(cluster, tmp_path):
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=8)  # 18 posts
+    ingest(crawl, tmp_path / "local", batch_size=4)
+    teach(tmp_path / "local", "vader", batch_size=4)
+    first = _Counting(get_engine("local"), stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(crawl, tmp_path / "mixed", engine=first, batch_size=4)
+    rest = _Counting(cluster)
+    ingest(crawl, tmp_path / "mixed", engine=rest, batch_size=4)
+    assert (first.rows, rest.rows) == (8, 10)  # nothing fetched twice
+    assert Dataset(tmp_path / "mixed").read_table("posts").equals(Dataset(tmp_path / "local").read_table("posts"))
+    first, rest = _Counting(cluster, stop_after=3), _Counting(get_engine("local"))
+    with pytest.raises(KeyboardInterrupt):
+        teach(tmp_path / "mixed", "vader", batch_size=4, engine=first)
+    teach(tmp_path / "mixed", "vader", batch_size=4, engine=rest)
+    assert (first.rows, rest.rows) == (12, 6)
+    assert pq.read_table(tmp_path / "mixed" / "teach.parquet").equals(pq.read_table(tmp_path / "local" / "teach.parquet"))
 
 
 def test_ray_engine_errors(cluster, tmp_path):
