@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from test_pipeline import make_crawl, make_image, make_mvsa
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", exc_type=ImportError)
 
 from visent import Dataset  # noqa: E402
 from visent.cli import app  # noqa: E402
