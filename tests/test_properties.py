@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -477,6 +477,16 @@ def test_damaged_bytes(kind, data):
         damaged[data.draw(st.integers(0, len(damaged) - 1), label="at")] = data.draw(st.integers(0, 255), label="to")
     with tempfile.TemporaryDirectory() as scratch:
         decode_everywhere(bytes(damaged), Path(scratch))
+
+
+def test_broken_png_chunk_is_a_clear_error(tmp_path):
+    damaged = bytearray(SMALL_IMAGES["png"])
+    damaged[35] = 0  # the length of the chunk after IHDR: Pillow then reads garbage as the next chunk's name
+    seen = decode_everywhere(bytes(damaged), tmp_path)
+    assert seen["sniff"] is None and seen["reason"].startswith("corrupt PNG image (broken PNG file")
+    assert not seen["check"].ok and seen["check"].reason.startswith("unreadable image: SyntaxError: broken PNG file")
+    assert isinstance(seen["loaded"], ValueError)
+    assert str(seen["loaded"]).startswith("image.bin: corrupt image (broken PNG file (chunk")
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -19,20 +19,26 @@ def load_image(path: str | Path, size: int) -> Image.Image:
     that are not readable images, and ``ValueError`` for more pixels than ``Image.MAX_IMAGE_PIXELS``
     (the limit the clean stage applies too).
     """
+    name = Path(path).name
     try:
         opened = Image.open(path)
     except Image.DecompressionBombError as exc:  # over twice the limit: Pillow refuses in the header
-        raise ValueError(f"{Path(path).name}: image too large to decode ({exc})") from exc
+        raise ValueError(f"{name}: image too large to decode ({exc})") from exc
+    except (SyntaxError, EOFError) as exc:  # what some Pillow decoders raise for broken files
+        raise ValueError(f"{name}: corrupt image ({exc})") from exc
     with opened as image:
         width, height = image.size
         limit = Image.MAX_IMAGE_PIXELS
         if limit and width * height > limit:  # Pillow only warns below twice the limit
-            raise ValueError(f"{Path(path).name}: image too large to decode ({width}x{height} = "
+            raise ValueError(f"{name}: image too large to decode ({width}x{height} = "
                              f"{width * height} pixels > limit {limit})")
-        if image.format == "JPEG":
-            image.draft("RGB", (size, size))
-        image.load()
-        image = ImageOps.exif_transpose(image)
+        try:
+            if image.format == "JPEG":
+                image.draft("RGB", (size, size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        except (SyntaxError, EOFError) as exc:
+            raise ValueError(f"{name}: corrupt image ({exc})") from exc
         return _to_rgb(image)
 
 

@@ -56,15 +56,6 @@ def _is_zip(path: Path) -> bool:
     return zipfile.is_zipfile(path)
 
 
-def archive_stem(path: Path) -> str:
-    """``crawl`` for ``crawl.tar.gz``: the name without its archive suffix."""
-    name = path.name
-    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return path.stem or name
-
-
 def _limit(variable: str, default: int) -> int:
     value = os.environ.get(variable, "").strip()
     if not value:

@@ -24,7 +24,7 @@ from urllib.request import url2pathname
 
 import charset_normalizer
 
-from visent.ingest.archives import ArchiveError, archive_stem, extract, is_archive
+from visent.ingest.archives import ArchiveError, extract, is_archive
 from visent.labels import normalise_label
 from visent.registry import Registry
 
