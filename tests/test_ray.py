@@ -77,8 +77,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. the ray ingest's checkpoint not taken by the stage
-def test_ray_and_local_engines_agree(cluster, tmp_path):
-    crawl = make_crawl(tmp_path / "crawl", n_per_class=12)  # 24 posts, a broken line, a missing image
+def test_ray_and_local_engines_agree(cluster, tmp_path, monkeypatch):
+    # relative paths from here; the Ray workers run in another working directory (the one Ray started in)
+    monkeypatch.chdir(tmp_path)
+    crawl = make_crawl(Path("crawl"), n_per_class=12)  # 24 posts, a broken line, a missing image
     # a post whose image is not an image, one repeated id, and images downloaded over HTTP (one missing):
     # error rows must match as well
     (tmp_path / "crawl" / "notes.jpg").write_text("not an image")
@@ -89,7 +91,7 @@ def test_ray_and_local_engines_agree(cluster, tmp_path):
         handle.write(f'{{"id": "web", "text": "lovely view", "image": "{url}/served.jpg"}}\n')
         handle.write(f'{{"id": "gone", "text": "awful", "image": "{url}/gone.jpg"}}\n')
         handle.flush()
-        local, remote = tmp_path / "local", tmp_path / "ray"
+        local, remote = Path("local"), Path("ray")
 
         # ingest: the same posts table (row order included) and the same stored image files
         counts = {name: ingest(crawl, root, engine=engine, batch_size=4, workers=2, per_host=1, retries=0)
@@ -133,13 +135,13 @@ def test_ray_and_local_engines_agree(cluster, tmp_path):
 
     # train reads the features the ray engine cached: it computes none (no new shard)
     shards = sorted(caches["ray"].root.rglob("shard-*.npz"))
-    model = train(remote, tmp_path / "model", backbone="efficientnet-lite0", runtime="torch", C=0.01)
+    model = train(remote, "model", backbone="efficientnet-lite0", runtime="torch", C=0.01)
     assert sorted(caches["ray"].root.rglob("shard-*.npz")) == shards
     assert model.metrics["n_train_posts"] == len(digests)
 
     # predict (features computed in the workers, not read from the cache): the same rows in input order
-    inputs = [str(tmp_path / "crawl"), str(tmp_path / "crawl" / "missing.jpg")]
-    rows = {name: list(iter_predict(tmp_path / "model", inputs, batch_size=4, cache=False, chunk_size=7, engine=engine))
+    inputs = ["crawl", "crawl/missing.jpg"]
+    rows = {name: list(iter_predict("model", inputs, batch_size=4, cache=False, chunk_size=7, engine=engine))
             for name, engine in (("local", None), ("ray", cluster))}
     assert len(rows["local"]) == 26
     for mine, theirs in zip(rows["ray"], rows["local"], strict=True):

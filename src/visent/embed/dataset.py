@@ -8,6 +8,7 @@ is one cache shard, written atomically by the worker that computed it, so an int
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-l
         found = cache.get_many(key, digests)
         todo = [i for i, digest in enumerate(digests) if digest not in found]
         table = pa.table({"image_sha256": pa.array([digests[i] for i in todo], pa.string()),
-                          "path": pa.array([str(paths[i]) for i in todo], pa.string())})
+                          "path": pa.array([os.path.abspath(paths[i]) for i in todo], pa.string())})
         args = (name, tta, name_runtime, str(calibration) if calibration else None, str(cache.root), batch_size,
                 getattr(run, "threads_per_worker", None))
         status: list[str] = []

@@ -33,8 +33,7 @@ ENV_PASSED = ("VISENT_CACHE",)  # the driver's settings the workers must share
 
 class _Actor:
     """A Ray Data actor holding one stage worker. The worker class, its arguments and the driver's environment
-    are class attributes of a subclass made per run (pickled with it), so no constructor argument waits in the
-    object store."""
+    travel as class attributes of a subclass made per run (pickled with it)."""
 
     spec: tuple[type, tuple[Any, ...], dict[str, str]]
 

@@ -9,6 +9,7 @@ and the reason.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -110,12 +111,18 @@ def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path
         model = model.directory
     directory = str(resolve_model_dir(model).resolve())
     items = expand_inputs(inputs)
-    table = pa.table({"path": pa.array([path for path, _ in items], pa.string()),
+    given = iter([path for path, _ in items])
+    # the workers get absolute paths (their working directory is not this one); the rows name the inputs as given
+    table = pa.table({"path": pa.array([os.path.abspath(path) for path, _ in items], pa.string()),
                       "problem": pa.array([problem for _, problem in items], pa.string())})
     # chunks small enough to spread over the workers, large enough that a chunk's overhead does not count
     chunk_size = min(chunk_size, ENGINE_CHUNK)
     for rows in run.map_batches(PredictWorker, (directory, batch_size, cache), table, batch_size=chunk_size):
-        yield from rows.cast(_ROWS).to_pylist()
+        for row in rows.cast(_ROWS).to_pylist():
+            path = next(given)
+            row["error"] = row["error"].replace(row["path"], path)
+            row["path"] = path
+            yield row
 
 
 def predict_items(model: VisentModel, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,

@@ -101,6 +101,17 @@ class TeachWorker:
         return pa.Table.from_pylist(rows, schema=schema.TEACH)
 
 
+def _portable(teacher: str) -> str:
+    """``teacher`` as an engine's workers load it, whatever their working directory: a teacher directory by its
+    absolute path, a registered name as it is."""
+    from visent.teach.base import TEACHERS
+    from visent.teach.ensemble import TEACHER_FILE
+
+    if teacher not in TEACHERS and (Path(teacher) / TEACHER_FILE).is_file():
+        return str(Path(teacher).resolve())
+    return teacher
+
+
 def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048,
           engine: Any = None) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.
@@ -133,7 +144,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     pending = pa.table({"post_id": [ids[i] for i in todo], "text": [texts[i] for i in todo],
                         "lang": pa.array([langs[i] for i in todo], pa.string())})
     with progress(f"teach ({teacher})", len(todo)) as advance:
-        for rows in run.map_batches(TeachWorker, (teacher,), pending, batch_size=batch_size,
+        for rows in run.map_batches(TeachWorker, (_portable(teacher),), pending, batch_size=batch_size,
                                     local=TeachWorker(teacher, model)):
             checkpoint.write(rows.cast(schema.TEACH))
             advance(rows.num_rows)
