@@ -98,7 +98,7 @@ def assert_same(resumed: Path, undisturbed: Path, stage: str) -> None:
 
 @pytest.fixture
 def server():
-    with FaultServer(slow_s=1.0, huge_bytes=400_000) as httpd:
+    with FaultServer(slow_s=2.0, huge_bytes=400_000) as httpd:
         yield httpd
 
 
@@ -111,7 +111,7 @@ def test_ingest_killed_mid_crawl_resumes_to_the_same_tables(server, tmp_path):
     lines.append(lines[5])  # a repeated id is kept, renamed and flagged
     source = tmp_path / "crawl.jsonl"
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    options = ["--workers", "4", "--per-host", "4", "--timeout", "0.5", "--retries", "1", "--backoff", "0.01",
+    options = ["--workers", "4", "--per-host", "4", "--timeout", "0.8", "--retries", "1", "--backoff", "0.01",
                "--max-bytes", "100000", "--batch-size", "12"]
     parts = visent_killed("ingest", source, "--out", tmp_path / "a", *options,
                           parts=tmp_path / "a" / "work" / "ingest", min_parts=3)
