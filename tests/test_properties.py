@@ -301,13 +301,13 @@ def test_csv_of_any_dialect(columns, rows, delimiter, quoting, encoding, raw, su
         check_ingest(source, "csv", posts)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="ImageFetcher.fetch (visent/ingest/download.py) lets Path.expanduser's RuntimeError out")
 def test_home_directory_of_an_unknown_user(tmp_path):
     source = tmp_path / "posts.csv"
     source.write_text("id,text,image\n1,a picture,~no-such-user-here/a.jpg\n")
     counts = ingest(source, tmp_path / "ds", workers=1)
     assert counts == {"posts": 1, "ok": 0, "error": 1, "images": 0, "with_human_labels": 0}
+    (row,) = Dataset(tmp_path / "ds").read_table("posts").to_pylist()
+    assert row["ingest_reason"] == "image file not found (~no-such-user-here/a.jpg: no such home directory)"
 
 
 def test_csv_field_over_the_csv_module_limit(tmp_path):
@@ -521,8 +521,6 @@ def test_images_over_the_limit_but_under_twice_it(tmp_path):
         load_image(path, 224)
 
 
-@pytest.mark.xfail(strict=True, reason="sniff_image (visent/ingest/download.py) decodes images between once and "
-                                       "twice Image.MAX_IMAGE_PIXELS in full, which the clean stage then drops")
 def test_sniff_refuses_what_clean_refuses(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
     data = _encoded(Image.new("RGB", (150, 150), (9, 9, 9)), "PNG")  # 22500 pixels: over the limit, under twice it

@@ -52,6 +52,10 @@ def sniff_image(data: bytes, declared: str | None = None) -> tuple[str | None, s
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind = image.format or "unknown"
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:  # Pillow only warns below twice the limit; clean drops these
+                return None, f"image too large to decode ({width * height} pixels > limit {limit})"
             try:
                 image.draft("RGB", _DRAFT_SIZE)
                 image.load()
@@ -167,7 +171,10 @@ class ImageFetcher:
             return self._read(Path(url2pathname(parts.path)), ref)
         if len(scheme) > 1:  # one letter is a Windows drive
             return Fetched(reason=f"unsupported URL scheme '{scheme}'")
-        path = Path(ref).expanduser()
+        try:
+            path = Path(ref).expanduser()
+        except RuntimeError:  # "~user/..." of a user this machine does not have
+            return Fetched(reason=f"image file not found ({ref}: no such home directory)")
         return self._read(path if path.is_absolute() or base is None else base / path, ref)
 
     # ------------------------------------------------------------------ local files
