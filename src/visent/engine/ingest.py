@@ -21,7 +21,7 @@ import pyarrow as pa
 from visent.engine import Engine, get_engine
 from visent.ingest import stage
 from visent.ingest.download import ImageFetcher
-from visent.ingest.readers import READERS, RawPost, detect_format
+from visent.ingest.readers import READERS, RawPost
 from visent.progress import progress
 from visent.store import Dataset
 
@@ -93,18 +93,11 @@ def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[s
     already done (or the options are invalid: the local stage then says why)."""
     if workers < 1 or batch_size < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or (limit or 0) < 0:
         return None
-    src = Path(source).expanduser().resolve()
-    if not src.exists():
+    try:  # the parameters visent.ingest.stage records: the checkpoint is kept only under the same ones
+        src, reader, ids, params = stage.stage_params(source, format=format, timeout=timeout, retries=retries,
+                                                      max_bytes=max_bytes, limit=limit, ids=ids)
+    except (FileNotFoundError, ValueError):
         return None
-    reader = detect_format(src) if format == "auto" else format
-    if reader not in READERS:
-        return None
-    ids = None if ids is None else {str(i) for i in ids}
-    # the parameters visent.ingest.stage records: the checkpoint is kept only under the same ones
-    params: dict[str, Any] = {
-        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
-        "max_bytes": max_bytes, "limit": limit, "ids": stage._digest(ids),
-    }
     dataset = Dataset(out, create=True)
     if dataset.stage_done(stage.STAGE, params) and dataset.has_table("posts"):
         return None

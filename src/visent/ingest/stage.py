@@ -48,19 +48,8 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
         raise ValueError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
                          "and timeout > 0")
-    if limit is not None and limit < 0:
-        raise ValueError("limit must be >= 0")
-    src = Path(source).expanduser().resolve()
-    if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist")
-    reader = detect_format(src) if format == "auto" else format
-    if reader not in READERS:
-        raise ValueError(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
-    ids = None if ids is None else {str(i) for i in ids}
-    params: dict[str, Any] = {
-        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
-        "max_bytes": max_bytes, "limit": limit, "ids": _digest(ids),
-    }
+    src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
+                                            max_bytes=max_bytes, limit=limit, ids=ids)
     dataset = Dataset(out, create=True)
     if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
         return dict(dataset.stage_info(STAGE)["counts"])
@@ -185,6 +174,27 @@ def _host(ref: str | None) -> str | None:
     except ValueError:
         return None
     return parts.netloc.lower() if parts.scheme.lower() in ("http", "https") else None
+
+
+def stage_params(source: str | os.PathLike[str], *, format: str, timeout: float, retries: int, max_bytes: int,
+                 limit: int | None, ids: set[str] | None) -> tuple[Path, str, set[str] | None, dict[str, Any]]:
+    """The checked source, its reader, the ids as strings and the parameters the stage records (its checkpoint
+    is kept only under the same ones); raises a clear error for a missing source, an unknown format or a
+    negative limit. Every engine's ingest goes through here."""
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
+    src = Path(source).expanduser().resolve()
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist")
+    reader = detect_format(src) if format == "auto" else format
+    if reader not in READERS:
+        raise ValueError(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
+    ids = None if ids is None else {str(i) for i in ids}
+    params: dict[str, Any] = {
+        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
+        "max_bytes": max_bytes, "limit": limit, "ids": _digest(ids),
+    }
+    return src, reader, ids, params
 
 
 def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, Any]:
