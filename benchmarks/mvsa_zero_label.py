@@ -25,12 +25,12 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import KFold
 
+from visent.build import BuildOptions, build
 from visent.embed import DEFAULT_RUNTIME, RUNTIMES
-from visent.embed.signals import SIGNALS
 from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
 from visent.model import VisentModel
-from visent.pipeline import BuildOptions, build
+from visent.signals import SIGNALS
 from visent.train import DEFAULT_BACKBONE, StudentHead
 
 

@@ -33,11 +33,11 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import KFold
 
+from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.embed import FeatureCache, embed_images, load_backbone
-from visent.embed.faces import FACE_FEATURES, face_features
-from visent.embed.ocr import OCR_FEATURES, ocr_features
 from visent.ingest.readers import read_mvsa
-from visent.labels import CLASS_INDEX, CLASSES
+from visent.signals.faces import FACE_FEATURES, face_features
+from visent.signals.ocr import OCR_FEATURES, ocr_features
 from visent.teach import load_teacher
 from visent.train import C_GRID, StudentHead, _select_C
 
@@ -88,7 +88,7 @@ def evaluate(args: argparse.Namespace, ids: list[str], paths: list[Path], texts:
     started = time.perf_counter()
     base, base_status = embed_images(paths, None, load_backbone("efficientnet-lite0", device="cpu"), cache=cache,
                                      runtime="onnx", threads=args.threads)
-    ocr, _ = ocr_features(paths, teacher=args.teacher, cache=cache, threads=args.threads)
+    ocr, _ = ocr_features(paths, teacher=load_teacher(args.teacher), cache=cache, threads=args.threads)
     faces, _ = face_features(paths, cache=cache, threads=args.threads)
     print(f"features ready in {time.perf_counter() - started:.0f} s "
           f"(backbone {sum(s == 'cached' for s in base_status)}/{len(paths)} from the cache)", flush=True)

@@ -39,20 +39,18 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 # One BLAS thread: the heads are small, and on a shared 2-core machine threaded BLAS is several times slower.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import numpy as np  # noqa: E402
-from sklearn.metrics import f1_score
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from visent.evaluate import compute_metrics, expected_calibration_error
-from visent.labels import CLASS_INDEX, CLASSES
+from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.evaluate import compute_metrics
 from visent.train import C_GRID, StudentHead
 from visent.train.noisy import out_of_fold_proba, sharpen
 
@@ -133,9 +131,10 @@ def cached_image_text(data_dir: Path, ids: list[str], work: Path, teacher: str =
     path = work / f"image-text-{teacher}.npy"
     if path.exists():
         return np.load(path)
-    from visent.embed.ocr import ocr_features
+    from visent.signals.ocr import ocr_features
+    from visent.teach import load_teacher
 
-    values, _ = ocr_features([data_dir / f"{i}.jpg" for i in ids], teacher=teacher)
+    values, _ = ocr_features([data_dir / f"{i}.jpg" for i in ids], teacher=load_teacher(teacher))
     probs = np.where((values[:, :1] > 0), values[:, 2:], np.nan)
     np.save(path, probs)
     return probs
@@ -163,8 +162,8 @@ def cached_fold_rows(mvsa: Path, ids: list[str], train_ids: list[str], work: Pat
     if path.exists():
         return np.load(path)
     from visent.clean import clean
+    from visent.core.store import Dataset
     from visent.ingest import ingest
-    from visent.store import Dataset
     from visent.teach import teach
 
     crawl = work / "crawl-without-labels"  # the pipeline never sees the labels file
@@ -248,7 +247,7 @@ class WeightedHead(StudentHead):
             return super().fit(X, y)
         from sklearn.linear_model import LogisticRegression
 
-        from visent.train.head import as_targets
+        from visent.model.head import as_targets
 
         X = np.asarray(X, dtype=np.float64)
         targets = as_targets(y)

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from visent.teach.classifier import scores, softmax
 from visent.teach.data import Tweets, read_labelled, read_semeval
-from visent.teach.ensemble import TrainedTeacher
+from visent.teach.directory import TrainedTeacher
+from visent.teach.recipe import train_teacher
 from visent.teach.text import preprocess_tweet
-from visent.teach.trained import scores, softmax
-from visent.teach.trainer import train_teacher
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELDOUT = "twitter-2016test-A.tsv"

@@ -34,9 +34,10 @@ from PIL import Image
 
 from visent.embed import embed_images, load_backbone, load_image
 from visent.embed.backbones import Backbone
+from visent.embed.features import calibration_images
 from visent.embed.images import RESAMPLE
 from visent.embed.onnx import calibrate_int8
-from visent.embed.pipeline import calibration_images
+
 
 def rss_mb() -> float:
     """Resident set size of this process now (Linux), in MB."""

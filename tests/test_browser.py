@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from visent.labels import CLASSES
+from visent.core.labels import CLASSES
 from visent.serve import background
 
 CHROMIUM = Path("/usr/bin/chromium")

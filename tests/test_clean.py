@@ -11,11 +11,19 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from conftest import MVSA, needs_mvsa
-from visent import schema
-from visent.clean import (DEFAULT_THRESHOLDS, STEPS, HammingIndex, ImageCheck, check_image, clean,
-                          perceptual_hash, summarise)
-from visent.clean import images as clean_images
-from visent.store import Dataset, DatasetError
+from visent.clean import (
+    DEFAULT_THRESHOLDS,
+    STEPS,
+    HammingIndex,
+    ImageCheck,
+    check_image,
+    clean,
+    perceptual_hash,
+    summarise,
+)
+from visent.clean import checks as clean_images
+from visent.core import schema
+from visent.core.store import Dataset, DatasetError
 
 
 # --------------------------------------------------------------------------- fixtures

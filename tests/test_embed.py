@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from visent.embed import (BACKBONES, Backbone, BackboneError, FeatureCache, embed_images, load_backbone,
-                          load_image)
+from visent.embed import BACKBONES, Backbone, BackboneError, FeatureCache, embed_images, load_backbone, load_image
 from visent.embed.backbones import read_state_dict
-from visent.embed.pipeline import feature_key
+from visent.embed.features import feature_key
+
 
 @pytest.fixture(scope="module")
 def lite0() -> Backbone:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from visent.evaluate import BenchmarkError, compute_metrics, expected_calibration_error, load_benchmark
+from visent.core.numeric import expected_calibration_error
+from visent.evaluate import BenchmarkError, compute_metrics, load_benchmark
 
 
 def test_binary_protocol_ignores_neutral_and_uses_pos_vs_neg():

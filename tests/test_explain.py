@@ -18,7 +18,7 @@ from visent.embed import Backbone, BackboneSpec
 from visent.explain import ExplainError, explain
 from visent.explain.cam import GRID, contrastive_weights
 from visent.model import ModelConfig, VisentModel
-from visent.train.head import StudentHead
+from visent.model.head import StudentHead
 
 
 def _photo(path: Path, size=(120, 90), seed: int = 0) -> Path:

@@ -19,9 +19,9 @@ from test_pipeline import POSITIVE_TEXTS, make_crawl, make_image
 from visent import Dataset
 from visent.clean import clean
 from visent.cli import app
+from visent.core.store import DatasetError
 from visent.export import card_path, export_dataset, parse_split, split_of
 from visent.ingest import ingest
-from visent.store import DatasetError
 from visent.teach import teach
 
 runner = CliRunner()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from visent.labels import CLASSES
-from visent.train.head import StudentHead, as_targets
+from visent.core.labels import CLASSES
+from visent.model.head import StudentHead, as_targets
 
 
 def _blobs(n=60, seed=0):
@@ -68,7 +68,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_temperature_scaling_fixes_overconfidence_without_changing_classes(tmp_path):
-    from visent.evaluate import expected_calibration_error
+    from visent.core.numeric import expected_calibration_error
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 900)

@@ -11,9 +11,9 @@ from PIL import Image
 
 from conftest import MVSA, needs_mvsa
 from visent import Dataset
+from visent.core.schema import HUMAN_LABELS, POSTS
 from visent.ingest import READERS, detect_format, ingest
 from visent.ingest import stage as stage_module
-from visent.schema import HUMAN_LABELS, POSTS
 
 
 def jpeg(color=(200, 30, 30), size=(24, 16)) -> bytes:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from visent.core.labels import CLASSES
 from visent.evaluate.kfold import fit_towards, kfold_finetune
-from visent.labels import CLASSES
+from visent.model.head import softmax
 from visent.train import StudentHead
-from visent.train.head import softmax
 
 
 def _blobs(n: int, d: int = 8, seed: int = 0, shift: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

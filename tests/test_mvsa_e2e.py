@@ -6,9 +6,9 @@ import csv
 
 from conftest import MVSA, needs_mvsa
 from visent import Dataset
+from visent.build import BuildOptions, build
 from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
-from visent.pipeline import BuildOptions, build
 
 
 @needs_mvsa

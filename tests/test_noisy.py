@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visent.train.head import StudentHead, as_targets
+from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import out_of_fold_proba, self_train, sharpen
 
 

@@ -13,7 +13,7 @@ pytest.importorskip("onnx")
 
 from visent.embed import RUNTIMES, Backbone, FeatureCache, embed_images, load_backbone  # noqa: E402
 from visent.embed import onnx as visent_onnx  # noqa: E402
-from visent.embed.pipeline import calibration_images, feature_key, file_sha256  # noqa: E402
+from visent.embed.features import calibration_images, feature_key, file_sha256  # noqa: E402
 from visent.model import ModelConfig, VisentModel  # noqa: E402
 from visent.train import StudentHead  # noqa: E402
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from visent import Dataset
-from visent.clean.images import analyse_image
+from visent.clean.checks import analyse_image
 from visent.embed.images import load_image
 from visent.ingest import READERS, ImageFetcher, detect_format, ingest, sniff_image
 from visent.ingest.readers import IMAGE_SUFFIXES

@@ -22,15 +22,15 @@ from test_pipeline import make_crawl, make_image, make_mvsa
 ray = pytest.importorskip("ray", exc_type=ImportError)
 
 from visent import Dataset  # noqa: E402
-from visent.cli import app  # noqa: E402
 from visent.clean import clean  # noqa: E402
+from visent.cli import app  # noqa: E402
 from visent.embed import FeatureCache, load_backbone  # noqa: E402
 from visent.embed.dataset import embed_dataset, kept_images  # noqa: E402
-from visent.embed.pipeline import feature_key  # noqa: E402
+from visent.embed.features import feature_key  # noqa: E402
 from visent.engine import EngineError, get_engine  # noqa: E402
-from visent.engine.ingest import ingest  # noqa: E402
 from visent.ingest import READERS, detect_format  # noqa: E402
 from visent.ingest.stage import _unique  # noqa: E402
+from visent.ingest.worker import ingest  # noqa: E402
 from visent.predict import iter_predict  # noqa: E402
 from visent.teach import teach  # noqa: E402
 from visent.train import train  # noqa: E402

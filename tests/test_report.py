@@ -18,11 +18,11 @@ from test_export import TEACHER, build_dataset, make_varied_crawl
 from test_pipeline import make_crawl, make_image
 from visent import Dataset
 from visent.cli import app
+from visent.core.labels import CLASSES
+from visent.core.store import DatasetError
 from visent.evaluate import compute_metrics, evaluate
 from visent.ingest import ingest
-from visent.labels import CLASSES
 from visent.report import reason_kind, render_report, write_report
-from visent.store import DatasetError
 from visent.teach import teach
 from visent.train import train
 

@@ -25,9 +25,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import visent
-from visent.labels import CLASSES
-from visent.serve import create_app
+from visent.core.labels import CLASSES
 from visent.serve import app as serve_app
+from visent.serve import create_app
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -82,18 +82,20 @@ def client(model):
 def model_calls(model, monkeypatch):
     """Counts the images that reach the model (the real model still answers)."""
     calls = {"predict": 0, "explain": 0}
-    predict, explain = model.predict, model.explain
+    import visent.explain
+
+    predict, explain = model.predict, visent.explain.explain
 
     def counted_predict(images, *args, **kwargs):
         calls["predict"] += len(images)
         return predict(images, *args, **kwargs)
 
-    def counted_explain(image, *args, **kwargs):
+    def counted_explain(explained, image, *args, **kwargs):
         calls["explain"] += 1
-        return explain(image, *args, **kwargs)
+        return explain(explained, image, *args, **kwargs)
 
     monkeypatch.setattr(model, "predict", counted_predict)
-    monkeypatch.setattr(model, "explain", counted_explain)
+    monkeypatch.setattr(visent.explain, "explain", counted_explain)
     return calls
 
 

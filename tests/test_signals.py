@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from visent.core.labels import CLASSES
 from visent.embed.cache import FeatureCache
-from visent.embed.faces import EMOTIONS, FACE_FEATURES, _resize_bilinear, decode_centerface, fer_face_crops
-from visent.embed.ocr import OCR_FEATURES, cached_image_pass, load_rgb
-from visent.labels import CLASSES
+from visent.signals.faces import EMOTIONS, FACE_FEATURES, _resize_bilinear, decode_centerface, fer_face_crops
+from visent.signals.ocr import OCR_FEATURES, cached_image_pass, load_rgb
+from visent.teach import load_teacher
 
 
 def _word(path: Path, word: str, size: tuple[int, int] = (640, 240), font_size: int = 96) -> Path:
@@ -103,7 +104,7 @@ def test_fer_crop_is_square_scaled_and_resized_like_opencv() -> None:
 @pytest.fixture
 def ocr():
     pytest.importorskip("rapidocr_onnxruntime", reason="OCR needs `pip install rapidocr-onnxruntime`")
-    from visent.embed import ocr
+    from visent.signals import ocr
 
     return ocr
 
@@ -142,7 +143,7 @@ def test_ocr_reads_a_rendered_word_and_nothing_in_plain_images(ocr, tmp_path: Pa
 
 def test_ocr_features_use_the_text_teacher(ocr, tmp_path: Path) -> None:
     happy, sad = _word(tmp_path / "happy.png", "HAPPY"), _word(tmp_path / "sad.png", "TERRIBLE")
-    X, status = ocr.ocr_features([happy, sad], teacher="vader", threads=1, cache=False)
+    X, status = ocr.ocr_features([happy, sad], teacher=load_teacher("vader"), threads=1, cache=False)
     assert status == ["ok", "ok"]
     np.testing.assert_allclose(X[:, 2:].sum(axis=1), 1, rtol=1e-5)
     positive, negative = CLASSES.index("positive"), CLASSES.index("negative")
@@ -155,8 +156,8 @@ def faces():
     pytest.importorskip("onnxruntime", reason="the face detector needs `pip install onnx onnxruntime`")
     pytest.importorskip("onnx", reason="the face detector needs `pip install onnx onnxruntime`")
     pytest.importorskip("ai_edge_litert", reason="the expression model needs `pip install ai-edge-litert`")
-    from visent.embed import faces
-    from visent.embed.ocr import SignalNotAvailable
+    from visent.signals import faces
+    from visent.signals.ocr import SignalNotAvailable
 
     try:
         faces.detector_path(), faces.expression_model_path()

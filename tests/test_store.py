@@ -4,7 +4,7 @@ import stat
 import pyarrow as pa
 import pytest
 
-from visent.store import FILE_MODE, Dataset, DatasetError, atomic_write_bytes, atomic_write_table
+from visent.core.store import FILE_MODE, Dataset, DatasetError, atomic_write_bytes, atomic_write_table
 
 
 def test_missing_dataset_says_how_to_make_one(tmp_path):

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import MVSA, SEMEVAL, needs_mvsa, needs_semeval
-from visent import Dataset, schema
-from visent.labels import CLASSES
+from visent import Dataset
+from visent.core import schema
+from visent.core.labels import CLASSES
 from visent.teach import TEACHERS, Teacher, load_teacher, preprocess_tweet, teach
 from visent.teach import stage as stage_module
 from visent.teach.calibrate import HELDOUT, Tweets, compound_rule, main, read_semeval, score
@@ -142,6 +143,7 @@ class Spy:
     def __init__(self, fail_on_call: int | None = None, fail_on_text: str | None = None):
         self.inner = load_teacher("vader")
         self.name, self.fingerprint = self.inner.name, self.inner.fingerprint
+        self.thresholds, self.accepts_languages = self.inner.thresholds, False
         self.fail_on_call, self.fail_on_text = fail_on_call, fail_on_text
         self.calls: list[list[str]] = []
 

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from conftest import SEMEVAL, needs_semeval
 from visent.cli import app
-from visent.labels import CLASSES
+from visent.core.labels import CLASSES
+from visent.core.numeric import expected_calibration_error, fit_temperature, prior_shift, softmax
 from visent.teach import load_teacher
+from visent.teach.classifier import ClassifierConfig, TextClassifier
 from visent.teach.data import Tweets, read_labelled, read_semeval
-from visent.teach.ensemble import DEFAULT_TEACHER_DIR, TEACHER_FILE, TrainedTeacher, detect_languages, fit_stack
-from visent.teach.trained import (ClassifierConfig, TextClassifier, expected_calibration_error, fit_temperature,
-                                  prior_shift, softmax)
-from visent.teach.trainer import train_teacher
+from visent.teach.directory import DEFAULT_TEACHER_DIR, TEACHER_FILE, TrainedTeacher, detect_languages, fit_stack
+from visent.teach.recipe import train_teacher
 
 runner = CliRunner()
 
@@ -107,9 +107,9 @@ def test_temperature_scaling_lowers_ece_of_overconfident_logits():
     true_logits = rng.normal(0, 1.0, size=(n, 3))
     y = np.array([rng.choice(3, p=p) for p in softmax(true_logits)])
     overconfident = 4.0 * true_logits
-    before = expected_calibration_error(softmax(overconfident), y)
+    before = expected_calibration_error(y, softmax(overconfident))
     t = fit_temperature(overconfident, y)
-    after = expected_calibration_error(softmax(overconfident / t), y)
+    after = expected_calibration_error(y, softmax(overconfident / t))
     assert 3.0 < t < 5.0
     assert after < before / 3
 
@@ -281,8 +281,9 @@ def test_teach_stage_passes_the_posts_language_codes(tmp_path, monkeypatch):
     seen: list = []
 
     class Recorder:
-        name = "recorder"
+        name = fingerprint = "recorder"
         accepts_languages = True
+        thresholds = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}
 
         def predict_proba(self, texts, languages=None):
             seen.extend(languages)

@@ -11,9 +11,9 @@ import torch
 from test_pipeline import loose_options, make_crawl
 from visent import Dataset
 from visent.clean import clean
+from visent.core.store import DatasetError
 from visent.ingest import ingest
 from visent.model import VisentModel
-from visent.store import DatasetError
 from visent.teach import teach
 from visent.train import train as _train
 
@@ -98,7 +98,7 @@ def test_train_needs_a_cleaned_dataset(tmp_path):
 def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, monkeypatch):
     from PIL import Image
 
-    from visent.embed.signals import SIGNALS
+    from visent.signals import SIGNALS
 
     calls = []
 

@@ -4,16 +4,16 @@ A textual teacher reads the text of social-media posts, the weak labels are clea
 visual student learns to predict the sentiment from the image alone (the T4SA method).
 """
 
-__version__ = "0.1.0"
-
-from visent.labels import CLASSES  # noqa: E402
-from visent.store import Dataset  # noqa: E402
+from visent.core.labels import CLASSES
+from visent.core.store import Dataset
+from visent.core.version import __version__
 
 
 def load(model="default"):
-    """A trained student with ``predict(images)`` (a table of probabilities) and ``explain(image)`` (sentiment
-    maps): a model directory, or ``"default"`` for the model shipped with visent. See visent.model.VisentModel."""
-    from visent.model import load as load_model
+    """A trained student with ``predict(images)`` (a table of probabilities), ``predict_proba`` and
+    ``explain(image)`` (sentiment maps): a model directory, or ``"default"`` for the model shipped with visent.
+    See :class:`visent.api.Model`."""
+    from visent.api import load as load_model
 
     return load_model(model)
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from visent.progress import console
+from visent.core.progress import console
 
 stdout = Console()  # results; progress and messages go to stderr
 
@@ -35,12 +35,11 @@ def _fail(message: str) -> None:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    from visent.core.store import DatasetError
+    from visent.engine import EngineError
     from visent.evaluate import BenchmarkError
     from visent.model import ModelError
-    from visent.store import DatasetError
     from visent.train import TrainError
-
-    from visent.engine import EngineError
 
     return (BenchmarkError, DatasetError, EngineError, ModelError, TrainError, FileNotFoundError, ValueError, KeyError)
 
@@ -121,7 +120,7 @@ def ingest(
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
-    from visent.engine.ingest import ingest as run_ingest
+    from visent.ingest.worker import ingest as run_ingest
 
     counts = _run("ingest", run_ingest, source, out, engine=_engine(engine, ray_address), workers=workers,
                   timeout=timeout, retries=retries, max_bytes=max_bytes, limit=limit, per_host=per_host,
@@ -232,7 +231,8 @@ def build(
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
-    from visent.pipeline import BuildOptions, build as run_build
+    from visent.build import BuildOptions
+    from visent.build import build as run_build
 
     options = BuildOptions(
         teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
@@ -322,7 +322,7 @@ def _print_kfold(kfold: dict[str, Any]) -> None:
 
 
 def _print_predictions(rows: list[dict[str, Any]]) -> None:
-    from visent.labels import CLASSES
+    from visent.core.labels import CLASSES
 
     table = Table(show_header=True, header_style="bold")
     for column in ("path", *CLASSES, "label"):
@@ -462,7 +462,7 @@ def backbones() -> None:
     for name, description in BACKBONES.describe().items():
         console.print(f"[bold]{name}[/]  {description}")
     console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
-    from visent.embed.signals import SIGNALS
+    from visent.signals import SIGNALS
 
     console.print("Image signals (--signal NAME, fused with the backbone's features):")
     for name, description in SIGNALS.describe().items():
@@ -493,7 +493,7 @@ def teacher_train(
     import shlex
     import sys
 
-    from visent.teach.trainer import train_teacher
+    from visent.teach.recipe import train_teacher
 
     command = "visent " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     meta = _run("teacher train", train_teacher, data, out, encoders=encoder, exclude=exclude,
@@ -521,7 +521,7 @@ def teacher_predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default: standard output)."),
 ) -> None:
     """Negative / neutral / positive probabilities for each line of a text file, as CSV in input order."""
-    from visent.teach.predict import predict_lines
+    from visent.teach.score import predict_lines
 
     rows = _run("teacher predict", predict_lines, teacher, textfile, out)
     if out is None:

@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from visent import schema
-from visent.clean import images
+from visent.clean import checks as images
 from visent.clean.hamming import HammingIndex, popcount64
-from visent.labels import CLASSES, normalise_label
-from visent.progress import progress
-from visent.store import Checkpoint, Dataset, atomic_write_table
+from visent.core import schema
+from visent.core.labels import CLASSES, normalise_label
+from visent.core.progress import progress
+from visent.core.store import Checkpoint, Dataset, atomic_write_table
 
 DEFAULT_THRESHOLDS: dict[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}  # Serra et al.
 
@@ -59,15 +59,15 @@ def _as_dataset(dataset: Dataset | str | os.PathLike[str]) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else Dataset(dataset)
 
 
-def default_thresholds(teacher: str | None) -> dict[str, float]:
-    """The thresholds measured for ``teacher``, else Serra et al.'s :data:`DEFAULT_THRESHOLDS`."""
-    from visent.teach import TEACHER_THRESHOLDS
+def default_thresholds(dataset: Dataset | str | os.PathLike[str]) -> dict[str, float]:
+    """The per-class thresholds the teacher of ``dataset`` declared (the teach stage records them), else Serra
+    et al.'s :data:`DEFAULT_THRESHOLDS`."""
+    recorded = (_as_dataset(dataset).stage_info("teach") or {}).get("thresholds")
+    return dict(recorded or DEFAULT_THRESHOLDS)
 
-    return dict(TEACHER_THRESHOLDS.get(teacher or "", DEFAULT_THRESHOLDS))
 
-
-def _resolve_thresholds(thresholds: dict[str, float] | None, teacher: str | None) -> dict[str, float]:
-    merged = default_thresholds(teacher)
+def _resolve_thresholds(thresholds: dict[str, float] | None, ds: Dataset) -> dict[str, float]:
+    merged = default_thresholds(ds)
     for name, value in (thresholds or {}).items():
         label = normalise_label(name)
         if label is None:
@@ -98,8 +98,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
         raise ValueError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
     if min_side < 0:
         raise ValueError(f"min_side must be >= 0, got {min_side}")
-    teacher = (ds.stage_info("teach") or {}).get("params", {}).get("teacher")
-    params = {"thresholds": _resolve_thresholds(thresholds, teacher), "near_dup_distance": int(near_dup_distance),
+    params = {"thresholds": _resolve_thresholds(thresholds, ds), "near_dup_distance": int(near_dup_distance),
               "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
               "seed": int(seed)}
     if ds.stage_done("clean", params) and ds.has_table("clean"):

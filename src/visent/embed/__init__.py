@@ -7,9 +7,9 @@
 
 from visent.embed.backbones import BACKBONES, Backbone, BackboneError, BackboneSpec, load_backbone
 from visent.embed.cache import FeatureCache
+from visent.embed.features import embed_images
 from visent.embed.images import load_image
 from visent.embed.onnx import DEFAULT_RUNTIME, RUNTIMES
-from visent.embed.pipeline import embed_images
 
 __all__ = ["BACKBONES", "Backbone", "BackboneError", "BackboneSpec", "FeatureCache", "embed_images",
            "DEFAULT_RUNTIME", "RUNTIMES", "load_backbone", "load_image"]

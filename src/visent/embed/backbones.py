@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from visent.core.registry import Registry
+from visent.core.store import atomic_write_bytes
 from visent.embed.images import center_square
-from visent.registry import Registry
-from visent.store import atomic_write_bytes
 
 PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached features are recomputed
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from visent.store import atomic_write_bytes, atomic_write_text
+from visent.core.store import atomic_write_bytes, atomic_write_text
 
 
 def default_cache_root() -> Path:

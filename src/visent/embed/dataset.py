@@ -14,11 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from visent.core.store import Dataset
 from visent.embed.backbones import load_backbone
 from visent.embed.cache import FeatureCache
+from visent.embed.features import embed_images, feature_key, tta_mode
 from visent.embed.onnx import DEFAULT_RUNTIME, calibration_id, check_runtime
-from visent.embed.pipeline import embed_images, feature_key, tta_mode
-from visent.store import Dataset
 
 CHUNK = 256  # images per engine batch and cache shard
 
@@ -81,8 +81,8 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-l
         if runtime == "onnx-int8" and position > 0:
             name_runtime = "onnx"  # as train: the int8 calibration belongs to the first backbone
         elif runtime == "onnx-int8":  # measured on the kept images, as train measures it
+            from visent.embed.features import calibration_images
             from visent.embed.onnx import calibrate_int8
-            from visent.embed.pipeline import calibration_images
 
             calibration = calibrate_int8(model, lambda: calibration_images(model, paths, digests), digests)
         key = feature_key(model, tta, name_runtime, calibration_id(Path(calibration)) if calibration else None)

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from visent.core.store import atomic_write_bytes
 from visent.embed.backbones import Backbone, BackboneError
-from visent.store import atomic_write_bytes
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 DEFAULT_RUNTIME = "onnx"  # what `visent build` / `train` use: fp32 ONNX Runtime, same accuracy as PyTorch, ~5x faster

@@ -12,41 +12,11 @@ input order, one per batch. Ray is imported only by :mod:`visent.engine.ray`, wh
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Protocol
-
-import pyarrow as pa
+from visent.engine.base import Engine, EngineError, LocalEngine
 
 __all__ = ["ENGINES", "Engine", "EngineError", "LocalEngine", "get_engine"]
 
 ENGINES = ("local", "ray")
-
-
-class EngineError(Exception):
-    """An engine cannot run: unknown name, Ray missing, or a cluster that cannot be reached."""
-
-
-class Engine(Protocol):
-    name: str
-    threads_per_worker: int | None
-
-    def map_batches(self, worker: type, args: tuple[Any, ...], table: pa.Table, *, batch_size: int,
-                    local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]: ...
-
-
-class LocalEngine:
-    """Runs the batches in this process, in order: what every stage did before engines existed."""
-
-    name = "local"
-    threads_per_worker = None  # a stage's worker may use every core
-
-    def map_batches(self, worker: type, args: tuple[Any, ...], table: pa.Table, *, batch_size: int,
-                    local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]:
-        """``worker(*args)`` (or ``local``, a worker already built here) applied to each ``batch_size`` rows."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        function = local if local is not None else worker(*args)
-        for start in range(0, table.num_rows, batch_size):
-            yield function(table.slice(start, batch_size))
 
 
 def get_engine(engine: str | Engine | None = None, *, address: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from visent.engine import EngineError
+from visent.engine.base import EngineError
 
 try:
     import ray

@@ -21,9 +21,10 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
 
-from visent.labels import CLASS_INDEX, CLASSES
-from visent.progress import progress
-from visent.train.head import softmax
+from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.progress import progress
+from visent.evaluate.metrics import compute_metrics
+from visent.model.head import softmax
 
 C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
 N_CLASSES = len(CLASSES)
@@ -116,7 +117,6 @@ def _score_fold(runs: dict[str, list[dict[str, Any]]], fold: int, train: np.ndar
                 y_all: np.ndarray, X: np.ndarray, plain: np.ndarray, Z_student: np.ndarray, head: Any,
                 finetune: bool, seed: int) -> None:
     """Score one fold: the student, and with ``finetune`` the heads fitted on the other folds' human labels."""
-    from visent.evaluate import compute_metrics
 
     test_labels = [CLASSES[i] for i in y_all[test]]
     runs["student"].append({"fold": fold, **compute_metrics(test_labels, head.predict_proba(X[test]))})

@@ -25,12 +25,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from visent.core.labels import CLASSES
+from visent.embed.features import tta_mode
 from visent.embed.images import five_crops, load_image
-from visent.embed.pipeline import tta_mode
-from visent.explain.cam import (GRID, METHODS, ExplainError, cam_maps, contrastive_weights, gradcam_maps,
-                                has_pooled_maps, split_columns)
+from visent.explain.cam import (
+    GRID,
+    METHODS,
+    ExplainError,
+    cam_maps,
+    contrastive_weights,
+    gradcam_maps,
+    has_pooled_maps,
+    split_columns,
+)
 from visent.explain.render import overlay, panel
-from visent.labels import CLASSES
 
 if TYPE_CHECKING:
     from visent.model import VisentModel
@@ -67,7 +75,7 @@ class Explanation:
 
     def save(self, directory: str | Path, stem: str) -> list[Path]:
         """Write ``<stem>.<class>.png`` for each class and ``<stem>.panel.png``; returns the paths."""
-        from visent.store import atomic_write_bytes
+        from visent.core.store import atomic_write_bytes
 
         directory = Path(directory)
         written = []
@@ -87,7 +95,7 @@ def to_png(image: Image.Image) -> bytes:
 
 def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explanation:
     """Predict one image (a path, a PIL image or an array) and compute its sentiment maps with ``method``."""
-    from visent.model import image_files
+    from visent.model.inputs import image_files
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -120,10 +128,10 @@ def explain_images(model: "VisentModel | str | Path", inputs: list[str], out: st
     its probabilities, label, method, panel file, status and error. An unreadable image keeps its row."""
     import csv
 
+    from visent.core.progress import progress
+    from visent.core.store import atomic_open
     from visent.model import VisentModel
-    from visent.predict import expand_inputs
-    from visent.progress import progress
-    from visent.store import atomic_open
+    from visent.model.inputs import expand_inputs
 
     model = model if isinstance(model, VisentModel) else VisentModel.load(model)
     out = Path(out)
@@ -171,7 +179,7 @@ def _choose_method(backbones: list, method: str) -> str:
 
 
 def _views(backbone, path: Path, mode: str) -> list[tuple[torch.Tensor, tuple[int, int, int], bool]]:
-    """The views the model averages (see ``visent.embed.pipeline.embed_images``), each with its box in
+    """The views the model averages (see ``visent.embed.features.embed_images``), each with its box in
     ``GRID`` cells of the square (left, top, side) and whether it is mirrored."""
     image = load_image(path, backbone.image_size)
     if mode == "crops":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from visent.labels import CLASSES
+from visent.core.labels import CLASSES
 
 CLASS_COLOURS = {"negative": (214, 39, 40), "neutral": (127, 127, 127), "positive": (44, 160, 44)}
 PANEL_TILE = 256  # height of each tile in a panel

@@ -21,10 +21,11 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from visent import __version__, schema
 from visent.clean.stage import STEPS
-from visent.labels import CLASSES
-from visent.store import Dataset, atomic_open, atomic_write_table, atomic_write_text
+from visent.core import schema
+from visent.core.labels import CLASSES
+from visent.core.store import Dataset, atomic_open, atomic_write_table, atomic_write_text
+from visent.core.version import __version__
 
 __all__ = ["COLUMNS", "FORMATS", "SPLITS", "card_path", "dataset_card", "export_dataset", "parse_split", "split_of"]
 

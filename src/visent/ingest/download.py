@@ -20,7 +20,7 @@ from urllib.request import url2pathname
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from visent import __version__
+from visent.core.version import __version__
 
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
 _RETRY_STATUS = frozenset({408, 425, 429})  # and every 5xx

@@ -22,13 +22,12 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import charset_normalizer
-
+from visent.core.encoding import SAMPLE_BYTES, TextDecoder, detect_encoding, is_utf8
+from visent.core.images import IMAGE_SUFFIXES
+from visent.core.labels import normalise_label
+from visent.core.registry import Registry
 from visent.ingest.archives import ArchiveError, extract, is_archive
-from visent.labels import normalise_label
-from visent.registry import Registry
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
 CSV_SUFFIXES = frozenset({".csv", ".tsv"})
 MVSA_LABEL_FILE = "labelResultAll.txt"
@@ -38,7 +37,6 @@ TEXT_KEYS = ("text", "full_text", "caption")
 IMAGE_KEYS = ("image", "image_path", "image_url", "url", "media_url", "path")
 _TWEET_KEYS = frozenset({"id_str", "entities", "extended_entities", "extended_tweet", "retweeted_status",
                          "user", "attachments", "edit_history_tweet_ids", "note_tweet"})
-_SAMPLE_BYTES = 1 << 16
 
 
 @dataclass
@@ -87,65 +85,6 @@ def _unicode_safe(reader: Callable[..., Iterator[RawPost]]) -> Callable[..., Ite
     def wrapper(*args: Any, **kwargs: Any) -> Iterator[RawPost]:
         return map(_valid_unicode, reader(*args, **kwargs))
     return wrapper
-
-
-# --------------------------------------------------------------------------- text decoding
-class TextDecoder:
-    """Decodes text files: UTF-8 first, then the encoding that fits the source's other files.
-
-    Short posts carry too few non-ASCII bytes for a reliable guess one by one, so the
-    fallback encoding is detected once, on the pooled non-UTF-8 files of a source.
-    """
-
-    def __init__(self, fallback: str | None = None):
-        self.fallback = fallback
-
-    @classmethod
-    def learn(cls, samples: Iterable[bytes], budget: int = _SAMPLE_BYTES) -> TextDecoder:
-        pooled = bytearray()
-        for data in samples:
-            if not _is_utf8(data):
-                pooled += data + b"\n"
-                if len(pooled) >= budget:
-                    break
-        return cls(_detect_encoding(bytes(pooled)) if pooled else None)
-
-    def decode(self, data: bytes) -> str:
-        with_bom = data.startswith(codecs.BOM_UTF8)
-        try:
-            return data.decode("utf-8-sig" if with_bom else "utf-8")
-        except UnicodeDecodeError:
-            pass
-        if self.fallback:
-            try:
-                return data.decode(self.fallback)
-            except (UnicodeDecodeError, LookupError):
-                pass
-        return data.decode(_detect_encoding(data) or "cp1252", errors="replace")
-
-
-def _is_utf8(data: bytes, final: bool = True) -> bool:
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-# Legacy encodings by how common they are in social-media text; breaks ties between equally good guesses.
-_COMMON_ENCODINGS = ("cp1252", "gb18030", "cp1251", "shift_jis", "big5", "euc_kr", "cp1250", "cp1256",
-                     "cp1253", "cp1254", "cp1255", "cp1257", "cp874", "euc_jp", "koi8_r", "latin_1")
-
-
-def _detect_encoding(data: bytes) -> str | None:
-    """charset-normalizer's guess; among equally good candidates the most common encoding wins."""
-    matches = list(charset_normalizer.from_bytes(data))
-    if not matches:
-        return None
-    rank = {name: i for i, name in enumerate(_COMMON_ENCODINGS)}
-    best = min(matches, key=lambda m: (round(m.chaos, 3), -round(m.coherence, 3),
-                                       rank.get(m.encoding, len(rank))))
-    return best.encoding
 
 
 def _read_text(path: Path, decoder: TextDecoder) -> tuple[str, str]:
@@ -317,11 +256,11 @@ def _post_from_record(record: dict[str, Any], where: str, fallback_id: str, base
 def _csv_dialect(path: Path) -> tuple[str, str]:
     """(encoding, delimiter) of a CSV/TSV file, from its first bytes."""
     with open(path, "rb") as handle:
-        sample = handle.read(_SAMPLE_BYTES)
-    if sample.startswith(codecs.BOM_UTF8) or _is_utf8(sample, final=False):
+        sample = handle.read(SAMPLE_BYTES)
+    if sample.startswith(codecs.BOM_UTF8) or is_utf8(sample, final=False):
         encoding = "utf-8-sig"
     else:
-        encoding = _detect_encoding(sample) or "cp1252"
+        encoding = detect_encoding(sample) or "cp1252"
     if path.suffix.lower() == ".tsv":
         return encoding, "\t"
     header = sample.split(b"\n", 1)[0].decode(encoding, errors="replace")
@@ -381,7 +320,7 @@ def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
         yield 1, rel, None, f"cannot read {rel} ({exc.strerror or exc})"
         return
     with handle:
-        head = handle.read(_SAMPLE_BYTES).lstrip(codecs.BOM_UTF8 + b" \t\r\n")
+        head = handle.read(SAMPLE_BYTES).lstrip(codecs.BOM_UTF8 + b" \t\r\n")
         handle.seek(0)
         if not head:
             return

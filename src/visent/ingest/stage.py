@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from visent.core.progress import progress
+from visent.core.schema import HUMAN_LABELS, POSTS
+from visent.core.store import Dataset
 from visent.ingest.download import ImageFetcher
 from visent.ingest.readers import READERS, RawPost, detect_format
-from visent.progress import progress
-from visent.schema import HUMAN_LABELS, POSTS
-from visent.store import Dataset
 
 STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]

@@ -13,49 +13,18 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-import numpy as np
 import pyarrow as pa
 
-from visent.labels import CLASSES
-from visent.model import VisentModel
-from visent.store import atomic_open
+from visent.core.labels import CLASSES
+from visent.core.store import atomic_open
+from visent.model import CHUNK, VisentModel
+from visent.model.inputs import IMAGE_SUFFIXES, expand_inputs
 
-__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "predict_items", "write_csv", "CSV_COLUMNS"]
+__all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "write_csv", "CSV_COLUMNS"]
 
-CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
-ENGINE_CHUNK = 128  # images per task of an engine other than the local one
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 CSV_COLUMNS = ["path", *CLASSES, "label", "status", "error"]
 
-
-def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
-    """Turn files, folders (searched recursively for images) and ``@list.txt`` files into (path, problem) pairs.
-
-    ``problem`` is None for a file to predict, else why the item cannot be read (it still gets a row).
-    """
-    expanded: list[tuple[str, str | None]] = []
-    for item in items:
-        text = str(item)
-        if text.startswith("@"):
-            list_file = Path(text[1:])
-            if not list_file.is_file():
-                expanded.append((text, f"list file {list_file} not found"))
-                continue
-            lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
-            entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-            expanded.extend(expand_inputs([p if Path(p).is_absolute() else str(list_file.parent / p) for p in entries]))
-        elif Path(text).is_dir():
-            found = sorted(p for p in Path(text).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                expanded.append((text, "folder holds no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")"))
-            expanded.extend((str(p), None) for p in found)
-        elif Path(text).is_file():
-            expanded.append((text, None))
-        else:
-            expanded.append((text, "file not found"))
-    return expanded
-
+ENGINE_CHUNK = 128  # images per task of an engine other than the local one
 
 def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
             cache: bool = True, engine: Any = None) -> list[dict[str, Any]]:
@@ -77,7 +46,7 @@ def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], 
     items = expand_inputs(inputs)
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     for chunk in chunks:  # each chunk shows its own embedding progress
-        yield from predict_items(model, chunk, batch_size=batch_size, cache=cache)
+        yield from model.predict_rows(chunk, batch_size=batch_size, cache=cache)
 
 
 _ROWS = pa.schema([("path", pa.string()), *[(name, pa.float64()) for name in CLASSES], ("label", pa.string()),
@@ -95,7 +64,7 @@ class PredictWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = list(zip(batch.column("path").to_pylist(), batch.column("problem").to_pylist()))
-        rows = predict_items(self.model, items, batch_size=self.batch_size, cache=self.cache)
+        rows = self.model.predict_rows(items, batch_size=self.batch_size, cache=self.cache)
         return pa.Table.from_pylist(rows, schema=_ROWS)
 
 
@@ -123,29 +92,6 @@ def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path
             row["error"] = row["error"].replace(row["path"], path)
             row["path"] = path
             yield row
-
-
-def predict_items(model: VisentModel, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,
-                  cache: bool = True) -> list[dict[str, Any]]:
-    """Rows for (path, problem) pairs as :func:`expand_inputs` gives them, all embedded in one call."""
-    readable = [i for i, (_, problem) in enumerate(items) if problem is None]
-    probs = np.full((len(items), len(CLASSES)), np.nan)
-    statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
-    if readable:
-        p, st = model.predict_proba([items[i][0] for i in readable], batch_size=batch_size, cache=cache)
-        probs[readable] = p
-        for i, s in zip(readable, st):
-            statuses[i] = s
-    rows = []
-    for (path, _), prob, status in zip(items, probs, statuses):
-        ok = not np.isnan(prob).any()
-        row: dict[str, Any] = {"path": path}
-        row.update({name: (float(v) if ok else None) for name, v in zip(CLASSES, prob)})
-        row["label"] = CLASSES[int(np.argmax(prob))] if ok else None
-        row["status"] = "ok" if ok else "error"
-        row["error"] = "" if ok else (status.removeprefix("error: ") or "image could not be read")
-        rows.append(row)
-    return rows
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> int:

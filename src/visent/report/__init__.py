@@ -21,6 +21,7 @@ saying why and how to add it; it never stops the rest of the page.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -31,13 +32,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visent import __version__
-from visent.labels import CLASSES
-from visent.store import Dataset, DatasetError, atomic_write_text
+from visent.core.labels import CLASSES
+from visent.core.store import Dataset, DatasetError, atomic_write_text
+from visent.core.version import __version__
 
 __all__ = ["render_report", "write_report", "reason_kind"]
 
@@ -427,8 +428,7 @@ def _confidence_section(context: _Context, posts: _Posts | None) -> str:
     if not thresholds:
         from visent.clean import default_thresholds
 
-        teacher = ((ds.stage_info("teach") or {}).get("params") or {}).get("teacher")
-        thresholds, label = default_thresholds(teacher), "default threshold"
+        thresholds, label = default_thresholds(ds), "default threshold"
     confidence: dict[str, list[float]] = {name: [] for name in CLASSES}
     kept: dict[str, list[bool]] = {name: [] for name in CLASSES}
     for status, name, value, state in zip(posts["teach_status"], posts["teach_label"], posts["teach_confidence"],
@@ -532,7 +532,7 @@ def _benchmark_overlap(report: dict[str, Any], posts: _Posts | None) -> tuple[in
     read; identical files are recognised by their SHA-256."""
     if posts is None or not posts.cleaned or not report.get("benchmark"):
         return None
-    from visent.embed.pipeline import file_hashes
+    from visent.embed.features import file_hashes
     from visent.evaluate import BenchmarkError, load_benchmark
 
     try:
@@ -574,16 +574,16 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
     if (~scored).any():
         first = next((s for s, ok in zip(statuses, scored) if not ok), "")
         parts.append(_note(f"{int((~scored).sum()):,} images could not be read and are left out (first: {first})."))
-    explain = getattr(model, "explain", None)
-    if explain is None:
-        parts.append(_note("This visent has no sentiment maps (VisentModel.explain): the images are shown plain."))
+    from visent.explain import explain as explain_image
+
+    explain = functools.partial(explain_image, model)
     predicted = np.where(scored, np.nan_to_num(probs, nan=-1.0).argmax(axis=1), -1)
     chosen: list[tuple[int, int]] = []  # (class index, row into rows)
     for c, _ in enumerate(CLASSES):
         members = np.flatnonzero(predicted == c)
         order = members[np.argsort(-probs[members, c], kind="stable")][:top]
         chosen += [(c, int(k)) for k in order]
-    from visent.progress import progress
+    from visent.core.progress import progress
 
     cells: dict[int, list[str]] = {c: [] for c in range(len(CLASSES))}
     failed = 0
@@ -610,17 +610,15 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
     return "\n".join(parts)
 
 
-def _thumbnail(explain: Any, path: Path, cls: str) -> tuple[str, str | None]:
+def _thumbnail(explain: Callable[[Path], Any], path: Path, cls: str) -> tuple[str, str | None]:
     """An ``<img>`` of the image overlaid with its map of ``cls`` (else the plain image, else a placeholder)
     and what went wrong, if anything."""
     from PIL import Image
 
-    problem = None
-    if explain is not None:
-        try:
-            return _img_tag(explain(path).overlay(cls), f"{path.name}, sentiment map of {cls}"), None
-        except Exception as error:  # noqa: BLE001 - one image never stops the report
-            problem = f"no sentiment map: {type(error).__name__}: {error}"
+    try:
+        return _img_tag(explain(path).overlay(cls), f"{path.name}, sentiment map of {cls}"), None
+    except Exception as error:  # noqa: BLE001 - one image never stops the report
+        problem = f"no sentiment map: {type(error).__name__}: {error}"
     try:
         with Image.open(path) as image:
             return _img_tag(image, path.name), problem

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from visent.labels import CLASSES
+from visent.core.labels import CLASSES
 
 CLASS_COLOURS = {"negative": "#c0392b", "neutral": "#7f8c8d", "positive": "#27ae60"}
 KEPT, DROPPED, REMAINING = "#2e86c1", "#e67e22", "#aed6f1"

@@ -28,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from visent import __version__
-from visent.labels import CLASSES
+from visent.core.labels import CLASSES
+from visent.core.version import __version__
 
 log = logging.getLogger("visent.serve")
 
@@ -42,7 +42,7 @@ DEFAULT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 
 TARGETS = ("predicted", *CLASSES, "all")
 Target = Literal["predicted", "negative", "neutral", "positive", "all"]
-assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent.labels.CLASSES
+assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent.core.labels.CLASSES
 
 # Pillow reports its decompression-bomb check as a warning; the header is opened with that warning turned
 # into an error, and the lock keeps the process-wide warning filters consistent across request threads.
@@ -443,12 +443,13 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
                 target: Target = Query("predicted", description="Which map to draw: predicted, negative, neutral, "
                                                                 "positive, or all (a panel of the three).")) -> Response:
         from visent.explain import ExplainError, to_png
+        from visent.explain import explain as explain_image
 
         image, = read_images([file])
         name = image.name
         try:
             with lock:
-                result = model.explain(image.data)
+                result = explain_image(model, image.data)
         except ExplainError as error:
             raise RequestRejected(422, f"'{name}' could not be explained: {error}")
         picture = result.panel() if target == "all" else result.overlay(None if target == "predicted" else target)

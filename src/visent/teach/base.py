@@ -1,43 +1,30 @@
-"""The teacher contract and the registry of named teachers."""
+"""The teacher contract: what the teach stage, the image signals and ``visent teacher predict`` rely on."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from visent.registry import Registry
+# Serra et al.'s per-class confidence thresholds: what the clean stage applies for a teacher that declares none.
+SERRA_THRESHOLDS: Mapping[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}
 
 
 @runtime_checkable
 class Teacher(Protocol):
     """Reads post texts and gives sentiment probabilities.
 
-    ``predict_proba`` takes raw post texts (the teacher does its own normalisation) and returns
-    an ``(n, 3)`` float array whose columns follow :data:`visent.labels.CLASSES` and whose rows
-    sum to 1.
+    ``predict_proba`` takes raw post texts (the teacher does its own normalisation) and returns an ``(n, 3)``
+    float array whose columns follow :data:`visent.core.labels.CLASSES` and whose rows sum to 1; a teacher whose
+    ``accepts_languages`` is true also takes ``languages=`` (the posts' ISO 639-1 codes, None where unknown).
+    ``fingerprint`` names the weights and options, so that a changed teacher re-runs the teach stage;
+    ``thresholds`` are the per-class confidences the clean stage keeps a label from (its confidences have a
+    scale of their own), :data:`SERRA_THRESHOLDS` where nothing was measured.
     """
 
     name: str
+    fingerprint: str
+    thresholds: Mapping[str, float]
+    accepts_languages: bool
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-TEACHERS: Registry[Teacher] = Registry("teacher")
-
-# Per-class confidence thresholds measured for a teacher (its confidences have their own scale).
-# Teachers without an entry get the cleaning stage's defaults, those of Serra et al.
-TEACHER_THRESHOLDS: dict[str, dict[str, float]] = {}
-
-
-def load_teacher(name: str = "default", **kw: Any) -> Teacher:
-    """Build the teacher registered as ``name`` (see ``TEACHERS.describe()``), or load a teacher
-    directory made by ``visent teacher train`` when ``name`` is its path; ``kw`` go to the factory."""
-    if name not in TEACHERS:
-        from pathlib import Path
-
-        from visent.teach.ensemble import TEACHER_FILE, TrainedTeacher
-
-        if (Path(name) / TEACHER_FILE).is_file():
-            return TrainedTeacher(name, **kw)
-    return TEACHERS.create(name, **kw)

@@ -25,24 +25,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from visent.labels import CLASSES, CLASS_INDEX
-from visent.store import atomic_write_json
+from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.numeric import expected_calibration_error
+from visent.core.store import atomic_write_json
 from visent.teach.data import Tweets, file_info, read_semeval
 from visent.teach.text import preprocess_tweet
 from visent.teach.vader import DEFAULT_CALIBRATION, FEATURES, VaderTeacher, vader_features
 
 HELDOUT = "twitter-2016test-A.tsv"
-
-
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins."""
-    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        mask = which == b
-        total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
 
 
 def score(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None) -> dict[str, float | None]:
@@ -52,7 +42,7 @@ def score(y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None) -> d
         "macro_recall": float(recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "ece": None if probs is None else expected_calibration_error(probs, y),
+        "ece": None if probs is None else expected_calibration_error(y, probs),
     }
     return {k: (None if v is None else round(v, 4)) for k, v in out.items()}
 

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from visent.labels import CLASS_INDEX, normalise_label
+from visent.core.labels import CLASS_INDEX, normalise_label
 from visent.teach.text import preprocess_tweet
 
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from visent.progress import progress
-from visent.registry import Registry
+from visent.core.progress import progress
+from visent.core.registry import Registry
 
 TEXT_ENCODERS: Registry["TextEncoder"] = Registry("text encoder")
 

@@ -10,11 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from visent import schema
-from visent.labels import CLASSES
-from visent.progress import progress
-from visent.store import Dataset
-from visent.teach.base import Teacher, load_teacher
+from visent.core import schema
+from visent.core.labels import CLASSES
+from visent.core.progress import progress
+from visent.core.store import Dataset
+from visent.engine import get_engine
+from visent.teach.base import Teacher
+from visent.teach.teachers import is_teacher_dir, load_teacher
 from visent.teach.text import preprocess_tweet
 
 STAGE = "teach"
@@ -44,7 +46,7 @@ def _row(post_id: str, teacher: str, probs: np.ndarray | None, reason: str) -> d
 
 
 def _predict(model: Teacher, texts: list[str], langs: list[str | None] | None = None) -> np.ndarray:
-    if langs is not None and getattr(model, "accepts_languages", False):
+    if langs is not None and model.accepts_languages:
         probs = np.asarray(model.predict_proba(texts, languages=langs), dtype=np.float64)  # type: ignore[call-arg]
     else:
         probs = np.asarray(model.predict_proba(texts), dtype=np.float64)
@@ -90,8 +92,6 @@ class TeachWorker:
 
     def __init__(self, teacher: str, model: Teacher | None = None):
         if model is None:
-            import visent.teach  # noqa: F401  (registers the named teachers)
-
             model = load_teacher(teacher)
         self.model = model
 
@@ -104,10 +104,7 @@ class TeachWorker:
 def _portable(teacher: str) -> str:
     """``teacher`` as an engine's workers load it, whatever their working directory: a teacher directory by its
     absolute path, a registered name as it is."""
-    from visent.teach.base import TEACHERS
-    from visent.teach.ensemble import TEACHER_FILE
-
-    if teacher not in TEACHERS and (Path(teacher) / TEACHER_FILE).is_file():
+    if is_teacher_dir(teacher):
         return str(Path(teacher).resolve())
     return teacher
 
@@ -130,7 +127,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     ids = posts.column("post_id").to_pylist()
     texts = [t or "" for t in posts.column("text").to_pylist()]
     langs = posts.column("lang").to_pylist()
-    params = {"teacher": teacher, "teacher_id": getattr(model, "fingerprint", model.name),
+    params = {"teacher": teacher, "teacher_id": model.fingerprint,
               "posts": _posts_fingerprint(ids, texts, langs)}
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
         return dict(ds.stage_info(STAGE)["counts"])  # type: ignore[index]
@@ -138,8 +135,6 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     checkpoint = ds.begin_stage(STAGE, params)
     done = checkpoint.done_keys()
     todo = [i for i, post_id in enumerate(ids) if post_id not in done]
-    from visent.engine import get_engine
-
     run = get_engine(engine)
     pending = pa.table({"post_id": [ids[i] for i in todo], "text": [texts[i] for i in todo],
                         "lang": pa.array([langs[i] for i in todo], pa.string())})
@@ -156,7 +151,8 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     table = rows.take(order)
     ds.write_table(STAGE, table)
     counts = _counts(table)
-    ds.finish_stage(STAGE, params, counts)
+    # the clean stage reads the teacher's thresholds from here, never the teacher itself
+    ds.finish_stage(STAGE, params, counts, thresholds=dict(model.thresholds))
     return counts
 
 

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from visent.labels import CLASSES
-from visent.teach.base import TEACHER_THRESHOLDS, TEACHERS
+from visent.core.labels import CLASSES
+from visent.core.numeric import prior_vector, softmax
 from visent.teach.text import preprocess_tweet
 
 DEFAULT_CALIBRATION = Path(__file__).resolve().parents[1] / "resources" / "teachers" / "vader-calibration.json"
@@ -64,19 +64,6 @@ def load_calibration(source: str | Path | Mapping[str, Any] = DEFAULT_CALIBRATIO
     return cal
 
 
-def _prior_vector(prior: str | Sequence[float], train_prior: np.ndarray) -> np.ndarray:
-    if isinstance(prior, str):
-        if prior == "train":
-            return train_prior
-        if prior == "uniform":
-            return np.full(len(CLASSES), 1.0 / len(CLASSES))
-        raise ValueError(f"prior must be 'uniform', 'train' or {len(CLASSES)} class weights, not {prior!r}")
-    vector = np.asarray(prior, dtype=np.float64)
-    if vector.shape != (len(CLASSES),) or not np.all(np.isfinite(vector)) or np.any(vector <= 0):
-        raise ValueError(f"prior needs {len(CLASSES)} positive weights in the order {CLASSES}, got {prior!r}")
-    return vector / vector.sum()
-
-
 class VaderTeacher:
     """VADER with calibrated probabilities.
 
@@ -95,13 +82,18 @@ class VaderTeacher:
     """
 
     name = "vader"
+    accepts_languages = False
+    # VADER's calibrated confidences rarely reach Serra et al.'s 0.9: on MVSA those thresholds keep 803 of
+    # 3,692 posts (712 negative, 91 positive, no neutral) and the student falls to 0.60 balanced accuracy on
+    # human image labels, against 0.65 with 0.5 for every class (benchmarks/mvsa_zero_label.py, README).
+    thresholds = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}
 
     def __init__(self, calibration: str | Path | Mapping[str, Any] = DEFAULT_CALIBRATION,
                  prior: str | Sequence[float] = "uniform"):
         cal = load_calibration(calibration)
         self._coef = np.asarray(cal["coef"], dtype=np.float64)
         train_prior = np.asarray(cal["train_prior"], dtype=np.float64)
-        target = _prior_vector(prior, train_prior)
+        target = prior_vector(prior, train_prior)
         self._intercept = np.asarray(cal["intercept"], dtype=np.float64) + np.log(target) - np.log(train_prior)
         self._analyzer = SentimentIntensityAnalyzer()
         digest = hashlib.sha256(json.dumps([cal["coef"], cal["intercept"], cal["train_prior"]]).encode()).hexdigest()
@@ -109,20 +101,4 @@ class VaderTeacher:
         self.fingerprint = f"vader:{digest[:16]}:prior={np.round(target, 6).tolist()}"
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        logits = vader_features(texts, self._analyzer) @ self._coef.T + self._intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
-
-
-# VADER's calibrated confidences rarely reach Serra et al.'s 0.9: on MVSA those thresholds keep 803 of
-# 3,692 posts (712 negative, 91 positive, no neutral) and the student falls to 0.60 balanced accuracy on
-# human image labels, against 0.65 with 0.5 for every class (benchmarks/mvsa_zero_label.py, README).
-TEACHER_THRESHOLDS["vader"] = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}
-
-
-@TEACHERS.register("vader")
-def _vader(calibration: str | Path | Mapping[str, Any] = DEFAULT_CALIBRATION,
-           prior: str | Sequence[float] = "uniform") -> VaderTeacher:
-    """VADER lexicon scores with logistic calibration fitted on SemEval-2017 tweets (kw: prior, calibration)."""
-    return VaderTeacher(calibration, prior)
+        return softmax(vader_features(texts, self._analyzer) @ self._coef.T + self._intercept)

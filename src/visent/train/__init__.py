@@ -14,10 +14,12 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
-from visent.labels import CLASSES
-from visent.schema import PROB_COLUMNS
-from visent.store import Dataset, atomic_write_bytes
-from visent.train.head import StudentHead, as_targets
+from visent.core.labels import CLASSES
+from visent.core.numeric import expected_calibration_error
+from visent.core.schema import PROB_COLUMNS
+from visent.core.store import Dataset, atomic_write_bytes
+from visent.model import ModelConfig, VisentModel
+from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
 __all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
@@ -88,7 +90,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     ``backbone`` may join several with ``+`` (``efficientnet-lite0-ms+efficientnet-lite2``): the features of
     the first (fine-tuned or loaded from ``weights`` if asked) are followed by those of the others (frozen,
     packaged weights). ``signals`` adds image signals to the backbone's features
-    (``visent.embed.signals.SIGNALS``: "ocr" scored by ``signal_teacher``, "faces").
+    (``visent.signals.SIGNALS``: "ocr" scored by ``signal_teacher``, "faces").
     ``target_temperature`` sharpens (< 1) or flattens (> 1) the teacher's probabilities; ``self_training``
     rounds let the student relabel the posts out of fold and learn from ``alpha * teacher + (1 - alpha) *
     student`` (:mod:`visent.train.noisy`). ``calibrate`` temperature-scales the student's probabilities against
@@ -97,9 +99,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
     from visent.embed import load_backbone
+    from visent.embed.features import tta_mode
     from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
-    from visent.embed.pipeline import tta_mode
-    from visent.model import ModelConfig, VisentModel
 
     runtime = check_runtime(runtime or DEFAULT_RUNTIME)
     tta = tta_mode(tta)
@@ -116,7 +117,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from visent.embed.signals import check_signals
+    from visent.signals import check_signals
 
     backbone, *extra_backbones = [name.strip() for name in backbone.split("+")]
     # Loaded now, so that an unknown or weights-only name fails before any work; the features reuse them.
@@ -144,8 +145,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         model_backbone = load_backbone(backbone, weights=weights_path)
 
     if runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
+        from visent.embed.features import calibration_images
         from visent.embed.onnx import CALIBRATION_FILE, calibrate_int8
-        from visent.embed.pipeline import calibration_images
 
         measured = calibrate_int8(
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
@@ -195,8 +196,7 @@ def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np
     """Set ``head.temperature``: fitted on the validation split's teacher targets by a head of the same C trained
     on the rest (no human labels). Returns the temperature and the validation ECE against the teacher's labels
     before and after."""
-    from visent.evaluate import expected_calibration_error
-    from visent.labels import CLASS_INDEX
+    from visent.core.labels import CLASS_INDEX
 
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
     split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])

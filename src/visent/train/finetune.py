@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from visent.core.progress import progress
 from visent.embed.backbones import Backbone
+from visent.embed.features import describe_error, prefetched
 from visent.embed.images import load_image, random_resized_crop
-from visent.embed.pipeline import describe_error, prefetched
-from visent.progress import progress
 
 TAIL_LR_FACTOR = 0.1  # the pretrained blocks move ten times slower than the new head
 WEIGHT_DECAY = 1e-4

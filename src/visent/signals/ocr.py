@@ -5,7 +5,7 @@ engine is RapidOCR (PP-OCRv4 detection and recognition, ONNX models shipped insi
 ``rapidocr-onnxruntime`` package, run with ONNX Runtime)::
 
     texts, status = ocr_texts(paths)                    # the text read in each image ("" when none)
-    X, status = ocr_features(paths, teacher="vader")    # (n, 5): OCR_FEATURES
+    X, status = ocr_features(paths, teacher=load_teacher("vader"))    # (n, 5): OCR_FEATURES
 
 For speed, each image is first shrunk so that its longer side is at most ``max_side`` pixels, text is
 detected at that size (the engine's default would enlarge the shorter side to 736 pixels), the angle
@@ -14,25 +14,27 @@ found, so an image without text costs one detection pass. The texts are cached p
 :class:`~visent.embed.cache.FeatureCache` under a key of their own (:func:`ocr_key`); the teacher then
 reads them afresh (it is fast), so one OCR pass serves any teacher.
 
-:func:`cached_image_pass` is the machinery both image signals (this one and :mod:`visent.embed.faces`)
+:func:`cached_image_pass` is the machinery both image signals (this one and :mod:`visent.signals.faces`)
 share: content hashing, cache look-up, decoding in threads, per-image error statuses.
 """
 
 from __future__ import annotations
 
 import threading
-from importlib import metadata
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from visent.core.labels import CLASSES
+from visent.core.progress import progress
+from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
+from visent.embed.features import FLUSH_EVERY, _try, describe_error, file_hashes, pending_images, prefetched
 from visent.embed.images import load_image
-from visent.embed.pipeline import FLUSH_EVERY, _try, describe_error, file_hashes, pending_images, prefetched
-from visent.labels import CLASSES
-from visent.progress import progress
+from visent.teach.base import Teacher
 
 OCR_VERSION = 1  # bump when the recipe below changes, so cached texts are recomputed
 MAX_SIDE = 768  # longer side (pixels) at which text is detected and read
@@ -120,8 +122,8 @@ def load_rgb(path: Path, max_side: int) -> Image.Image:
 # --------------------------------------------------------------------------- OCR
 def _package_version() -> str:
     try:
-        return metadata.version("rapidocr-onnxruntime")
-    except metadata.PackageNotFoundError as exc:
+        return package_version("rapidocr-onnxruntime", default=None)
+    except PackageNotFoundError as exc:
         raise SignalNotAvailable("the OCR signal needs RapidOCR: `pip install rapidocr-onnxruntime`") from exc
 
 
@@ -205,13 +207,13 @@ def ocr_texts(paths: Sequence[Path | str | None], *, max_side: int = MAX_SIDE, c
     return texts, status
 
 
-def ocr_features(paths: Sequence[Path | str | None], teacher: Any = None, *, max_side: int = MAX_SIDE,
+def ocr_features(paths: Sequence[Path | str | None], teacher: Teacher, *, max_side: int = MAX_SIDE,
                  cache: FeatureCache | bool = True, hashes: Sequence[str | None] | None = None,
                  threads: int | None = None, workers: int = 2) -> tuple[np.ndarray, list[str]]:
     """Per image the float32 vector :data:`OCR_FEATURES`, and a status per image (as :func:`ocr_texts`).
 
     ``[has_text, log1p(characters), P(negative), P(neutral), P(positive)]``: the probabilities are the text
-    teacher's reading of the image's text (``teacher``: a Teacher, or a registered name; default ``"vader"``),
+    teacher's reading of the image's text (``teacher``: a :class:`visent.teach.Teacher`),
     uniform when the image has no text. Rows of unreadable files are NaN.
     """
     vectors, status = _ocr_pass(paths, max_side=max_side, cache=cache, hashes=hashes, threads=threads,
@@ -225,13 +227,5 @@ def ocr_features(paths: Sequence[Path | str | None], teacher: Any = None, *, max
         out[i, :2] = (1.0 if i in has_text else 0.0, np.log1p(vectors[i, 1]))
         out[i, 2:] = 1.0 / len(CLASSES)
     if with_text:
-        out[with_text, 2:] = _teacher(teacher).predict_proba([texts[i] for i in with_text])
+        out[with_text, 2:] = teacher.predict_proba([texts[i] for i in with_text])
     return out, status
-
-
-def _teacher(teacher: Any) -> Any:
-    from visent.teach import load_teacher
-
-    if teacher is None:
-        return load_teacher("vader")
-    return load_teacher(teacher) if isinstance(teacher, str) else teacher

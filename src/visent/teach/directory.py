@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from visent.labels import CLASSES
-from visent.teach.base import TEACHER_THRESHOLDS, TEACHERS
-from visent.teach.trained import N_CLASSES, TextClassifier, log_softmax, prior_shift, softmax
+from visent.core.labels import CLASSES
+from visent.core.numeric import N_CLASSES, log_softmax, prior_shift, softmax
+from visent.teach.base import SERRA_THRESHOLDS
+from visent.teach.classifier import TextClassifier
 from visent.teach.text import preprocess_tweet
 
 TEACHER_FILE = "teacher.json"
@@ -82,8 +83,11 @@ class TrainedTeacher:
     ``language``: force one route (``"en"`` or any other code) instead of detecting it per text.
     """
 
+    accepts_languages = True  # the teach stage passes the posts' language codes when the source has them
+
     def __init__(self, directory: str | Path = DEFAULT_TEACHER_DIR, name: str | None = None,
-                 prior: str | Sequence[float] = "uniform", language: str | None = None):
+                 prior: str | Sequence[float] = "uniform", language: str | None = None,
+                 thresholds: Mapping[str, float] | None = None):
         self.directory = Path(directory)
         meta_path = self.directory / TEACHER_FILE
         try:
@@ -96,6 +100,8 @@ class TrainedTeacher:
             raise ValueError(f"{meta_path} is not a {FORMAT} teacher for classes {CLASSES}")
         self.name = name or self.directory.name
         self.prior, self.language = prior, language
+        # the clean stage's per-class confidence thresholds: as measured for this teacher, else Serra et al.'s
+        self.thresholds = dict(thresholds or self.meta.get("thresholds") or SERRA_THRESHOLDS)
         self.routes: dict[str, dict[str, Any]] = self.meta["routes"]
         self._members: dict[str, Any] = {}
         digest = hashlib.sha256(meta_path.read_bytes())
@@ -137,7 +143,6 @@ class TrainedTeacher:
         fallback = "*" if "*" in self.routes else "en"
         return [lang if lang in self.routes else fallback for lang in langs]
 
-    accepts_languages = True  # the teach stage passes the posts' language codes when the source has them
 
     def predict_proba(self, texts: Sequence[str], languages: Sequence[str | None] | None = None) -> np.ndarray:
         clean = [preprocess_tweet(t) for t in texts]
@@ -155,14 +160,3 @@ class TrainedTeacher:
                     z += weight * self.member_logp(member, subset)
             out[rows] = softmax(log_softmax(z) + prior_shift(self.prior, np.asarray(route["prior"])))
         return out
-
-
-# On MVSA (benchmarks/mvsa_zero_label.py, fold 0) Serra et al.'s 0.7 / 0.9 / 0.9 keep 1,198 of ~2,950 posts (68
-# neutral) and the student reaches 0.603 balanced accuracy; 0.5 for every class keeps ~2,550 and reaches 0.657.
-TEACHER_THRESHOLDS["default"] = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}
-
-
-@TEACHERS.register("default")
-def _default(prior: str | Sequence[float] = "uniform", language: str | None = None) -> TrainedTeacher:
-    """Shipped trained teacher: fine-tuned MiniLM + multilingual e5 + VADER, routed by language (kw: prior, language)."""
-    return TrainedTeacher(DEFAULT_TEACHER_DIR, name="default", prior=prior, language=language)

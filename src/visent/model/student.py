@@ -12,27 +12,27 @@ Layout::
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from visent import __version__
-from visent.labels import CLASSES
-from visent.store import atomic_write_json, atomic_write_text
-from visent.train.head import StudentHead
+from visent.core.labels import CLASSES
+from visent.core.store import atomic_write_json, atomic_write_text
+from visent.core.version import __version__
+from visent.model.head import StudentHead
+from visent.model.inputs import expand_inputs, image_files
+from visent.signals import signal_features
+from visent.teach import Teacher, load_teacher
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from visent.explain import Explanation
-
 DEFAULT_MODEL = "default"
+CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
 
 
 class ModelError(Exception):
@@ -79,6 +79,7 @@ class VisentModel:
         self.metrics = metrics or {}
         self._backbone = None
         self._extra_backbones: dict[str, Any] = {}
+        self._signal_teacher: Teacher | None = None
 
     @classmethod
     def load(cls, model: str | Path = DEFAULT_MODEL) -> "VisentModel":
@@ -122,7 +123,7 @@ class VisentModel:
         """What the head reads, (n, dim): the backbone's pooled features, then the model's signals.
         Training and prediction both come through here. A row is NaN when its image could not be read."""
         from visent.embed import FeatureCache, embed_images
-        from visent.embed.pipeline import file_hashes, first_error
+        from visent.embed.features import file_hashes, first_error
 
         calibration = None
         if self.config.int8_calibration:
@@ -145,13 +146,18 @@ class VisentModel:
             blocks.append(extra)
             status = first_error(status, extra_status)
         if self.config.signals:
-            from visent.embed.signals import signal_features
-
             extra, extra_status = signal_features(self.config.signals, paths, hashes, cache=cache,
-                                                  teacher=self.config.signal_teacher)
+                                                  teacher=self.signal_teacher)
             blocks.append(extra)
             status = first_error(status, extra_status)
         return (np.hstack(blocks) if len(blocks) > 1 else features), status
+
+    @property
+    def signal_teacher(self) -> Teacher:
+        """The text teacher that scores text read in images (signal "ocr"), loaded once."""
+        if self._signal_teacher is None:
+            self._signal_teacher = load_teacher(self.config.signal_teacher)
+        return self._signal_teacher
 
     def extra_backbone(self, name: str) -> Any:
         """One of ``config.extra_backbones``, loaded once with its packaged weights (frozen)."""
@@ -178,8 +184,6 @@ class VisentModel:
         ``cache`` keeps the features of image files in the feature cache; those of in-memory images are never kept."""
         import pyarrow as pa
 
-        from visent.predict import CHUNK, expand_inputs, predict_items
-
         names: list[str] = []
         items: list[tuple[str, str | None]] = []
         in_memory: list[bool] = []
@@ -200,8 +204,8 @@ class VisentModel:
                 where = [i for i, m in enumerate(in_memory) if m == memory]
                 for start in range(0, len(where), CHUNK):
                     chunk = where[start:start + CHUNK]
-                    for i, row in zip(chunk, predict_items(self, [items[i] for i in chunk], batch_size=batch_size,
-                                                           cache=use_cache)):
+                    for i, row in zip(chunk, self.predict_rows([items[i] for i in chunk], batch_size=batch_size,
+                                                          cache=use_cache)):
                         rows[i] = row
         for row, name in zip(rows, names):
             row["error"] = row["error"].replace(row.pop("path"), name)  # an in-memory image's temporary file
@@ -210,80 +214,31 @@ class VisentModel:
         types = [pa.string(), *[pa.float64()] * len(CLASSES), pa.string(), pa.string(), pa.string()]
         return pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in zip(columns, types)})
 
-    def explain(self, image: Any, *, method: str = "auto") -> "Explanation":
-        """The prediction for one image (a path, PIL image, array or file bytes) with its sentiment maps (see
-        :mod:`visent.explain`); raises ``visent.explain.ExplainError`` when the image cannot be read."""
-        from visent.explain import explain
-
-        return explain(self, image, method=method)
+    def predict_rows(self, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,
+                     cache: bool = True) -> list[dict[str, Any]]:
+        """A row per ``(path, problem)`` pair as :func:`visent.model.inputs.expand_inputs` gives them, all
+        embedded in one call: ``path``, the three probabilities, ``label``, ``status`` ("ok" or "error") and
+        ``error`` (why the image could not be used)."""
+        readable = [i for i, (_, problem) in enumerate(items) if problem is None]
+        probs = np.full((len(items), len(CLASSES)), np.nan)
+        statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
+        if readable:
+            p, st = self.predict_proba([items[i][0] for i in readable], batch_size=batch_size, cache=cache)
+            probs[readable] = p
+            for i, s in zip(readable, st):
+                statuses[i] = s
+        rows = []
+        for (path, _), prob, status in zip(items, probs, statuses):
+            ok = not np.isnan(prob).any()
+            row: dict[str, Any] = {"path": path}
+            row.update({name: (float(v) if ok else None) for name, v in zip(CLASSES, prob)})
+            row["label"] = CLASSES[int(np.argmax(prob))] if ok else None
+            row["status"] = "ok" if ok else "error"
+            row["error"] = "" if ok else (status.removeprefix("error: ") or "image could not be read")
+            rows.append(row)
+        return rows
 
 
 def load(model: str | Path = DEFAULT_MODEL) -> VisentModel:
     """A trained student: a model directory, or the name of a model shipped with visent (``"default"``)."""
     return VisentModel.load(model)
-
-
-@contextlib.contextmanager
-def image_files(images: Sequence[Any]) -> Iterator[list[tuple[str, str | None, str | None]]]:
-    """Per image ``(name, path, problem)``: paths as given; PIL images, arrays and file bytes written to a
-    temporary folder (PNG, lossless; bytes as they are) that lives as long as the context. ``problem`` says why
-    an in-memory image cannot be used (its path is then None)."""
-    out: list[tuple[str, str | None, str | None]] = []
-    with contextlib.ExitStack() as stack:
-        folder: Path | None = None
-        for index, image in enumerate(images):
-            if isinstance(image, (str, Path)):
-                out.append((str(image), str(image), None))
-                continue
-            name = f"<image {index}>"
-            try:
-                data = _image_bytes(image)
-            except (TypeError, ValueError, OSError) as error:
-                out.append((name, None, str(error)))
-                continue
-            if folder is None:
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visent-images-")))
-            path = folder / f"{index}.img"
-            path.write_bytes(data)
-            out.append((name, str(path), None))
-        yield out
-
-
-def _image_bytes(image: Any) -> bytes:
-    """The bytes of an image file for a PIL image, an array or bytes."""
-    import io
-
-    from PIL import Image
-
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        if not len(image):
-            raise ValueError("empty bytes: no image")
-        return bytes(image)
-    if isinstance(image, np.ndarray):
-        image = _array_image(image)
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"{type(image).__name__} is not an image: give a path, a PIL image, an array or file bytes")
-    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def _array_image(array: np.ndarray):
-    from PIL import Image
-
-    shape = array.shape
-    if array.ndim == 3 and shape[2] == 1:
-        array = array[..., 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or min(array.shape[:2]) < 1:
-        raise ValueError(f"an array of shape {shape} is not an image: expected (H, W), (H, W, 3) or (H, W, 4)")
-    if array.dtype == np.uint8:
-        pass
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise ValueError("a float image array must hold finite values in 0..1 (or give uint8 0..255)")
-        array = np.round(array * 255).astype(np.uint8)
-    else:
-        raise ValueError(f"an image array must be uint8 (0..255) or float (0..1), not {array.dtype}")
-    return Image.fromarray(np.ascontiguousarray(array))

@@ -18,12 +18,12 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from visent.core.progress import progress
+from visent.core.store import Dataset
 from visent.engine import Engine, get_engine
 from visent.ingest import stage
 from visent.ingest.download import ImageFetcher
 from visent.ingest.readers import READERS, RawPost
-from visent.progress import progress
-from visent.store import Dataset
 
 WINDOW = 64  # batches handed to the engine at once: bounds the posts held on the driver
 
@@ -80,7 +80,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, engin
             recorded = (Dataset(out).stage_info(stage.STAGE) or {}).get("params")
             if recorded != params:
                 warnings.warn(f"the ingest stage records other parameters than the {run.name} engine wrote its "
-                              "checkpoint under, so the images were fetched again locally; visent.engine.ingest "
+                              "checkpoint under, so the images were fetched again locally; visent.ingest.worker "
                               "needs updating", RuntimeWarning, stacklevel=2)
             return counts
     return stage.ingest(source, out, **common)

@@ -196,11 +196,14 @@ class Dataset:
         self._save_manifest()
         return checkpoint
 
-    def finish_stage(self, stage: str, params: dict[str, Any], counts: dict[str, Any]) -> None:
+    def finish_stage(self, stage: str, params: dict[str, Any], counts: dict[str, Any], **record: Any) -> None:
+        """Mark ``stage`` done with its parameters and counts; ``record`` adds what later stages read from it
+        (e.g. the teach stage's ``thresholds``) without being a parameter of this stage."""
         self._manifest["stages"][stage] = {
             "status": "done",
             "params": params,
             "counts": counts,
+            **record,
             "started_at": (self.stage_info(stage) or {}).get("started_at", _now()),
             "finished_at": _now(),
         }

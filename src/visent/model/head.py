@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from visent.labels import CLASS_INDEX, CLASSES
-from visent.store import atomic_write_bytes
+from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.store import atomic_write_bytes
 
 N_CLASSES = len(CLASSES)
 

@@ -2,7 +2,7 @@
 head, and temperature scaling fitted on a validation split.
 
 ``TextClassifier`` is one such model with a scikit-learn-like surface (``fit`` / ``predict_proba``);
-:mod:`visent.teach.ensemble` combines several (and VADER) into the teacher ``visent teach`` uses.
+:mod:`visent.teach.directory` combines several (and VADER) into the teacher ``visent teach`` uses.
 
 Fine-tuning on two CPU cores stays affordable because only the top ``finetune_layers`` transformer
 layers learn: the hidden states entering them are computed once and kept, so each epoch runs
@@ -20,13 +20,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from visent.labels import CLASSES
-from visent.progress import progress
+from visent.core.labels import CLASSES
+from visent.core.numeric import expected_calibration_error, fit_temperature, log_softmax, prior_shift, softmax
+from visent.core.progress import progress
 from visent.teach.encoders import TextEncoder, load_encoder
 from visent.teach.text import preprocess_tweet
-from visent.train.head import softmax
 
 N_CLASSES = len(CLASSES)
+# T from 0.05 to 20: the range the shipped teacher's temperatures were fitted in
+TEMPERATURE_LOG_BOUNDS = (math.log(0.05), math.log(20.0))
 
 
 @dataclass
@@ -42,48 +44,12 @@ class ClassifierConfig:
     seed: int = 0
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    from visent.evaluate import expected_calibration_error as ece
-
-    return ece(np.asarray(y), np.asarray(probs), bins=bins)
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature T minimising the negative log-likelihood of ``softmax(logits / T)``."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / math.exp(log_t))[np.arange(len(y)), y].mean())
-
-    res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
-    return float(math.exp(res.x))
-
-
 def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Macro-recall (the SemEval measure), accuracy, macro-F1 and ECE, rounded, with the count."""
     from visent.teach.calibrate import score
 
     return {"n": int(len(y)), **score(y, probs.argmax(axis=1)),  # type: ignore[dict-item]
-            "ece": round(expected_calibration_error(probs, y), 4)}
-
-
-def prior_shift(prior: str | Sequence[float], train_prior: np.ndarray) -> np.ndarray:
-    """Log-ratio added to logits to move from the training class mix to ``prior`` (Bayes' rule)."""
-    if isinstance(prior, str):
-        if prior == "train":
-            return np.zeros(N_CLASSES)
-        if prior == "uniform":
-            return -np.log(train_prior) + math.log(1.0 / N_CLASSES)
-        raise ValueError(f"prior must be 'uniform', 'train' or {N_CLASSES} class weights, not {prior!r}")
-    vector = np.asarray(prior, dtype=np.float64)
-    if vector.shape != (N_CLASSES,) or not np.all(vector > 0):
-        raise ValueError(f"prior needs {N_CLASSES} positive weights in the order {CLASSES}, got {prior!r}")
-    return np.log(vector / vector.sum()) - np.log(train_prior)
+            "ece": round(expected_calibration_error(y, probs), 4)}
 
 
 @dataclass
@@ -158,7 +124,7 @@ class TextClassifier:
         return log_softmax(self._logits(self._features(clean, f"teacher ({self.config.encoder})")) / self.temperature)
 
     def predict_proba(self, texts: Sequence[str], prior: str | Sequence[float] = "uniform") -> np.ndarray:
-        """Calibrated probabilities, columns as :data:`visent.labels.CLASSES`, for the class mix ``prior``."""
+        """Calibrated probabilities, columns as :data:`visent.core.labels.CLASSES`, for the class mix ``prior``."""
         return softmax(self.decision_function(texts) + prior_shift(prior, self.train_prior))
 
     # -- training --------------------------------------------------------------------------------------------
@@ -180,7 +146,7 @@ class TextClassifier:
             self._fit_top(clean, y_arr, val_clean, val_arr)
         val_logits = self._logits(self._features(val_clean, "validation"))
         self.report.val_before_scaling = scores(val_arr, softmax(val_logits))
-        self.temperature = fit_temperature(val_logits, val_arr)
+        self.temperature = fit_temperature(val_logits, val_arr, TEMPERATURE_LOG_BOUNDS)
         self.report.temperature = round(self.temperature, 4)
         self.report.val = scores(val_arr, softmax(val_logits / self.temperature))
         self.val_logp_ = log_softmax(val_logits / self.temperature)  # = decision_function(val_texts), kept
@@ -317,7 +283,7 @@ class TextClassifier:
         """Write ``<path>.safetensors`` (weights); returns the metadata to keep beside it."""
         from safetensors.torch import save
 
-        from visent.store import atomic_write_bytes
+        from visent.core.store import atomic_write_bytes
 
         atomic_write_bytes(Path(str(path) + ".safetensors"), save(self.state()))
         return self.meta()

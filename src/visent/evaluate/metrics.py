@@ -1,0 +1,46 @@
+"""The figures a benchmark gives: binary (positive vs negative, neutral left out) and 3-class metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.numeric import expected_calibration_error, reliability_bins
+
+
+def compute_metrics(labels: Sequence[str], probs: np.ndarray) -> dict[str, Any]:
+    """Metrics of (n, 3) probabilities against label names (rows with NaN probabilities must be removed first)."""
+    y = np.array([CLASS_INDEX[label] for label in labels], dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    result: dict[str, Any] = {}
+    binary = y != CLASS_INDEX["neutral"]
+    if binary.any():
+        yb = (y[binary] == CLASS_INDEX["positive"]).astype(int)
+        pb = (probs[binary, CLASS_INDEX["positive"]] > probs[binary, CLASS_INDEX["negative"]]).astype(int)
+        result["binary"] = {
+            "n": int(binary.sum()),
+            "n_positive": int(yb.sum()),
+            "n_negative": int((1 - yb).sum()),
+            "accuracy": float(accuracy_score(yb, pb)),
+            "balanced_accuracy": float(balanced_accuracy_score(yb, pb)),
+            "macro_f1": float(f1_score(yb, pb, average="macro", labels=[0, 1], zero_division=0)),
+            "confusion": {"labels": ["negative", "positive"], "rows_true_cols_predicted":
+                          confusion_matrix(yb, pb, labels=[0, 1]).tolist()},
+        }
+    pred = probs.argmax(axis=1)
+    three = {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "confusion": {"labels": list(CLASSES), "rows_true_cols_predicted":
+                      confusion_matrix(y, pred, labels=[0, 1, 2]).tolist()},
+        "ece": expected_calibration_error(y, probs),
+        "reliability": {"bins": reliability_bins(y, probs)},
+    }
+    if (y == CLASS_INDEX["neutral"]).any():
+        three["macro_f1"] = float(f1_score(y, pred, average="macro", labels=[0, 1, 2], zero_division=0))
+        three["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+    result["three_class"] = three
+    return result
