@@ -55,14 +55,10 @@ _POST_COLUMNS = ("post_id", "image_sha256", "image_file", "ingest_status", "inge
                  "teach_status", "teach_reason", "teach_label", "teach_confidence", *schema.PROB_COLUMNS)
 
 
-def _as_dataset(dataset: Dataset | str | os.PathLike[str]) -> Dataset:
-    return dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-
-
 def default_thresholds(dataset: Dataset | str | os.PathLike[str]) -> dict[str, float]:
     """The per-class thresholds the teacher of ``dataset`` declared (the teach stage records them), else Serra
     et al.'s :data:`DEFAULT_THRESHOLDS`."""
-    recorded = (_as_dataset(dataset).stage_info("teach") or {}).get("thresholds")
+    recorded = (Dataset.of(dataset).stage_info("teach") or {}).get("thresholds")
     return dict(recorded or DEFAULT_THRESHOLDS)
 
 
@@ -91,7 +87,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     ``balance`` downsamples every class that still has posts to the size of the smallest such
     class, choosing with ``seed``. Running again with the same options is a no-op.
     """
-    ds = _as_dataset(dataset)
+    ds = Dataset.of(dataset)
     ds.require_stage("ingest")
     ds.require_stage("teach")
     if not 0 <= near_dup_distance <= 63:
@@ -221,7 +217,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
 
 def summarise(dataset: Dataset | str | os.PathLike[str]) -> dict[str, int]:
     """Number of kept posts per class (every class listed, in CLASSES order)."""
-    ds = _as_dataset(dataset)
+    ds = Dataset.of(dataset)
     ds.require_stage("clean")
     table = ds.read_table("clean", columns=["clean_status", "label"])
     kept = table.filter(pc.equal(table.column("clean_status"), "kept")).column("label").to_pylist()

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,8 +102,8 @@ class Checkpoint:
     """Resumable output of one stage: rows are appended in parts, keyed by a column.
 
     A stage asks :meth:`done_keys` for the keys finished by an earlier, interrupted run, writes
-    each new batch with :meth:`write` (one atomic part file per batch) and calls
-    :meth:`finalize` to merge the parts into the stage's table.
+    each new batch with :meth:`write` (one atomic part file per batch), reads the parts back with
+    :meth:`read` to write the stage's table, and the dataset clears them when the stage finishes.
     """
 
     def __init__(self, directory: Path, key: str = "post_id"):
@@ -142,6 +142,11 @@ class Checkpoint:
 
 class Dataset:
     """A visent dataset directory. Open with ``Dataset(path)``; ``create=True`` makes a new one."""
+
+    @classmethod
+    def of(cls, dataset: "Dataset | str | os.PathLike[str]") -> "Dataset":
+        """``dataset`` itself when it is a Dataset, else the dataset at that path."""
+        return dataset if isinstance(dataset, Dataset) else cls(dataset)
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False):
         self.root = Path(root)
@@ -264,10 +269,6 @@ class Dataset:
 
     def image_path(self, rel: str) -> Path:
         return self.root / rel
-
-    def iter_image_paths(self, rels: Iterable[str | None]) -> Iterator[Path | None]:
-        for rel in rels:
-            yield None if rel is None else self.root / rel
 
 
 def _canonical(params: dict[str, Any]) -> str:

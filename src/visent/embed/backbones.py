@@ -307,24 +307,24 @@ def _efficientnet_lite(name: str, weights: str | Path | None, stages: bool = Fal
     return Backbone(spec, module)
 
 
-@BACKBONES.register("efficientnet-lite0", "EfficientNet-Lite0, ImageNet weights shipped with visent (1280-d, 224 px; default)")
-def _lite0(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
+@BACKBONES.register("efficientnet-lite0", "EfficientNet-Lite0, ImageNet weights shipped with visent (1280-d, 224 px)")
+def _lite0(weights: str | Path | None = None) -> Backbone:
     return _efficientnet_lite("efficientnet-lite0", weights)
 
 
 @BACKBONES.register("efficientnet-lite2", "EfficientNet-Lite2, ImageNet weights shipped with visent (1280-d, 260 px)")
-def _lite2(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
+def _lite2(weights: str | Path | None = None) -> Backbone:
     return _efficientnet_lite("efficientnet-lite2", weights)
 
 
 @BACKBONES.register("efficientnet-lite0-ms", "EfficientNet-Lite0, multi-stage pooled: every stage's mean, the last two "
                     "stages' max and the head (2,576-d, 224 px)")
-def _lite0_stages(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
+def _lite0_stages(weights: str | Path | None = None) -> Backbone:
     return _efficientnet_lite("efficientnet-lite0", weights, stages=True)
 
 
 @BACKBONES.register("efficientnet-lite2-ms", "EfficientNet-Lite2, multi-stage pooled (2,696-d, 260 px)")
-def _lite2_stages(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
+def _lite2_stages(weights: str | Path | None = None) -> Backbone:
     return _efficientnet_lite("efficientnet-lite2", weights, stages=True)
 
 
@@ -388,6 +388,11 @@ def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | Non
     if family not in BACKBONES:
         raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
                             "(torchvision and timm as 'family:<arch>')")
-    backbone = BACKBONES.create(family, weights=weights, arch=arch)
+    if family in ("torchvision", "timm"):
+        backbone = BACKBONES.create(family, weights=weights, arch=arch)
+    elif arch:
+        raise BackboneError(f"{family} has one architecture; drop ':{arch}'")
+    else:
+        backbone = BACKBONES.create(family, weights=weights)
     backbone.module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return backbone

@@ -68,7 +68,7 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-l
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     runtime = check_runtime(runtime or DEFAULT_RUNTIME)
     tta = tta_mode(tta)
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds = Dataset.of(dataset)
     cache = cache or FeatureCache()
     digests, paths = kept_images(ds)
     names = [name.strip() for name in backbone.split("+")]

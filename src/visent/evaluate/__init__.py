@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from visent.core.labels import CLASSES
 from visent.core.store import atomic_write_json
 from visent.evaluate.benchmarks import Benchmark, BenchmarkError, load_benchmark
 from visent.evaluate.kfold import kfold_finetune

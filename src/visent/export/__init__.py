@@ -113,7 +113,7 @@ def export_dataset(dataset: Dataset | str | os.PathLike[str], out: str | os.Path
     out = Path(out)
     fmt = _format(out)
     split = parse_split(split)
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds = Dataset.of(dataset)
     for stage in ("ingest", "teach", "clean"):
         ds.require_stage(stage)
     table = released_table(ds, with_text=with_text, split=split)
@@ -232,7 +232,7 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
                  with_text: bool = False, split: Sequence[float] = DEFAULT_SPLIT) -> str:
     """The dataset card (Hugging Face style: YAML front matter, then Markdown) of the export ``out`` of
     ``dataset`` with ``counts`` as returned by :func:`export_dataset`."""
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds = Dataset.of(dataset)
     out = Path(out)
     ingest, teach, clean = (ds.stage_info(stage) or {} for stage in ("ingest", "teach", "clean"))
     ingest_params, teach_params, clean_params = (s.get("params") or {} for s in (ingest, teach, clean))

@@ -29,13 +29,14 @@ from visent.ingest.readers import READERS, RawPost, detect_format
 
 STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
-_PARTS = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
+CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
+DEFAULT_PER_HOST = 8
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
            workers: int = 16, timeout: float = 10.0, retries: int = 3, max_bytes: int = 20_000_000,
            batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None,
-           per_host: int = 8, backoff: float = 0.5) -> dict[str, int]:
+           per_host: int = DEFAULT_PER_HOST, backoff: float = 0.5) -> dict[str, int]:
     """Read ``source`` into the dataset at ``out`` and return the counts of the run.
 
     ``format`` names a reader of :data:`READERS` ("auto" detects it). ``workers`` threads fetch
@@ -57,7 +58,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
     done = checkpoint.done_keys()
-    posts = _select(_unique(READERS.create(reader, source=src)), ids, limit)
+    posts = read_posts(reader, src, ids, limit)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
         with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
@@ -66,12 +67,12 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
             batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
             for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host):
                 if rows:
-                    checkpoint.write(rows, _PARTS)
+                    checkpoint.write(rows, CHECKPOINT)
                 advance(len(batch))
     finally:  # on an interruption, drop the queued downloads instead of waiting for them
         pool.shutdown(wait=True, cancel_futures=True)
 
-    table = checkpoint.read(_PARTS)
+    table = checkpoint.read(CHECKPOINT)
     dataset.write_table("posts", table.select(POSTS.names))
     labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
     if labelled.num_rows:
@@ -149,9 +150,10 @@ def _fetched_batches(batches: Iterator[list[RawPost]], done: set[str], pool: Thr
             batch.missing -= 1
 
 
-def _rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher, dataset: Dataset,
-          workers: int, per_host: int) -> list[dict[str, Any]]:
-    """The rows of ``posts``, in their order, fetched as one batch of :func:`_fetched_batches`."""
+def fetch_rows(posts: list[RawPost], pool: ThreadPoolExecutor, fetcher: ImageFetcher, dataset: Dataset,
+               workers: int, per_host: int) -> list[dict[str, Any]]:
+    """The checkpoint rows (:data:`CHECKPOINT`) of ``posts``, in their order, their images fetched into
+    ``dataset`` as one batch of the stage's downloads (what an engine's ingest worker runs)."""
     for _, rows in _fetched_batches(iter([posts]), set(), pool, fetcher, dataset, workers, per_host):
         return rows
     return []
@@ -227,6 +229,11 @@ def _unique(posts: Iterable[RawPost]) -> Iterator[RawPost]:
             post = replace(post, post_id=f"{post.post_id}#{n}", error="; ".join(filter(None, [post.error, note])))
         first_seen[post.post_id] = post.source
         yield post
+
+
+def read_posts(reader: str, source: Path, ids: set[str] | None, limit: int | None) -> Iterator[RawPost]:
+    """The posts the stage ingests, in the reader's order: ids made unique, then ``ids`` and ``limit`` applied."""
+    return _select(_unique(READERS.create(reader, source=source)), ids, limit)
 
 
 def _select(posts: Iterator[RawPost], ids: set[str] | None, limit: int | None) -> Iterator[RawPost]:

@@ -23,7 +23,7 @@ from visent.core.store import Dataset
 from visent.engine import Engine, get_engine
 from visent.ingest import stage
 from visent.ingest.download import ImageFetcher
-from visent.ingest.readers import READERS, RawPost
+from visent.ingest.readers import RawPost
 
 WINDOW = 64  # batches handed to the engine at once: bounds the posts held on the driver
 
@@ -41,17 +41,14 @@ class IngestWorker:
     def __init__(self, root: str, workers: int, fetcher: dict[str, Any]):
         self.dataset = Dataset(root)
         self.workers = workers
-        self.per_host = fetcher.get("per_host")
+        self.per_host = fetcher.get("per_host", stage.DEFAULT_PER_HOST)
         self.fetcher = ImageFetcher(workers=workers, **fetcher)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         posts = [_post(row) for row in batch.to_pylist()]
-        if self.per_host is not None and hasattr(stage, "_rows"):  # the local stage's per-host queues
-            rows = stage._rows(posts, self.pool, self.fetcher, self.dataset, self.workers, self.per_host)
-        else:
-            rows = list(self.pool.map(lambda post: stage._row(post, self.fetcher, self.dataset), posts))
-        return pa.Table.from_pylist(rows, schema=stage._PARTS)
+        rows = stage.fetch_rows(posts, self.pool, self.fetcher, self.dataset, self.workers, self.per_host)
+        return pa.Table.from_pylist(rows, schema=stage.CHECKPOINT)
 
 
 def _post(row: dict[str, Any]) -> RawPost:
@@ -103,7 +100,7 @@ def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[s
         return None
     checkpoint = dataset.begin_stage(stage.STAGE, params)
     done = checkpoint.done_keys()
-    posts = stage._select(stage._unique(READERS.create(reader, source=src)), ids, limit)
+    posts = stage.read_posts(reader, src, ids, limit)
     fetcher = dict(timeout=timeout, retries=retries, max_bytes=max_bytes, **options)
     fetcher = {k: v for k, v in fetcher.items() if k in _fetcher_options()}
     with progress(f"ingest ({run.name})", limit) as advance:
@@ -113,7 +110,7 @@ def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[s
             table = pa.Table.from_pylist(todo, schema=_RAW)
             for rows in run.map_batches(IngestWorker, (str(dataset.root.resolve()), workers, fetcher), table,
                                         batch_size=batch_size):
-                checkpoint.write(rows.cast(stage._PARTS))
+                checkpoint.write(rows.cast(stage.CHECKPOINT))
                 advance(rows.num_rows)
     return params
 

@@ -86,6 +86,9 @@ class VisentModel:
         directory = resolve_model_dir(model)
         raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         config = ModelConfig(**{k: v for k, v in raw.items() if k in ModelConfig.__dataclass_fields__})
+        if tuple(config.classes) != CLASSES:
+            raise ModelError(f"{directory / 'config.json'}: the model predicts {config.classes}, not visent's "
+                             f"{list(CLASSES)}; it was not made by this visent")
         head_path = directory / "head.npz"
         if not head_path.exists():
             raise ModelError(f"{head_path} is missing; the model directory is incomplete, train it again")

@@ -11,6 +11,7 @@ then ``softmax(z)``, moved to the requested class prior.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -33,19 +34,21 @@ VADER = "vader"
 # English with at least this probability; short or ambiguous texts ("lol", emoji) stay English.
 OTHER_LANGUAGE_MIN_PROB = 0.4
 
-_IDENTIFIER: Any = None
+
+@functools.lru_cache(maxsize=1)
+def _language_identifier() -> Any:
+    """py3langid's identifier with normalised probabilities, loaded once."""
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
 
 
 def detect_languages(texts: Sequence[str], min_prob: float = OTHER_LANGUAGE_MIN_PROB) -> list[str]:
     """ISO 639-1 code per text (py3langid over 97 languages), ``en`` when unsure."""
-    global _IDENTIFIER
-    if _IDENTIFIER is None:
-        from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
-
-        _IDENTIFIER = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+    identifier = _language_identifier()
     out = []
     for text in texts:
-        lang, prob = _IDENTIFIER.classify(text) if text.strip() else ("en", 0.0)
+        lang, prob = identifier.classify(text) if text.strip() else ("en", 0.0)
         out.append(lang if lang != "en" and prob >= min_prob else "en")
     return out
 

@@ -120,7 +120,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    ds = Dataset.of(dataset)
     ds.require_stage("ingest")
     model = load_teacher(teacher)
     posts = ds.read_table("posts", columns=["post_id", "text", "lang"])

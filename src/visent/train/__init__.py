@@ -106,7 +106,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     tta = tta_mode(tta)
     if target not in ("soft", "hard"):
         raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
-    dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    dataset = Dataset.of(dataset)
     started = time.time()
     rows = _training_rows(dataset)
     if len(rows["post_id"]) < 10:
