@@ -99,3 +99,19 @@ def test_benchmark_whose_images_cannot_be_read_is_refused_with_a_reason(tmp_path
     bench.write_text("path,label\nelsewhere/a.jpg,positive\nelsewhere/b.jpg,negative\n")
     with pytest.raises(BenchmarkError, match="none of the 2 images could be read .*a.jpg: FileNotFoundError"):
         evaluate(Unreadable(ModelConfig(), head=None), bench)
+
+
+def test_benchmarks_are_a_registry_named_by_spec(tmp_path):
+    from visent.evaluate import BENCHMARKS
+
+    assert {"csv", "mvsa"} <= set(BENCHMARKS)
+    (tmp_path / "b.csv").write_text("path,label\na.jpg,positive\n")
+    (tmp_path / "mvsa" / "data").mkdir(parents=True)
+    (tmp_path / "mvsa" / "labelResultAll.txt").write_text("ID\ttext,image\n1\tpositive,negative\n")
+    assert load_benchmark(f"csv={tmp_path / 'b.csv'}").labels == ["positive"]
+    named = load_benchmark(f"mvsa={tmp_path / 'mvsa'}")
+    assert named.labels == load_benchmark(tmp_path / "mvsa").labels == ["negative"]
+    with pytest.raises(BenchmarkError, match="a mvsa benchmark is a folder"):
+        load_benchmark(f"mvsa={tmp_path / 'b.csv'}")
+    with pytest.raises(BenchmarkError, match="not found"):
+        load_benchmark(f"csv={tmp_path / 'missing.csv'}")

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from visent.core.store import atomic_write_json
-from visent.evaluate.benchmarks import Benchmark, BenchmarkError, load_benchmark
+from visent.evaluate.benchmarks import BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
 from visent.evaluate.kfold import kfold_finetune
 from visent.evaluate.metrics import compute_metrics
 
-__all__ = ["Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate"]
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate"]
 
 
 def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32,

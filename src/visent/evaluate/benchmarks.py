@@ -1,4 +1,10 @@
-"""Benchmarks: human-labelled images to prove a student on (MVSA folders, ``path,label`` CSVs)."""
+"""Benchmarks: human-labelled images to prove a student on.
+
+``BENCHMARKS`` is the registry (``visent benchmarks``): a benchmark is a reader of a folder or file into a
+:class:`Benchmark` (image paths, their human labels, and what was skipped with why). A spec is ``name=PATH`` or a
+bare path whose kind is detected (a folder is an MVSA folder, a file a ``path,label`` CSV). To add a benchmark,
+register a function ``(path: Path) -> Benchmark`` here.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visent.core.errors import VisentError
+from visent.core.registry import Registry
 from visent.core.labels import normalise_label
 
 
@@ -26,6 +33,10 @@ class Benchmark:
         return "neutral" in self.labels
 
 
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+
+
+@BENCHMARKS.register("csv", "CSV of path,label: label names, or 0/1 with 0 = negative (a header row is optional)")
 def _load_csv(path: Path) -> Benchmark:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = [r for r in csv.reader(handle) if r and any(cell.strip() for cell in r)]
@@ -53,6 +64,7 @@ def _load_csv(path: Path) -> Benchmark:
     return Benchmark(path.name, paths, labels, skipped)
 
 
+@BENCHMARKS.register("mvsa", "MVSA-Single or MVSA-Multiple folder: data/<id>.jpg and labelResultAll.txt (image labels)")
 def _load_mvsa(folder: Path) -> Benchmark:
     from visent.ingest.readers import find_mvsa_layout, read_mvsa_labels
 
@@ -74,10 +86,18 @@ def _numeric(text: str) -> tuple[int, str]:
 
 
 def load_benchmark(spec: str | Path) -> Benchmark:
-    """A CSV of ``path,label`` (names, or 0/1 with 0 = negative) or an MVSA folder (its image labels)."""
-    path = Path(spec)
-    if path.is_dir():
-        return _load_mvsa(path)
-    if path.is_file():
-        return _load_csv(path)
-    raise BenchmarkError(f"{spec}: benchmark not found; give a CSV of path,label or an MVSA folder")
+    """The benchmark ``spec`` names: ``name=PATH`` (a benchmark of :data:`BENCHMARKS`) or a path whose kind is
+    detected (a folder: MVSA; a file: a ``path,label`` CSV)."""
+    text = str(spec)
+    name, sep, rest = text.partition("=")
+    if sep and name in BENCHMARKS:
+        kind, path = name, Path(rest)
+    else:
+        path = Path(text)
+        kind = "mvsa" if path.is_dir() else "csv"
+    if not path.exists():
+        raise BenchmarkError(f"{path}: benchmark not found; give NAME=PATH ({', '.join(BENCHMARKS)}), a CSV of "
+                             "path,label or an MVSA folder")
+    if kind == "mvsa" and not path.is_dir() or kind != "mvsa" and not path.is_file():
+        raise BenchmarkError(f"{path}: a {kind} benchmark is a {'folder' if kind == 'mvsa' else 'file'}")
+    return BENCHMARKS.create(kind, **{"folder" if kind == "mvsa" else "path": path})
