@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from visent.core.errors import VisentError
 from visent.core.registry import Registry
 from visent.core.store import atomic_write_bytes
 from visent.embed.images import center_square
@@ -27,7 +28,7 @@ from visent.embed.images import center_square
 PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached features are recomputed
 
 
-class BackboneError(Exception):
+class BackboneError(VisentError):
     """A backbone cannot be built: unknown name, missing library, or weights that do not fit."""
 
 

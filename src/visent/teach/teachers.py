@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from visent.core.registry import Registry
-from visent.teach.base import Teacher
+from visent.teach.base import Teacher, UnknownTeacher
 from visent.teach.directory import DEFAULT_TEACHER_DIR, TEACHER_FILE, TrainedTeacher
 from visent.teach.vader import DEFAULT_CALIBRATION, VaderTeacher
 
-TEACHERS: Registry[Teacher] = Registry("teacher")
+TEACHERS: Registry[Teacher] = Registry("teacher", error=UnknownTeacher)
 
 
 @TEACHERS.register("default")
@@ -37,6 +37,6 @@ def is_teacher_dir(name: str | Path) -> bool:
 def load_teacher(name: str = "default", **kw: Any) -> Teacher:
     """Build the teacher registered as ``name`` (see ``TEACHERS.describe()``), or load a teacher
     directory made by ``visent teacher train`` when ``name`` is its path; ``kw`` go to the factory."""
-    if is_teacher_dir(name):
-        return TrainedTeacher(name, **kw)
+    if is_teacher_dir(name) or (str(name) not in TEACHERS and Path(name).is_dir()):
+        return TrainedTeacher(name, **kw)  # a folder without teacher.json: TeacherNotFound says what it lacks
     return TEACHERS.create(name, **kw)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
+from visent.core.errors import UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
 from visent.core.schema import PROB_COLUMNS
@@ -32,7 +33,7 @@ DEFAULT_BACKBONE = "efficientnet-lite0-ms+efficientnet-lite2"
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 
 
-class TrainError(Exception):
+class TrainError(VisentError):
     """Training cannot start: the dataset is not ready or has too few usable examples."""
 
 
@@ -105,7 +106,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     runtime = check_runtime(runtime or DEFAULT_RUNTIME)
     tta = tta_mode(tta)
     if target not in ("soft", "hard"):
-        raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
+        raise UsageError(f"target must be 'soft' or 'hard', not {target!r}")
     dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     started = time.time()
     rows = _training_rows(dataset)
