@@ -373,6 +373,18 @@ def _timm(weights: str | Path | None = None, arch: str | None = None) -> Backbon
     return Backbone(spec, module)
 
 
+def check_backbone(name: str) -> str:
+    """``name`` if it names a backbone (registered, or ``torchvision:<arch>`` / ``timm:<arch>``), else a
+    BackboneError that lists them; cheap, so that a command can refuse a wrong --backbone before any work."""
+    family, _, arch = name.partition(":")
+    if family in ("torchvision", "timm") and not arch:
+        raise BackboneError(f"name the architecture: '{family}:<arch>'")
+    if family not in BACKBONES:
+        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
+                            "(torchvision and timm as 'family:<arch>')")
+    return name
+
+
 def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | None = None, arch: str | None = None,
                   device: str | torch.device | None = None) -> Backbone:
     """Build a backbone by name, frozen and in eval mode.
@@ -384,11 +396,7 @@ def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | Non
     """
     family, _, suffix = name.partition(":")
     arch = arch or suffix or None
-    if family in ("torchvision", "timm") and not arch:
-        raise BackboneError(f"name the architecture: '{family}:<arch>'")
-    if family not in BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
-                            "(torchvision and timm as 'family:<arch>')")
+    check_backbone(f"{family}:{arch}" if arch else name)
     backbone = BACKBONES.create(family, weights=weights, arch=arch)
     backbone.module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return backbone

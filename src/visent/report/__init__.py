@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visent.core.errors import InputError, UsageError
+from visent.core.errors import InputError, PathNotFound, UsageError
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_write_text
 from visent.core.version import __version__
@@ -211,6 +211,9 @@ def _evaluation(context: _Context, benchmark: Any, evaluation: Any) -> tuple[dic
             report = json.loads(Path(evaluation).read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise InputError(f"{evaluation}: not a JSON report of `visent evaluate --out` ({error})") from None
+        except FileNotFoundError:
+            raise PathNotFound(f"{evaluation}: no such file (--evaluation takes the JSON of "
+                               "`visent evaluate --out`)") from None
     if not isinstance(report, dict) or "three_class" not in report:
         raise InputError(f"{evaluation}: not a report of `visent evaluate --out` (no 'three_class' entry)")
     return report, ""
