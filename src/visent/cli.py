@@ -296,7 +296,7 @@ def explain(
     from visent.explain import METHODS, explain_images
 
     if method not in METHODS:
-        raise UsageError(f"--method {method!r} is unknown; choose one of: {', '.join(METHODS)}")
+        raise UsageError(f"--method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     rows = _run("explain", explain_images, model, paths, out, method=method)
     _print_predictions(rows[:50])
     errors = sum(row["status"] != "ok" for row in rows)
