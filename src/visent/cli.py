@@ -8,16 +8,36 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
+from visent.core.errors import UsageError, VisentError
 from visent.core.progress import console
 
 stdout = Console()  # results; progress and messages go to stderr
 
+
+class _Commands(TyperGroup):
+    """The command group: a :class:`~visent.core.errors.VisentError` (bad input, a missing file, an option out of
+    range, a missing extra) from any command becomes one red line on stderr and exit status 1. Nothing else is
+    caught: a bug still shows its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VisentError as error:
+            command = " ".join([*ctx.command_path.split()[1:], ctx.invoked_subcommand or ""]).strip()
+            console.print(f"[bold red]error:[/] {escape(command + ': ' if command else '')}{escape(str(error))}",
+                          soft_wrap=True, highlight=False)
+            raise typer.Exit(code=1) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="visent",
     help="Image-sentiment classifiers without human labels: a text teacher labels a crawl, an image student learns.",
     no_args_is_help=True,
@@ -29,29 +49,10 @@ DEMO_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "moto
                "hubble_deep_field.jpg", "camera.png", "grass.png")
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(message))}", soft_wrap=True)
-    raise typer.Exit(code=1)
-
-
-def _known_errors() -> tuple[type[Exception], ...]:
-    from visent.core.store import DatasetError
-    from visent.engine import EngineError
-    from visent.evaluate import BenchmarkError
-    from visent.model import ModelError
-    from visent.train import TrainError
-
-    return (BenchmarkError, DatasetError, EngineError, ModelError, TrainError, FileNotFoundError, ValueError, KeyError)
-
-
 def _run(step: str, func, *args: Any, **kwargs: Any) -> Any:
-    """Run a stage; turn the errors a user can act on into one clear line and exit code 1."""
+    """Run a stage and say how long it took (its errors go to the command group's handler)."""
     started = time.time()
-    try:
-        result = func(*args, **kwargs)
-    except _known_errors() as error:  # noqa: BLE001 - reported, not swallowed
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        _fail(f"{step}: {message}")
+    result = func(*args, **kwargs)
     console.print(f"[green]{step} finished[/] in {time.time() - started:.1f} s")
     return result
 
@@ -163,7 +164,7 @@ def clean(
 def embed(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
-    batch_size: int = typer.Option(32, help="Images per batch."),
+    batch_size: int = typer.Option(32, min=1, help="Images per batch."),
     chunk_size: int = typer.Option(256, min=1, help="Images per engine task and per cache file."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
@@ -178,13 +179,10 @@ def embed(
 
 
 def _engine(name: str, address: Optional[str]) -> Any:
-    """The engine of --engine/--ray-address, or exit with a clear error."""
-    from visent.engine import EngineError, get_engine
+    """The engine of --engine/--ray-address (an unknown one is an EngineError)."""
+    from visent.engine import get_engine
 
-    try:
-        return get_engine(name, address=address)
-    except EngineError as error:
-        _fail(str(error))
+    return get_engine(name, address=address)
 
 
 @app.command()
@@ -256,7 +254,7 @@ def predict(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write CSV here (path,negative,neutral,positive,label,status,error)."),
-    batch_size: int = typer.Option(32, help="Images per batch."),
+    batch_size: int = typer.Option(32, min=1, help="Images per batch."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
@@ -298,7 +296,7 @@ def explain(
     from visent.explain import METHODS, explain_images
 
     if method not in METHODS:
-        _fail(f"explain: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise UsageError(f"--method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     rows = _run("explain", explain_images, model, paths, out, method=method)
     _print_predictions(rows[:50])
     errors = sum(row["status"] != "ok" for row in rows)
@@ -422,13 +420,10 @@ def serve(
     max_files: Optional[int] = typer.Option(None, "--max-files", min=1, help="Most images per request (default 10)."),
 ) -> None:
     """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
-    from visent.model import ModelError, load
+    from visent.model import load
     from visent.serve import serve as run_serve
 
-    try:
-        loaded = load(model)
-    except ModelError as error:
-        _fail(str(error))
+    loaded = load(model)
     limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files,
                               "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
     shown_host = f"[{host}]" if ":" in host else host
@@ -443,7 +438,7 @@ def demo() -> None:
     try:
         import skimage.data
     except ImportError:
-        _fail("the demo photos come from scikit-image: pip install 'visent[demo]'")
+        raise VisentError("the demo photos come from scikit-image: pip install 'visent[demo]'") from None
     folder = Path(skimage.data.__file__).parent
     photos = [str(folder / name) for name in DEMO_PHOTOS if (folder / name).exists()]
     from visent.predict import predict as run_predict
@@ -469,7 +464,8 @@ def backbones() -> None:
         console.print(f"[bold]{name}[/]  {description}")
 
 
-teacher_app = typer.Typer(help="Train textual teachers on labelled tweets, and run them on texts.", no_args_is_help=True)
+teacher_app = typer.Typer(cls=_Commands, help="Train textual teachers on labelled tweets, and run them on texts.",
+                          no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
 
 

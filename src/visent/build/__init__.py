@@ -46,9 +46,13 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     from visent.clean import clean
     from visent.ingest import ingest
     from visent.teach import teach
-    from visent.train import train
+    from visent.teach.teachers import check_teacher
+    from visent.train import check_options, train
 
     options = options or BuildOptions()
+    check_teacher(options.teacher)  # a wrong name or option fails now, not after ingest, teach and clean
+    check_options(backbone=options.backbone, weights=options.weights, target=options.target, tta=options.tta,
+                  runtime=options.runtime, signals=options.signals)
     dataset_dir = Path(dataset) if dataset is not None else default_dataset_dir(out)
     summary: dict[str, Any] = {"dataset": str(dataset_dir), "model": str(out)}
     summary["ingest"] = ingest(source, dataset_dir, **options.ingest)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from visent.core.errors import UsageError
+
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -44,7 +46,7 @@ class HammingIndex:
         """Arrays ``(i, j, d)`` of every pair ``i < j`` with Hamming distance ``d <= distance``,
         sorted by ``(i, j)``."""
         if not 0 <= distance <= 63:
-            raise ValueError(f"distance must be between 0 and 63, got {distance}")
+            raise UsageError(f"distance must be between 0 and 63, got {distance}")
         n = len(self.hashes)
         empty = np.empty(0, dtype=np.int64)
         if n < 2:

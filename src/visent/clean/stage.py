@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from visent.clean import checks as images
 from visent.clean.hamming import HammingIndex, popcount64
 from visent.core import schema
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES, normalise_label
 from visent.core.progress import progress
 from visent.core.store import Checkpoint, Dataset, atomic_write_table
@@ -67,10 +68,10 @@ def _resolve_thresholds(thresholds: dict[str, float] | None, ds: Dataset) -> dic
     for name, value in (thresholds or {}).items():
         label = normalise_label(name)
         if label is None:
-            raise ValueError(f"unknown class {name!r} in thresholds; use {', '.join(CLASSES)}")
+            raise UsageError(f"unknown class {name!r} in thresholds; use {', '.join(CLASSES)}")
         value = float(value)
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"threshold for {label} must be between 0 and 1, got {value}")
+            raise UsageError(f"threshold for {label} must be between 0 and 1, got {value}")
         merged[label] = value
     return merged
 
@@ -91,9 +92,9 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     ds.require_stage("ingest")
     ds.require_stage("teach")
     if not 0 <= near_dup_distance <= 63:
-        raise ValueError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
+        raise UsageError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
     if min_side < 0:
-        raise ValueError(f"min_side must be >= 0, got {min_side}")
+        raise UsageError(f"min_side must be >= 0, got {min_side}")
     params = {"thresholds": _resolve_thresholds(thresholds, ds), "near_dup_distance": int(near_dup_distance),
               "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
               "seed": int(seed)}

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import log_softmax as _log_softmax
 from scipy.special import softmax as _softmax
 
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 
 N_CLASSES = len(CLASSES)
@@ -60,10 +61,10 @@ def prior_vector(prior: str | Sequence[float], train_prior: np.ndarray) -> np.nd
             return np.asarray(train_prior, dtype=np.float64)
         if prior == "uniform":
             return np.full(N_CLASSES, 1.0 / N_CLASSES)
-        raise ValueError(f"prior must be 'uniform', 'train' or {N_CLASSES} class weights, not {prior!r}")
+        raise UsageError(f"prior must be 'uniform', 'train' or {N_CLASSES} class weights, not {prior!r}")
     vector = np.asarray(prior, dtype=np.float64)
     if vector.shape != (N_CLASSES,) or not np.all(np.isfinite(vector)) or np.any(vector <= 0):
-        raise ValueError(f"prior needs {N_CLASSES} positive weights in the order {CLASSES}, got {prior!r}")
+        raise UsageError(f"prior needs {N_CLASSES} positive weights in the order {CLASSES}, got {prior!r}")
     return vector / vector.sum()
 
 

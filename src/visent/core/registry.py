@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from visent.core.errors import UnknownName
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Factories by name. ``create`` with a name that is not registered raises ``error`` (an
+    :class:`~visent.core.errors.UnknownName`, so a ``UsageError`` and a ``KeyError``) listing the valid names."""
+
+    def __init__(self, kind: str, error: type[UnknownName] = UnknownName):
         self.kind = kind
+        self.error = error
         self._entries: dict[str, tuple[Callable[..., T], str]] = {}
 
     def register(self, name: str, description: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -24,7 +30,7 @@ class Registry(Generic[T]):
 
     def create(self, name: str, **kwargs) -> T:
         if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._entries))}")
+            raise self.error(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._entries))}")
         return self._entries[name][0](**kwargs)
 
     def describe(self) -> dict[str, str]:

@@ -30,11 +30,13 @@ from typing import IO, Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from visent.core.errors import VisentError
+
 STAGES: tuple[str, ...] = ("ingest", "teach", "clean")
 FORMAT_VERSION = 1
 
 
-class DatasetError(Exception):
+class DatasetError(VisentError):
     """A dataset directory is missing, damaged or in the wrong state for the asked stage."""
 
 

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from visent.core.errors import VisentError
 from visent.core.registry import Registry
 from visent.core.store import atomic_write_bytes
 from visent.embed.images import center_square
@@ -27,7 +28,7 @@ from visent.embed.images import center_square
 PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached features are recomputed
 
 
-class BackboneError(Exception):
+class BackboneError(VisentError):
     """A backbone cannot be built: unknown name, missing library, or weights that do not fit."""
 
 
@@ -372,6 +373,20 @@ def _timm(weights: str | Path | None = None, arch: str | None = None) -> Backbon
     return Backbone(spec, module)
 
 
+def check_backbone(name: str) -> str:
+    """``name`` if it names a backbone (registered, or ``torchvision:<arch>`` / ``timm:<arch>``), else a
+    BackboneError that lists them; cheap, so that a command can refuse a wrong --backbone before any work."""
+    family, _, arch = name.partition(":")
+    if family in ("torchvision", "timm") and not arch:
+        raise BackboneError(f"name the architecture: '{family}:<arch>'")
+    if family not in BACKBONES:
+        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
+                            "(torchvision and timm as 'family:<arch>')")
+    if arch and family not in ("torchvision", "timm"):
+        raise BackboneError(f"{family} has one architecture; drop ':{arch}'")
+    return name
+
+
 def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | None = None, arch: str | None = None,
                   device: str | torch.device | None = None) -> Backbone:
     """Build a backbone by name, frozen and in eval mode.
@@ -383,15 +398,9 @@ def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | Non
     """
     family, _, suffix = name.partition(":")
     arch = arch or suffix or None
-    if family in ("torchvision", "timm") and not arch:
-        raise BackboneError(f"name the architecture: '{family}:<arch>'")
-    if family not in BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
-                            "(torchvision and timm as 'family:<arch>')")
+    check_backbone(f"{family}:{arch}" if arch else name)
     if family in ("torchvision", "timm"):
         backbone = BACKBONES.create(family, weights=weights, arch=arch)
-    elif arch:
-        raise BackboneError(f"{family} has one architecture; drop ':{arch}'")
     else:
         backbone = BACKBONES.create(family, weights=weights)
     backbone.module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from visent.core.errors import UsageError
 from visent.core.store import Dataset
 from visent.embed.backbones import load_backbone
 from visent.embed.cache import FeatureCache
@@ -65,7 +66,7 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-l
 
     run = get_engine(engine)
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        raise UsageError(f"chunk_size must be at least 1, got {chunk_size}")
     runtime = check_runtime(runtime or DEFAULT_RUNTIME)
     tta = tta_mode(tta)
     ds = Dataset.of(dataset)

@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
+from visent.core.errors import UnknownName, UsageError
 from visent.core.progress import progress
 from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
@@ -121,7 +122,7 @@ def tta_mode(tta: bool | str) -> str:
     ``"crops"`` (Campos et al.: five crops of the image and of its mirror image, ten views)."""
     mode = {False: "none", True: "flip"}.get(tta, tta) if isinstance(tta, bool) else str(tta)
     if mode not in TTA_MODES:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+        raise UnknownName(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TTA_MODES)}")
     return mode
 
 
@@ -156,7 +157,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     mode = tta_mode(tta)
     n = len(paths)
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise UsageError("batch_size must be at least 1")
     features = np.full((n, backbone.dim), np.nan, dtype=np.float32)
 
     # 1. content hashes (read from disk only where the caller has none)

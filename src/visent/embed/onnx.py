@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from visent.core.errors import InputError, PathNotFound, UnknownName, UsageError
 from visent.core.store import atomic_write_bytes
 from visent.embed.backbones import Backbone, BackboneError
 
@@ -50,7 +51,7 @@ class RuntimeNotAvailable(BackboneError):
 def check_runtime(runtime: str) -> str:
     """``runtime`` if it is one of RUNTIMES, else a ValueError that lists them."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
+        raise UnknownName(f"unknown runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     return runtime
 
 
@@ -84,7 +85,7 @@ def choose_calibration(digests: Sequence[str], n: int = CALIBRATION_IMAGES) -> l
 def calibration_id(calibration: Path) -> str:
     """Identity of an int8 calibration: a hash of its ranges file."""
     if not Path(calibration).is_file():
-        raise FileNotFoundError(f"{calibration}: int8 calibration file missing; train the model again or use "
+        raise PathNotFound(f"{calibration}: int8 calibration file missing; train the model again or use "
                                 "runtime='onnx'")
     return hashlib.sha256(calibration.read_bytes()).hexdigest()[:16]
 
@@ -182,7 +183,7 @@ def calibrate_int8(backbone: Backbone, images: Callable[[], np.ndarray], digests
         return path
     batch = images()
     if len(batch) < MIN_CALIBRATION_IMAGES:
-        raise ValueError(f"int8 quantisation of {backbone.name} needs at least {MIN_CALIBRATION_IMAGES} readable "
+        raise InputError(f"int8 quantisation of {backbone.name} needs at least {MIN_CALIBRATION_IMAGES} readable "
                          f"calibration images, got {len(batch)}: calibrate on a larger set (a model directory "
                          "carries its calibration), or use runtime='onnx'")
 
@@ -269,5 +270,5 @@ def onnx_embedder(backbone: Backbone, runtime: str, *, calibration: Path | None 
     if check_runtime(runtime) == "onnx":
         return OnnxEmbedder(onnx_model(backbone, root), threads)
     if runtime != "onnx-int8" or calibration is None:
-        raise ValueError(f"runtime {runtime!r} needs an int8 calibration file to run on ONNX Runtime")
+        raise UsageError(f"runtime {runtime!r} needs an int8 calibration file to run on ONNX Runtime")
     return OnnxEmbedder(quantize_int8(backbone, calibration, root), threads)

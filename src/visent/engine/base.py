@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import pyarrow as pa
 
-from visent.core.errors import VisentError
+from visent.core.errors import UsageError, VisentError
 
 
 class EngineError(VisentError):
@@ -31,7 +31,7 @@ class LocalEngine:
                     local: Callable[[pa.Table], pa.Table] | None = None) -> Iterator[pa.Table]:
         """``worker(*args)`` (or ``local``, a worker already built here) applied to each ``batch_size`` rows."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         function = local if local is not None else worker(*args)
         for start in range(0, table.num_rows, batch_size):
             yield function(table.slice(start, batch_size))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
+from visent.core.errors import UsageError
 from visent.engine.base import EngineError
 
 try:
@@ -116,7 +117,7 @@ class RayEngine:
         """``worker(*args)`` built once per actor and applied to each ``batch_size`` rows of ``table``; the
         output tables come back in input order, one per batch. ``local`` is ignored (it lives in this process)."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         if table.num_rows == 0:
             return
         self.connect()

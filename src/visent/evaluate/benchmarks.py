@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visent.core.errors import VisentError
-from visent.core.registry import Registry
 from visent.core.labels import normalise_label
+from visent.core.registry import Registry
 
 
 class BenchmarkError(VisentError):

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
 
+from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.core.progress import progress
 from visent.evaluate.metrics import compute_metrics
@@ -96,7 +97,7 @@ def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, f
     present = np.bincount(y_all[index], minlength=N_CLASSES)
     n_folds = min(folds, int(present[present > 0].min()))
     if n_folds < 2:
-        raise ValueError(f"k-fold evaluation needs at least 2 images of every class present, got {present.tolist()}")
+        raise InputError(f"k-fold evaluation needs at least 2 images of every class present, got {present.tolist()}")
     splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
 
     head = model.head

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.embed.features import tta_mode
 from visent.embed.images import five_crops, load_image
@@ -66,7 +67,7 @@ class Explanation:
         """The photo with the map of ``cls`` (default: the predicted class) over the square the model sees."""
         cls = cls or self.label
         if cls not in CLASSES:
-            raise ValueError(f"unknown class {cls!r}; choose one of: {', '.join(CLASSES)}")
+            raise UsageError(f"unknown class {cls!r}; choose one of: {', '.join(CLASSES)}")
         return overlay(self.image, self.maps, CLASSES.index(cls))
 
     def panel(self) -> Image.Image:
@@ -98,7 +99,7 @@ def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explan
     from visent.model.inputs import image_files
 
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise UsageError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     with image_files([image]) as items:
         (name, path, problem), = items
         if problem is not None:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visent.core.errors import VisentError
 from visent.embed.backbones import Backbone, StagePooled
 
 GRID = 112  # the maps' common resolution over the model's input square
@@ -33,7 +34,7 @@ GRID = 112  # the maps' common resolution over the model's input square
 METHODS = ("auto", "cam", "gradcam")
 
 
-class ExplainError(ValueError):
+class ExplainError(VisentError, ValueError):
     """An image cannot be explained: unreadable, or a model part that has no spatial map."""
 
 

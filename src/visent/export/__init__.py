@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 
 from visent.clean.stage import STEPS
 from visent.core import schema
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
-from visent.core.store import Dataset, atomic_open, atomic_write_table, atomic_write_text
+from visent.core.store import Dataset, DatasetError, atomic_open, atomic_write_table, atomic_write_text
 from visent.core.version import __version__
 
 __all__ = ["COLUMNS", "FORMATS", "SPLITS", "card_path", "dataset_card", "export_dataset", "parse_split", "split_of"]
@@ -66,11 +67,11 @@ def parse_split(text: str | Sequence[float]) -> tuple[float, float, float]:
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
-        raise ValueError(f"split {text!r}: expected three numbers for train,val,test such as 0.8,0.1,0.1") from None
+        raise UsageError(f"split {text!r}: expected three numbers for train,val,test such as 0.8,0.1,0.1") from None
     if len(values) != 3:
-        raise ValueError(f"split {text!r}: expected three fractions (train,val,test), got {len(values)}")
+        raise UsageError(f"split {text!r}: expected three fractions (train,val,test), got {len(values)}")
     if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"split {text!r}: fractions must be >= 0 and sum to 1 (they sum to {sum(values):g})")
+        raise UsageError(f"split {text!r}: fractions must be >= 0 and sum to 1 (they sum to {sum(values):g})")
     return values  # type: ignore[return-value]
 
 
@@ -100,7 +101,7 @@ def card_path(out: str | os.PathLike[str]) -> Path:
 def _format(out: Path) -> str:
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{out}: cannot tell the format from '{out.suffix or '(no suffix)'}'; "
+        raise UsageError(f"{out}: cannot tell the format from '{out.suffix or '(no suffix)'}'; "
                          f"name the file .parquet or .csv")
     return suffix
 
@@ -136,7 +137,7 @@ def released_table(ds: Dataset, *, with_text: bool = False, split: Sequence[floa
     posts = ds.read_table("posts")
     ids = posts.column("post_id")
     if pc.count_distinct(ids).as_py() != posts.num_rows:
-        raise ValueError(f"{ds.root}: the posts table repeats post ids; ingest the source again")
+        raise DatasetError(f"{ds.root}: the posts table repeats post ids; ingest the source again")
     parts: dict[str, pa.ChunkedArray | pa.Array] = {}
     for name in ("teach", "clean"):
         other = ds.read_table(name)

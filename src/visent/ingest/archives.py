@@ -22,6 +22,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from visent.core.errors import VisentError
+
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 MAX_BYTES = 32 * 1024 ** 3     # extracted bytes per archive
 MAX_MEMBERS = 2_000_000        # files and folders per archive
@@ -32,7 +34,7 @@ _DAMAGED = (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError,
             NotImplementedError, RuntimeError)
 
 
-class ArchiveError(ValueError):
+class ArchiveError(VisentError, ValueError):
     """An archive visent refuses to extract: the message names the archive, the member and what to do."""
 
 

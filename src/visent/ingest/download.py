@@ -20,6 +20,7 @@ from urllib.request import url2pathname
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from visent.core.errors import UsageError
 from visent.core.version import __version__
 
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
@@ -134,7 +135,7 @@ class ImageFetcher:
                  max_bytes: int = 20_000_000, backoff: float = 0.5, max_retry_after: float = 30.0,
                  per_host: int = 8):
         if per_host < 1:
-            raise ValueError(f"per_host must be at least 1, got {per_host}")
+            raise UsageError(f"per_host must be at least 1, got {per_host}")
         self.workers = workers
         self.per_host = per_host
         self._hosts: dict[str, threading.BoundedSemaphore] = {}

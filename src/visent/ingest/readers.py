@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from visent.core.encoding import SAMPLE_BYTES, TextDecoder, detect_encoding, is_utf8
+from visent.core.errors import InputError, PathNotFound
 from visent.core.images import IMAGE_SUFFIXES
 from visent.core.labels import normalise_label
 from visent.core.registry import Registry
@@ -532,14 +533,14 @@ def detect_format(source: str | os.PathLike[str]) -> str:
     """Name of the reader in :data:`READERS` for ``source`` (a file, a folder or an archive)."""
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise PathNotFound(f"{path} does not exist")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in CSV_SUFFIXES or suffix in JSON_SUFFIXES:
             return _file_format(path)
         if is_archive(path):
             return "archive"
-        raise ValueError(f"cannot tell the format of {path}; give a folder, a .jsonl/.json/.csv/.tsv file, "
+        raise InputError(f"cannot tell the format of {path}; give a folder, a .jsonl/.json/.csv/.tsv file, "
                          f"a .zip/.tar/.tar.gz archive of them, or pass format=")
     return _folder_format(path)
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
 from visent.core.store import Dataset
@@ -47,7 +48,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     a no-op; a run that was interrupted resumes from its last finished batch.
     """
     if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
-        raise ValueError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
+        raise UsageError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
                          "and timeout > 0")
     src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
                                             max_bytes=max_bytes, limit=limit, ids=ids)
@@ -184,13 +185,13 @@ def stage_params(source: str | os.PathLike[str], *, format: str, timeout: float,
     is kept only under the same ones); raises a clear error for a missing source, an unknown format or a
     negative limit. Every engine's ingest goes through here."""
     if limit is not None and limit < 0:
-        raise ValueError("limit must be >= 0")
+        raise UsageError("limit must be >= 0")
     src = Path(source).expanduser().resolve()
     if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist")
+        raise PathNotFound(f"{src} does not exist")
     reader = detect_format(src) if format == "auto" else format
     if reader not in READERS:
-        raise ValueError(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
+        raise UnknownName(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
     ids = None if ids is None else {str(i) for i in ids}
     params: dict[str, Any] = {
         "source": str(src), "format": reader, "timeout": timeout, "retries": retries,

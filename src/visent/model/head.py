@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.core.store import atomic_write_bytes
 
@@ -65,7 +66,7 @@ class StudentHead:
             raise ValueError(f"{len(X)} feature rows but {len(targets)} targets")
         present = targets.sum(axis=0) > 0
         if present.sum() < 2:
-            raise ValueError("the student needs examples of at least two classes; loosen the cleaning thresholds")
+            raise InputError("the student needs examples of at least two classes; loosen the cleaning thresholds")
         self.mean_ = X.mean(axis=0)
         self.scale_ = X.std(axis=0) + 1e-6
         Z = (X - self.mean_) / self.scale_

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from visent.core.errors import VisentError
 from visent.core.labels import CLASSES
 from visent.core.store import atomic_write_json, atomic_write_text
 from visent.core.version import __version__
@@ -35,7 +36,7 @@ DEFAULT_MODEL = "default"
 CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for any number of inputs
 
 
-class ModelError(Exception):
+class ModelError(VisentError):
     """A model directory is missing or incomplete."""
 
 

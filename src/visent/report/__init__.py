@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from visent.core.errors import InputError, PathNotFound, UsageError
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_write_text
 from visent.core.version import __version__
@@ -84,9 +85,9 @@ def render_report(target: str | os.PathLike[str], *, model: str | os.PathLike[st
                   top: int = 6) -> str:
     """The report of :func:`write_report` as an HTML string."""
     if top < 0:
-        raise ValueError(f"top must be >= 0, got {top}")
+        raise UsageError(f"top must be >= 0, got {top}")
     if benchmark is not None and evaluation is not None:
-        raise ValueError("give a benchmark to evaluate now or an evaluation file to reuse, not both")
+        raise UsageError("give a benchmark to evaluate now or an evaluation file to reuse, not both")
     context = _resolve(target, model)
     context.evaluation, context.evaluation_note = _evaluation(context, benchmark, evaluation)
     posts = _Posts.read(context.dataset) if context.dataset is not None else None
@@ -155,7 +156,7 @@ def _resolve(target: str | os.PathLike[str], model: str | os.PathLike[str] | Non
                                   "to see the images it is most confident about.")
         return context
     if model is not None:
-        raise ValueError(f"{target}: --model goes with a dataset directory, and this is not one (no manifest.json)")
+        raise UsageError(f"{target}: --model goes with a dataset directory, and this is not one (no manifest.json)")
     try:
         context.model = VisentModel.load(target)
     except ModelError:
@@ -197,7 +198,7 @@ def _evaluation(context: _Context, benchmark: Any, evaluation: Any) -> tuple[dic
            "on human-labelled images now, or `--evaluation FILE` to reuse a `visent evaluate --out FILE` report.")
     if benchmark is not None:
         if context.model is None:
-            raise ValueError("--benchmark needs a model: report on a model directory, or give `--model MODEL`")
+            raise UsageError("--benchmark needs a model: report on a model directory, or give `--model MODEL`")
         from visent.evaluate import evaluate
 
         return evaluate(context.model, benchmark), ""
@@ -209,9 +210,12 @@ def _evaluation(context: _Context, benchmark: Any, evaluation: Any) -> tuple[dic
         try:
             report = json.loads(Path(evaluation).read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{evaluation}: not a JSON report of `visent evaluate --out` ({error})") from None
+            raise InputError(f"{evaluation}: not a JSON report of `visent evaluate --out` ({error})") from None
+        except FileNotFoundError:
+            raise PathNotFound(f"{evaluation}: no such file (--evaluation takes the JSON of "
+                               "`visent evaluate --out`)") from None
     if not isinstance(report, dict) or "three_class" not in report:
-        raise ValueError(f"{evaluation}: not a report of `visent evaluate --out` (no 'three_class' entry)")
+        raise InputError(f"{evaluation}: not a report of `visent evaluate --out` (no 'three_class' entry)")
     return report, ""
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from visent.core.errors import VisentError
 from visent.serve.app import create_app
 
 
@@ -32,7 +33,7 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, **limits: Any) 
     uvicorn.run(create_app(model, **limits), host=host, port=port, log_level="info")
 
 
-class ServerError(RuntimeError):
+class ServerError(VisentError, RuntimeError):
     """``visent serve`` in the background exited or did not answer in time; the message holds its log."""
 
 

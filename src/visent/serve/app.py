@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.version import __version__
 
@@ -306,10 +307,10 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     Image.init()
     unknown = [f for f in formats if f not in Image.OPEN]
     if not formats or unknown:
-        raise ValueError(f"unknown image formats {unknown}: use Pillow format names such as {', '.join(DEFAULT_FORMATS)}")
+        raise UsageError(f"unknown image formats {unknown}: use Pillow format names such as {', '.join(DEFAULT_FORMATS)}")
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_files", max_files)):
         if int(value) < 1:
-            raise ValueError(f"{name} must be at least 1 (got {value})")
+            raise UsageError(f"{name} must be at least 1 (got {value})")
     model_name, model_dir = _model_name(model)
     checker = ImageChecker(int(max_pixels), formats)
     limits = Limits(max_upload_bytes=int(max_upload_bytes), max_pixels=int(max_pixels), max_files=int(max_files),

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from visent.core.errors import UnknownName
 from visent.core.registry import Registry
 from visent.embed.features import first_error
 from visent.teach.base import Teacher
@@ -48,7 +49,7 @@ def check_signals(names: Sequence[str]) -> list[str]:
     """``names`` as a list, each a registered signal (else a ValueError that lists them)."""
     unknown = [name for name in names if name not in SIGNALS]
     if unknown:
-        raise ValueError(f"unknown signal {unknown[0]!r}; choose from: {', '.join(SIGNALS)}")
+        raise UnknownName(f"unknown signal {unknown[0]!r}; choose from: {', '.join(SIGNALS)}")
     return list(names)
 
 

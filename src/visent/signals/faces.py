@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from visent.core.errors import UsageError
 from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
 from visent.signals.ocr import SignalNotAvailable, cached_image_pass, load_rgb, resolve_cache
@@ -246,7 +247,7 @@ def face_features(paths: Sequence[Path | str | None], *, max_side: int = MAX_SID
     ``workers`` threads decode images meanwhile. ``cache``: a FeatureCache, True for the default one, False for none.
     """
     if max_side < 32:
-        raise ValueError(f"max_side must be at least 32 pixels, got {max_side}")
+        raise UsageError(f"max_side must be at least 32 pixels, got {max_side}")
     models = _models(threads)
     return cached_image_pass(paths, faces_key(max_side), len(FACE_FEATURES),
                              load=lambda path: load_rgb(path, max_side),

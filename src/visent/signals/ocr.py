@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from visent.core.errors import UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
 from visent.core.version import package_version
@@ -46,7 +47,7 @@ OCR_FEATURES: tuple[str, ...] = ("has_text", "log1p_chars") + tuple(f"text_{c}" 
 _HEADER = 4  # cached vector: [length, non-space characters, boxes, mean confidence, code points (TEXT_CHARS)]
 
 
-class SignalNotAvailable(ImportError):
+class SignalNotAvailable(VisentError, ImportError):
     """An optional package an image signal needs is not installed (the message says which to install)."""
 
 
@@ -183,7 +184,7 @@ def _ocr_pass(paths: Sequence[Path | str | None], *, max_side: int, cache: Featu
               hashes: Sequence[str | None] | None, threads: int | None,
               workers: int) -> tuple[np.ndarray, list[str]]:
     if max_side < 32:
-        raise ValueError(f"max_side must be at least 32 pixels, got {max_side}")
+        raise UsageError(f"max_side must be at least 32 pixels, got {max_side}")
     engine = _engine(threads)
     return cached_image_pass(paths, ocr_key(max_side), _HEADER + TEXT_CHARS,
                              load=lambda path: load_rgb(path, max_side),

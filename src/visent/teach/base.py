@@ -6,8 +6,23 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from visent.core.errors import UnknownName, VisentError
+
 # Serra et al.'s per-class confidence thresholds: what the clean stage applies for a teacher that declares none.
 SERRA_THRESHOLDS: Mapping[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}
+
+
+class TeacherError(VisentError, ValueError):
+    """A teacher cannot be loaded: a teacher directory that is broken or was not made by ``visent teacher train``,
+    or weights that do not fit its encoder."""
+
+
+class TeacherNotFound(TeacherError, FileNotFoundError):
+    """A teacher directory, or a file it or ``visent teacher train`` needs, does not exist."""
+
+
+class UnknownTeacher(TeacherError, UnknownName):
+    """A teacher name that is not registered (the message lists the registered ones)."""
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ import numpy as np
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error, fit_temperature, log_softmax, prior_shift, softmax
 from visent.core.progress import progress
+from visent.teach.base import TeacherError
 from visent.teach.encoders import TextEncoder, load_encoder
 from visent.teach.text import preprocess_tweet
 
@@ -300,7 +301,7 @@ class TextClassifier:
         try:
             tensors = load_file(str(file))
         except (OSError, Exception) as exc:  # safetensors raises its own error types
-            raise ValueError(f"cannot read teacher weights {file}: {exc}; retrain with `visent teacher train`") from exc
+            raise TeacherError(f"cannot read teacher weights {file}: {exc}; retrain with `visent teacher train`") from exc
         clf.head_weight = tensors.pop("head.weight").float().numpy()
         clf.head_bias = tensors.pop("head.bias").float().numpy()
         k = clf.config.finetune_layers
@@ -311,13 +312,13 @@ class TextClassifier:
             try:
                 layers.load_state_dict(state)
             except RuntimeError as exc:
-                raise ValueError(f"{file} does not fit encoder {clf.config.encoder!r}: {exc}") from exc
+                raise TeacherError(f"{file} does not fit encoder {clf.config.encoder!r}: {exc}") from exc
             layers.eval()
             for p in layers.parameters():
                 p.requires_grad_(False)
             clf.layers = layers
         if clf.head_weight.shape[1] != clf.encoder.dim:
-            raise ValueError(f"{file}: head expects {clf.head_weight.shape[1]} features, encoder "
+            raise TeacherError(f"{file}: head expects {clf.head_weight.shape[1]} features, encoder "
                              f"{clf.config.encoder!r} gives {clf.encoder.dim}")
         return clf
 

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from visent.core.errors import InputError, PathNotFound
 from visent.core.labels import CLASS_INDEX, normalise_label
 from visent.teach.text import preprocess_tweet
 
@@ -123,7 +124,7 @@ def read_xlmt(text_path: Path, into: Tweets, skip_ids: set[str], skip_texts: set
     texts = text_path.read_text(encoding="utf-8", errors="replace").splitlines()
     labels = labels_path.read_text(encoding="utf-8", errors="replace").splitlines()
     if len(texts) != len(labels):
-        raise ValueError(f"{text_path} has {len(texts)} lines but {labels_path} has {len(labels)}; "
+        raise InputError(f"{text_path} has {len(texts)} lines but {labels_path} has {len(labels)}; "
                          "each text needs exactly one label line")
     language = _language_of(text_path.parent)
     source = f"{text_path.parent.name}/{text_path.name}"
@@ -142,7 +143,7 @@ def data_files(paths: Iterable[str | Path], exclude: Sequence[str] = ()) -> list
     for given in paths:
         root = Path(given)
         if not root.exists():
-            raise FileNotFoundError(f"{root}: no such file or folder of labelled texts")
+            raise PathNotFound(f"{root}: no such file or folder of labelled texts")
         candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in candidates:
             rel = path.name if path == root else path.relative_to(root).as_posix()
@@ -165,7 +166,7 @@ def read_labelled(paths: Iterable[str | Path], *, exclude: Sequence[str] = (),
     """Every labelled text under ``paths`` (SemEval TSV and XLM-T pairs); texts of ``heldout`` never enter."""
     files = data_files(paths, exclude)
     if not files:
-        raise FileNotFoundError(f"no labelled files (SemEval *.tsv or XLM-T *_text.txt + *_labels.txt) "
+        raise PathNotFound(f"no labelled files (SemEval *.tsv or XLM-T *_text.txt + *_labels.txt) "
                                 f"in {', '.join(map(str, paths))}")
     into = Tweets()
     skip_ids = set(heldout.ids) if heldout is not None else set()

@@ -21,7 +21,7 @@ import numpy as np
 
 from visent.core.labels import CLASSES
 from visent.core.numeric import N_CLASSES, log_softmax, prior_shift, softmax
-from visent.teach.base import SERRA_THRESHOLDS
+from visent.teach.base import SERRA_THRESHOLDS, TeacherError, TeacherNotFound
 from visent.teach.classifier import TextClassifier
 from visent.teach.text import preprocess_tweet
 
@@ -96,11 +96,11 @@ class TrainedTeacher:
         try:
             self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"{meta_path} not found: a teacher directory is made by `visent teacher train`") from None
+            raise TeacherNotFound(f"{meta_path} not found: a teacher directory is made by `visent teacher train`") from None
         except ValueError as exc:
-            raise ValueError(f"{meta_path} is not valid JSON ({exc}); retrain with `visent teacher train`") from exc
+            raise TeacherError(f"{meta_path} is not valid JSON ({exc}); retrain with `visent teacher train`") from exc
         if self.meta.get("format") != FORMAT or tuple(self.meta.get("classes", ())) != CLASSES:
-            raise ValueError(f"{meta_path} is not a {FORMAT} teacher for classes {CLASSES}")
+            raise TeacherError(f"{meta_path} is not a {FORMAT} teacher for classes {CLASSES}")
         self.name = name or self.directory.name
         self.prior, self.language = prior, language
         # the clean stage's per-class confidence thresholds: as measured for this teacher, else Serra et al.'s
@@ -121,7 +121,7 @@ class TrainedTeacher:
             else:
                 spec = next((m for m in self.meta["members"] if m["name"] == name), None)
                 if spec is None:
-                    raise ValueError(f"{self.directory / TEACHER_FILE}: route names unknown member {name!r}")
+                    raise TeacherError(f"{self.directory / TEACHER_FILE}: route names unknown member {name!r}")
                 self._members[name] = TextClassifier.load(self.directory / name, spec)
         return self._members[name]
 

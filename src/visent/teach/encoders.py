@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from visent.core.errors import PathNotFound
 from visent.core.progress import progress
 from visent.core.registry import Registry
 
@@ -49,7 +50,7 @@ class TransformerEncoder(TextEncoder):
 
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json); give the folder "
+            raise PathNotFound(f"{path}: not a Hugging Face model folder (no config.json); give the folder "
                                     "holding config.json, the weights and the tokenizer files")
         hf_logging.disable_progress_bar()
         self.path, self.name, self.languages, self.max_length = path, name, languages, max_length

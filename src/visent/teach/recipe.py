@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from visent.core.errors import InputError, UsageError
 from visent.core.labels import CLASSES
 from visent.core.numeric import N_CLASSES, log_softmax
 from visent.core.progress import console
@@ -77,10 +78,10 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
     out = Path(out)
     tweets = read_labelled(data, exclude=exclude)
     if len(tweets) < 30:
-        raise ValueError(f"only {len(tweets)} usable labelled texts in {', '.join(map(str, data))}; need at least 30")
+        raise InputError(f"only {len(tweets)} usable labelled texts in {', '.join(map(str, data))}; need at least 30")
     missing = [c for i, c in enumerate(CLASSES) if i not in set(tweets.labels)]
     if missing:
-        raise ValueError(f"the labelled texts have no {', '.join(missing)} examples")
+        raise InputError(f"the labelled texts have no {', '.join(missing)} examples")
     train_idx, val_idx = _split(tweets, val_fraction, seed)
     y = tweets.y
     data_digest = hashlib.sha256(json.dumps([f["sha256"] for f in tweets.files]).encode()).hexdigest()[:16]
@@ -94,7 +95,7 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
     val_langs = [tweets.languages[i] for i in val_idx]
     names = [member_name(e) for e in encoders]
     if len(set(names)) != len(names):
-        raise ValueError(f"two encoders would share a member name: {names}; give each once (hf: folders need distinct names)")
+        raise UsageError(f"two encoders would share a member name: {names}; give each once (hf: folders need distinct names)")
     specialists = {lang for name in encoders for lang in (load_encoder(name).languages or ())}
     for encoder_name in encoders:
         encoder = load_encoder(encoder_name)
@@ -130,7 +131,7 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
         logp[rows] = clf.val_logp_ if clf.val_logp_ is not None else clf.decision_function([val_texts[j] for j in rows])
         val_logp[name] = logp
     if not members:
-        raise ValueError("no member could be trained: the data has too few texts in the encoders' languages")
+        raise InputError("no member could be trained: the data has too few texts in the encoders' languages")
     if vader and any(lang == "en" for lang in val_langs):
         from visent.teach.vader import VaderTeacher
 

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from visent.core.encoding import TextDecoder
+from visent.core.errors import PathNotFound
 from visent.core.labels import CLASSES
 from visent.teach.teachers import load_teacher
 from visent.teach.text import preprocess_tweet
@@ -29,7 +30,7 @@ def predict_lines(teacher: str, textfile: str | Path, out: str | Path | None = N
     to ``out`` (written atomically) or is returned as a string.
     """
     if not Path(textfile).is_file():
-        raise FileNotFoundError(f"{textfile}: no such text file (give one text per line)")
+        raise PathNotFound(f"{textfile}: no such text file (give one text per line)")
     lines = read_lines(textfile)
     model = load_teacher(teacher)
     live = [i for i, line in enumerate(lines) if preprocess_tweet(line)]

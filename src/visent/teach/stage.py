@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from visent.core import schema
+from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
 from visent.core.store import Dataset
@@ -119,7 +120,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     or an engine of :func:`visent.engine.get_engine`); the table is the same. Returns the stage counts.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     ds = Dataset.of(dataset)
     ds.require_stage("ingest")
     model = load_teacher(teacher)

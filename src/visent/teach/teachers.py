@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from visent.core.registry import Registry
-from visent.teach.base import Teacher
+from visent.teach.base import Teacher, TeacherNotFound, UnknownTeacher
 from visent.teach.directory import DEFAULT_TEACHER_DIR, TEACHER_FILE, TrainedTeacher
 from visent.teach.vader import DEFAULT_CALIBRATION, VaderTeacher
 
-TEACHERS: Registry[Teacher] = Registry("teacher")
+TEACHERS: Registry[Teacher] = Registry("teacher", error=UnknownTeacher)
 
 
 @TEACHERS.register("default")
@@ -34,9 +34,21 @@ def is_teacher_dir(name: str | Path) -> bool:
     return str(name) not in TEACHERS and (Path(name) / TEACHER_FILE).is_file()
 
 
+def check_teacher(name: str | Path) -> str:
+    """``name`` if it is a registered teacher or a teacher directory, else an UnknownTeacher that lists the
+    registered ones (or a TeacherNotFound for a folder that has no teacher.json); cheap, loads nothing."""
+    if str(name) in TEACHERS or is_teacher_dir(name):
+        return str(name)
+    if Path(name).is_dir():
+        raise TeacherNotFound(f"{Path(name) / TEACHER_FILE} not found: a teacher directory is made by "
+                              "`visent teacher train`")
+    raise UnknownTeacher(f"unknown teacher {str(name)!r}; choose one of: {', '.join(TEACHERS)}, "
+                         "or a directory made by `visent teacher train`")
+
+
 def load_teacher(name: str = "default", **kw: Any) -> Teacher:
     """Build the teacher registered as ``name`` (see ``TEACHERS.describe()``), or load a teacher
     directory made by ``visent teacher train`` when ``name`` is its path; ``kw`` go to the factory."""
-    if is_teacher_dir(name):
+    if is_teacher_dir(check_teacher(name)):
         return TrainedTeacher(name, **kw)
     return TEACHERS.create(name, **kw)

@@ -18,6 +18,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from visent.core.labels import CLASSES
 from visent.core.numeric import prior_vector, softmax
+from visent.teach.base import TeacherError
 from visent.teach.text import preprocess_tweet
 
 DEFAULT_CALIBRATION = Path(__file__).resolve().parents[1] / "resources" / "teachers" / "vader-calibration.json"
@@ -48,19 +49,19 @@ def load_calibration(source: str | Path | Mapping[str, Any] = DEFAULT_CALIBRATIO
         try:
             cal = json.loads(Path(source).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read VADER calibration {source}: {exc}") from exc
+            raise TeacherError(f"cannot read VADER calibration {source}: {exc}") from exc
     if tuple(cal.get("features", ())) != FEATURES or tuple(cal.get("classes", ())) != CLASSES:
-        raise ValueError(f"{where} was fitted for other features or classes; "
+        raise TeacherError(f"{where} was fitted for other features or classes; "
                          "refit with `python -m visent.teach.calibrate SEMEVAL_DIR --out PATH`")
     try:
         coef, intercept, prior = (np.asarray(cal[k], dtype=np.float64) for k in ("coef", "intercept", "train_prior"))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: missing or non-numeric weights ({exc})") from exc
+        raise TeacherError(f"{where}: missing or non-numeric weights ({exc})") from exc
     n = len(CLASSES)
     if coef.shape != (n, len(FEATURES)) or intercept.shape != (n,) or prior.shape != (n,):
-        raise ValueError(f"{where}: weights do not fit {len(CLASSES)} classes x {len(FEATURES)} features")
+        raise TeacherError(f"{where}: weights do not fit {len(CLASSES)} classes x {len(FEATURES)} features")
     if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept)) and np.all(prior > 0)):
-        raise ValueError(f"{where}: weights must be finite and the training prior positive")
+        raise TeacherError(f"{where}: weights must be finite and the training prior positive")
     return cal
 
 

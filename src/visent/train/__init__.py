@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
+from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
 from visent.core.schema import PROB_COLUMNS
@@ -32,7 +33,7 @@ DEFAULT_BACKBONE = "efficientnet-lite0-ms+efficientnet-lite2"
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 
 
-class TrainError(Exception):
+class TrainError(VisentError):
     """Training cannot start: the dataset is not ready or has too few usable examples."""
 
 
@@ -76,6 +77,25 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
 
 
+def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, target: str = "soft",
+                  tta: bool | str = False, runtime: str | None = None, signals: Sequence[str] = ()) -> tuple[str, str]:
+    """Refuse an unknown backbone, target, test-time augmentation, runtime or signal, and a weights file that does
+    not exist, before any work (``build`` checks them before it ingests); returns the runtime and the tta mode."""
+    from visent.embed.backbones import check_backbone
+    from visent.embed.features import tta_mode
+    from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
+    from visent.signals import check_signals
+
+    for name in backbone.split("+"):
+        check_backbone(name.strip())
+    if weights is not None and not Path(weights).is_file():
+        raise PathNotFound(f"{weights}: no such weights file (--weights)")
+    if target not in ("soft", "hard"):
+        raise UsageError(f"target must be 'soft' or 'hard', not {target!r}")
+    check_signals(signals)
+    return check_runtime(runtime or DEFAULT_RUNTIME), tta_mode(tta)
+
+
 def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEFAULT_BACKBONE,
           weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
@@ -99,13 +119,9 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
     from visent.embed import load_backbone
-    from visent.embed.features import tta_mode
-    from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
 
-    runtime = check_runtime(runtime or DEFAULT_RUNTIME)
-    tta = tta_mode(tta)
-    if target not in ("soft", "hard"):
-        raise ValueError(f"target must be 'soft' or 'hard', not {target!r}")
+    runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=tta, runtime=runtime,
+                                 signals=signals)
     dataset = Dataset.of(dataset)
     started = time.time()
     rows = _training_rows(dataset)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from visent.core.errors import InputError, UsageError
 from visent.core.progress import progress
 from visent.embed.backbones import Backbone
 from visent.embed.features import describe_error, prefetched
@@ -72,12 +73,12 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
     caller's random state is left as it was. ``backbone`` itself is not modified.
     """
     if n_blocks < 1:
-        raise ValueError("n_blocks must be at least 1")
+        raise UsageError("n_blocks must be at least 1")
     if epochs < 1 or batch_size < 1:
-        raise ValueError("epochs and batch_size must be at least 1")
+        raise UsageError("epochs and batch_size must be at least 1")
     n = len(paths)
     if n == 0:
-        raise ValueError("no images to fine-tune on")
+        raise InputError("no images to fine-tune on")
     targets = _check_targets(targets, n, "targets")
     has_val = val_paths is not None and len(val_paths) > 0
     if has_val:
@@ -143,7 +144,7 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
                             scheduler.step()
                         advance(len(batch))
                     if seen == 0:
-                        raise ValueError(f"none of the {n} images could be read; first error: "
+                        raise InputError(f"none of the {n} images could be read; first error: "
                                          f"{next(iter(errors.values()), '?')}")
                     record = {"epoch": float(epoch), "train_loss": loss_sum / seen}
                     if has_val:

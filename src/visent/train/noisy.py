@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from visent.core.errors import UsageError
 from visent.model.head import StudentHead
 
 
 def sharpen(targets: np.ndarray, temperature: float) -> np.ndarray:
     """``targets ** (1 / temperature)``, rows renormalised; ``temperature == 1`` leaves them as they are."""
     if temperature <= 0:
-        raise ValueError(f"the target temperature must be positive, got {temperature}")
+        raise UsageError(f"the target temperature must be positive, got {temperature}")
     if temperature == 1.0:
         return np.asarray(targets, dtype=np.float64)
     powered = np.power(np.clip(np.asarray(targets, dtype=np.float64), 1e-12, 1.0), 1.0 / temperature)
@@ -45,7 +46,7 @@ def self_train(X: np.ndarray, targets: np.ndarray, C: float, *, rounds: int, alp
     """Fit a head on ``targets``, then ``rounds`` times relabel the rows out of fold and refit on
     ``alpha * targets + (1 - alpha) * student``. Returns the last head and the targets it learnt from."""
     if rounds < 0 or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"self-training needs rounds >= 0 and 0 <= alpha <= 1, got {rounds}, {alpha}")
+        raise UsageError(f"self-training needs rounds >= 0 and 0 <= alpha <= 1, got {rounds}, {alpha}")
     current = np.asarray(targets, dtype=np.float64)
     head = StudentHead(C=C).fit(X, current)
     for _ in range(rounds):
