@@ -1,5 +1,5 @@
 """The ``visent`` command line: ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
-serve, demo (and backbones, teachers, teacher train/predict)."""
+serve, demo (and backbones, teachers, benchmarks, teacher train/predict)."""
 
 from __future__ import annotations
 
@@ -336,7 +336,8 @@ def _print_predictions(rows: list[dict[str, Any]]) -> None:
 @app.command()
 def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
-    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="CSV of path,label (names, or 0/1 with 0 = negative) or an MVSA folder."),
+    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="NAME=PATH (see `visent benchmarks`), a CSV of path,label (names, or 0/1 with "
+                                                                   "0 = negative) or an MVSA folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     folds: Optional[int] = typer.Option(None, "--folds", min=2,
                                         help="Also score the student per fold (stratified k-fold)."),
@@ -536,6 +537,16 @@ def teachers() -> None:
     for name, description in TEACHERS.describe().items():
         console.print(f"[bold]{name}[/]  {description}")
     console.print("Any directory made by `visent teacher train`: --teacher PATH.")
+
+
+@app.command()
+def benchmarks() -> None:
+    """List the benchmarks `visent evaluate --benchmark NAME=PATH` reads."""
+    from visent.evaluate import BENCHMARKS
+
+    for name, description in BENCHMARKS.describe().items():
+        console.print(f"[bold]{name}[/]  {escape(description)}")
+    console.print("A bare path is detected: a folder is read as MVSA, a file as a CSV of path,label.")
 
 
 if __name__ == "__main__":
