@@ -265,6 +265,7 @@ class WeightedHead(StudentHead):
         self.intercept_ = np.full(3, -30.0)
         seen = model.classes_.astype(int)
         self.coef_[seen], self.intercept_[seen] = model.coef_, model.intercept_
+        self.classes_, self.n_features_in_, self.temperature_ = np.array(CLASSES), X.shape[1], 1.0
         return self
 
 
@@ -454,7 +455,7 @@ def run_variant(fd: FoldData, v: Variant) -> dict:
         tr, va = train_test_split(np.arange(len(X)), test_size=0.2, random_state=seed, stratify=labels)
         split_head = fit_head(X[tr], T[tr], C, None if W is None else W[tr]).calibrate(X[va], T[va])
         out["uncalibrated"] = out["probs"]
-        head.temperature = out["temperature"] = split_head.temperature
+        head.temperature_ = out["temperature"] = split_head.temperature_
         out["probs"] = head.predict_proba(fd.X_test)
     return out
 

@@ -101,7 +101,7 @@ def score_semeval(teacher: TrainedTeacher, teacher_dir: Path, semeval_dir: Path)
         logp = english.member_logp(name, test.texts)
         shift = np.asarray(english.routes["en"]["prior"])
         if name != "vader":
-            shift = np.asarray(english.member(name).train_prior)
+            shift = np.asarray(english.member(name).train_prior_)
         semeval[f"member {name} alone"] = scores(y, softmax(logp - np.log(shift)))
     # the same probabilities moved back to each route's training class mix (Bayes' rule, no second pass)
     routes = teacher.route_of([preprocess_tweet(t) for t in test.texts])

@@ -168,6 +168,8 @@ CASES = {
                                     ["nope", "benchmark not found"], 1),
     "evaluate: folder that is not a benchmark": (lambda p: ["evaluate", "default", "--benchmark", p.crawl.parent],
                                                  ["crawl", "labelResultAll.txt"], 1),
+    "evaluate: a named benchmark of the wrong kind": (
+        lambda p: ["evaluate", "default", "--benchmark", f"mvsa={p.benchmark}"], ["a mvsa benchmark is a folder"], 1),
     "evaluate: folds out of range": (lambda p: ["evaluate", "default", "--benchmark", p.benchmark, "--folds", "1"],
                                      ["--folds"], 2),
     # report
@@ -215,6 +217,7 @@ CASES = {
     # the listings take no argument
     "backbones: extra argument": (lambda p: ["backbones", "extra"], ["extra"], 2),
     "teachers: extra argument": (lambda p: ["teachers", "extra"], ["extra"], 2),
+    "benchmarks: extra argument": (lambda p: ["benchmarks", "extra"], ["extra"], 2),
     "teacher: unknown subcommand": (lambda p: ["teacher", "fit"], ["fit"], 2),
 }
 

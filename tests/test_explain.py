@@ -32,9 +32,10 @@ def _photo(path: Path, size=(120, 90), seed: int = 0) -> Path:
 
 def _random_head(dim: int, seed: int = 0) -> StudentHead:
     rng = np.random.default_rng(seed)
-    head = StudentHead(temperature=1.3)
+    head = StudentHead()
     head.mean_, head.scale_ = rng.normal(size=dim), rng.uniform(0.5, 2.0, dim)
     head.coef_, head.intercept_ = rng.normal(size=(3, dim)) * 0.05, rng.normal(size=3)
+    head.classes_, head.n_features_in_, head.temperature_ = np.array(visent.CLASSES), dim, 1.3
     return head
 
 
@@ -50,7 +51,7 @@ def _contrastive_scores(model: VisentModel, path: Path) -> np.ndarray:
     """What the maps must add up to: the features times the contrastive weights (no constant)."""
     features, _ = model.features([path], cache=False)
     head = model.head
-    return features[0] @ contrastive_weights(head.coef_, head.scale_, head.temperature).T
+    return features[0] @ contrastive_weights(head.coef_, head.scale_, head.temperature_).T
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_gradcam_on_other_backbones_is_the_class_map_of_their_last_activation(tm
             tokens = backbone.module.block(torch.cat([backbone.module.cls, tokens], dim=1))[0, 1:]
             activation = tokens.T.reshape(5, 4, 4)
     head = model.head
-    weights = torch.as_tensor(contrastive_weights(head.coef_, head.scale_, head.temperature))
+    weights = torch.as_tensor(contrastive_weights(head.coef_, head.scale_, head.temperature_))
     expected = F.interpolate(torch.einsum("kc,chw->khw", weights, activation)[None], size=(GRID, GRID),
                              mode="bilinear", align_corners=False)[0].numpy()
     np.testing.assert_allclose(explanation.maps, expected, atol=1e-4 * np.abs(expected).max())

@@ -51,3 +51,20 @@ def test_self_training_moves_targets_towards_the_truth() -> None:
     assert np.allclose(learnt.sum(1), 1)
     with pytest.raises(ValueError):
         self_train(X, targets, 0.1, rounds=1, alpha=1.5)
+
+
+def test_out_of_fold_is_cross_val_predict_on_the_same_splits() -> None:
+    """out_of_fold_proba (scikit-learn's cross_val_predict) gives exactly what the explicit loop over the
+    stratified folds gives, for soft targets and with a class that is never the argmax."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, _, noisy, _ = _noisy_blobs(200)
+    rng = np.random.default_rng(1)
+    soft = 0.6 * as_targets(noisy) + 0.4 * rng.dirichlet([1, 1, 1], len(noisy))
+    no_neutral = as_targets(np.where(noisy == 1, 2, noisy)) * 0.8 + 0.2 / 3
+    for targets, seed in ((soft, 0), (no_neutral, 3)):
+        expected = np.zeros_like(targets)
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed).split(X, targets.argmax(1))
+        for train, held in folds:
+            expected[held] = StudentHead(C=0.1).fit(X[train], targets[train]).predict_proba(X[held])
+        assert np.array_equal(out_of_fold_proba(X, targets, C=0.1, seed=seed), expected)

@@ -58,7 +58,7 @@ def test_model_names_resolve(tmp_path):
     default = VisentModel.load("default")
     assert default.config.backbone == "efficientnet-lite0-ms"
     assert default.config.extra_backbones == ["efficientnet-lite2"]
-    assert default.head.coef_.shape == (3, 2576 + 1280) and 0.5 < default.head.temperature < 2
+    assert default.head.coef_.shape == (3, 2576 + 1280) and 0.5 < default.head.temperature_ < 2
     with pytest.raises(ModelError, match="config.json"):
         resolve_model_dir(tmp_path)
 

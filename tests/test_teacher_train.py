@@ -17,7 +17,7 @@ from visent.cli import app
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error, fit_temperature, prior_shift, softmax
 from visent.teach import load_teacher
-from visent.teach.classifier import ClassifierConfig, TextClassifier
+from visent.teach.classifier import CONFIG_KEYS, TextClassifier
 from visent.teach.data import Tweets, read_labelled, read_semeval
 from visent.teach.directory import DEFAULT_TEACHER_DIR, TEACHER_FILE, TrainedTeacher, detect_languages, fit_stack
 from visent.teach.recipe import train_teacher
@@ -144,20 +144,69 @@ def test_fine_tuned_classifier_is_deterministic_and_round_trips(labelled, tmp_pa
     y = data.y
     val = np.arange(len(y)) % 4 == 0
     texts = np.array(data.texts, dtype=object)
-    clf = TextClassifier(ClassifierConfig(encoder="minilm", finetune_layers=1, epochs=2, batch_size=8))
-    clf.fit(list(texts[~val]), y[~val], list(texts[val]), y[val])
-    report = clf.report
+    clf = TextClassifier(encoder="minilm", finetune_layers=1, epochs=2, batch_size=8)
+    assert clf.fit(list(texts[~val]), y[~val], list(texts[val]), y[val]) is clf
+    report = clf.report_
     assert report.n_train == (~val).sum() and len(report.epochs) == 2 and report.temperature > 0
     assert {"macro_recall", "ece"} <= set(report.val) and report.val["n"] == val.sum()
     probe = ["I love this so much", "I hate this so much", "", "the meeting is at 3pm"]
     p1, p2 = clf.predict_proba(probe), clf.predict_proba(probe)
     assert np.array_equal(p1, p2) and np.allclose(p1.sum(axis=1), 1)
     assert p1[0].argmax() == CLASSES.index("positive") and p1[1].argmax() == CLASSES.index("negative")
+    assert list(clf.predict(probe[:2])) == ["positive", "negative"] and list(clf.classes_) == list(CLASSES)
     meta = clf.save(tmp_path / "member")
+    assert meta["config"] == {"encoder": "minilm", "finetune_layers": 1, "epochs": 2, "batch_size": 8, "lr": 1e-4,
+                              "head_lr": 2e-3, "weight_decay": 0.01, "max_length": 64, "seed": 0}
+    assert list(meta) == ["config", "temperature", "train_prior", "report"] and list(meta["config"]) == list(CONFIG_KEYS)
     again = TextClassifier.load(tmp_path / "member", json.loads(json.dumps(meta)))
     assert np.allclose(again.predict_proba(probe), p1, atol=1e-6)
+    assert again.get_params() == clf.get_params() and again.meta() == meta  # the report travels with the member
+    assert again.temperature_ == clf.temperature_ and np.array_equal(again.train_prior_, clf.train_prior_)
     # only the top layer and the head are stored, in float16 and float32
     assert (tmp_path / "member.safetensors").stat().st_size < 4_000_000
+
+
+def test_text_classifier_is_a_scikit_learn_estimator():
+    """Hyper-parameters in __init__ (get_params / set_params / clone round trips), nothing learned before fit."""
+    from sklearn.base import clone, is_classifier
+    from sklearn.exceptions import NotFittedError
+
+    clf = TextClassifier(encoder="e5-small", finetune_layers=0, epochs=5, lr=3e-5, seed=7)
+    params = clf.get_params()
+    assert set(params) == set(CONFIG_KEYS) and params["encoder"] == "e5-small" and params["lr"] == 3e-5
+    assert list(clf.config()) == list(CONFIG_KEYS) and clf.config() == params
+    copy = clone(clf)
+    assert copy is not clf and copy.get_params() == params
+    assert clone(copy.set_params(epochs=1)).get_params() == {**params, "epochs": 1}
+    assert TextClassifier(**params).get_params() == params
+    assert is_classifier(clf) and "TextClassifier(encoder='e5-small'" in repr(clf)
+    # learned state has a trailing underscore and does not exist before fit (nor survives a clone)
+    assert not [name for name in vars(clf) if name.endswith("_") and not name.startswith("_")]
+    for method in ("predict_proba", "predict", "decision_function"):
+        with pytest.raises(NotFittedError):
+            getattr(clf, method)(["a text"])
+    with pytest.raises(ValueError, match="unknown label"):
+        clf.fit(["a", "b", "c"], [0, 1, 5], ["d"], [0])
+
+
+def test_loaded_member_has_the_fitted_attributes_and_clones_unfitted():
+    from sklearn.base import clone
+    from sklearn.utils.validation import check_is_fitted
+
+    teacher = TrainedTeacher(DEFAULT_TEACHER_DIR)
+    member = teacher.member("minilm")
+    check_is_fitted(member)
+    assert list(member.classes_) == list(CLASSES) and member.temperature_ > 0 and member.layers_ is not None
+    assert member.head_weight_.shape[0] == 3 and np.isclose(member.train_prior_.sum(), 1.0)
+    assert member.report_.n_train > 0 and member.get_params()["finetune_layers"] == 2
+    spec = next(m for m in teacher.meta["members"] if m["name"] == "minilm")
+    assert member.config() == spec["config"] and member.meta()["report"] == spec["report"]
+    fresh = clone(member)
+    assert fresh.get_params() == member.get_params() and not hasattr(fresh, "head_weight_")
+    probs = member.predict_proba(["I love this so much", "I hate this so much"])
+    assert list(member.predict(["I love this so much", "I hate this so much"])) == ["positive", "negative"]
+    assert member.score(["I love this so much", "I hate this so much"], ["positive", "negative"]) == 1.0
+    assert np.allclose(probs.sum(axis=1), 1)
 
 
 def test_train_teacher_directory_routes_and_resumes(labelled, tmp_path, monkeypatch):

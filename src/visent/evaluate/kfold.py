@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.class_weight import compute_sample_weight
 
 from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
@@ -35,9 +36,8 @@ def fit_towards(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, C:
     """Multinomial logistic regression on standardised features ``Z`` and class indices ``y``, with
     balanced class weights and the penalty ``||W - W0||² / 2`` (scikit-learn's form: C times the weighted
     log-loss plus the penalty; ``W0 = 0`` is ordinary L2). Starts at (W0, b0). Returns (W, b)."""
-    n, d = Z.shape
-    counts = np.bincount(y, minlength=N_CLASSES)
-    weight = (n / (np.count_nonzero(counts) * np.maximum(counts, 1)))[y]
+    d = Z.shape[1]
+    weight = compute_sample_weight("balanced", y)
     onehot = np.eye(N_CLASSES)[y]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:

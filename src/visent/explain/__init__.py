@@ -110,7 +110,7 @@ def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explan
         backbones = [model.backbone, *(model.extra_backbone(n) for n in model.config.extra_backbones)]
         chosen = _choose_method(backbones, method)
         head = model.head
-        weights = contrastive_weights(head.coef_, head.scale_, head.temperature)
+        weights = contrastive_weights(head.coef_, head.scale_, head.temperature_)
         offset = -(weights @ head.mean_.astype(np.float32))  # features @ weights.T + offset = contrastive logits
         maps = np.zeros((len(CLASSES), GRID, GRID), np.float32)
         mode = tta_mode(model.config.tta)

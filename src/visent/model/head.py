@@ -4,17 +4,24 @@ It learns from hard teacher labels or from the teacher's full probability vector
 Soft targets are fitted exactly by giving each example one weighted copy per class, the weight
 being the teacher's probability for that class: the weighted log-loss is then the cross-entropy
 against the soft target. Inference is plain numpy, so a saved head needs no scikit-learn object.
+
+:class:`StudentHead` is a scikit-learn estimator (``get_params``, ``clone``, ``fit`` returning self, learned
+state with a trailing ``_``), with one difference from a generic classifier: its classes are always
+:data:`visent.core.labels.CLASSES`, whatever subset the targets happen to contain, so every head gives three
+probability columns in the same order.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import assert_all_finite, check_is_fitted, column_or_1d, validate_data
 
 from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
@@ -26,18 +33,40 @@ N_CLASSES = len(CLASSES)
 def as_targets(y: Sequence[str] | Sequence[int] | np.ndarray) -> np.ndarray:
     """Turn labels (names or indices) or an (n, 3) probability array into (n, 3) float targets."""
     array = np.asarray(y)
+    if array.ndim == 2 and array.shape[1] == 1:  # a column of labels
+        array = column_or_1d(array, warn=True)
     if array.ndim == 2:
         if array.shape[1] != N_CLASSES:
             raise ValueError(f"soft targets need {N_CLASSES} columns, got {array.shape[1]}")
         targets = array.astype(np.float64)
+        if not np.all(np.isfinite(targets)) or np.any(targets < 0):
+            raise ValueError("soft targets must be finite and non-negative")
         sums = targets.sum(axis=1, keepdims=True)
         if np.any(sums <= 0):
             raise ValueError("every soft target row needs a positive sum")
         return targets / sums
-    index = np.array([CLASS_INDEX[v] if isinstance(v, str) else int(v) for v in array.tolist()], dtype=np.int64)
+    if array.ndim != 1:
+        raise ValueError(f"targets must be labels (n,) or soft targets (n, {N_CLASSES}), got shape {array.shape}")
+    if array.dtype.kind == "f":
+        assert_all_finite(array, input_name="y")
+        if np.any(array != np.round(array)):
+            raise ValueError("Unknown label type: continuous targets; labels are class names, indices 0-2 "
+                             f"or (n, {N_CLASSES}) soft targets")
+    index = np.array([_class_index(v) for v in array.tolist()], dtype=np.int64)
     targets = np.zeros((len(index), N_CLASSES))
     targets[np.arange(len(index)), index] = 1.0
     return targets
+
+
+def _class_index(value: object) -> int:
+    if isinstance(value, str):
+        if value not in CLASS_INDEX:
+            raise ValueError(f"unknown label {value!r}: labels are {', '.join(CLASSES)} or their indices 0-2")
+        return CLASS_INDEX[value]
+    index = int(value)  # type: ignore[call-overload]
+    if index != value or not 0 <= index < N_CLASSES:
+        raise ValueError(f"unknown label {value!r}: labels are {', '.join(CLASSES)} or their indices 0-2")
+    return index
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -46,27 +75,37 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-@dataclass
-class StudentHead:
-    """Standardise features, then multinomial logistic regression (scikit-learn style)."""
+class StudentHead(ClassifierMixin, BaseEstimator):
+    """Standardise features, then multinomial logistic regression.
 
-    C: float = 0.1
-    class_weight: str | None = "balanced"
-    max_iter: int = 2000
-    temperature: float = 1.0  # logits are divided by it (fitted after training by calibrate())
-    mean_: np.ndarray | None = field(default=None, repr=False)
-    scale_: np.ndarray | None = field(default=None, repr=False)
-    coef_: np.ndarray | None = field(default=None, repr=False)
-    intercept_: np.ndarray | None = field(default=None, repr=False)
+    ``C``: inverse L2 strength; ``class_weight``: ``"balanced"`` (each example weighted by how rare its argmax
+    class is) or None; ``max_iter``: the solver's iteration limit.
+
+    Learned: ``mean_``, ``scale_`` (the standardisation), ``coef_`` (3, d), ``intercept_`` (3,), ``classes_``
+    (always :data:`CLASSES`), ``n_features_in_``, ``n_iter_`` (the solver's, after :meth:`fit` only) and
+    ``temperature_`` (1.0 after :meth:`fit`; set by :meth:`calibrate`). ``y`` may be label names, class indices or (n, 3) soft targets.
+    """
+
+    def __init__(self, C: float = 0.1, class_weight: str | None = "balanced", max_iter: int = 2000):
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, y: Sequence[str] | Sequence[int] | np.ndarray) -> "StudentHead":
-        X = np.asarray(X, dtype=np.float64)
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(f"class_weight must be 'balanced' or None, not {self.class_weight!r}")
+        X = validate_data(self, X, dtype=np.float64)
+        if y is None:
+            raise ValueError("StudentHead requires y to be passed, but the target y is None")
         targets = as_targets(y)
         if len(X) != len(targets):
             raise ValueError(f"{len(X)} feature rows but {len(targets)} targets")
         present = targets.sum(axis=0) > 0
         if present.sum() < 2:
-            raise InputError("the student needs examples of at least two classes; loosen the cleaning thresholds")
+            raise InputError("the student needs examples of at least two classes, not one class; "
+                             "loosen the cleaning thresholds")
+        self.classes_ = np.array(CLASSES)
+        self.temperature_ = 1.0
         self.mean_ = X.mean(axis=0)
         self.scale_ = X.std(axis=0) + 1e-6
         Z = (X - self.mean_) / self.scale_
@@ -75,9 +114,7 @@ class StudentHead:
         # class counts equally while the soft distribution inside an example is left as the teacher gave it.
         hard = targets.argmax(axis=1)
         if self.class_weight == "balanced":
-            counts = np.bincount(hard, minlength=N_CLASSES)
-            per_class = np.where(counts > 0, len(hard) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
-            example_weight = per_class[hard]
+            example_weight = compute_sample_weight("balanced", hard)
         else:
             example_weight = np.ones(len(hard))
 
@@ -85,6 +122,7 @@ class StudentHead:
         weights = targets[rows, cols] * example_weight[rows]
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-5)
         model.fit(Z[rows], cols, sample_weight=weights)
+        self.n_iter_ = model.n_iter_
 
         # A class that never occurs gets a very low fixed logit so probabilities still have 3 columns.
         self.coef_ = np.zeros((N_CLASSES, X.shape[1]))
@@ -98,19 +136,42 @@ class StudentHead:
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        if self.coef_ is None:
-            raise RuntimeError("StudentHead is not fitted")
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        """The head's logits (n, 3) in :attr:`classes_` order, before the temperature."""
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = (X - self.mean_) / self.scale_
         return Z @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax(self.decision_function(X) / self.temperature)
+        """Probabilities (n, 3) in :attr:`classes_` order: ``softmax(logits / temperature_)``."""
+        return softmax(self.decision_function(X) / self.temperature_)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable class name per row."""
+        best = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[best]
+
+    def score(self, X: np.ndarray, y: Sequence[str] | Sequence[int] | np.ndarray,
+              sample_weight: np.ndarray | None = None) -> float:
+        """Accuracy against ``y`` given as names, class indices or soft targets (their argmax)."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(as_targets(y).argmax(axis=1), self.predict_proba(X).argmax(axis=1),
+                                    sample_weight=sample_weight))
 
     def calibrate(self, X: np.ndarray, y: Sequence[str] | Sequence[int] | np.ndarray) -> "StudentHead":
-        """Temperature scaling (Guo et al., 2017): set ``temperature`` to the value that minimises the
+        """Temperature scaling (Guo et al., 2017): set ``temperature_`` to the value that minimises the
         cross-entropy of ``softmax(logits / T)`` against the targets ``y`` (labels or soft targets) on held-out
-        rows ``X``. The predicted class never changes; only the confidence does."""
+        rows ``X``. The predicted class never changes; only the confidence does. Returns self.
+
+        The search is :func:`visent.core.numeric.fit_temperature`'s (bounded Brent over log T in
+        ``LOG_TEMPERATURE_BOUNDS``), but the loss keeps the head's own form (``log(clip(softmax))`` rather than
+        ``log_softmax``): the two differ in the last bits, which moves the fitted T by ~1e-8 and would change
+        the ``head.npz`` that rebuilding the shipped model writes.
+        """
         from scipy.optimize import minimize_scalar
+
+        from visent.core.numeric import LOG_TEMPERATURE_BOUNDS
 
         logits, targets = self.decision_function(X), as_targets(y)
 
@@ -118,22 +179,25 @@ class StudentHead:
             probs = softmax(logits / np.exp(log_t))
             return float(-np.mean(np.sum(targets * np.log(np.clip(probs, 1e-12, 1.0)), axis=1)))
 
-        self.temperature = float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
+        result = minimize_scalar(loss, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
+        self.temperature_ = float(np.exp(result.x))
         return self
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.array(CLASSES)[self.predict_proba(X).argmax(axis=1)]
-
     def save(self, path: str | Path) -> None:
+        check_is_fitted(self, "coef_")
         buffer = io.BytesIO()
         np.savez(buffer, mean=self.mean_, scale=self.scale_, coef=self.coef_, intercept=self.intercept_,
-                 C=np.array(self.C), temperature=np.array(self.temperature))
+                 C=np.array(self.C), temperature=np.array(self.temperature_))
         atomic_write_bytes(Path(path), buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "StudentHead":
+        """A fitted head from ``head.npz`` (heads saved before calibration existed get ``temperature_ = 1``)."""
         with np.load(path) as data:
-            head = cls(C=float(data["C"]), temperature=float(data["temperature"]) if "temperature" in data else 1.0)
+            head = cls(C=float(data["C"]))
             head.mean_, head.scale_ = data["mean"], data["scale"]
             head.coef_, head.intercept_ = data["coef"], data["intercept"]
+            head.temperature_ = float(data["temperature"]) if "temperature" in data else 1.0
+        head.classes_ = np.array(CLASSES)
+        head.n_features_in_ = int(head.coef_.shape[1])
         return head

@@ -1,7 +1,8 @@
 """Teachers trained by visent: an encoder, its top layers fine-tuned on labelled tweets, a linear
 head, and temperature scaling fitted on a validation split.
 
-``TextClassifier`` is one such model with a scikit-learn-like surface (``fit`` / ``predict_proba``);
+``TextClassifier`` is one such model, a scikit-learn estimator (hyper-parameters in ``__init__``, ``fit``
+returning self, learned state with a trailing ``_``, ``predict`` / ``predict_proba``);
 :mod:`visent.teach.directory` combines several (and VADER) into the teacher ``visent teach`` uses.
 
 Fine-tuning on two CPU cores stays affordable because only the top ``finetune_layers`` transformer
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
-from visent.core.labels import CLASSES
+from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.core.numeric import expected_calibration_error, fit_temperature, log_softmax, prior_shift, softmax
 from visent.core.progress import progress
 from visent.teach.base import TeacherError
@@ -31,18 +34,9 @@ N_CLASSES = len(CLASSES)
 # T from 0.05 to 20: the range the shipped teacher's temperatures were fitted in
 TEMPERATURE_LOG_BOUNDS = (math.log(0.05), math.log(20.0))
 
-
-@dataclass
-class ClassifierConfig:
-    encoder: str = "minilm"
-    finetune_layers: int = 2
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-4          # top transformer layers
-    head_lr: float = 2e-3     # linear head
-    weight_decay: float = 0.01
-    max_length: int = 64
-    seed: int = 0
+# The hyper-parameters, in the order a teacher directory's member specs write them ("config" in teacher.json)
+CONFIG_KEYS = ("encoder", "finetune_layers", "epochs", "batch_size", "lr", "head_lr", "weight_decay", "max_length",
+               "seed")
 
 
 def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -64,121 +58,178 @@ class FitReport:
     epochs: list[dict[str, float]] = field(default_factory=list)
 
 
-class TextClassifier:
+def class_indices(y: Sequence[str] | Sequence[int] | np.ndarray) -> np.ndarray:
+    """Labels given as names of :data:`CLASSES` or as their indices, as int64 indices."""
+    out = []
+    for value in np.asarray(y).tolist():
+        index = CLASS_INDEX.get(value, -1) if isinstance(value, str) else int(value)
+        if not 0 <= index < N_CLASSES or not isinstance(value, str) and index != value:
+            raise ValueError(f"unknown label {value!r}: labels are {', '.join(CLASSES)} or their indices 0-2")
+        out.append(index)
+    return np.array(out, dtype=np.int64)
+
+
+class TextClassifier(ClassifierMixin, BaseEstimator):
     """Sentiment of short texts from an encoder plus a linear head, calibrated.
 
-    >>> clf = TextClassifier(ClassifierConfig(encoder="minilm", finetune_layers=2)).fit(texts, y, val_texts, val_y)
+    Hyper-parameters: ``encoder`` (a name of :mod:`visent.teach.encoders` or ``hf:PATH``), ``finetune_layers``
+    (top transformer layers that learn; 0: frozen encoder and a logistic head), ``epochs``, ``batch_size``,
+    ``lr`` (top layers), ``head_lr`` (linear head), ``weight_decay``, ``max_length`` (tokens) and ``seed``.
+
+    Learned by :meth:`fit` (or read by :meth:`load`): ``classes_`` (:data:`CLASSES`), ``head_weight_`` (3, dim)
+    and ``head_bias_`` (float32), ``layers_`` (the fine-tuned top layers, a torch ModuleList; None when
+    ``finetune_layers == 0``), ``temperature_``, ``train_prior_`` (the training class mix) and ``report_``
+    (:class:`FitReport`); :meth:`fit` also keeps ``val_logp_``, the calibrated log-probabilities of its
+    validation texts.
+
+    >>> clf = TextClassifier(encoder="minilm", finetune_layers=2).fit(texts, y, val_texts, val_y)
     >>> clf.predict_proba(["what a day!"])   # (1, 3), columns negative, neutral, positive
     """
 
-    def __init__(self, config: ClassifierConfig | None = None):
-        self.config = config or ClassifierConfig()
-        self.temperature = 1.0
-        self.train_prior = np.full(N_CLASSES, 1.0 / N_CLASSES)
-        self.head_weight = np.zeros((N_CLASSES, 0), dtype=np.float32)
-        self.head_bias = np.zeros(N_CLASSES, dtype=np.float32)
-        self.layers: Any = None  # fine-tuned copies of the encoder's top layers (torch ModuleList)
-        self.report = FitReport()
-        self.val_logp_: np.ndarray | None = None  # calibrated log-probabilities of the validation texts of fit()
-        self._encoder: TextEncoder | None = None
+    def __init__(self, encoder: str = "minilm", finetune_layers: int = 2, epochs: int = 3, batch_size: int = 32,
+                 lr: float = 1e-4, head_lr: float = 2e-3, weight_decay: float = 0.01, max_length: int = 64,
+                 seed: int = 0):
+        self.encoder = encoder
+        self.finetune_layers = finetune_layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.head_lr = head_lr
+        self.weight_decay = weight_decay
+        self.max_length = max_length
+        self.seed = seed
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a sequence of texts
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        return tags
+
+    def config(self) -> dict[str, Any]:
+        """The hyper-parameters as a member spec stores them (``get_params()``, in :data:`CONFIG_KEYS` order)."""
+        return {key: getattr(self, key) for key in CONFIG_KEYS}
 
     # -- the encoder -----------------------------------------------------------------------------------
-    @property
-    def encoder(self) -> TextEncoder:
-        if self._encoder is None:
-            self._encoder = load_encoder(self.config.encoder)
-            if self.config.finetune_layers > self._encoder.num_layers:
-                raise ValueError(f"encoder {self.config.encoder!r} has {self._encoder.num_layers} layers that can "
-                                 f"be fine-tuned, not {self.config.finetune_layers}")
-            if hasattr(self._encoder, "max_length"):
-                self._encoder.max_length = self.config.max_length  # type: ignore[attr-defined]
+    def _text_encoder(self) -> TextEncoder:
+        """The encoder named by ``encoder``, loaded once per classifier."""
+        if getattr(self, "_encoder_key", None) != (self.encoder, self.max_length):  # not loaded, or set_params
+            encoder = load_encoder(self.encoder)
+            if self.finetune_layers > encoder.num_layers:
+                raise ValueError(f"encoder {self.encoder!r} has {encoder.num_layers} layers that can "
+                                 f"be fine-tuned, not {self.finetune_layers}")
+            if hasattr(encoder, "max_length"):
+                encoder.max_length = self.max_length  # type: ignore[attr-defined]
+            self._encoder, self._encoder_key = encoder, (self.encoder, self.max_length)
         return self._encoder
 
     # -- features ----------------------------------------------------------------------------------------
     def _features(self, texts: list[str], desc: str) -> np.ndarray:
         """Pooled features entering the head."""
-        k = self.config.finetune_layers
+        k = self.finetune_layers
         if k == 0:
-            return self.encoder.embed(texts, desc=desc)
+            return self._text_encoder().embed(texts, desc=desc)
         import torch
 
-        enc = self.encoder
+        enc = self._text_encoder()
         order = np.argsort(enc.lengths(texts), kind="stable")  # type: ignore[attr-defined]
         out = np.zeros((len(texts), enc.dim), dtype=np.float32)
-        self.layers.eval()
+        self.layers_.eval()
         with progress(desc, len(texts)) as advance, torch.inference_mode():
             for start in range(0, len(texts), 64):
                 idx = order[start:start + 64]
                 hidden, attention = enc.hidden_below([texts[i] for i in idx], k)  # type: ignore[attr-defined]
-                out[idx] = enc.run_top(hidden, attention, self.layers).float().numpy()  # type: ignore[attr-defined]
+                out[idx] = enc.run_top(hidden, attention, self.layers_).float().numpy()  # type: ignore[attr-defined]
                 advance(len(idx))
         return out
 
     def _logits(self, features: np.ndarray) -> np.ndarray:
-        return features.astype(np.float64) @ self.head_weight.T.astype(np.float64) + self.head_bias
+        return features.astype(np.float64) @ self.head_weight_.T.astype(np.float64) + self.head_bias_
 
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated log-probabilities under the training class mix, ``(n, 3)``."""
-        clean = [preprocess_tweet(t, for_model=True) or "." for t in texts]
+    def decision_function(self, X: Sequence[str]) -> np.ndarray:
+        """Calibrated log-probabilities of the texts ``X`` under the training class mix, ``(n, 3)``."""
+        check_is_fitted(self, "head_weight_")
+        clean = [preprocess_tweet(t, for_model=True) or "." for t in X]
         if not clean:
             return np.zeros((0, N_CLASSES))
-        return log_softmax(self._logits(self._features(clean, f"teacher ({self.config.encoder})")) / self.temperature)
+        return log_softmax(self._logits(self._features(clean, f"teacher ({self.encoder})")) / self.temperature_)
 
-    def predict_proba(self, texts: Sequence[str], prior: str | Sequence[float] = "uniform") -> np.ndarray:
-        """Calibrated probabilities, columns as :data:`visent.core.labels.CLASSES`, for the class mix ``prior``."""
-        return softmax(self.decision_function(texts) + prior_shift(prior, self.train_prior))
+    def predict_proba(self, X: Sequence[str], prior: str | Sequence[float] = "uniform") -> np.ndarray:
+        """Calibrated probabilities of the texts ``X``, columns in :attr:`classes_` order, for the class mix
+        ``prior`` (``"uniform"``, ``"train"`` or three weights)."""
+        logp = self.decision_function(X)
+        return softmax(logp + prior_shift(prior, self.train_prior_))
+
+    def predict(self, X: Sequence[str], prior: str | Sequence[float] = "uniform") -> np.ndarray:
+        """The most probable class name of each text under the class mix ``prior``."""
+        best = self.predict_proba(X, prior).argmax(axis=1)
+        return self.classes_[best]
+
+    def score(self, X: Sequence[str], y: Sequence[str] | Sequence[int], sample_weight: np.ndarray | None = None) -> float:
+        """Accuracy against ``y`` given as class names or indices."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(class_indices(y), self.predict_proba(X).argmax(axis=1), sample_weight=sample_weight))
 
     # -- training --------------------------------------------------------------------------------------------
-    def fit(self, texts: Sequence[str], y: Sequence[int], val_texts: Sequence[str], val_y: Sequence[int]) -> "TextClassifier":
-        """Train on ``texts``/``y`` (class indices); ``val_*`` choose the epoch and fit the temperature."""
+    def fit(self, X: Sequence[str], y: Sequence[str] | Sequence[int], X_val: Sequence[str],
+            y_val: Sequence[str] | Sequence[int]) -> "TextClassifier":
+        """Train on the texts ``X`` with labels ``y`` (class names or indices); the validation texts ``X_val``
+        and labels ``y_val`` choose the epoch (or C) and fit the temperature. Returns self."""
         import time
 
         started = time.time()
-        y_arr, val_arr = np.asarray(y, dtype=np.int64), np.asarray(val_y, dtype=np.int64)
+        y_arr, val_arr = class_indices(y), class_indices(y_val)
         if len(np.unique(y_arr)) < N_CLASSES or len(val_arr) == 0:
             raise ValueError("training needs texts of all three classes and a non-empty validation split")
-        clean = [preprocess_tweet(t, for_model=True) or "." for t in texts]
-        val_clean = [preprocess_tweet(t, for_model=True) or "." for t in val_texts]
-        self.train_prior = np.bincount(y_arr, minlength=N_CLASSES) / len(y_arr)
-        self.report = FitReport(n_train=len(clean), n_val=len(val_clean))
-        if self.config.finetune_layers == 0:
+        if len(X) != len(y_arr) or len(X_val) != len(val_arr):
+            raise ValueError(f"{len(X)} texts with {len(y_arr)} labels, {len(X_val)} validation texts with "
+                             f"{len(val_arr)} labels")
+        clean = [preprocess_tweet(t, for_model=True) or "." for t in X]
+        val_clean = [preprocess_tweet(t, for_model=True) or "." for t in X_val]
+        self.classes_ = np.array(CLASSES)
+        self.train_prior_ = np.bincount(y_arr, minlength=N_CLASSES) / len(y_arr)
+        self.report_ = FitReport(n_train=len(clean), n_val=len(val_clean))
+        if self.finetune_layers == 0:
+            self.layers_ = None
             self._fit_head(clean, y_arr, val_clean, val_arr)
         else:
             self._fit_top(clean, y_arr, val_clean, val_arr)
         val_logits = self._logits(self._features(val_clean, "validation"))
-        self.report.val_before_scaling = scores(val_arr, softmax(val_logits))
-        self.temperature = fit_temperature(val_logits, val_arr, TEMPERATURE_LOG_BOUNDS)
-        self.report.temperature = round(self.temperature, 4)
-        self.report.val = scores(val_arr, softmax(val_logits / self.temperature))
-        self.val_logp_ = log_softmax(val_logits / self.temperature)  # = decision_function(val_texts), kept
-        self.report.seconds = round(time.time() - started, 1)
+        self.report_.val_before_scaling = scores(val_arr, softmax(val_logits))
+        self.temperature_ = fit_temperature(val_logits, val_arr, TEMPERATURE_LOG_BOUNDS)
+        self.report_.temperature = round(self.temperature_, 4)
+        self.report_.val = scores(val_arr, softmax(val_logits / self.temperature_))
+        self.val_logp_ = log_softmax(val_logits / self.temperature_)  # = decision_function(X_val), kept
+        self.report_.seconds = round(time.time() - started, 1)
         return self
 
     def _fit_head(self, clean: list[str], y: np.ndarray, val_clean: list[str], val_y: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss
 
-        X = self.encoder.embed(clean, desc=f"embed training texts ({self.config.encoder})")
-        Xv = self.encoder.embed(val_clean, desc="embed validation texts")
+        enc = self._text_encoder()
+        X = enc.embed(clean, desc=f"embed training texts ({self.encoder})")
+        Xv = enc.embed(val_clean, desc="embed validation texts")
         best: tuple[float, Any] | None = None
         for C in (0.3, 1.0, 3.0, 10.0, 30.0):
             model = LogisticRegression(C=C, max_iter=3000).fit(X, y)
             loss = log_loss(val_y, model.predict_proba(Xv), labels=list(range(N_CLASSES)))
-            self.report.epochs.append({"C": C, "val_loss": round(float(loss), 4)})
+            self.report_.epochs.append({"C": C, "val_loss": round(float(loss), 4)})
             if best is None or loss < best[0]:
                 best = (loss, model)
         assert best is not None
-        self.head_weight = best[1].coef_.astype(np.float32)
-        self.head_bias = best[1].intercept_.astype(np.float32)
+        self.head_weight_ = best[1].coef_.astype(np.float32)
+        self.head_bias_ = best[1].intercept_.astype(np.float32)
 
     def _fit_top(self, clean: list[str], y: np.ndarray, val_clean: list[str], val_y: np.ndarray) -> None:
         import torch
         from torch import nn
 
-        cfg, enc = self.config, self.encoder
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        k = cfg.finetune_layers
+        enc = self._text_encoder()
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        k = self.finetune_layers
         states, masks = self._cache_states(clean, k, "encode training texts (lower layers)")
         val_states, val_masks = self._cache_states(val_clean, k, "encode validation texts (lower layers)")
 
@@ -187,21 +238,21 @@ class TextClassifier:
             p.requires_grad_(True)
         head = nn.Linear(enc.dim, N_CLASSES)
         dropout = nn.Dropout(0.1)
-        optim = torch.optim.AdamW([{"params": layers.parameters(), "lr": cfg.lr},
-                                   {"params": head.parameters(), "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
-        batches_per_epoch = math.ceil(len(clean) / cfg.batch_size)
-        total = batches_per_epoch * cfg.epochs
+        optim = torch.optim.AdamW([{"params": layers.parameters(), "lr": self.lr},
+                                   {"params": head.parameters(), "lr": self.head_lr}], weight_decay=self.weight_decay)
+        batches_per_epoch = math.ceil(len(clean) / self.batch_size)
+        total = batches_per_epoch * self.epochs
         warmup = max(1, int(0.06 * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
             optim, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
         loss_fn = nn.CrossEntropyLoss()
         target = torch.as_tensor(y)
         best: tuple[float, dict[str, Any]] | None = None
-        for epoch in range(cfg.epochs):
+        for epoch in range(self.epochs):
             layers.train()
             running, seen = 0.0, 0
-            with progress(f"fine-tune top {k} layers, epoch {epoch + 1}/{cfg.epochs}", len(clean)) as advance:
-                for idx in _length_batches(masks, cfg.batch_size, rng):
+            with progress(f"fine-tune top {k} layers, epoch {epoch + 1}/{self.epochs}", len(clean)) as advance:
+                for idx in _length_batches(masks, self.batch_size, rng):
                     hidden, attention = _pad(states, masks, idx)
                     pooled = enc.run_top(hidden, attention, layers)  # type: ignore[attr-defined]
                     loss = loss_fn(head(dropout(pooled)), target[idx])
@@ -218,7 +269,7 @@ class TextClassifier:
             val_loss = float(-log_softmax(val_logits)[np.arange(len(val_y)), val_y].mean())
             row = {"epoch": epoch + 1, "train_loss": round(running / max(1, seen), 4), "val_loss": round(val_loss, 4),
                    **{f"val_{k2}": v for k2, v in scores(val_y, softmax(val_logits)).items() if k2 != "n"}}
-            self.report.epochs.append(row)
+            self.report_.epochs.append(row)
             if best is None or val_loss < best[0]:
                 best = (val_loss, {"layers": copy.deepcopy(layers.state_dict()), "head": copy.deepcopy(head.state_dict())})
         assert best is not None
@@ -231,14 +282,14 @@ class TextClassifier:
         layers.eval()
         for p in layers.parameters():
             p.requires_grad_(False)
-        self.layers = layers
-        self.head_weight = head.weight.detach().numpy().astype(np.float32)
-        self.head_bias = head.bias.detach().numpy().astype(np.float32)
+        self.layers_ = layers
+        self.head_weight_ = head.weight.detach().numpy().astype(np.float32)
+        self.head_bias_ = head.bias.detach().numpy().astype(np.float32)
 
     def _cache_states(self, clean: list[str], k: int, desc: str) -> tuple[list[Any], list[int]]:
         import torch
 
-        enc = self.encoder
+        enc = self._text_encoder()
         lengths = enc.lengths(clean)  # type: ignore[attr-defined]
         order = np.argsort(lengths, kind="stable")
         states: list[Any] = [None] * len(clean)
@@ -261,7 +312,7 @@ class TextClassifier:
             for start in range(0, len(states), 128):
                 idx = order[start:start + 128]
                 hidden, attention = _pad(states, lengths, idx)
-                out[idx] = head(self.encoder.run_top(hidden, attention, layers)).double().numpy()  # type: ignore[attr-defined]
+                out[idx] = head(self._text_encoder().run_top(hidden, attention, layers)).double().numpy()  # type: ignore[attr-defined]
         return out
 
     # -- files ---------------------------------------------------------------------------------------------
@@ -269,16 +320,19 @@ class TextClassifier:
         """Tensors to save: the head (float32) and the fine-tuned layers (float16)."""
         import torch
 
-        tensors = {"head.weight": torch.from_numpy(np.ascontiguousarray(self.head_weight, dtype=np.float32)),
-                   "head.bias": torch.from_numpy(np.ascontiguousarray(self.head_bias, dtype=np.float32))}
-        if self.layers is not None:
-            for key, value in self.layers.state_dict().items():
+        check_is_fitted(self, "head_weight_")
+        tensors = {"head.weight": torch.from_numpy(np.ascontiguousarray(self.head_weight_, dtype=np.float32)),
+                   "head.bias": torch.from_numpy(np.ascontiguousarray(self.head_bias_, dtype=np.float32))}
+        if self.layers_ is not None:
+            for key, value in self.layers_.state_dict().items():
                 tensors[f"layers.{key}"] = value.detach().to(torch.float16).contiguous()
         return tensors
 
     def meta(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "temperature": self.temperature,
-                "train_prior": [float(p) for p in self.train_prior], "report": asdict(self.report)}
+        """The member spec kept in ``teacher.json``: hyper-parameters, temperature, training class mix, report."""
+        check_is_fitted(self, "head_weight_")
+        return {"config": self.config(), "temperature": self.temperature_,
+                "train_prior": [float(p) for p in self.train_prior_], "report": asdict(self.report_)}
 
     def save(self, path: str | Path) -> dict[str, Any]:
         """Write ``<path>.safetensors`` (weights); returns the metadata to keep beside it."""
@@ -294,32 +348,36 @@ class TextClassifier:
         from safetensors.torch import load_file
         from torch import nn
 
-        clf = cls(ClassifierConfig(**meta["config"]))
-        clf.temperature = float(meta["temperature"])
-        clf.train_prior = np.asarray(meta["train_prior"], dtype=np.float64)
+        clf = cls(**meta["config"])
+        clf.classes_ = np.array(CLASSES)
+        clf.temperature_ = float(meta["temperature"])
+        clf.train_prior_ = np.asarray(meta["train_prior"], dtype=np.float64)
+        known = {f.name for f in fields(FitReport)}
+        clf.report_ = FitReport(**{k: v for k, v in (meta.get("report") or {}).items() if k in known})
         file = Path(str(path) + ".safetensors")
         try:
             tensors = load_file(str(file))
         except (OSError, Exception) as exc:  # safetensors raises its own error types
             raise TeacherError(f"cannot read teacher weights {file}: {exc}; retrain with `visent teacher train`") from exc
-        clf.head_weight = tensors.pop("head.weight").float().numpy()
-        clf.head_bias = tensors.pop("head.bias").float().numpy()
-        k = clf.config.finetune_layers
+        clf.head_weight_ = tensors.pop("head.weight").float().numpy()
+        clf.head_bias_ = tensors.pop("head.bias").float().numpy()
+        clf.layers_ = None
+        k = clf.finetune_layers
         if k:
-            enc = clf.encoder
+            enc = clf._text_encoder()
             layers = nn.ModuleList(copy.deepcopy(list(enc.layers[-k:])))  # type: ignore[attr-defined]
             state = {key[len("layers."):]: value.float() for key, value in tensors.items() if key.startswith("layers.")}
             try:
                 layers.load_state_dict(state)
             except RuntimeError as exc:
-                raise TeacherError(f"{file} does not fit encoder {clf.config.encoder!r}: {exc}") from exc
+                raise TeacherError(f"{file} does not fit encoder {clf.encoder!r}: {exc}") from exc
             layers.eval()
             for p in layers.parameters():
                 p.requires_grad_(False)
-            clf.layers = layers
-        if clf.head_weight.shape[1] != clf.encoder.dim:
-            raise TeacherError(f"{file}: head expects {clf.head_weight.shape[1]} features, encoder "
-                             f"{clf.config.encoder!r} gives {clf.encoder.dim}")
+            clf.layers_ = layers
+        if clf.head_weight_.shape[1] != clf._text_encoder().dim:
+            raise TeacherError(f"{file}: head expects {clf.head_weight_.shape[1]} features, encoder "
+                             f"{clf.encoder!r} gives {clf._text_encoder().dim}")
         return clf
 
 

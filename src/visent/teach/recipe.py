@@ -18,7 +18,6 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +29,7 @@ from visent.core.numeric import N_CLASSES, log_softmax
 from visent.core.progress import console
 from visent.core.store import atomic_write_json
 from visent.core.version import package_version
-from visent.teach.classifier import ClassifierConfig, TextClassifier, scores
+from visent.teach.classifier import TextClassifier, scores
 from visent.teach.data import Tweets, read_labelled
 from visent.teach.directory import FORMAT, TEACHER_FILE, VADER, TrainedTeacher, fit_stack
 from visent.teach.encoders import load_encoder
@@ -103,8 +102,8 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
         langs = encoder.languages
         rule = _judged_languages(langs, specialists)
         k = min(finetune_layers, encoder.num_layers)
-        config = ClassifierConfig(encoder=encoder_name, finetune_layers=k, epochs=epochs, seed=seed)
-        spec_key = {"config": asdict(config), "data": data_digest, "val_fraction": val_fraction, "judges": rule,
+        clf = TextClassifier(encoder=encoder_name, finetune_layers=k, epochs=epochs, seed=seed)
+        spec_key = {"config": clf.config(), "data": data_digest, "val_fraction": val_fraction, "judges": rule,
                     "preprocessing": MODEL_PREPROCESSING_VERSION}
         member_file = out / f"{name}.member.json"
         tr = [i for i in train_idx if _judges(rule, tweets.languages[i])]
@@ -113,22 +112,22 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
             console.print(f"[yellow]teacher: skipping {name}: too few texts in the languages it judges {rule}[/]")
             continue
         previous = json.loads(member_file.read_text()) if member_file.is_file() else None
-        if previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file():
+        reused = bool(previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file())
+        if reused:
             console.print(f"teacher: reusing the trained member {name} in {out}")
             meta = previous["meta"]
             clf = TextClassifier.load(out / name, meta)
         else:
             console.print(f"teacher: training {name} ({'top ' + str(k) + ' layers fine-tuned' if k else 'frozen encoder, logistic head'}) "
                           f"on {len(tr)} texts")
-            clf = TextClassifier(config).fit([tweets.texts[i] for i in tr], y[tr],
-                                             [tweets.texts[i] for i in va], y[va])
+            clf.fit([tweets.texts[i] for i in tr], y[tr], [tweets.texts[i] for i in va], y[va])
             meta = clf.save(out / name)
             atomic_write_json(member_file, {"key": spec_key, "meta": meta})
         members.append({"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta})
         logp = np.full((len(val_idx), N_CLASSES), np.nan)
         rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
         # a member trained now kept these from fit(); a reused one scores its validation texts again
-        logp[rows] = clf.val_logp_ if clf.val_logp_ is not None else clf.decision_function([val_texts[j] for j in rows])
+        logp[rows] = clf.decision_function([val_texts[j] for j in rows]) if reused else clf.val_logp_
         val_logp[name] = logp
     if not members:
         raise InputError("no member could be trained: the data has too few texts in the encoders' languages")

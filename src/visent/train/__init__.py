@@ -209,7 +209,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
                seed: int) -> dict[str, Any]:
-    """Set ``head.temperature``: fitted on the validation split's teacher targets by a head of the same C trained
+    """Set ``head.temperature_``: fitted on the validation split's teacher targets by a head of the same C trained
     on the rest (no human labels). Returns the temperature and the validation ECE against the teacher's labels
     before and after."""
     from visent.core.labels import CLASS_INDEX
@@ -220,8 +220,8 @@ def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np
     before = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
     split_head.calibrate(X[idx_val], targets[idx_val])
     after = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
-    head.temperature = split_head.temperature
-    return {"temperature": head.temperature, "val_ece_before": before, "val_ece_after": after, "n_val": len(idx_val)}
+    head.temperature_ = split_head.temperature_
+    return {"temperature": head.temperature_, "val_ece_before": before, "val_ece_after": after, "n_val": len(idx_val)}
 
 
 def _calibration_line(calibration: dict[str, Any] | None) -> str:

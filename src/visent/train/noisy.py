@@ -12,7 +12,8 @@ care. What ``visent train`` offers (each measured on the MVSA zero-label protoco
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn import config_context
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from visent.core.errors import UsageError
 from visent.model.head import StudentHead
@@ -29,16 +30,22 @@ def sharpen(targets: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def out_of_fold_proba(X: np.ndarray, targets: np.ndarray, C: float, *, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Student probabilities (n, 3) for the training rows, each from a head fitted on the other folds."""
+    """Student probabilities (n, 3) for the training rows, each from a head fitted on the other folds.
+
+    The folds are stratified on the targets' argmax (``folds`` of them, fewer when a class has fewer rows).
+    ``cross_val_predict`` would read a 2-D ``y`` as several label columns and re-encode each to integers, which
+    would destroy soft targets; so ``y`` stays None, the targets go in as the fit parameter ``y`` (which it
+    slices to each training fold, as it does a sample weight), and the splits are given as ``cv``. With no
+    ``y`` it also leaves the columns alone: a head's three columns are always in ``CLASSES`` order.
+    """
     labels = targets.argmax(axis=1)
     smallest = np.bincount(labels)[np.bincount(labels) > 0].min()
     folds = int(min(folds, smallest))
     if folds < 2:
         return StudentHead(C=C).fit(X, targets).predict_proba(X)
-    out = np.zeros_like(targets, dtype=np.float64)
-    for train, held in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, labels):
-        out[held] = StudentHead(C=C).fit(X[train], targets[train]).predict_proba(X[held])
-    return out
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, labels))
+    with config_context(enable_metadata_routing=False):  # "y" as a fit parameter is not routable metadata
+        return cross_val_predict(StudentHead(C=C), X, cv=splits, method="predict_proba", params={"y": targets})
 
 
 def self_train(X: np.ndarray, targets: np.ndarray, C: float, *, rounds: int, alpha: float = 0.5,
