@@ -9,8 +9,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from visent.core.labels import CLASSES
+from visent.core.numeric import softmax
 from visent.evaluate.kfold import fit_towards, kfold_finetune
-from visent.model.head import softmax
 from visent.train import StudentHead
 
 

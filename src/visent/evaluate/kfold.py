@@ -24,9 +24,9 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.numeric import log_softmax, softmax
 from visent.core.progress import progress
 from visent.evaluate.metrics import compute_metrics
-from visent.model.head import softmax
 
 C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
 N_CLASSES = len(CLASSES)
@@ -42,9 +42,7 @@ def fit_towards(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, C:
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         W, b = theta[: N_CLASSES * d].reshape(N_CLASSES, d), theta[N_CLASSES * d:]
-        logits = Z @ W.T + b
-        logits -= logits.max(axis=1, keepdims=True)
-        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        log_p = log_softmax(Z @ W.T + b)
         delta = W - W0
         value = -C * float((weight * (onehot * log_p).sum(axis=1)).sum()) + 0.5 * float((delta ** 2).sum())
         residual = C * weight[:, None] * (np.exp(log_p) - onehot)

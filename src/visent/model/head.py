@@ -25,6 +25,7 @@ from sklearn.utils.validation import assert_all_finite, check_is_fitted, column_
 
 from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
+from visent.core.numeric import fit_temperature, softmax
 from visent.core.store import atomic_write_bytes
 
 N_CLASSES = len(CLASSES)
@@ -67,12 +68,6 @@ def _class_index(value: object) -> int:
     if index != value or not 0 <= index < N_CLASSES:
         raise ValueError(f"unknown label {value!r}: labels are {', '.join(CLASSES)} or their indices 0-2")
     return index
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 class StudentHead(ClassifierMixin, BaseEstimator):
@@ -164,23 +159,9 @@ class StudentHead(ClassifierMixin, BaseEstimator):
         cross-entropy of ``softmax(logits / T)`` against the targets ``y`` (labels or soft targets) on held-out
         rows ``X``. The predicted class never changes; only the confidence does. Returns self.
 
-        The search is :func:`visent.core.numeric.fit_temperature`'s (bounded Brent over log T in
-        ``LOG_TEMPERATURE_BOUNDS``), but the loss keeps the head's own form (``log(clip(softmax))`` rather than
-        ``log_softmax``): the two differ in the last bits, which moves the fitted T by ~1e-8 and would change
-        the ``head.npz`` that rebuilding the shipped model writes.
+        The fit is :func:`visent.core.numeric.fit_temperature`, the one the text teachers use too.
         """
-        from scipy.optimize import minimize_scalar
-
-        from visent.core.numeric import LOG_TEMPERATURE_BOUNDS
-
-        logits, targets = self.decision_function(X), as_targets(y)
-
-        def loss(log_t: float) -> float:
-            probs = softmax(logits / np.exp(log_t))
-            return float(-np.mean(np.sum(targets * np.log(np.clip(probs, 1e-12, 1.0)), axis=1)))
-
-        result = minimize_scalar(loss, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
-        self.temperature_ = float(np.exp(result.x))
+        self.temperature_ = fit_temperature(self.decision_function(X), as_targets(y))
         return self
 
     def save(self, path: str | Path) -> None:

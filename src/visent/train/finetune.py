@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from visent.core.errors import InputError, UsageError
+from visent.core.numeric import softmax
 from visent.core.progress import progress
 from visent.embed.backbones import Backbone
 from visent.embed.features import describe_error, prefetched
@@ -41,10 +42,7 @@ class FinetuneResult:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities from features of the fine-tuned backbone."""
-        logits = np.asarray(features, dtype=np.float64) @ self.head_weight.T + self.head_bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return softmax(np.asarray(features, dtype=np.float64) @ self.head_weight.T + self.head_bias)
 
 
 def _check_targets(targets: np.ndarray, n: int, what: str) -> np.ndarray:
