@@ -237,6 +237,12 @@ def test_clean_rows_and_counts(dataset):
     assert rows["p01"]["duplicate_of"] == "p02"
     assert {post_id for post_id, row in rows.items() if row["clean_status"] == "kept"} == {"p02", "p11", "p14"}
     assert all(row["clean_status"] == "dropped" for post_id, row in rows.items() if reasons[post_id])
+    steps = {post_id: row["clean_step"] for post_id, row in rows.items()}
+    assert steps == {"p01": "exact_duplicate", "p02": None, "p03": "near_duplicate", "p04": "near_duplicate",
+                     "p05": "near_duplicate", "p06": "bad_image", "p07": "bad_image", "p08": "bad_image",
+                     "p09": "no_teacher_label", "p10": "low_confidence", "p11": None, "p12": "ingest_error",
+                     "p13": "bad_image", "p14": None, "p15": "low_confidence"}
+    assert {step: list(steps.values()).count(step) for step in STEPS} == {step: counts[step] for step in STEPS}
     assert rows["p02"]["label"] == "positive" and rows["p03"]["label"] == "negative"
     assert rows["p09"]["label"] is None
     assert (rows["p02"]["width"], rows["p02"]["height"]) == (256, 256)
@@ -375,4 +381,4 @@ def test_real_mvsa_sample(tmp_path):
     assert counts["bad_image"] <= len(files) // 10
     assert all(row["clean_status"] in ("kept", "dropped") for row in rows)
     assert all((row["clean_status"] == "kept") == (row["clean_reason"] == "") for row in rows)
-    assert all(row["phash"] for row in rows if not row["clean_reason"].startswith(("unreadable", "truncated")))
+    assert all(row["phash"] for row in rows if row["clean_step"] != "bad_image" or row["clean_reason"].startswith("tiny"))

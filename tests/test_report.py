@@ -152,6 +152,12 @@ def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     assert reasons["low teacher confidence (negative)"] == 1
     assert any(kind.startswith("near duplicate (pHash distance") for kind in reasons)
     assert sum(reasons.values()) == stage["posts"] - stage["kept"]
+    step_of = {row[1]: row[0] for row in table_rows(parts["cleaning"], "reasons")}  # from the clean_step column
+    assert step_of["tiny image (shorter side &lt; 32 px)"] == "bad image"
+    assert step_of["exact duplicate of a kept post"] == "exact duplicate"
+    assert step_of["no teacher label (no text)"] == "no teacher label"
+    assert step_of["low teacher confidence (negative)"] == "low teacher confidence"
+    assert all(step.startswith("ingest error") for kind, step in step_of.items() if kind.startswith("ingest:"))
     assert "image file not found" in parts["cleaning"] and "invalid JSON" in parts["cleaning"]
     balance = {row[0]: row[1:] for row in table_rows(parts["balance"], "balance")}
     assert int(balance["neutral"][2]) == built["model"].metrics["class_counts"]["neutral"] == 2

@@ -49,10 +49,6 @@ _STEP_NAMES = {
     "near_duplicate": "near duplicate", "no_teacher_label": "no teacher label",
     "low_confidence": "low teacher confidence", "neutral_dropped": "neutral dropped", "balanced_out": "balanced out",
 }
-_REASON_STEPS = (("ingest:", "ingest_error"), ("exact duplicate", "exact_duplicate"),
-                 ("near duplicate", "near_duplicate"), ("no teacher label", "no_teacher_label"),
-                 ("low teacher confidence", "low_confidence"), ("neutral dropped", "neutral_dropped"),
-                 ("balanced out", "balanced_out"))
 _REASON_PATTERNS = (
     (re.compile(r"^exact duplicate of .*$"), "exact duplicate of a kept post"),
     (re.compile(r"^near duplicate of .* \(distance (\d+)\)$"), r"near duplicate (pHash distance \1)"),
@@ -114,14 +110,6 @@ def reason_kind(reason: str) -> str:
     general = re.sub(r"\s*\([^()]*\)", "", text)
     general = re.sub(r"\s+at\s+\S+", "", general).strip()
     return general or text
-
-
-def reason_step(reason: str) -> str:
-    """The cleaning step (``visent.clean.STEPS``) a ``clean_reason`` belongs to."""
-    for prefix, step in _REASON_STEPS:
-        if reason.startswith(prefix):
-            return step
-    return "bad_image"
 
 
 # --------------------------------------------------------------------------- what the report is about
@@ -224,7 +212,7 @@ class _Posts:
     stages: dict[str, str]  # stage -> status ("done", "stale", "running", "missing")
 
     NAMES = ("post_id", "ingest_status", "ingest_reason", "image_file", "image_sha256", "teacher", "teach_status", "teach_reason",
-             "teach_label", "teach_confidence", "clean_status", "clean_reason", "label")
+             "teach_label", "teach_confidence", "clean_status", "clean_step", "clean_reason", "label")
 
     @classmethod
     def read(cls, dataset: Dataset) -> "_Posts":
@@ -345,8 +333,8 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
         info = ds.stage_info("clean") or {}
         counts = dict(info.get("counts") or {})
         params = info.get("params") or {}
-        if not counts:  # a clean table without its counts: count the reasons
-            steps = Counter(reason_step(r) for r, s in zip(posts["clean_reason"], posts["clean_status"]) if s != "kept")
+        if not counts:  # a clean table without its counts: count the steps
+            steps = Counter(step for step, s in zip(posts["clean_step"], posts["clean_status"]) if s != "kept")
             counts = {"posts": posts.n, **{step: steps.get(step, 0) for step in STEPS},
                       "kept": sum(s == "kept" for s in posts["clean_status"])}
         off = {"neutral_dropped": not params.get("drop_neutral"), "balanced_out": not params.get("balance")}
@@ -369,7 +357,8 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
         parts.append(_table(["step (in order)", "dropped", "share of posts", "posts left"], step_rows, "steps"))
         dropped = [r for r, s in zip(posts["clean_reason"], posts["clean_status"]) if s == "dropped"]
         parts.append("<h3>Most frequent reasons</h3>")
-        parts.append(_reasons_table(dropped, posts["post_id"], posts["clean_reason"], posts["clean_status"], total))
+        parts.append(_reasons_table(dropped, posts["post_id"], posts["clean_step"], posts["clean_reason"],
+                                    posts["clean_status"], total))
     else:
         parts.append(_note(_stage_note(posts, "clean", "visent clean DATASET")))
     parts.append("<h3>Ingest errors</h3>")
@@ -386,17 +375,18 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
     return "\n".join(parts)
 
 
-def _reasons_table(dropped: list[str], ids: list[str], reasons: list[str], status: list[str], total: int,
-                   limit: int = 15) -> str:
+def _reasons_table(dropped: list[str], ids: list[str], steps: list[str | None], reasons: list[str], status: list[str],
+                   total: int, limit: int = 15) -> str:
     if not dropped:
         return _note("Cleaning dropped no post.")
     kinds = Counter(reason_kind(r) for r in dropped)
-    example: dict[str, tuple[str, str]] = {}
-    for pid, reason, state in zip(ids, reasons, status):
+    example: dict[str, tuple[str, str, str | None]] = {}
+    for pid, step, reason, state in zip(ids, steps, reasons, status):
         if state == "dropped":
-            example.setdefault(reason_kind(reason), (pid, reason))
-    rows = [[_STEP_NAMES.get(reason_step(example[kind][1]), ""), kind, f"{count:,}", _percent(count, total),
-             f"{example[kind][1]} (post {example[kind][0]})"] for kind, count in kinds.most_common(limit)]
+            example.setdefault(reason_kind(reason), (pid, reason, step))
+    rows = [[_STEP_NAMES.get(example[kind][2] or "", example[kind][2] or "–"), kind, f"{count:,}",
+             _percent(count, total), f"{example[kind][1]} (post {example[kind][0]})"]
+            for kind, count in kinds.most_common(limit)]
     more = len(kinds) - limit
     table = _table(["step", "reason", "posts", "share of posts", "example"], rows, "reasons")
     return table + (_note(f"{more} rarer reasons not shown.") if more > 0 else "")
