@@ -110,6 +110,13 @@ def test_reason_kind_counts_reasons_without_their_details():
     assert reason_kind("tiny image (20x20 < 32 px)") == "tiny image (shorter side < 32 px)"
     assert reason_kind("no teacher label (teacher failed: ValueError: boom)") == "no teacher label (teacher failed)"
     assert reason_kind("ingest: image file not found (a.jpg)") == reason_kind("ingest: image file not found (b.jpg)")
+    # the image faults of visent.core.images
+    assert reason_kind("too many pixels (9000 x 9000 = 81,000,000 pixels, more than the limit 50,000,000)") == \
+        "too many pixels"
+    assert reason_kind("corrupt PNG image (broken PNG file (chunk b'\\x00\\x00'))") == "corrupt PNG image"
+    assert reason_kind("corrupt image (could not create decoder object)") == "corrupt image"
+    assert reason_kind("truncated JPEG image") == "truncated JPEG image"
+    assert reason_kind("not an image (HTML)") == reason_kind("not an image") == "not an image"
 
 
 def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from visent.core.images import load_image
 from visent.core.labels import CLASSES
 from visent.embed.features import tta_mode
-from visent.embed.images import five_crops, load_image
+from visent.embed.preprocess import five_crops
 from visent.explain.cam import (
     GRID,
     METHODS,

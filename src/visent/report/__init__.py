@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from visent.core.images import ImageError, load_image
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_write_text
 from visent.core.version import __version__
@@ -54,7 +55,7 @@ _REASON_PATTERNS = (
     (re.compile(r"^near duplicate of .* \(distance (\d+)\)$"), r"near duplicate (pHash distance \1)"),
     (re.compile(r"^low teacher confidence \((\w+) .*\)$"), r"low teacher confidence (\1)"),
     (re.compile(r"^tiny image \(\d+x\d+ < (\d+) px\)$"), r"tiny image (shorter side < \1 px)"),
-    (re.compile(r"^decompression bomb.*$"), "decompression bomb"),
+    (re.compile(r"^(corrupt (?:\w+ )?image) \(.*\)$"), r"\1"),  # the decoder's message (visent.core.images)
 )
 
 
@@ -603,17 +604,14 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
 def _thumbnail(explain: Callable[[Path], Any], path: Path, cls: str) -> tuple[str, str | None]:
     """An ``<img>`` of the image overlaid with its map of ``cls`` (else the plain image, else a placeholder)
     and what went wrong, if anything."""
-    from PIL import Image
-
     try:
         return _img_tag(explain(path).overlay(cls), f"{path.name}, sentiment map of {cls}"), None
     except Exception as error:  # noqa: BLE001 - one image never stops the report
         problem = f"no sentiment map: {type(error).__name__}: {error}"
-    try:
-        with Image.open(path) as image:
-            return _img_tag(image, path.name), problem
+    try:  # decoded as everywhere in visent: the pixel limit, EXIF orientation, RGB
+        return _img_tag(load_image(path, THUMBNAIL), path.name), problem
     except Exception as error:  # noqa: BLE001
-        message = f"unreadable image: {type(error).__name__}"
+        message = error.reason if isinstance(error, ImageError) else f"unreadable image: {type(error).__name__}"
         return (f'<div class="placeholder" style="width:{THUMBNAIL}px;height:{THUMBNAIL}px">{html.escape(message)}</div>',
                 problem or message)
 
