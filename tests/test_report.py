@@ -119,6 +119,23 @@ def test_reason_kind_counts_reasons_without_their_details():
     assert reason_kind("not an image (HTML)") == reason_kind("not an image") == "not an image"
 
 
+def test_page_is_put_together_from_its_package_resources(tmp_path):
+    from importlib import resources
+
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=1)
+    ingest(crawl, tmp_path / "ds")
+    page = render_report(tmp_path / "ds")
+    folder = resources.files("visent") / "resources" / "report"
+    css, skeleton = ((folder / name).read_text(encoding="utf-8") for name in ("report.css", "page.html"))
+    assert f"<style>\n{css}</style>" in page
+    # the page is the skeleton with its placeholders filled in, and nothing else
+    parts = re.split(r"\$(\w+)", skeleton)
+    pattern = "".join(re.escape(text) if i % 2 == 0 else "(.*?)" for i, text in enumerate(parts))
+    filled = re.fullmatch(pattern, page, re.S)
+    assert filled and set(parts[1::2]) == {"title", "css", "subject", "version", "made", "nav", "body"}
+    assert dict(zip(parts[1::2], filled.groups()))["css"] == css
+
+
 def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     out = write_report(built["dataset"].root, tmp_path / "r" / "report.html", model=built["model_dir"],
                        benchmark=built["bench"], top=2)

@@ -244,6 +244,17 @@ def test_page_is_self_contained_with_a_drop_zone(client):
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
 
 
+def test_page_is_put_together_from_its_package_resources(client):
+    from importlib import resources
+
+    folder = resources.files("visent") / "resources" / "serve"
+    skeleton, css, js = ((folder / name).read_text(encoding="utf-8") for name in ("page.html", "page.css", "page.js"))
+    html = client.get("/").text
+    assert "$style" in skeleton and "$script" in skeleton and "$" not in html.replace(js, "")
+    assert html == skeleton.replace("$style", css).replace("$script", js)
+    assert f"<style>\n{css}</style>" in html and f"<script>\n{js}</script>" in html
+
+
 # Bad uploads --------------------------------------------------------------------------------------------
 def test_no_file_is_a_clear_422(client, model_calls):
     for path, field in (("/predict", "files"), ("/explain", "file")):

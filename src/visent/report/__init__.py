@@ -3,7 +3,8 @@
 Public surface: :func:`write_report` (writes the page) and :func:`render_report` (returns it as a string).
 
 The page holds every figure inline (PNG as ``data:`` URIs) and its CSS in a ``<style>`` block; it loads
-nothing from anywhere, so it can be mailed or archived as one file. Sections:
+nothing from anywhere, so it can be mailed or archived as one file. The stylesheet and the page's skeleton are
+package resources (``visent/resources/report/report.css`` and ``page.html``). Sections:
 
 * summary: source, posts, teacher, thresholds, cleaning options, and the model's backbone and card facts;
 * cleaning: posts kept and dropped at each step (a funnel), the most frequent reasons, ingest errors and
@@ -28,9 +29,11 @@ import json
 import math
 import os
 import re
+import string
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -631,41 +634,10 @@ def _img_tag(image: Any, alt: str) -> str:
 
 
 # --------------------------------------------------------------------------- HTML
-_CSS = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1c2833; margin: 0;
-       background: #f4f6f7; }
-main { max-width: 1100px; margin: 0 auto; padding: 1.5em 2em 3em; background: white; }
-header h1 { margin: 0 0 .2em; font-size: 1.6em; }
-header p { margin: 0; color: #566573; }
-nav { margin: 1em 0 0; padding: .5em 0; border-top: 1px solid #d5d8dc; border-bottom: 1px solid #d5d8dc; }
-nav a { margin-right: 1.2em; color: #1f618d; text-decoration: none; }
-section { margin-top: 2em; }
-h2 { font-size: 1.25em; border-bottom: 2px solid #2e86c1; padding-bottom: .2em; }
-h3 { font-size: 1.05em; margin: 1.2em 0 .4em; }
-h3 small { font-weight: normal; color: #566573; }
-table { border-collapse: collapse; margin: .5em 0 1em; font-size: .92em; }
-th, td { text-align: left; padding: .25em .8em .25em 0; border-bottom: 1px solid #eaeded; vertical-align: top; }
-th { color: #566573; font-weight: 600; }
-td.num, th.num { text-align: right; }
-table.facts th { width: 11em; }
-code { font-size: .9em; background: #f2f3f4; padding: 0 .25em; border-radius: 3px; word-break: break-all; }
-figure.plot { margin: .5em 0; }
-figure.plot img { max-width: 100%; height: auto; }
-div.row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-p.note { background: #fef9e7; border-left: 4px solid #f4d03f; padding: .5em .8em; margin: .6em 0; }
-div.grid { display: flex; flex-wrap: wrap; gap: 10px; }
-figure.thumb { margin: 0; width: 160px; font-size: .8em; }
-figure.thumb div.frame { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
-                         background: #f4f6f7; border-radius: 3px; }
-figure.thumb img { display: block; }
-figcaption { margin-top: .2em; }
-span.id { color: #808b96; word-break: break-all; }
-span.problem { color: #a04000; }
-div.placeholder { background: #eaeded; color: #7b7d7d; display: flex; align-items: center; justify-content: center;
-                  text-align: center; font-size: .85em; }
-h3.cls-negative { color: #c0392b; } h3.cls-neutral { color: #5d6d7e; } h3.cls-positive { color: #1e8449; }
-footer { margin-top: 3em; color: #808b96; font-size: .85em; }
-"""
+def _resource(name: str) -> str:
+    """A file of ``visent/resources/report``: ``report.css`` (the stylesheet) and ``page.html`` (the page's
+    ``string.Template``)."""
+    return (resources.files("visent") / "resources" / "report" / name).read_text(encoding="utf-8")
 
 
 def _page(context: _Context, sections: Sequence[tuple[str, str, str]]) -> str:
@@ -675,16 +647,9 @@ def _page(context: _Context, sections: Sequence[tuple[str, str, str]]) -> str:
     body = "\n".join(f'<section id="{key}">\n<h2>{html.escape(name)}</h2>\n{content}\n</section>'
                      for key, name, content in sections)
     made = time.strftime("%Y-%m-%d %H:%M")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(str(subject))} · made by visent {__version__} on {made}. "
-        "Labels come from a textual teacher, not from people.</p>\n"
-        f"<nav>{nav}</nav></header>\n{body}\n"
-        f"<footer>visent {__version__} · this page is self-contained: every figure is inside it.</footer>\n"
-        "</main>\n</body>\n</html>\n"
-    )
+    return string.Template(_resource("page.html")).substitute(
+        title=html.escape(title), css=_resource("report.css"), subject=html.escape(str(subject)), version=__version__,
+        made=made, nav=nav, body=body)
 
 
 def _plots():
