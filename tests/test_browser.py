@@ -135,7 +135,7 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
             page.set_input_files("#file-input", [str(notes_path)])
             rejected = page.locator("article.card", has_text="notes.png")
             rejected.locator(".error-text").wait_for(state="visible", timeout=15_000)
-            assert "'notes.png' is not an image" in rejected.locator(".error-text").inner_text()
+            assert "'notes.png': not an image" in rejected.locator(".error-text").inner_text()
             summary = page.locator("#summary").inner_text()
             assert summary.startswith("3 images · ") and summary.endswith(" · 1 rejected")
 

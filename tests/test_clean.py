@@ -110,12 +110,14 @@ def test_check_image_reasons(tmp_path, images):
         (tmp_path / f"{name}.jpg").write_bytes(data)
     assert check_image(tmp_path / "good.jpg") == ImageCheck(True, "", 256, 256, "JPEG")
     assert check_image(tmp_path / "fourth.jpg") == ImageCheck(True, "", 256, 256, "PNG")
-    assert check_image(tmp_path / "truncated.jpg").reason == "truncated image"
-    assert check_image(tmp_path / "text.jpg").reason == "unreadable image: not an image"
+    assert check_image(tmp_path / "truncated.jpg").reason == "truncated JPEG image"
+    assert check_image(tmp_path / "text.jpg").reason == "not an image (text)"
     assert check_image(tmp_path / "tiny.jpg") == ImageCheck(False, "tiny image (10x10 < 32 px)", 10, 10, "JPEG")
     assert check_image(tmp_path / "wide.jpg").reason == "tiny image (300x20 < 32 px)"
     assert check_image(tmp_path / "wide.jpg", min_side=16).ok
-    assert check_image(tmp_path / "missing.jpg").reason == "unreadable image: file missing"
+    assert check_image(tmp_path / "missing.jpg").reason == "file missing"
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert check_image(tmp_path / "empty.jpg").reason == "empty file"
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -124,9 +126,9 @@ def test_check_image_decompression_bomb(tmp_path, images, monkeypatch):
     path.write_bytes(images["good"])
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 256x256 exceeds twice the limit: an error
     check = check_image(path)
-    assert not check.ok and check.reason == "decompression bomb (65536 pixels > limit 40000)"
+    assert not check.ok and check.reason == "too many pixels (256 x 256 = 65,536 pixels, more than the limit 20,000)"
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)  # over the limit only: Pillow warns, visent drops
-    assert check_image(path).reason == "decompression bomb (65536 pixels > limit 60000)"
+    assert check_image(path).reason == "too many pixels (256 x 256 = 65,536 pixels, more than the limit 60,000)"
 
 
 def test_perceptual_hash(tmp_path, images):
@@ -219,8 +221,8 @@ def test_clean_rows_and_counts(dataset):
         "p01": "exact duplicate of p02",
         "p02": "",
         "p03": reasons["p03"], "p04": reasons["p04"], "p05": reasons["p05"],
-        "p06": "truncated image",
-        "p07": "unreadable image: not an image",
+        "p06": "truncated JPEG image",
+        "p07": "not an image (text)",
         "p08": "tiny image (10x10 < 32 px)",
         "p09": "no teacher label (no text)",
         "p10": "low teacher confidence (positive 0.72 < 0.90)",
@@ -237,6 +239,12 @@ def test_clean_rows_and_counts(dataset):
     assert rows["p01"]["duplicate_of"] == "p02"
     assert {post_id for post_id, row in rows.items() if row["clean_status"] == "kept"} == {"p02", "p11", "p14"}
     assert all(row["clean_status"] == "dropped" for post_id, row in rows.items() if reasons[post_id])
+    steps = {post_id: row["clean_step"] for post_id, row in rows.items()}
+    assert steps == {"p01": "exact_duplicate", "p02": None, "p03": "near_duplicate", "p04": "near_duplicate",
+                     "p05": "near_duplicate", "p06": "bad_image", "p07": "bad_image", "p08": "bad_image",
+                     "p09": "no_teacher_label", "p10": "low_confidence", "p11": None, "p12": "ingest_error",
+                     "p13": "bad_image", "p14": None, "p15": "low_confidence"}
+    assert {step: list(steps.values()).count(step) for step in STEPS} == {step: counts[step] for step in STEPS}
     assert rows["p02"]["label"] == "positive" and rows["p03"]["label"] == "negative"
     assert rows["p09"]["label"] is None
     assert (rows["p02"]["width"], rows["p02"]["height"]) == (256, 256)
@@ -316,6 +324,35 @@ def test_rerun_is_noop_and_new_thresholds_reuse_image_cache(dataset, monkeypatch
     assert (dataset.root / "work" / "clean-images.parquet").exists()
 
 
+def test_a_clean_table_of_an_older_visent_is_made_again(dataset, monkeypatch):
+    """A table without clean_step, and image checks cached under an older METHOD (with the old wording of the
+    reasons), are redone when the stage runs with the same options."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    first = clean(dataset)
+    old = dataset.read_table("clean").drop_columns(["clean_step"])
+    pq.write_table(old, dataset.table_path("clean"))
+    cache = dataset.root / "work" / "clean-images.parquet"
+    images = pq.read_table(cache)
+    stale = images.set_column(images.schema.get_field_index("method"), "method",
+                              pa.array(["phash8-draftL64-v1"] * images.num_rows))
+    stale = stale.set_column(stale.schema.get_field_index("reason"), "reason",
+                             pc.replace_substring(stale.column("reason"), "not an image (text)",
+                                                  "unreadable image: not an image"))
+    pq.write_table(stale, cache)
+    calls = []
+    real = clean_images.analyse_image
+    monkeypatch.setattr(clean_images, "analyse_image", lambda path: calls.append(path) or real(path))
+
+    assert clean(Dataset(dataset.root)) == first
+    assert len(calls) == 12  # the old cache's results were not reused
+    rows = rows_by_id(dataset)
+    assert rows["p07"]["clean_step"] == "bad_image" and rows["p07"]["clean_reason"] == "not an image (text)"
+    assert dataset.read_table("clean").schema.names == schema.CLEAN.names
+
+
 def test_interrupted_image_pass_resumes(dataset, monkeypatch):
     from visent.clean import stage
 
@@ -375,4 +412,4 @@ def test_real_mvsa_sample(tmp_path):
     assert counts["bad_image"] <= len(files) // 10
     assert all(row["clean_status"] in ("kept", "dropped") for row in rows)
     assert all((row["clean_status"] == "kept") == (row["clean_reason"] == "") for row in rows)
-    assert all(row["phash"] for row in rows if not row["clean_reason"].startswith(("unreadable", "truncated")))
+    assert all(row["phash"] for row in rows if row["clean_step"] != "bad_image" or row["clean_reason"].startswith("tiny"))

@@ -108,7 +108,7 @@ def test_backoff_grows_between_tries(server):
 
 
 def test_html_body_is_not_an_image(server, fetcher):
-    assert fetcher.fetch(url(server, "/html?t=html")).reason == "not an image (text/html)"
+    assert fetcher.fetch(url(server, "/html?t=html")).reason == "not an image (HTML)"
     assert server.hits["/html?t=html"] == 1
 
 
@@ -128,15 +128,21 @@ def test_endless_slow_body_ends_at_the_deadline(server):
     assert server.hits["/endless/slow?t=slowbody"] == 1
 
 
-def test_truncated_image_is_corrupt(server, fetcher):
+def test_truncated_image_is_refused(server, fetcher):
     with ImageFetcher(timeout=0.8, retries=0) as f:
         got = f.fetch(url(server, "/truncated.jpg?t=trunc"))
-    assert not got.ok and got.reason.startswith("corrupt JPEG image (image file is truncated")
+    assert not got.ok and got.reason == "truncated JPEG image"
     assert sniff_image(truncated_jpeg())[1] == got.reason
 
 
-def test_broken_header_is_corrupt():
-    assert sniff_image(JPEG[:40]) == (None, "corrupt image (Truncated File Read)")
+def test_broken_header_is_truncated():
+    assert sniff_image(JPEG[:40]) == (None, "truncated image")  # cut inside the header: the format is not known
+
+
+def test_a_server_s_content_type_names_what_the_bytes_do_not():
+    assert sniff_image(b"\x00\x01binary\xff\xfe", "application/octet-stream") == (
+        None, "not an image (served as application/octet-stream)")
+    assert sniff_image(b"<html>rate limited</html>", "image/jpeg") == (None, "not an image (HTML)")
 
 
 def test_redirect_is_followed_and_loops_end(server, fetcher):
@@ -185,7 +191,7 @@ def test_local_files(tmp_path, fetcher):
     assert fetcher.fetch("a.png", tmp_path).ext == "png"
     assert fetcher.fetch(str(tmp_path / "a.png")).data == PNG
     assert fetcher.fetch((tmp_path / "a.png").as_uri()).ext == "png"
-    assert fetcher.fetch("notes.jpg", tmp_path).reason == "not an image (text/plain)"
+    assert fetcher.fetch("notes.jpg", tmp_path).reason == "not an image (text)"
     assert fetcher.fetch("huge.jpg", tmp_path).reason == f"larger than {BIG} bytes"
     assert fetcher.fetch("empty.jpg", tmp_path).reason == "empty file"
     assert fetcher.fetch("gone.jpg", tmp_path).reason == "image file not found (gone.jpg)"
@@ -196,7 +202,8 @@ def test_local_files(tmp_path, fetcher):
 def test_sniff_image_formats():
     assert sniff_image(image_bytes("GIF")) == ("gif", "")
     assert sniff_image(image_bytes("WEBP")) == ("webp", "")
-    assert sniff_image(b"\x00\x01binary\xff\xfe") == (None, "not an image (unknown binary data)")
+    assert sniff_image(b"\x00\x01binary\xff\xfe") == (None, "not an image")
+    assert sniff_image(b'{"error": "rate limited"}') == (None, "not an image (JSON)")
 
 
 CAP = 100_000  # above the truncated JPEG, below the huge bodies
@@ -212,8 +219,8 @@ EXPECTED = {
     "/500": ("error", "HTTP 500 after 2 tries"),
     "/429": ("error", "HTTP 429 after 2 tries"),
     "/429/long": ("error", "HTTP 429 (asked to retry after 3600 s)"),
-    "/html": ("error", "not an image (text/html)"),
-    "/truncated.jpg": ("error", "corrupt JPEG image (image file is truncated"),
+    "/html": ("error", "not an image (HTML)"),
+    "/truncated.jpg": ("error", "truncated JPEG image"),
     "/endless/fast": ("error", f"larger than {CAP} bytes"),
     "/endless/slow": ("error", "too slow (body not complete within 6 s)"),
     "/huge": ("error", f"larger than {CAP} bytes"),
@@ -265,7 +272,7 @@ def test_ingest_downloads_urls_concurrently(server, tmp_path):
     rows = {r["post_id"]: r for r in Dataset(tmp_path / "ds").read_table("posts").to_pylist()}
     assert list(rows) == ["a", "b", "c", "d", "e"]
     assert rows["b"]["ingest_reason"] == "HTTP 404"
-    assert rows["d"]["ingest_reason"] == "not an image (text/html)"
+    assert rows["d"]["ingest_reason"] == "not an image (HTML)"
     assert rows["a"]["image_sha256"] == rows["c"]["image_sha256"] == rows["e"]["image_sha256"]
     stored = Dataset(tmp_path / "ds").image_path(rows["a"]["image_file"])
     assert stored.read_bytes() == jpeg(9) and rows["a"]["image_ref"] == lines[0]["image_url"]

@@ -175,6 +175,7 @@ def test_bad_inputs_get_a_status_and_a_nan_row(tmp_path: Path, lite0: Backbone) 
     assert status[0] == status[5] == status[6] == "ok"
     for i, path in ((1, corrupt), (3, missing), (4, truncated)):
         assert status[i].startswith("error: ") and str(path) in status[i], status[i]
+    assert status[4] == f"error: {truncated}: ImageError: truncated image"  # cut inside the header
     assert status[2] == "error: no image file"
     bad = [1, 2, 3, 4]
     assert np.isnan(features[bad]).all() and np.isfinite(features[[0, 5, 6]]).all()
@@ -182,7 +183,7 @@ def test_bad_inputs_get_a_status_and_a_nan_row(tmp_path: Path, lite0: Backbone) 
 
 
 def test_ten_crop_tta_averages_crops_and_mirrors(tmp_path: Path, lite0: Backbone) -> None:
-    from visent.embed.images import five_crops
+    from visent.embed.preprocess import five_crops
 
     path = _images(tmp_path, 1, size=(300, 260))[0]
     crops = five_crops(load_image(path, 224), 224, lite0.spec.resample)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from test_pipeline import POSITIVE_TEXTS, make_crawl, make_image
 from visent import Dataset
-from visent.clean import clean
+from visent.clean import STEPS, clean
 from visent.cli import app
 from visent.core.store import DatasetError
 from visent.export import card_path, export_dataset, parse_split, split_of
@@ -89,11 +89,12 @@ def test_every_post_once_dropped_with_reason_kept_with_label_and_split(cleaned, 
         clean_row = by_id[row["post_id"]]
         assert row["clean_status"] == clean_row["clean_status"]
         assert row["clean_reason"] == clean_row["clean_reason"]
+        assert row["clean_step"] == clean_row["clean_step"]
         assert row["teach_label"] == teach_by_id[row["post_id"]]["teach_label"]
         if row["clean_status"] == "dropped":
-            assert row["clean_reason"] and row["label"] is None and row["split"] == ""
+            assert row["clean_reason"] and row["clean_step"] in STEPS and row["label"] is None and row["split"] == ""
         else:
-            assert row["clean_reason"] == "" and row["label"] == clean_row["label"]
+            assert row["clean_reason"] == "" and row["clean_step"] is None and row["label"] == clean_row["label"]
             assert row["split"] == split_of(row["image_sha256"]) in ("train", "val", "test")
     statuses = table.column("clean_status").to_pylist()
     stage = cleaned.stage_info("clean")["counts"]
@@ -105,6 +106,8 @@ def test_every_post_once_dropped_with_reason_kept_with_label_and_split(cleaned, 
     dropped = [r for r in table.to_pylist() if r["clean_status"] == "dropped"]
     assert any(r["clean_reason"].startswith("exact duplicate of") and r["duplicate_of"] for r in dropped)
     assert any(r["clean_reason"].startswith("ingest:") for r in dropped)
+    steps = [r["clean_step"] for r in dropped]
+    assert {step: steps.count(step) for step in STEPS} == {step: stage[step] for step in STEPS}
 
 
 def test_split_is_deterministic_and_follows_the_image(cleaned, tmp_path):
@@ -190,6 +193,21 @@ def test_an_uncleaned_dataset_is_refused(tmp_path):
     ingest(crawl, tmp_path / "ds")
     with pytest.raises(DatasetError, match="visent teach"):
         export_dataset(tmp_path / "ds", tmp_path / "x.parquet")
+
+
+def test_a_clean_table_of_an_older_visent_is_cleaned_again_before_export(cleaned, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(cleaned.root, copy)
+    ds = Dataset(copy)
+    pq.write_table(ds.read_table("clean").drop_columns(["clean_step"]), ds.table_path("clean"))
+    with pytest.raises(DatasetError, match=r"older visent \(no clean_step column\); run `visent clean .*` again"):
+        export_dataset(ds, tmp_path / "old.parquet")
+    clean(ds, thresholds=THRESHOLDS)  # the same options: the stage runs again all the same
+    table = pq.read_table(export_dataset(ds, tmp_path / "new.parquet")["out"])
+    expected = pq.read_table(export_dataset(cleaned, tmp_path / "before.parquet")["out"])
+    assert table.equals(expected)
 
 
 def test_card_beside_the_export_with_its_counts(cleaned, tmp_path):

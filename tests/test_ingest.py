@@ -70,7 +70,7 @@ def test_mvsa_folder(mvsa, tmp_path):
     assert posts["2"]["text"] == CP1252_TEXT
     assert posts["1"]["source"] == "data/1.txt" and posts["1"]["image_ref"] == "data/1.jpg"
     assert posts["3"]["ingest_reason"] == "no image file for data/3.txt"
-    assert posts["4"]["ingest_reason"] == "not an image (text/plain)"
+    assert posts["4"]["ingest_reason"] == "not an image (text)"
     assert posts["5"]["text"] == "" and posts["5"]["ingest_reason"] == "no text file (data/5.txt missing)"
     assert posts["1"]["image_sha256"] == posts["10"]["image_sha256"]
     assert (out / posts["1"]["image_file"]).read_bytes() == (mvsa / "data" / "1.jpg").read_bytes()

@@ -110,6 +110,30 @@ def test_reason_kind_counts_reasons_without_their_details():
     assert reason_kind("tiny image (20x20 < 32 px)") == "tiny image (shorter side < 32 px)"
     assert reason_kind("no teacher label (teacher failed: ValueError: boom)") == "no teacher label (teacher failed)"
     assert reason_kind("ingest: image file not found (a.jpg)") == reason_kind("ingest: image file not found (b.jpg)")
+    # the image faults of visent.core.images
+    assert reason_kind("too many pixels (9000 x 9000 = 81,000,000 pixels, more than the limit 50,000,000)") == \
+        "too many pixels"
+    assert reason_kind("corrupt PNG image (broken PNG file (chunk b'\\x00\\x00'))") == "corrupt PNG image"
+    assert reason_kind("corrupt image (could not create decoder object)") == "corrupt image"
+    assert reason_kind("truncated JPEG image") == "truncated JPEG image"
+    assert reason_kind("not an image (HTML)") == reason_kind("not an image") == "not an image"
+
+
+def test_page_is_put_together_from_its_package_resources(tmp_path):
+    from importlib import resources
+
+    crawl = make_crawl(tmp_path / "crawl", n_per_class=1)
+    ingest(crawl, tmp_path / "ds")
+    page = render_report(tmp_path / "ds")
+    folder = resources.files("visent") / "resources" / "report"
+    css, skeleton = ((folder / name).read_text(encoding="utf-8") for name in ("report.css", "page.html"))
+    assert f"<style>\n{css}</style>" in page
+    # the page is the skeleton with its placeholders filled in, and nothing else
+    parts = re.split(r"\$(\w+)", skeleton)
+    pattern = "".join(re.escape(text) if i % 2 == 0 else "(.*?)" for i, text in enumerate(parts))
+    filled = re.fullmatch(pattern, page, re.S)
+    assert filled and set(parts[1::2]) == {"title", "css", "subject", "version", "made", "nav", "body"}
+    assert dict(zip(parts[1::2], filled.groups()))["css"] == css
 
 
 def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
@@ -152,6 +176,12 @@ def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     assert reasons["low teacher confidence (negative)"] == 1
     assert any(kind.startswith("near duplicate (pHash distance") for kind in reasons)
     assert sum(reasons.values()) == stage["posts"] - stage["kept"]
+    step_of = {row[1]: row[0] for row in table_rows(parts["cleaning"], "reasons")}  # from the clean_step column
+    assert step_of["tiny image (shorter side &lt; 32 px)"] == "bad image"
+    assert step_of["exact duplicate of a kept post"] == "exact duplicate"
+    assert step_of["no teacher label (no text)"] == "no teacher label"
+    assert step_of["low teacher confidence (negative)"] == "low teacher confidence"
+    assert all(step.startswith("ingest error") for kind, step in step_of.items() if kind.startswith("ingest:"))
     assert "image file not found" in parts["cleaning"] and "invalid JSON" in parts["cleaning"]
     balance = {row[0]: row[1:] for row in table_rows(parts["balance"], "balance")}
     assert int(balance["neutral"][2]) == built["model"].metrics["class_counts"]["neutral"] == 2

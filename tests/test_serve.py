@@ -155,7 +155,7 @@ def test_predict_sniffs_the_format_from_the_content_not_the_name(client, photos)
     text_named_png = [("files", ("holiday.png", b"<html>not a picture</html>", "image/png"))]
     response = client.post("/predict", files=text_named_png)
     assert response.status_code == 415
-    assert "'holiday.png' is not an image" in response.json()["detail"]
+    assert response.json()["detail"].startswith("'holiday.png': not an image (HTML); this server accepts")
 
 
 def test_a_part_without_a_file_name_is_422(client, photos, model_calls):
@@ -244,6 +244,17 @@ def test_page_is_self_contained_with_a_drop_zone(client):
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
 
 
+def test_page_is_put_together_from_its_package_resources(client):
+    from importlib import resources
+
+    folder = resources.files("visent") / "resources" / "serve"
+    skeleton, css, js = ((folder / name).read_text(encoding="utf-8") for name in ("page.html", "page.css", "page.js"))
+    html = client.get("/").text
+    assert "$style" in skeleton and "$script" in skeleton and "$" not in html.replace(js, "")
+    assert html == skeleton.replace("$style", css).replace("$script", js)
+    assert f"<style>\n{css}</style>" in html and f"<script>\n{js}</script>" in html
+
+
 # Bad uploads --------------------------------------------------------------------------------------------
 def test_no_file_is_a_clear_422(client, model_calls):
     for path, field in (("/predict", "files"), ("/explain", "file")):
@@ -278,7 +289,7 @@ def test_empty_file_is_422(client, model_calls):
     for path, field in (("/predict", "files"), ("/explain", "file")):
         response = client.post(path, files=upload(("blank.jpg", b""), field=field))
         assert response.status_code == 422
-        assert "'blank.jpg' is empty" in response.json()["detail"]
+        assert response.json()["detail"].startswith("'blank.jpg': empty file; choose an image file")
     assert model_calls == {"predict": 0, "explain": 0}
 
 
@@ -286,7 +297,7 @@ def test_non_image_bytes_are_415(client, model_calls):
     response = client.post("/predict", files=upload(("notes.jpg", b"%PDF-1.7 this is a document, not a picture")))
     assert response.status_code == 415
     detail = response.json()["detail"]
-    assert "'notes.jpg' is not an image" in detail and "JPEG, PNG, GIF, WEBP or BMP" in detail
+    assert detail.startswith("'notes.jpg': not an image (PDF); ") and "JPEG, PNG, GIF, WEBP or BMP" in detail
     assert model_calls["predict"] == 0
 
 
@@ -296,7 +307,9 @@ def test_truncated_image_is_422(client, photos, model_calls, name):
     response = client.post("/predict", files=upload((name, data[: len(data) * 2 // 3])))
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert f"'{name}'" in detail and ("truncated or corrupt" in detail or "damaged" in detail)
+    fmt = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "gif": "GIF"}[name.rsplit(".", 1)[1]]
+    assert re.match(rf"'{re.escape(name)}': (truncated ({fmt} )?image;|corrupt ({fmt} )?image \()", detail), detail
+    assert detail.endswith("; re-export or re-download it and upload again")
     assert model_calls["predict"] == 0
 
 
@@ -306,7 +319,7 @@ def test_corrupt_png_data_is_422(client, photos, model_calls):
     data[start:start + 200] = bytes(200)  # zeroed compressed pixel data: the header reads, the pixels do not
     response = client.post("/explain", files=upload(("astronaut.png", bytes(data)), field="file"))
     assert response.status_code == 422
-    assert "'astronaut.png' is a truncated or corrupt PNG image" in response.json()["detail"]
+    assert response.json()["detail"].startswith("'astronaut.png': corrupt PNG image (")
     assert model_calls == {"predict": 0, "explain": 0}
 
 
@@ -327,19 +340,21 @@ def test_too_many_pixels_is_413_before_decoding(model, photos, model_calls):
     small = TestClient(create_app(model, max_pixels=5_000))
     response = small.post("/predict", files=upload(("astronaut.png", photos["astronaut.png"])))
     assert response.status_code == 413
-    assert "'astronaut.png' is 96 x 96 = 9,216 pixels" in response.json()["detail"]
-    assert "at most 5,000" in response.json()["detail"]
+    assert response.json()["detail"] == ("'astronaut.png': too many pixels (96 x 96 = 9,216 pixels, more than the "
+                                         "limit 5,000); downscale it and upload again")
     # The header claims 6000 x 6000 but the pixel data is one pixel long: decoding it would fail (422). The
     # 413 shows the pixel count is checked from the header, before anything is decoded.
     client = TestClient(create_app(model, max_pixels=30_000_000))
     claiming = png_claiming(6000, 6000)
     response = client.post("/predict", files=upload(("poster.png", claiming)))
     assert response.status_code == 413
-    assert "'poster.png' is 6000 x 6000 = 36,000,000 pixels" in response.json()["detail"]
+    assert response.json()["detail"].startswith("'poster.png': too many pixels (6000 x 6000 = 36,000,000 pixels, "
+                                                "more than the limit 30,000,000)")
     # the same bytes under a limit they pass are decoded, and fail as truncated
     roomy = TestClient(create_app(model, max_pixels=40_000_000))
     response = roomy.post("/predict", files=upload(("poster.png", claiming)))
-    assert response.status_code == 422 and "truncated or corrupt" in response.json()["detail"]
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(("'poster.png': truncated PNG image", "'poster.png': corrupt PNG image"))
     assert model_calls["predict"] == 0
 
 
@@ -348,13 +363,15 @@ def test_decompression_bombs_are_413(model, model_calls):
     client = TestClient(create_app(model))
     response = client.post("/explain", files=upload(("bomb.png", png_claiming(100_000, 100_000)), field="file"))
     assert response.status_code == 413
-    assert "'bomb.png' declares too many pixels" in response.json()["detail"]
+    assert response.json()["detail"].startswith("'bomb.png': too many pixels (100000 x 100000 = 10,000,000,000 "
+                                                "pixels, more than the limit 25,000,000)")
     # 10000 x 10000 is under a generous max_pixels but above Pillow's warning threshold: refused too
     assert 10_000 * 10_000 > Image.MAX_IMAGE_PIXELS
     generous = TestClient(create_app(model, max_pixels=10**9))
     response = generous.post("/predict", files=upload(("big.png", png_claiming(10_000, 10_000))))
     assert response.status_code == 413
-    assert "'big.png' declares too many pixels" in response.json()["detail"]
+    assert response.json()["detail"].startswith(f"'big.png': too many pixels (10000 x 10000 = 100,000,000 pixels, "
+                                                f"more than the limit {Image.MAX_IMAGE_PIXELS:,})")
     assert model_calls == {"predict": 0, "explain": 0}
 
 
@@ -374,7 +391,7 @@ def test_a_bad_file_rejects_the_whole_batch_and_every_problem_is_listed(client, 
     assert response.status_code == 415  # the first problem's status
     body = response.json()
     assert body["detail"].startswith("2 of 4 files rejected, nothing was scored")
-    assert "'readme.txt' is not an image" in body["detail"] and "'empty.png' is empty" in body["detail"]
+    assert "'readme.txt': not an image (text)" in body["detail"] and "'empty.png': empty file" in body["detail"]
     assert "astronaut.png" not in body["detail"] and "coffee.jpg" not in body["detail"]
     assert [(p["index"], p["file"], p["status"]) for p in body["problems"]] == [(1, "readme.txt", 415), (3, "empty.png", 422)]
     assert model_calls["predict"] == 0

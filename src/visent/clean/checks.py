@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import imagehash
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-# Bumped whenever the decode or hash recipe changes, so cached results from an older recipe are redone.
-METHOD = "phash8-draftL64-v1"
+from visent.core.images import ImageError, as_image_error, decode, open_image
+
+# Bumped whenever the decode or hash recipe or the wording of the reasons changes, so cached results from an
+# older recipe are redone (v2: the reasons of visent.core.images).
+METHOD = "phash8-draftL64-v2"
 _DRAFT_SIZE = (64, 64)
 
 
@@ -39,44 +41,32 @@ def _phash_of_loaded(image: Image.Image) -> int:
 def perceptual_hash(path_or_image: str | Path | Image.Image) -> int:
     """The 64-bit pHash (imagehash.phash) of an image file or a PIL image, as an unsigned int.
 
-    Files are decoded at a reduced size (Pillow ``draft``), as the clean stage does.
+    Files are decoded at a reduced size (Pillow ``draft``), as the clean stage does; an unusable file raises
+    ``visent.core.images.ImageError``.
     """
     if isinstance(path_or_image, Image.Image):
         return _phash_of_loaded(path_or_image)
-    with Image.open(path_or_image) as image:
-        image.draft("L", _DRAFT_SIZE)
-        return _phash_of_loaded(image)
+    with open_image(path_or_image) as image:
+        return _phash_of_loaded(decode(image, draft=("L", _DRAFT_SIZE)))
 
 
 def analyse_image(path: Path) -> tuple[ImageCheck, int | None]:
     """Decode ``path`` fully once and hash it; never raises for bad input.
 
-    The check here does not apply a minimum size (see :func:`size_check`), so the result can be
-    cached per image and reused with any ``min_side``.
+    The reasons are ``visent.core.images``'s, worded as everywhere else in visent. The check here does not
+    apply a minimum size (see :func:`size_check`), so the result can be cached per image and reused with any
+    ``min_side``.
     """
-    path = Path(path)
-    if not path.is_file():
-        return ImageCheck(False, "unreadable image: file missing"), None
+    fmt = None
     try:
-        with Image.open(path) as image:
+        with open_image(Path(path)) as image:
             fmt = image.format
             width, height = image.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:  # Pillow only warns below twice the limit
-                return ImageCheck(False, f"decompression bomb ({width * height} pixels > limit {limit})"), None
-            image.draft("L", _DRAFT_SIZE)
-            image.load()  # reads the whole stream: truncated files fail here
-            value = _phash_of_loaded(image)
-    except Image.DecompressionBombError as exc:
-        return ImageCheck(False, f"decompression bomb ({_bomb_size(exc)})"), None
-    except UnidentifiedImageError:
-        return ImageCheck(False, "unreadable image: not an image"), None
-    except OSError as exc:
-        if "truncated" in str(exc).lower():  # Pillow says "image file is truncated" or "Truncated File Read"
-            return ImageCheck(False, "truncated image"), None
-        return ImageCheck(False, f"unreadable image: {_one_line(exc)}"), None
+            value = _phash_of_loaded(decode(image, draft=("L", _DRAFT_SIZE)))
+    except ImageError as error:
+        return ImageCheck(False, error.reason), None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a property of the file
-        return ImageCheck(False, f"unreadable image: {type(exc).__name__}: {_one_line(exc)}"), None
+        return ImageCheck(False, as_image_error(exc, fmt).reason), None
     return ImageCheck(True, "", int(width), int(height), fmt), value
 
 
@@ -91,14 +81,3 @@ def size_check(check: ImageCheck, min_side: int) -> ImageCheck:
 def check_image(path: Path, *, min_side: int = 32) -> ImageCheck:
     """Check that ``path`` is a complete, decodable image of at least ``min_side`` px per side."""
     return size_check(analyse_image(path)[0], min_side)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
-
-
-def _bomb_size(exc: BaseException) -> str:
-    # Pillow's message reads "Image size (N pixels) exceeds limit of L pixels, ..."
-    numbers = re.findall(r"\d+", str(exc))
-    return f"{numbers[0]} pixels > limit {numbers[1]}" if len(numbers) >= 2 else "too many pixels"

@@ -1,6 +1,7 @@
 """The clean stage: decide, per post, whether its weak label and image are fit to train on.
 
-Rules run in order and the first one that drops a post is its ``clean_reason``:
+Rules run in order and the first one that drops a post is its ``clean_step`` (a name of :data:`STEPS`), with why
+in ``clean_reason``:
 
 1. ingest error            4. near-duplicate image (pHash)   7. neutral dropped (optional)
 2. image checks            5. no teacher label               8. balanced out (optional)
@@ -98,7 +99,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     params = {"thresholds": _resolve_thresholds(thresholds, ds), "near_dup_distance": int(near_dup_distance),
               "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
               "seed": int(seed)}
-    if ds.stage_done("clean", params) and ds.has_table("clean"):
+    if ds.stage_done("clean", params) and ds.has_table("clean") and _current_table(ds):
         return _ordered_counts(ds.stage_info("clean")["counts"])
     ds.begin_stage("clean", params)
 
@@ -106,6 +107,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     n = posts.num_rows
     col = {name: posts.column(name).to_pylist() for name in posts.column_names}
     status: list[str | None] = [None] * n  # None while a post is still kept
+    dropped_by: list[str | None] = [None] * n  # the step that dropped it
     width: list[int | None] = [None] * n
     height: list[int | None] = [None] * n
     phash: list[int | None] = [None] * n
@@ -114,6 +116,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
 
     def drop(i: int, step: str, reason: str) -> None:
         status[i] = reason
+        dropped_by[i] = step
         counts[step] += 1
 
     # 1. ingest errors
@@ -204,6 +207,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     table = pa.table({
         "post_id": col["post_id"],
         "clean_status": ["kept" if s is None else "dropped" for s in status],
+        "clean_step": dropped_by,
         "clean_reason": [s or "" for s in status],
         "label": labels,
         "width": width,
@@ -226,6 +230,15 @@ def summarise(dataset: Dataset | str | os.PathLike[str]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- helpers
+def _current_table(ds: Dataset) -> bool:
+    """Whether the clean table has today's columns (one written by an older visent lacks ``clean_step``: the stage
+    runs again)."""
+    try:
+        return set(pq.read_schema(ds.table_path("clean")).names) >= set(schema.CLEAN.names)
+    except (OSError, pa.ArrowException):
+        return False
+
+
 def _ordered_counts(counts: dict[str, Any]) -> dict[str, int]:
     keys = ("posts", *STEPS, "kept")
     return {key: int(counts.get(key, 0)) for key in keys}

@@ -38,7 +38,8 @@ TEACH = pa.schema([
 CLEAN = pa.schema([
     ("post_id", pa.string()),
     ("clean_status", pa.string()),   # "kept" or "dropped"
-    ("clean_reason", pa.string()),   # "" when kept, else the first rule that dropped the row
+    ("clean_step", pa.string()),     # the step that dropped the row (a name of visent.clean.STEPS); null when kept
+    ("clean_reason", pa.string()),   # "" when kept, else why the first step that dropped the row did
     ("label", pa.string()),          # the teacher label the student trains on
     ("width", pa.int32()),
     ("height", pa.int32()),

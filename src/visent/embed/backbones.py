@@ -23,7 +23,7 @@ from torch import nn
 from visent.core.errors import VisentError
 from visent.core.registry import Registry
 from visent.core.store import atomic_write_bytes
-from visent.embed.images import center_square
+from visent.embed.preprocess import center_square
 
 PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached features are recomputed
 

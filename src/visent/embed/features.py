@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from visent.core.errors import UnknownName, UsageError
+from visent.core.images import load_image
 from visent.core.progress import progress
 from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
-from visent.embed.images import five_crops, load_image
 from visent.embed.onnx import calibrate_int8, calibration_id, check_runtime, choose_calibration, onnx_embedder
+from visent.embed.preprocess import five_crops
 
 T = TypeVar("T")
 R = TypeVar("R")

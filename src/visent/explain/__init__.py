@@ -26,9 +26,10 @@ import torch
 from PIL import Image
 
 from visent.core.errors import UsageError
+from visent.core.images import load_image
 from visent.core.labels import CLASSES
 from visent.embed.features import tta_mode
-from visent.embed.images import five_crops, load_image
+from visent.embed.preprocess import five_crops
 from visent.explain.cam import (
     GRID,
     METHODS,

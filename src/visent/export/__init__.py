@@ -4,7 +4,7 @@ Public surface: :func:`export_dataset` (writes the table and the card, returns t
 :func:`dataset_card` (the card's Markdown), :func:`split_of` (the split of an image) and :func:`parse_split`.
 
 Every post of the dataset is a row, kept or dropped (T4SA released its dropped posts too): the teacher's
-probabilities and label, the cleaning decision and its reason, the image's hashes and size. Kept rows carry
+probabilities and label, the cleaning decision, its step and its reason, the image's hashes and size. Kept rows carry
 the training ``label`` and a ``split`` drawn from the image's SHA-256, so the split of an image never
 changes when posts are added and identical images always share a split. The post text is left out unless
 asked for (``with_text``): crawled text has licence limits that the images' hashes and ids do not.
@@ -53,7 +53,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("teach_confidence", "The teacher's probability of `teach_label`."),
     ("label", "The training label of a kept row (negative / neutral / positive); empty for dropped rows."),
     ("clean_status", "`kept` or `dropped`."),
-    ("clean_reason", "Why the row was dropped: the first cleaning step that dropped it (empty when kept)."),
+    ("clean_step", "The cleaning step that dropped the row (" + ", ".join(f"`{step}`" for step in STEPS)
+     + "); empty when kept."),
+    ("clean_reason", "Why the row was dropped: what the first cleaning step that dropped it found (empty when kept)."),
     ("duplicate_of", "For exact and near duplicates: the post kept in place of this one."),
     ("split", "`train`, `val` or `test` for kept rows, from the image's SHA-256; empty for dropped rows."),
 )
@@ -141,6 +143,9 @@ def released_table(ds: Dataset, *, with_text: bool = False, split: Sequence[floa
     parts: dict[str, pa.ChunkedArray | pa.Array] = {}
     for name in ("teach", "clean"):
         other = ds.read_table(name)
+        if name == "clean" and "clean_step" not in other.column_names:
+            raise DatasetError(f"{ds.root}: the clean table was made by an older visent (no clean_step column); "
+                               f"run `visent clean {ds.root}` again, then export")
         at = pc.index_in(ids, value_set=other.column("post_id"))  # a post missing from a stage gets nulls
         for column in other.column_names:
             if column != "post_id":

@@ -8,7 +8,6 @@ thread pool of ``workers`` threads.
 from __future__ import annotations
 
 import email.utils
-import io
 import random
 import threading
 import time
@@ -18,9 +17,9 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from visent.core.errors import UsageError
+from visent.core.images import ImageError, decode, open_image
 from visent.core.version import __version__
 
 _EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
@@ -45,46 +44,20 @@ def sniff_image(data: bytes, declared: str | None = None) -> tuple[str | None, s
     """``(extension, "")`` when ``data`` decodes as an image, else ``(None, reason)``.
 
     The format comes from the bytes, never from a file name; the image is decoded (at reduced size
-    where the format allows) so truncated and corrupt files are caught here. ``declared`` is the
-    content type a server announced, quoted in the reason when the bytes are not an image.
+    where the format allows) so truncated and corrupt files are caught here, and images over Pillow's pixel
+    limit are refused from the header, as the clean stage refuses them (the reasons are
+    ``visent.core.images``'s). ``declared`` is the content type a server announced, quoted in the reason when
+    the bytes are not an image and do not say what they are.
     """
-    if not data:
-        return None, "empty file"
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:
             kind = image.format or "unknown"
-            width, height = image.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and width * height > limit:  # Pillow only warns below twice the limit; clean drops these
-                return None, f"image too large to decode ({width * height} pixels > limit {limit})"
-            try:
-                image.draft("RGB", _DRAFT_SIZE)
-                image.load()
-            except Image.DecompressionBombError as exc:
-                return None, f"image too large to decode ({exc})"
-            except (OSError, ValueError, SyntaxError, EOFError) as exc:
-                return None, f"corrupt {kind} image ({exc})"
-    except UnidentifiedImageError:
-        return None, f"not an image ({declared or _describe(data)})"
-    except Image.DecompressionBombError as exc:
-        return None, f"image too large to decode ({exc})"
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        return None, f"corrupt image ({exc})"
+            decode(image, draft=("RGB", _DRAFT_SIZE))
+    except ImageError as error:
+        if error.reason == "not an image" and declared:
+            return None, f"not an image (served as {declared})"
+        return None, error.reason
     return _EXTENSIONS.get(kind, kind.lower()), ""
-
-
-def _describe(data: bytes) -> str:
-    """A short guess at what non-image bytes are, for error messages."""
-    head = data[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
-        return "text/html"
-    if head.startswith((b"{", b"[")):
-        return "application/json"
-    try:
-        data[:4096].decode("utf-8")
-        return "text/plain"
-    except UnicodeDecodeError:
-        return "unknown binary data"
 
 
 def _retry_after(response: httpx.Response) -> float | None:

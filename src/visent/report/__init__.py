@@ -3,7 +3,8 @@
 Public surface: :func:`write_report` (writes the page) and :func:`render_report` (returns it as a string).
 
 The page holds every figure inline (PNG as ``data:`` URIs) and its CSS in a ``<style>`` block; it loads
-nothing from anywhere, so it can be mailed or archived as one file. Sections:
+nothing from anywhere, so it can be mailed or archived as one file. The stylesheet and the page's skeleton are
+package resources (``visent/resources/report/report.css`` and ``page.html``). Sections:
 
 * summary: source, posts, teacher, thresholds, cleaning options, and the model's backbone and card facts;
 * cleaning: posts kept and dropped at each step (a funnel), the most frequent reasons, ingest errors and
@@ -28,15 +29,18 @@ import json
 import math
 import os
 import re
+import string
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from visent.core.errors import InputError, PathNotFound, UsageError
+from visent.core.images import ImageError, load_image
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_write_text
 from visent.core.version import __version__
@@ -50,16 +54,12 @@ _STEP_NAMES = {
     "near_duplicate": "near duplicate", "no_teacher_label": "no teacher label",
     "low_confidence": "low teacher confidence", "neutral_dropped": "neutral dropped", "balanced_out": "balanced out",
 }
-_REASON_STEPS = (("ingest:", "ingest_error"), ("exact duplicate", "exact_duplicate"),
-                 ("near duplicate", "near_duplicate"), ("no teacher label", "no_teacher_label"),
-                 ("low teacher confidence", "low_confidence"), ("neutral dropped", "neutral_dropped"),
-                 ("balanced out", "balanced_out"))
 _REASON_PATTERNS = (
     (re.compile(r"^exact duplicate of .*$"), "exact duplicate of a kept post"),
     (re.compile(r"^near duplicate of .* \(distance (\d+)\)$"), r"near duplicate (pHash distance \1)"),
     (re.compile(r"^low teacher confidence \((\w+) .*\)$"), r"low teacher confidence (\1)"),
     (re.compile(r"^tiny image \(\d+x\d+ < (\d+) px\)$"), r"tiny image (shorter side < \1 px)"),
-    (re.compile(r"^decompression bomb.*$"), "decompression bomb"),
+    (re.compile(r"^(corrupt (?:\w+ )?image) \(.*\)$"), r"\1"),  # the decoder's message (visent.core.images)
 )
 
 
@@ -115,14 +115,6 @@ def reason_kind(reason: str) -> str:
     general = re.sub(r"\s*\([^()]*\)", "", text)
     general = re.sub(r"\s+at\s+\S+", "", general).strip()
     return general or text
-
-
-def reason_step(reason: str) -> str:
-    """The cleaning step (``visent.clean.STEPS``) a ``clean_reason`` belongs to."""
-    for prefix, step in _REASON_STEPS:
-        if reason.startswith(prefix):
-            return step
-    return "bad_image"
 
 
 # --------------------------------------------------------------------------- what the report is about
@@ -228,7 +220,7 @@ class _Posts:
     stages: dict[str, str]  # stage -> status ("done", "stale", "running", "missing")
 
     NAMES = ("post_id", "ingest_status", "ingest_reason", "image_file", "image_sha256", "teacher", "teach_status", "teach_reason",
-             "teach_label", "teach_confidence", "clean_status", "clean_reason", "label")
+             "teach_label", "teach_confidence", "clean_status", "clean_step", "clean_reason", "label")
 
     @classmethod
     def read(cls, dataset: Dataset) -> "_Posts":
@@ -349,8 +341,8 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
         info = ds.stage_info("clean") or {}
         counts = dict(info.get("counts") or {})
         params = info.get("params") or {}
-        if not counts:  # a clean table without its counts: count the reasons
-            steps = Counter(reason_step(r) for r, s in zip(posts["clean_reason"], posts["clean_status"]) if s != "kept")
+        if not counts:  # a clean table without its counts: count the steps
+            steps = Counter(step for step, s in zip(posts["clean_step"], posts["clean_status"]) if s != "kept")
             counts = {"posts": posts.n, **{step: steps.get(step, 0) for step in STEPS},
                       "kept": sum(s == "kept" for s in posts["clean_status"])}
         off = {"neutral_dropped": not params.get("drop_neutral"), "balanced_out": not params.get("balance")}
@@ -373,7 +365,8 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
         parts.append(_table(["step (in order)", "dropped", "share of posts", "posts left"], step_rows, "steps"))
         dropped = [r for r, s in zip(posts["clean_reason"], posts["clean_status"]) if s == "dropped"]
         parts.append("<h3>Most frequent reasons</h3>")
-        parts.append(_reasons_table(dropped, posts["post_id"], posts["clean_reason"], posts["clean_status"], total))
+        parts.append(_reasons_table(dropped, posts["post_id"], posts["clean_step"], posts["clean_reason"],
+                                    posts["clean_status"], total))
     else:
         parts.append(_note(_stage_note(posts, "clean", "visent clean DATASET")))
     parts.append("<h3>Ingest errors</h3>")
@@ -390,17 +383,18 @@ def _cleaning_section(context: _Context, posts: _Posts | None) -> str:
     return "\n".join(parts)
 
 
-def _reasons_table(dropped: list[str], ids: list[str], reasons: list[str], status: list[str], total: int,
-                   limit: int = 15) -> str:
+def _reasons_table(dropped: list[str], ids: list[str], steps: list[str | None], reasons: list[str], status: list[str],
+                   total: int, limit: int = 15) -> str:
     if not dropped:
         return _note("Cleaning dropped no post.")
     kinds = Counter(reason_kind(r) for r in dropped)
-    example: dict[str, tuple[str, str]] = {}
-    for pid, reason, state in zip(ids, reasons, status):
+    example: dict[str, tuple[str, str, str | None]] = {}
+    for pid, step, reason, state in zip(ids, steps, reasons, status):
         if state == "dropped":
-            example.setdefault(reason_kind(reason), (pid, reason))
-    rows = [[_STEP_NAMES.get(reason_step(example[kind][1]), ""), kind, f"{count:,}", _percent(count, total),
-             f"{example[kind][1]} (post {example[kind][0]})"] for kind, count in kinds.most_common(limit)]
+            example.setdefault(reason_kind(reason), (pid, reason, step))
+    rows = [[_STEP_NAMES.get(example[kind][2] or "", example[kind][2] or "–"), kind, f"{count:,}",
+             _percent(count, total), f"{example[kind][1]} (post {example[kind][0]})"]
+            for kind, count in kinds.most_common(limit)]
     more = len(kinds) - limit
     table = _table(["step", "reason", "posts", "share of posts", "example"], rows, "reasons")
     return table + (_note(f"{more} rarer reasons not shown.") if more > 0 else "")
@@ -617,17 +611,14 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
 def _thumbnail(explain: Callable[[Path], Any], path: Path, cls: str) -> tuple[str, str | None]:
     """An ``<img>`` of the image overlaid with its map of ``cls`` (else the plain image, else a placeholder)
     and what went wrong, if anything."""
-    from PIL import Image
-
     try:
         return _img_tag(explain(path).overlay(cls), f"{path.name}, sentiment map of {cls}"), None
     except Exception as error:  # noqa: BLE001 - one image never stops the report
         problem = f"no sentiment map: {type(error).__name__}: {error}"
-    try:
-        with Image.open(path) as image:
-            return _img_tag(image, path.name), problem
+    try:  # decoded as everywhere in visent: the pixel limit, EXIF orientation, RGB
+        return _img_tag(load_image(path, THUMBNAIL), path.name), problem
     except Exception as error:  # noqa: BLE001
-        message = f"unreadable image: {type(error).__name__}"
+        message = error.reason if isinstance(error, ImageError) else f"unreadable image: {type(error).__name__}"
         return (f'<div class="placeholder" style="width:{THUMBNAIL}px;height:{THUMBNAIL}px">{html.escape(message)}</div>',
                 problem or message)
 
@@ -647,41 +638,10 @@ def _img_tag(image: Any, alt: str) -> str:
 
 
 # --------------------------------------------------------------------------- HTML
-_CSS = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1c2833; margin: 0;
-       background: #f4f6f7; }
-main { max-width: 1100px; margin: 0 auto; padding: 1.5em 2em 3em; background: white; }
-header h1 { margin: 0 0 .2em; font-size: 1.6em; }
-header p { margin: 0; color: #566573; }
-nav { margin: 1em 0 0; padding: .5em 0; border-top: 1px solid #d5d8dc; border-bottom: 1px solid #d5d8dc; }
-nav a { margin-right: 1.2em; color: #1f618d; text-decoration: none; }
-section { margin-top: 2em; }
-h2 { font-size: 1.25em; border-bottom: 2px solid #2e86c1; padding-bottom: .2em; }
-h3 { font-size: 1.05em; margin: 1.2em 0 .4em; }
-h3 small { font-weight: normal; color: #566573; }
-table { border-collapse: collapse; margin: .5em 0 1em; font-size: .92em; }
-th, td { text-align: left; padding: .25em .8em .25em 0; border-bottom: 1px solid #eaeded; vertical-align: top; }
-th { color: #566573; font-weight: 600; }
-td.num, th.num { text-align: right; }
-table.facts th { width: 11em; }
-code { font-size: .9em; background: #f2f3f4; padding: 0 .25em; border-radius: 3px; word-break: break-all; }
-figure.plot { margin: .5em 0; }
-figure.plot img { max-width: 100%; height: auto; }
-div.row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-p.note { background: #fef9e7; border-left: 4px solid #f4d03f; padding: .5em .8em; margin: .6em 0; }
-div.grid { display: flex; flex-wrap: wrap; gap: 10px; }
-figure.thumb { margin: 0; width: 160px; font-size: .8em; }
-figure.thumb div.frame { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
-                         background: #f4f6f7; border-radius: 3px; }
-figure.thumb img { display: block; }
-figcaption { margin-top: .2em; }
-span.id { color: #808b96; word-break: break-all; }
-span.problem { color: #a04000; }
-div.placeholder { background: #eaeded; color: #7b7d7d; display: flex; align-items: center; justify-content: center;
-                  text-align: center; font-size: .85em; }
-h3.cls-negative { color: #c0392b; } h3.cls-neutral { color: #5d6d7e; } h3.cls-positive { color: #1e8449; }
-footer { margin-top: 3em; color: #808b96; font-size: .85em; }
-"""
+def _resource(name: str) -> str:
+    """A file of ``visent/resources/report``: ``report.css`` (the stylesheet) and ``page.html`` (the page's
+    ``string.Template``)."""
+    return (resources.files("visent") / "resources" / "report" / name).read_text(encoding="utf-8")
 
 
 def _page(context: _Context, sections: Sequence[tuple[str, str, str]]) -> str:
@@ -691,16 +651,9 @@ def _page(context: _Context, sections: Sequence[tuple[str, str, str]]) -> str:
     body = "\n".join(f'<section id="{key}">\n<h2>{html.escape(name)}</h2>\n{content}\n</section>'
                      for key, name, content in sections)
     made = time.strftime("%Y-%m-%d %H:%M")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(str(subject))} · made by visent {__version__} on {made}. "
-        "Labels come from a textual teacher, not from people.</p>\n"
-        f"<nav>{nav}</nav></header>\n{body}\n"
-        f"<footer>visent {__version__} · this page is self-contained: every figure is inside it.</footer>\n"
-        "</main>\n</body>\n</html>\n"
-    )
+    return string.Template(_resource("page.html")).substitute(
+        title=html.escape(title), css=_resource("report.css"), subject=html.escape(str(subject)), version=__version__,
+        made=made, nav=nav, body=body)
 
 
 def _plots():

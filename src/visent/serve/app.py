@@ -3,7 +3,8 @@
 Every upload is checked before the model sees it: the request body is counted while it arrives (413
 above ``max_upload_bytes``), each file's format is sniffed from its bytes with Pillow (415 outside
 ``formats``), its pixel count is read from the header before anything is decoded (413 above
-``max_pixels``) and then it is decoded in full (422 when empty, truncated or corrupt). A batch with one
+``max_pixels``) and then it is decoded in full (422 when empty, truncated or corrupt); the faults are worded
+as everywhere in visent (``visent.core.images``). A batch with one
 bad file is rejected as a whole, with every problem listed. The service reads uploaded bytes only; it
 never fetches a URL a client sends.
 """
@@ -24,11 +25,12 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visent.core.errors import UsageError
+from visent.core.images import ImageError, as_image_error, decode, open_image
 from visent.core.labels import CLASSES
 from visent.core.version import __version__
 
@@ -45,8 +47,7 @@ TARGETS = ("predicted", *CLASSES, "all")
 Target = Literal["predicted", "negative", "neutral", "positive", "all"]
 assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent.core.labels.CLASSES
 
-# Pillow reports its decompression-bomb check as a warning; the header is opened with that warning turned
-# into an error, and the lock keeps the process-wide warning filters consistent across request threads.
+# Guards the process-wide warning filters while a header is opened (see ImageChecker).
 _OPEN_LOCK = threading.Lock()
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError)
 
@@ -198,7 +199,11 @@ class Checked:
 
 class ImageChecker:
     """Checks one upload: format sniffed, pixel count from the header, then a full decode; a problem becomes
-    ``RequestRejected`` with a status and a message naming the file."""
+    ``RequestRejected`` with a status and a message naming the file.
+
+    The checks and the wording of each fault are ``visent.core.images``'s, as everywhere in visent (with
+    ``max_pixels`` as the pixel limit when it is below Pillow's); the status and what to do about it are the
+    service's."""
 
     def __init__(self, max_pixels: int, formats: Sequence[str]):
         self.max_pixels = max_pixels
@@ -216,38 +221,38 @@ class ImageChecker:
 
     def check(self, name: str, data: bytes) -> "Checked":
         accepted = _format_list(self.formats)
-        if not data:
-            raise RequestRejected(422, f"'{name}' is empty (0 bytes): choose an image file ({accepted})")
+        again = "re-export or re-download it and upload again"
         try:
+            # Pillow warns about images between its pixel limit and twice it; open_image refuses them itself. The
+            # lock keeps the process-wide warning filters consistent across request threads.
             with _OPEN_LOCK, warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data), formats=list(self.formats))
-        except UnidentifiedImageError:
-            other = self._describe_other(data)
-            what = f"a {other} image" if other else "not an image"
-            raise RequestRejected(415, f"'{name}' is {what}; this server accepts {accepted} images "
-                                       "(the format is read from the content, not the name): convert it and upload again")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise RequestRejected(413, f"'{name}' declares too many pixels to decode safely ({error}); "
-                                       f"this server accepts at most {self.max_pixels:,} pixels: downscale the image")
-        except _DECODE_ERRORS as error:
-            raise RequestRejected(422, f"'{name}' is a damaged image: its header cannot be read ({error}); "
-                                       "re-export or re-download it")
-        width, height = image.size
-        if width * height > self.max_pixels:  # checked from the header, before any pixel is decoded
-            raise RequestRejected(413, f"'{name}' is {width} x {height} = {width * height:,} pixels; this server accepts "
-                                       f"at most {self.max_pixels:,} pixels per image: downscale it and upload again")
-        if width < 1 or height < 1:
-            raise RequestRejected(422, f"'{name}' has no pixels ({width} x {height}): choose another image")
-        try:
-            image.load()  # decodes everything: a truncated or corrupt file fails here, not in the model
-            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: shown (and scored) turned a quarter
-                width, height = height, width
-        except _DECODE_ERRORS as error:
-            raise RequestRejected(422, f"'{name}' is a truncated or corrupt {image.format} image ({error}); "
-                                       "re-export or re-download it and upload again")
-        finally:
-            image.close()  # the model decodes the bytes again; only what was learnt here is kept
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = open_image(data, max_pixels=self.max_pixels, formats=self.formats)
+        except ImageError as error:
+            fault = f"'{name}': {error.reason}"
+            if error.fault == "empty":
+                raise RequestRejected(422, f"{fault}; choose an image file ({accepted})")
+            if error.fault == "not_image":
+                other = self._describe_other(data)
+                if other:  # an image, in a format this server does not take
+                    fault = f"'{name}' is a {other} image"
+                raise RequestRejected(415, f"{fault}; this server accepts {accepted} images "
+                                           "(the format is read from the content, not the name): convert it and upload again")
+            if error.fault == "too_many_pixels":
+                raise RequestRejected(413, f"{fault}; downscale it and upload again")
+            raise RequestRejected(422, f"{fault}; {again}")
+        with image:  # the model decodes the bytes again; only what is learnt here is kept
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise RequestRejected(422, f"'{name}' has no pixels ({width} x {height}): choose another image")
+            try:
+                decode(image)  # every pixel: a truncated or corrupt file fails here, not in the model
+                if image.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: shown (and scored) turned a quarter
+                    width, height = height, width
+            except ImageError as error:
+                raise RequestRejected(422, f"'{name}': {error.reason}; {again}")
+            except _DECODE_ERRORS as error:  # a broken EXIF block
+                raise RequestRejected(422, f"'{name}': {as_image_error(error, image.format).reason}; {again}")
         # Pillow opens multi-picture camera JPEGs as MPO; to the user they are JPEGs.
         return Checked(name=name, data=data, format="JPEG" if image.format == "MPO" else image.format,
                        width=width, height=height)

@@ -29,12 +29,12 @@ import numpy as np
 from PIL import Image
 
 from visent.core.errors import UsageError, VisentError
+from visent.core.images import load_image
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
 from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
 from visent.embed.features import FLUSH_EVERY, _try, describe_error, file_hashes, pending_images, prefetched
-from visent.embed.images import load_image
 from visent.teach.base import Teacher
 
 OCR_VERSION = 1  # bump when the recipe below changes, so cached texts are recomputed

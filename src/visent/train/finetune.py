@@ -16,11 +16,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from visent.core.errors import InputError, UsageError
+from visent.core.images import load_image
 from visent.core.numeric import softmax
 from visent.core.progress import progress
 from visent.embed.backbones import Backbone
 from visent.embed.features import describe_error, prefetched
-from visent.embed.images import load_image, random_resized_crop
+from visent.embed.preprocess import random_resized_crop
 
 TAIL_LR_FACTOR = 0.1  # the pretrained blocks move ten times slower than the new head
 WEIGHT_DECAY = 1e-4

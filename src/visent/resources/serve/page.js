@@ -1,0 +1,244 @@
+"use strict";
+const CLASSES = ["negative", "neutral", "positive"];
+const TARGETS = [...CLASSES, "all"];
+let limits = {max_files: 10, max_upload_bytes: 20 * 1024 * 1024, max_pixels: 25000000, formats: ["JPEG", "PNG", "GIF", "WEBP", "BMP"]};
+const items = [];
+let explainQueue = Promise.resolve();
+
+const $ = (id) => document.getElementById(id);
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+function megabytes(bytes) {
+  if (bytes < 1048576) return Math.max(1, Math.round(bytes / 1024)) + " KB";
+  return (bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0) + " MB";
+}
+function listFormats(formats) { return formats.length > 1 ? formats.slice(0, -1).join(", ") + " or " + formats.at(-1) : formats[0]; }
+
+async function loadHealth() {
+  try {
+    const response = await fetch("health");
+    const health = await response.json();
+    limits = health.limits;
+    $("model-name").textContent = health.model;
+    $("model-name").parentElement.title = health.model_dir || health.model;
+    $("version").textContent = health.visent_version;
+    $("health-dot").classList.add("ok");
+    $("limits").textContent = `${listFormats(limits.formats)} · up to ${limits.max_files} images and ${megabytes(limits.max_upload_bytes)} per upload · ${(limits.max_pixels / 1e6).toFixed(0)} megapixels per image`;
+  } catch (error) {
+    $("model-name").textContent = "unreachable";
+    $("health-dot").classList.add("down");
+  }
+}
+
+async function errorDetail(response) {
+  try {
+    const body = await response.json();
+    return {detail: typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail), problems: body.problems || []};
+  } catch (error) {
+    return {detail: `the server answered ${response.status} ${response.statusText}`, problems: []};
+  }
+}
+
+class Item {
+  constructor(file) {
+    this.file = file;
+    this.thumbUrl = URL.createObjectURL(file);
+    this.mapUrl = null;
+    this.target = null;
+    this.card = el("article", {class: "card", "data-state": "predicting"});
+    this.thumb = el("img", {class: "thumb", alt: file.name, src: this.thumbUrl});
+    this.thumbWait = el("div", {class: "wait", text: "no preview", hidden: ""});
+    this.thumb.addEventListener("error", () => { this.thumb.hidden = true; this.thumbWait.hidden = false; });
+    this.map = el("img", {class: "map", alt: "sentiment map of " + file.name, hidden: ""});
+    this.mapWait = el("div", {class: "wait", text: "waiting for the prediction…"});
+    this.mapCaption = el("figcaption", {text: "Sentiment map"});
+    this.badge = el("span", {class: "badge pending", text: "scoring…"});
+    this.details = el("div", {class: "details", text: megabytes(file.size)});
+    this.errorText = el("p", {class: "error-text", hidden: ""});
+    this.probs = el("ul", {class: "probs"});
+    this.rows = {};
+    for (const cls of CLASSES) {
+      const fill = el("span", {class: "fill"});
+      const value = el("span", {class: "prob-value", text: "–"});
+      const row = el("li", {class: "prob " + cls}, el("span", {class: "cls", text: cls}), el("span", {class: "track"}, fill), value);
+      this.rows[cls] = {row, fill, value};
+      this.probs.append(row);
+    }
+    this.buttons = {};
+    const targets = el("div", {class: "targets", role: "group", "aria-label": "map of"}, el("span", {text: "Map of"}));
+    for (const target of TARGETS) {
+      const button = el("button", {type: "button", "aria-pressed": "false", "data-target": target, disabled: "", text: target === "all" ? "All three" : target[0].toUpperCase() + target.slice(1)});
+      button.addEventListener("click", () => this.explain(target));
+      this.buttons[target] = button;
+      targets.append(button);
+    }
+    this.card.append(
+      el("div", {class: "figures"},
+        el("figure", {class: "thumb-fig"}, el("div", {class: "box"}, this.thumb, this.thumbWait), el("figcaption", {text: "Image"})),
+        el("figure", {class: "map-fig"}, el("div", {class: "box"}, this.map, this.mapWait), this.mapCaption)),
+      el("div", {class: "info"},
+        el("div", {class: "title-row"}, el("h2", {class: "name", title: file.name, text: file.name}), this.badge),
+        this.details, this.probs, targets, this.errorText));
+    this.map.addEventListener("load", () => {
+      this.map.hidden = false;
+      this.mapWait.hidden = true;
+      this.card.dataset.state = "done";
+    });
+  }
+  fail(message) {
+    this.card.dataset.state = "error";
+    this.badge.className = "badge error";
+    this.badge.textContent = "rejected";
+    this.errorText.textContent = message;
+    this.errorText.hidden = false;
+    this.mapWait.textContent = "no map";
+    updateSummary();
+  }
+  showPrediction(prediction) {
+    this.prediction = prediction;
+    this.card.dataset.state = "predicted";
+    this.card.dataset.label = prediction.label;
+    this.badge.className = "badge " + prediction.label;
+    this.badge.textContent = prediction.label;
+    this.details.textContent = `${prediction.format} · ${prediction.width} × ${prediction.height} px · ${megabytes(this.file.size)}`;
+    for (const cls of CLASSES) {
+      const p = prediction.probabilities[cls];
+      this.rows[cls].fill.style.width = (100 * p).toFixed(1) + "%";
+      this.rows[cls].value.textContent = p.toFixed(3);
+      this.rows[cls].row.classList.toggle("top", cls === prediction.label);
+    }
+    for (const button of Object.values(this.buttons)) button.disabled = false;
+    this.mapWait.textContent = "drawing the map…";
+    updateSummary();
+    this.explain(prediction.label);
+  }
+  explain(target) {
+    for (const [name, button] of Object.entries(this.buttons)) button.setAttribute("aria-pressed", String(name === target));
+    this.card.classList.toggle("wide", target === "all");
+    this.target = target;
+    explainQueue = explainQueue.then(() => this.fetchMap(target));
+    return explainQueue;
+  }
+  async fetchMap(target) {
+    if (this.target !== target || !this.card.isConnected) return;  // superseded while waiting in the queue
+    this.mapWait.hidden = false;
+    this.mapWait.textContent = "drawing the map…";
+    const form = new FormData();
+    form.append("file", this.file, this.file.name);
+    try {
+      const response = await fetch("explain?target=" + encodeURIComponent(target), {method: "POST", body: form});
+      if (!response.ok) {
+        const {detail} = await errorDetail(response);
+        this.mapWait.textContent = "no map";
+        this.errorText.textContent = detail;
+        this.errorText.hidden = false;
+        return;
+      }
+      const blob = await response.blob();
+      if (this.mapUrl) URL.revokeObjectURL(this.mapUrl);
+      this.mapUrl = URL.createObjectURL(blob);
+      const method = response.headers.get("X-Visent-Method") || "";
+      this.mapCaption.textContent = target === "all" ? `The image and the map of each class${method ? " · " + method : ""}`
+                                                    : `Sentiment map · ${target}${method ? " · " + method : ""}`;
+      this.map.src = this.mapUrl;
+    } catch (error) {
+      this.mapWait.textContent = "no map: the server cannot be reached";
+    }
+  }
+  dispose() {
+    URL.revokeObjectURL(this.thumbUrl);
+    if (this.mapUrl) URL.revokeObjectURL(this.mapUrl);
+    this.card.remove();
+  }
+}
+
+function updateSummary() {
+  const counts = {negative: 0, neutral: 0, positive: 0};
+  let rejected = 0;
+  for (const item of items) {
+    if (item.card.dataset.state === "error") rejected += 1;
+    else if (item.prediction) counts[item.prediction.label] += 1;
+  }
+  const parts = [`${items.length} image${items.length === 1 ? "" : "s"}`];
+  for (const cls of CLASSES) if (counts[cls]) parts.push(`${counts[cls]} ${cls}`);
+  if (rejected) parts.push(`${rejected} rejected`);
+  $("summary").textContent = parts.join(" · ");
+  $("toolbar").hidden = items.length === 0;
+  $("empty").hidden = items.length > 0;
+}
+
+async function predictBatch(batch) {
+  const form = new FormData();
+  for (const item of batch) form.append("files", item.file, item.file.name);
+  let response;
+  try {
+    response = await fetch("predict", {method: "POST", body: form});
+  } catch (error) {
+    for (const item of batch) item.fail("the server cannot be reached: is visent serve still running?");
+    return;
+  }
+  if (response.ok) {
+    const body = await response.json();
+    body.predictions.forEach((prediction, i) => batch[i].showPrediction(prediction));
+    return;
+  }
+  const {detail, problems} = await errorDetail(response);
+  if (batch.length === 1) { batch[0].fail(detail); return; }
+  // One bad file rejects its whole request: mark the files the server named, send the others again.
+  const named = new Set(problems.map((problem) => problem.index));
+  for (const problem of problems) batch[problem.index].fail(problem.detail);
+  const rest = batch.filter((_, i) => !named.has(i));
+  if (named.size) { if (rest.length) await predictBatch(rest); return; }
+  for (const item of rest) await predictBatch([item]);
+}
+
+async function addFiles(fileList) {
+  const files = Array.from(fileList || []);
+  if (!files.length) return;
+  const fresh = files.map((file) => new Item(file));
+  items.push(...fresh);
+  $("results").prepend(...fresh.map((item) => item.card));  // the newest upload on top, in the order chosen
+  updateSummary();
+  const budget = limits.max_upload_bytes - 4096;  // room for the multipart framing
+  const batches = [];
+  let batch = [], size = 0;
+  for (const item of fresh) {
+    if (item.file.size > budget) {
+      item.fail(`'${item.file.name}' is ${megabytes(item.file.size)}; this server accepts at most ${megabytes(limits.max_upload_bytes)} per upload: choose a smaller file`);
+      continue;
+    }
+    if (batch.length && (batch.length >= limits.max_files || size + item.file.size + 512 * batch.length > budget)) {
+      batches.push(batch); batch = []; size = 0;
+    }
+    batch.push(item); size += item.file.size;
+  }
+  if (batch.length) batches.push(batch);
+  for (const next of batches) await predictBatch(next);
+}
+
+const zone = $("drop-zone");
+const input = $("file-input");
+input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
+zone.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); } });
+for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (event) => { event.preventDefault(); zone.classList.add("over"); });
+zone.addEventListener("dragleave", (event) => { if (!zone.contains(event.relatedTarget)) zone.classList.remove("over"); });
+zone.addEventListener("drop", (event) => {
+  event.preventDefault(); event.stopPropagation(); zone.classList.remove("over"); addFiles(event.dataTransfer.files);
+});
+// A file dropped beside the zone is taken too, instead of the browser leaving the page to show it.
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => { event.preventDefault(); if (event.dataTransfer) addFiles(event.dataTransfer.files); });
+document.addEventListener("paste", (event) => {
+  const files = Array.from(event.clipboardData ? event.clipboardData.files : []).filter((file) => file.type.startsWith("image/"));
+  if (files.length) addFiles(files);
+});
+$("clear").addEventListener("click", () => { while (items.length) items.pop().dispose(); updateSummary(); });
+loadHealth();
