@@ -104,120 +104,141 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     ds.begin_stage("clean", params)
 
     posts = _ordered_posts(ds)
-    n = posts.num_rows
-    col = {name: posts.column(name).to_pylist() for name in posts.column_names}
-    status: list[str | None] = [None] * n  # None while a post is still kept
-    dropped_by: list[str | None] = [None] * n  # the step that dropped it
-    width: list[int | None] = [None] * n
-    height: list[int | None] = [None] * n
-    phash: list[int | None] = [None] * n
-    duplicate_of: list[str | None] = [None] * n
-    counts = {"posts": n, **{step: 0 for step in STEPS}}
-
-    def drop(i: int, step: str, reason: str) -> None:
-        status[i] = reason
-        dropped_by[i] = step
-        counts[step] += 1
-
-    # 1. ingest errors
-    for i in range(n):
-        if col["ingest_status"][i] != "ok":
-            drop(i, "ingest_error", f"ingest: {col['ingest_reason'][i] or col['ingest_status'][i] or 'no status'}")
-
-    # 2. image checks (cached per image)
-    wanted = {col["image_sha256"][i]: col["image_file"][i] for i in range(n)
-              if status[i] is None and col["image_sha256"][i] and col["image_file"][i]}
-    results = _image_results(ds, wanted)
-    for i in range(n):
-        sha = col["image_sha256"][i]
-        if status[i] is None and not (sha and col["image_file"][i]):
-            drop(i, "bad_image", "no image")
-            continue
-        if sha not in results:
-            continue
-        check, value = results[sha]
-        width[i], height[i], phash[i] = check.width, check.height, value
-        if status[i] is None:
-            check = images.size_check(check, min_side)
-            if not check.ok:
-                drop(i, "bad_image", check.reason)
-
+    funnel = _Funnel(posts)
+    funnel.drop_ingest_errors()
+    funnel.check_images(_image_results(ds, funnel.images_to_check()), min_side)
     labels, confidence = _teacher_labels(posts)
     # representatives of duplicate groups: a usable teacher label first, then the highest confidence,
     # then the earliest post
-    rank = np.lexsort((np.arange(n), -np.nan_to_num(confidence, nan=-1.0)))
-    position = np.empty(n, dtype=np.int64)
-    position[rank] = np.arange(n)
-
-    # 3. exact duplicates (same bytes)
-    groups: dict[str, list[int]] = {}
-    for i in range(n):
-        if status[i] is None:
-            groups.setdefault(col["image_sha256"][i], []).append(i)
-    for members in groups.values():
-        if len(members) > 1:
-            keep = min(members, key=lambda i: position[i])
-            for i in members:
-                if i != keep:
-                    drop(i, "exact_duplicate", f"exact duplicate of {col['post_id'][keep]}")
-                    duplicate_of[i] = col["post_id"][keep]
-
-    # 4. near duplicates (pHash within near_dup_distance, grouped by connected components)
-    alive = np.array([i for i in range(n) if status[i] is None], dtype=np.int64)
+    rank = np.lexsort((np.arange(funnel.n), -np.nan_to_num(confidence, nan=-1.0)))
+    position = np.empty(funnel.n, dtype=np.int64)
+    position[rank] = np.arange(funnel.n)
+    funnel.drop_exact_duplicates(position)
+    alive = np.array(funnel.alive(), dtype=np.int64)
     if alive.size > 1:
-        _near_duplicates(alive, np.array([phash[i] for i in alive], dtype=np.uint64), near_dup_distance,
-                         position, col["post_id"], drop, duplicate_of)
-
-    # 5. no teacher label, 6. low confidence
-    for i in range(n):
-        if status[i] is not None:
-            continue
-        if col["teach_status"][i] != "ok" or labels[i] is None:
-            why = col["teach_reason"][i] or ("not in the teach table" if col["teach_status"][i] is None
-                                              else "no usable teacher output")
-            drop(i, "no_teacher_label", f"no teacher label ({why})")
-            continue
-        threshold = params["thresholds"][labels[i]]
-        if np.float32(confidence[i]) < np.float32(threshold):
-            drop(i, "low_confidence", f"low teacher confidence ({labels[i]} {_compare(confidence[i], threshold)})")
-
-    # 7. neutral dropped
+        _near_duplicates(alive, np.array([funnel.phash[i] for i in alive], dtype=np.uint64), near_dup_distance,
+                         position, funnel.col["post_id"], funnel.drop, funnel.duplicate_of)
+    funnel.drop_unsure(labels, confidence, params["thresholds"])
     if drop_neutral:
-        for i in range(n):
-            if status[i] is None and labels[i] == "neutral":
-                drop(i, "neutral_dropped", "neutral dropped")
-
-    # 8. balance classes by seeded downsampling
+        for i in funnel.alive():
+            if labels[i] == "neutral":
+                funnel.drop(i, "neutral_dropped", "neutral dropped")
     if balance:
-        by_class: dict[str, list[int]] = {}
-        for i in range(n):
-            if status[i] is None:
-                by_class.setdefault(labels[i], []).append(i)
-        if by_class:
-            smallest = min(len(members) for members in by_class.values())
-            rng = np.random.default_rng(seed)
-            for label in sorted(by_class):
-                members = by_class[label]
-                keep = set(rng.choice(len(members), size=smallest, replace=False).tolist())
-                for k, i in enumerate(members):
-                    if k not in keep:
-                        drop(i, "balanced_out", "balanced out")
-
-    counts["kept"] = sum(1 for s in status if s is None)
-    table = pa.table({
-        "post_id": col["post_id"],
-        "clean_status": ["kept" if s is None else "dropped" for s in status],
-        "clean_step": dropped_by,
-        "clean_reason": [s or "" for s in status],
-        "label": labels,
-        "width": width,
-        "height": height,
-        "phash": [None if v is None else images.phash_hex(v) for v in phash],
-        "duplicate_of": duplicate_of,
-    }, schema=schema.CLEAN)
-    ds.write_table("clean", table)
+        funnel.balance(labels, seed)
+    ds.write_table("clean", funnel.table(labels))
+    counts = {**funnel.counts, "kept": len(funnel.alive())}
     ds.finish_stage("clean", params, counts)
     return counts
+
+
+class _Funnel:
+    """The clean stage's decisions, post by post: kept, or dropped by the first step that applies (with the
+    step, the reason and, for duplicates, the post kept instead). Steps run in :data:`STEPS` order."""
+
+    def __init__(self, posts: pa.Table):
+        self.col = {name: posts.column(name).to_pylist() for name in posts.column_names}
+        self.n = n = posts.num_rows
+        self.reason: list[str | None] = [None] * n  # None while a post is still kept
+        self.step: list[str | None] = [None] * n
+        self.width: list[int | None] = [None] * n
+        self.height: list[int | None] = [None] * n
+        self.phash: list[int | None] = [None] * n
+        self.duplicate_of: list[str | None] = [None] * n
+        self.counts = {"posts": n, **{step: 0 for step in STEPS}}
+
+    def drop(self, i: int, step: str, reason: str) -> None:
+        self.reason[i] = reason
+        self.step[i] = step
+        self.counts[step] += 1
+
+    def alive(self) -> list[int]:
+        return [i for i in range(self.n) if self.reason[i] is None]
+
+    def drop_ingest_errors(self) -> None:
+        col = self.col
+        for i in range(self.n):
+            if col["ingest_status"][i] != "ok":
+                why = col["ingest_reason"][i] or col["ingest_status"][i] or "no status"
+                self.drop(i, "ingest_error", f"ingest: {why}")
+
+    def images_to_check(self) -> dict[str, str]:
+        """SHA-256 → image file of the posts still kept that have an image."""
+        col = self.col
+        return {col["image_sha256"][i]: col["image_file"][i] for i in self.alive()
+                if col["image_sha256"][i] and col["image_file"][i]}
+
+    def check_images(self, results: dict[str, tuple[images.ImageCheck, int | None]], min_side: int) -> None:
+        """Record each image's size and pHash; drop posts without an image and unusable or tiny images."""
+        col = self.col
+        for i in range(self.n):
+            sha = col["image_sha256"][i]
+            if self.reason[i] is None and not (sha and col["image_file"][i]):
+                self.drop(i, "bad_image", "no image")
+                continue
+            if sha not in results:
+                continue
+            check, value = results[sha]
+            self.width[i], self.height[i], self.phash[i] = check.width, check.height, value
+            if self.reason[i] is None:
+                check = images.size_check(check, min_side)
+                if not check.ok:
+                    self.drop(i, "bad_image", check.reason)
+
+    def drop_exact_duplicates(self, position: np.ndarray) -> None:
+        """Of the posts with the same image bytes, keep the one first in ``position``."""
+        groups: dict[str, list[int]] = {}
+        for i in self.alive():
+            groups.setdefault(self.col["image_sha256"][i], []).append(i)
+        for members in groups.values():
+            if len(members) > 1:
+                keep = min(members, key=lambda i: position[i])
+                for i in members:
+                    if i != keep:
+                        self.drop(i, "exact_duplicate", f"exact duplicate of {self.col['post_id'][keep]}")
+                        self.duplicate_of[i] = self.col["post_id"][keep]
+
+    def drop_unsure(self, labels: list[str | None], confidence: np.ndarray, thresholds: dict[str, float]) -> None:
+        """Drop posts without a teacher label, then those below their class's confidence threshold."""
+        col = self.col
+        for i in self.alive():
+            if col["teach_status"][i] != "ok" or labels[i] is None:
+                why = col["teach_reason"][i] or ("not in the teach table" if col["teach_status"][i] is None
+                                                  else "no usable teacher output")
+                self.drop(i, "no_teacher_label", f"no teacher label ({why})")
+                continue
+            threshold = thresholds[labels[i]]
+            if np.float32(confidence[i]) < np.float32(threshold):
+                self.drop(i, "low_confidence",
+                          f"low teacher confidence ({labels[i]} {_compare(confidence[i], threshold)})")
+
+    def balance(self, labels: list[str | None], seed: int) -> None:
+        """Downsample every class still kept to the size of the smallest, choosing with ``seed``."""
+        by_class: dict[str, list[int]] = {}
+        for i in self.alive():
+            by_class.setdefault(labels[i], []).append(i)  # type: ignore[arg-type]
+        if not by_class:
+            return
+        smallest = min(len(members) for members in by_class.values())
+        rng = np.random.default_rng(seed)
+        for label in sorted(by_class):
+            members = by_class[label]
+            keep = set(rng.choice(len(members), size=smallest, replace=False).tolist())
+            for k, i in enumerate(members):
+                if k not in keep:
+                    self.drop(i, "balanced_out", "balanced out")
+
+    def table(self, labels: list[str | None]) -> pa.Table:
+        return pa.table({
+            "post_id": self.col["post_id"],
+            "clean_status": ["kept" if r is None else "dropped" for r in self.reason],
+            "clean_step": self.step,
+            "clean_reason": [r or "" for r in self.reason],
+            "label": labels,
+            "width": self.width,
+            "height": self.height,
+            "phash": [None if v is None else images.phash_hex(v) for v in self.phash],
+            "duplicate_of": self.duplicate_of,
+        }, schema=schema.CLEAN)
 
 
 def summarise(dataset: Dataset | str | os.PathLike[str]) -> dict[str, int]:
