@@ -92,7 +92,7 @@ def measure(args: argparse.Namespace, paths: list[Path], name: str, runtime: str
         def run() -> None:
             _, status = embed_images(paths, hashes, backbone, cache=None, batch_size=args.batch_size,
                                      runtime=runtime, workers=args.workers, **int8)
-            assert all(s == "ok" for s in status), [s for s in status if s != "ok"][:3]
+            assert all(s.state == "ok" for s in status), [str(s) for s in status if s.state != "ok"][:3]
     before = rss_mb()
     started = time.perf_counter()
     run()
