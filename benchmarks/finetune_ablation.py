@@ -79,7 +79,7 @@ def main() -> None:
     started = time.time()
     frozen, status = embed_images(paths, None, backbone, runtime="torch", batch_size=64)
     print(f"frozen features {frozen.shape} in {time.time() - started:.0f} s, "
-          f"{sum(s.startswith('error') for s in status)} errors", flush=True)
+          f"{sum(s.failed for s in status)} errors", flush=True)
 
     results: dict[str, list[dict]] = {"frozen": [], "fine-tuned + head": [], "fine-tuned, own layer": []}
     for fold in [int(f) for f in args.folds.split(",")]:

@@ -50,7 +50,7 @@ def main() -> None:
         started = time.perf_counter()
         features, status = model.features(timed, cache=False)
         seconds = time.perf_counter() - started
-        errors = sum(s.startswith("error") for s in status)
+        errors = sum(s.failed for s in status)
         print(f"| {name} | {features.shape[1]} | {len(timed) / seconds:.1f} | {1000 * seconds / len(timed):.1f} |"
               + (f" {errors} errors" if errors else ""), flush=True)
 

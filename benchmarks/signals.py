@@ -62,7 +62,7 @@ def speed(paths: list[Path], threads: int) -> dict[str, float]:
         started = time.perf_counter()
         X, status = function(paths, cache=False, threads=threads)
         seconds = time.perf_counter() - started
-        ok = [i for i, s in enumerate(status) if not s.startswith("error")]
+        ok = [i for i, s in enumerate(status) if s.ok]
         out.update({f"{name}_images_per_s": len(paths) / seconds, f"{name}_s_per_image": seconds / len(paths),
                     f"{name}_{found}": float((X[ok, 0] > 0).mean()), f"{name}_errors": len(paths) - len(ok)})
     return out
@@ -91,7 +91,7 @@ def evaluate(args: argparse.Namespace, ids: list[str], paths: list[Path], texts:
     ocr, _ = ocr_features(paths, teacher=load_teacher(args.teacher), cache=cache, threads=args.threads)
     faces, _ = face_features(paths, cache=cache, threads=args.threads)
     print(f"features ready in {time.perf_counter() - started:.0f} s "
-          f"(backbone {sum(s == 'cached' for s in base_status)}/{len(paths)} from the cache)", flush=True)
+          f"(backbone {sum(s.state == 'cached' for s in base_status)}/{len(paths)} from the cache)", flush=True)
     soft = np.asarray(load_teacher(args.teacher).predict_proba(texts), dtype=np.float64)
     confident = np.array([p.max() >= CONFIDENCE[CLASSES[p.argmax()]] for p in soft])
     usable = ~(np.isnan(base).any(axis=1) | np.isnan(ocr).any(axis=1) | np.isnan(faces).any(axis=1))
@@ -154,11 +154,11 @@ def main() -> None:
         for name, function in (("ocr", ocr_features), ("faces", face_features)):
             started = time.perf_counter()
             X, status = function(paths, threads=args.threads)
-            ok = [i for i, s in enumerate(status) if not s.startswith("error")]
+            ok = [i for i, s in enumerate(status) if s.ok]
             column = X[ok, 0] > 0
             results[f"all_{name}"] = {"seconds": time.perf_counter() - started, "errors": len(paths) - len(ok),
                                       "coverage": float(column.mean()),
-                                      "computed": sum(s == "ok" for s in status)}
+                                      "computed": sum(s.state == "ok" for s in status)}
             print(f"all {len(paths)} images, {name}: {results[f'all_{name}']['seconds']:.0f} s "
                   f"({results[f'all_{name}']['computed']} computed, the rest cached), "
                   f"{'with text' if name == 'ocr' else 'with a face'} {column.mean():.1%}, "

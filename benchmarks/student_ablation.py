@@ -118,7 +118,7 @@ def cached_features(data_dir: Path, ids: list[str], work: Path, backbone: str) -
     started = time.time()
     features, status = embed_images([data_dir / f"{i}.jpg" for i in ids], None, load_backbone(backbone, device="cpu"),
                                     runtime="onnx", tta=tta or "none")
-    errors = [s for s in status if s.startswith("error")]
+    errors = [str(s) for s in status if s.failed]
     print(f"  features {backbone}: {features.shape} in {time.time() - started:.0f} s, {len(errors)} errors "
           f"{errors[:3]}", file=sys.stderr, flush=True)
     np.save(path, features)

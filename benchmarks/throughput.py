@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from visent.embed.images import RESAMPLE
 
 from visent.embed import embed_images, load_backbone, load_image
 from visent.embed.backbones import Backbone
 from visent.embed.features import calibration_images
-from visent.embed.images import RESAMPLE
 from visent.embed.onnx import calibrate_int8
 
 
@@ -92,7 +92,7 @@ def measure(args: argparse.Namespace, paths: list[Path], name: str, runtime: str
         def run() -> None:
             _, status = embed_images(paths, hashes, backbone, cache=None, batch_size=args.batch_size,
                                      runtime=runtime, workers=args.workers, **int8)
-            assert all(s == "ok" for s in status), [s for s in status if s != "ok"][:3]
+            assert all(s.state == "ok" for s in status), [str(s) for s in status if s.state != "ok"][:3]
     before = rss_mb()
     started = time.perf_counter()
     run()

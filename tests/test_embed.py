@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from visent.core.status import OK, ImageStatus
 from visent.embed import BACKBONES, Backbone, BackboneError, FeatureCache, embed_images, load_backbone, load_image
 from visent.embed.backbones import read_state_dict
 from visent.embed.features import feature_key
@@ -75,7 +76,7 @@ def test_multi_stage_backbone_adds_earlier_evidence(tmp_path: Path, lite0: Backb
     paths = _images(tmp_path, 3)
     plain, _ = embed_images(paths, None, lite0)
     features, status = embed_images(paths, None, stages)
-    assert status == ["ok"] * 3 and features.shape == (3, 2576)
+    assert [s.state for s in status] == ["ok"] * 3 and features.shape == (3, 2576)
     np.testing.assert_allclose(features[:, -1280:], plain, atol=1e-4)  # the usual pooled features come last
     assert (features[:, :-1280] != 0).any(axis=1).all()
     assert stages.blocks()[-3:] == ["inner._blocks.15", "inner._conv_head", "inner._bn1"]  # fine-tunable tail
@@ -113,7 +114,7 @@ def test_features_are_deterministic(tmp_path: Path, lite0: Backbone) -> None:
     first, status = embed_images(paths, None, lite0, batch_size=2)
     second, _ = embed_images(paths, None, lite0, batch_size=3, workers=1)
     assert first.shape == (3, 1280) and first.dtype == np.float32
-    assert status == ["ok"] * 3 and np.isfinite(first).all()
+    assert [s.state for s in status] == ["ok"] * 3 and np.isfinite(first).all()
     np.testing.assert_allclose(first, second, rtol=1e-5, atol=1e-5)
     assert not np.allclose(first[0], first[1])
 
@@ -122,20 +123,20 @@ def test_cache_hit_skips_the_network(tmp_path: Path, lite0: Backbone, monkeypatc
     paths = _images(tmp_path, 3)
     cache = FeatureCache(tmp_path / "cache")
     computed, status = embed_images(paths, None, lite0, cache=cache)
-    assert status == ["ok"] * 3
+    assert [s.state for s in status] == ["ok"] * 3
 
     calls = []
     original = lite0.forward_features
     monkeypatch.setattr(lite0, "forward_features", lambda batch: calls.append(len(batch)) or original(batch))
     fresh_cache = FeatureCache(tmp_path / "cache")  # another process: reads the shards from disk
     again, status = embed_images(paths, None, lite0, cache=fresh_cache)
-    assert status == ["cached"] * 3 and calls == []
+    assert [s.state for s in status] == ["cached"] * 3 and calls == []
     np.testing.assert_array_equal(again, computed)
 
     (tmp_path / "more").mkdir()
     extra = _images(tmp_path / "more", 1, seed=5)
     mixed, status = embed_images([paths[0], extra[0]], None, lite0, cache=fresh_cache)
-    assert status == ["cached", "ok"] and calls == [1]
+    assert [s.state for s in status] == ["cached", "ok"] and calls == [1]
     assert len(list(cache.directory(feature_key(lite0, False)).glob("shard-*.npz"))) == 2
 
 
@@ -150,17 +151,17 @@ def test_cache_keys_separate_weights_and_tta(tmp_path: Path, lite0: Backbone) ->
     changed = load_backbone("efficientnet-lite0", weights=tmp_path / "changed.pt")
     assert changed.key != lite0.key
     features, status = embed_images(paths, None, changed, cache=cache)
-    assert status == ["ok", "ok"]
+    assert [s.state for s in status] == ["ok", "ok"]
 
     _, status = embed_images(paths, None, lite0, cache=cache, tta=True)
-    assert status == ["ok", "ok"]
+    assert [s.state for s in status] == ["ok", "ok"]
     assert load_backbone("efficientnet-lite2").key.split("|")[0] == "efficientnet-lite2"
 
     lite0.save(tmp_path / "same.pt")  # the same weights from another file share the cache
     same = load_backbone("efficientnet-lite0", weights=tmp_path / "same.pt")
     assert same.key == lite0.key
     _, status = embed_images(paths, None, same, cache=cache)
-    assert status == ["cached", "cached"]
+    assert [s.state for s in status] == ["cached", "cached"]
 
 
 def test_bad_inputs_get_a_status_and_a_nan_row(tmp_path: Path, lite0: Backbone) -> None:
@@ -172,11 +173,14 @@ def test_bad_inputs_get_a_status_and_a_nan_row(tmp_path: Path, lite0: Backbone) 
     missing = tmp_path / "missing.jpg"
     paths = [good[0], corrupt, None, missing, truncated, good[1], good[0]]
     features, status = embed_images(paths, None, lite0, cache=FeatureCache(tmp_path / "cache"))
-    assert status[0] == status[5] == status[6] == "ok"
+    assert status[0] == status[5] == status[6] == OK
     for i, path in ((1, corrupt), (3, missing), (4, truncated)):
-        assert status[i].startswith("error: ") and str(path) in status[i], status[i]
-    assert status[4] == f"error: {truncated}: ImageError: truncated image"  # cut inside the header
-    assert status[2] == "error: no image file"
+        assert status[i].failed and not status[i].ok and status[i].file == str(path), status[i]
+        assert status[i].reason and str(path) not in status[i].reason, status[i]  # the file is named once
+        assert status[i].message == f"{path}: {status[i].reason}"
+    assert status[3].reason.startswith("FileNotFoundError: ")
+    assert status[2] == ImageStatus("error", "no image file") and status[2].message == "no image file"
+    assert status[4].reason == "ImageError: truncated image"  # cut inside the header
     bad = [1, 2, 3, 4]
     assert np.isnan(features[bad]).all() and np.isfinite(features[[0, 5, 6]]).all()
     np.testing.assert_array_equal(features[0], features[6])  # the same image embedded once
@@ -196,7 +200,7 @@ def test_ten_crop_tta_averages_crops_and_mirrors(tmp_path: Path, lite0: Backbone
             views.append(tmp_path / f"view{i}{int(flip)}.png")
     separately, _ = embed_images(views, None, lite0)
     features, status = embed_images([path], None, lite0, tta="crops")
-    assert status == ["ok"] and features.shape == (1, 1280)
+    assert [s.state for s in status] == ["ok"] and features.shape == (1, 1280)
     np.testing.assert_allclose(features[0], separately.mean(axis=0), rtol=1e-4, atol=1e-4)
 
 
@@ -226,7 +230,7 @@ def test_tta_averages_the_mirror_image(tmp_path: Path, lite0: Backbone) -> None:
     load_image(path, 224).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
     plain, _ = embed_images([path, mirrored], None, lite0)
     tta, status = embed_images([path], None, lite0, tta=True)
-    assert tta.shape == (1, 1280) and status == ["ok"]
+    assert tta.shape == (1, 1280) and [s.state for s in status] == ["ok"]
     np.testing.assert_allclose(tta[0], plain.mean(axis=0), rtol=1e-4, atol=1e-4)
     assert not np.allclose(tta[0], plain[0], atol=1e-3)
 

@@ -88,12 +88,13 @@ def test_mvsa_folder_without_labels_is_refused(tmp_path):
 def test_benchmark_whose_images_cannot_be_read_is_refused_with_a_reason(tmp_path):
     import numpy as np
 
+    from visent.core.status import ImageStatus
     from visent.evaluate import evaluate
     from visent.model import ModelConfig, VisentModel
 
     class Unreadable(VisentModel):  # reads none of the images, as for paths that do not exist
         def predict_proba(self, paths, **kwargs):
-            return np.full((len(paths), 3), np.nan), [f"error: {p}: FileNotFoundError" for p in paths]
+            return np.full((len(paths), 3), np.nan), [ImageStatus.failure("FileNotFoundError", p) for p in paths]
 
     bench = tmp_path / "bench.csv"
     bench.write_text("path,label\nelsewhere/a.jpg,positive\nelsewhere/b.jpg,negative\n")

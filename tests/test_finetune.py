@@ -63,7 +63,7 @@ def test_loss_falls_on_a_separable_task(lite0: Backbone, red_blue) -> None:
 
     features, status = embed_images(paths, None, result.backbone)
     probs = result.predict_proba(features)
-    assert status == ["ok"] * 16
+    assert [s.state for s in status] == ["ok"] * 16
     assert (probs.argmax(1) == targets.argmax(1)).mean() == 1.0
 
 

@@ -13,7 +13,8 @@ pytest.importorskip("onnx")
 
 from visent.embed import RUNTIMES, Backbone, FeatureCache, embed_images, load_backbone  # noqa: E402
 from visent.embed import onnx as visent_onnx  # noqa: E402
-from visent.embed.features import calibration_images, feature_key, file_sha256  # noqa: E402
+from visent.embed.cached import file_sha256  # noqa: E402
+from visent.embed.features import calibration_images, feature_key  # noqa: E402
 from visent.model import ModelConfig, VisentModel  # noqa: E402
 from visent.train import StudentHead  # noqa: E402
 
@@ -47,7 +48,7 @@ def photos(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def torch_features(lite0: Backbone, photos: list[Path]) -> np.ndarray:
     features, status = embed_images(photos, None, lite0, runtime="torch")
-    assert status == ["ok"] * len(photos)
+    assert [s.state for s in status] == ["ok"] * len(photos)
     return features
 
 
@@ -57,7 +58,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_onnx_fp32_matches_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
     features, status = embed_images(photos, None, lite0, runtime="onnx", batch_size=5)  # uneven last batch
-    assert status == ["ok"] * len(photos)
+    assert [s.state for s in status] == ["ok"] * len(photos)
     assert features.shape == torch_features.shape and features.dtype == np.float32
     scale = np.abs(torch_features).max()
     assert np.abs(features - torch_features).max() < 1e-3 * scale
@@ -67,7 +68,7 @@ def test_multi_stage_backbone_exports(photos: list[Path]) -> None:
     stages = load_backbone("efficientnet-lite0-ms")
     reference, _ = embed_images(photos[:3], None, stages, runtime="torch")
     features, status = embed_images(photos[:3], None, stages, runtime="onnx")
-    assert status == ["ok"] * 3 and features.shape == (3, 2576)
+    assert [s.state for s in status] == ["ok"] * 3 and features.shape == (3, 2576)
     assert np.abs(features - reference).max() < 1e-3 * np.abs(reference).max()
 
 
@@ -75,14 +76,14 @@ def test_onnx_fp32_with_flip_matches_torch(lite0: Backbone, photos: list[Path]) 
     reference, _ = embed_images(photos[:4], None, lite0, runtime="torch", tta=True)
     plain, _ = embed_images(photos[:4], None, lite0, runtime="onnx")
     features, status = embed_images(photos[:4], None, lite0, runtime="onnx", tta=True)
-    assert status == ["ok"] * 4
+    assert [s.state for s in status] == ["ok"] * 4
     assert np.abs(features - reference).max() < 1e-3 * np.abs(reference).max()
     assert np.abs(features - plain).max() > 1e-2  # the mirror image was really used
 
 
 def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
     features, status = embed_images(photos, None, lite0, runtime="onnx-int8")
-    assert status == ["ok"] * len(photos)
+    assert [s.state for s in status] == ["ok"] * len(photos)
     cosine = _cosine(features, torch_features)
     assert cosine.mean() > 0.92 and cosine.min() > 0.8  # 0.89 / 0.75 when the stem convolution is quantised too
     assert not np.allclose(features, torch_features, atol=1e-4)  # it really is another (quantised) network
@@ -98,7 +99,7 @@ def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: li
     monkeypatch.setattr(visent_onnx, "_quantize", lambda *a, **k: calls.append(a))
     # three images are too few to calibrate: the calibration of the sixteen serves them
     again, status = embed_images(photos[:3], None, lite0, runtime="onnx-int8", int8_calibration=calibration)
-    assert calls == [] and status == ["ok"] * 3
+    assert calls == [] and [s.state for s in status] == ["ok"] * 3
     np.testing.assert_allclose(again, first[:3], rtol=1e-5, atol=1e-5)
 
 
@@ -111,7 +112,7 @@ def test_int8_network_is_rebuilt_from_its_calibration_alone(lite0: Backbone, pho
     assert carried.stat().st_size < 100_000  # small enough for a model directory
     monkeypatch.setenv("VISENT_CACHE", str(tmp_path / "elsewhere"))  # another machine: no exported models
     again, status = embed_images(photos[:4], None, lite0, runtime="onnx-int8", int8_calibration=carried)
-    assert status == ["ok"] * 4
+    assert [s.state for s in status] == ["ok"] * 4
     np.testing.assert_allclose(again, first[:4], rtol=1e-5, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="int8 calibration file missing"):
         embed_images(photos[:1], None, lite0, runtime="onnx-int8", int8_calibration=tmp_path / "gone.json")
@@ -132,6 +133,7 @@ def test_export_is_cached_and_reused(lite0: Backbone, photos: list[Path], monkey
 
     monkeypatch.setattr(visent_onnx, "export_onnx", spy)
     first, _ = embed_images(photos[:2], None, lite0, runtime="onnx")
+    assert not lite0.module.training  # the export leaves the module as PyTorch runs it (explain's maps use it)
     second, _ = embed_images(photos[:2], None, lite0, runtime="onnx")
     assert calls == ["efficientnet-lite0"]
     np.testing.assert_array_equal(first, second)
@@ -149,9 +151,9 @@ def test_cache_keys_differ_per_runtime(lite0: Backbone, photos: list[Path], tmp_
     cache = FeatureCache(tmp_path / "features")
     embed_images(photos[:2], None, lite0, cache=cache, runtime="torch")
     _, status = embed_images(photos[:2], None, lite0, cache=cache, runtime="onnx")
-    assert status == ["ok", "ok"]  # not served from the PyTorch features
+    assert [s.state for s in status] == ["ok", "ok"]  # not served from the PyTorch features
     _, status = embed_images(photos[:2], None, lite0, cache=cache, runtime="onnx")
-    assert status == ["cached", "cached"]
+    assert [s.state for s in status] == ["cached", "cached"]
     assert len(list((tmp_path / "features").iterdir())) == 2
 
 
@@ -160,10 +162,10 @@ def test_bad_images_get_nan_rows_and_reasons(lite0: Backbone, photos: list[Path]
     broken.write_bytes(b"not an image at all")
     paths = [photos[0], broken, None, tmp_path / "missing.jpg", photos[1]]
     features, status = embed_images(paths, None, lite0, runtime="onnx")
-    assert status[0] == status[4] == "ok"
-    assert status[1] == f"error: {broken}: ImageError: not an image (text)"
-    assert status[2] == "error: no image file"
-    assert status[3].startswith("error:") and "FileNotFoundError" in status[3]  # found missing while hashing
+    assert status[0].state == status[4].state == "ok"
+    assert status[1].file == str(broken) and status[1].reason == "ImageError: not an image (text)"
+    assert status[2].failed and status[2].message == "no image file"
+    assert status[3].failed and status[3].reason.startswith("FileNotFoundError: ")  # found missing while hashing
     assert np.isnan(features[1:4]).all() and not np.isnan(features[[0, 4]]).any()
 
 
@@ -184,7 +186,7 @@ def test_model_uses_its_runtime(lite0: Backbone, photos: list[Path], tmp_path: P
     seen = []
     monkeypatch.setattr("visent.embed.embed_images", lambda *a, **k: seen.append(k["runtime"]) or embed_images(*a, **k))
     probs, status = model.predict_proba(photos[:2], cache=False)
-    assert seen == ["onnx"] and status == ["ok", "ok"] and np.allclose(probs.sum(1), 1)
+    assert seen == ["onnx"] and [s.state for s in status] == ["ok", "ok"] and np.allclose(probs.sum(1), 1)
 
 
 def test_int8_model_directory_carries_its_calibration(lite0: Backbone, photos: list[Path], tmp_path: Path,
@@ -201,5 +203,5 @@ def test_int8_model_directory_carries_its_calibration(lite0: Backbone, photos: l
     expected, _ = VisentModel.load(tmp_path / "model").predict_proba(photos[:2], cache=False)
     monkeypatch.setenv("VISENT_CACHE", str(tmp_path / "fresh"))  # predict elsewhere: two images cannot calibrate
     probs, status = VisentModel.load(tmp_path / "model").predict_proba(photos[:2], cache=False)
-    assert status == ["ok", "ok"]
+    assert [s.state for s in status] == ["ok", "ok"]
     np.testing.assert_allclose(probs, expected, atol=1e-6)

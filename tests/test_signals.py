@@ -14,9 +14,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from visent.core.labels import CLASSES
+from visent.core.status import ImageStatus
 from visent.embed.cache import FeatureCache
+from visent.embed.cached import cached_image_pass, per_image
 from visent.signals.faces import EMOTIONS, FACE_FEATURES, _resize_bilinear, decode_centerface, fer_face_crops
-from visent.signals.ocr import OCR_FEATURES, cached_image_pass, load_rgb
+from visent.signals.ocr import OCR_FEATURES, load_rgb
 from visent.teach import load_teacher
 
 
@@ -57,16 +59,19 @@ def test_cached_image_pass_statuses_errors_and_cache(tmp_path: Path, images: dic
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(images["gradient"].read_bytes())
     paths = [images["gradient"], copy, images["plain"], images["broken"], images["missing"], None]
-    rows, status = cached_image_pass(paths, "test|v1", 2, load=load, infer=infer, cache=cache, workers=2)
-    assert status[:2] == ["ok", "ok"] and rows[0].tolist() == [64, 48] and rows[1].tolist() == [64, 48]
+    rows, status = cached_image_pass(paths, "test|v1", 2, load=load, compute=per_image(infer), cache=cache,
+                                     workers=2)
+    assert [s.state for s in status[:2]] == ["ok", "ok"] and rows[0].tolist() == [64, 48] and rows[1].tolist() == [64, 48]
     assert len(calls) == 3  # the identical copy was decoded once
-    assert status[2] == f"error: {images['plain']}: ValueError: model cannot take this image"
-    assert status[3].startswith(f"error: {images['broken']}: ") and status[4].startswith(f"error: {images['missing']}: ")
-    assert status[5] == "error: no image file"
+    assert status[2] == ImageStatus("error", "ValueError: model cannot take this image", str(images["plain"]))
+    assert status[2].message == f"{images['plain']}: ValueError: model cannot take this image"
+    assert status[3].failed and status[3].file == str(images["broken"])
+    assert status[4].failed and status[4].file == str(images["missing"])
+    assert status[5] == ImageStatus("error", "no image file")
     assert np.isnan(rows[2:]).all()
 
-    rows2, status2 = cached_image_pass(paths[:2], "test|v1", 2, load=load, infer=infer, cache=cache)
-    assert status2 == ["cached", "cached"] and np.array_equal(rows2, rows[:2]) and len(calls) == 3
+    rows2, status2 = cached_image_pass(paths[:2], "test|v1", 2, load=load, compute=per_image(infer), cache=cache)
+    assert [s.state for s in status2] == ["cached", "cached"] and np.array_equal(rows2, rows[:2]) and len(calls) == 3
 
 
 def test_load_rgb_bounds_the_longer_side(tmp_path: Path) -> None:
@@ -127,13 +132,13 @@ def test_ocr_reads_a_rendered_word_and_nothing_in_plain_images(ocr, tmp_path: Pa
     texts, status = ocr.ocr_texts(paths, threads=1)
     assert texts[0].replace(" ", "").upper() == "SUNSHINE"
     assert texts[1].replace(" ", "").upper() == "GOAL"
-    assert texts[2:4] == ["", ""] and status[:4] == ["ok"] * 4
-    assert texts[4] is None and status[4].startswith(f"error: {images['broken']}: ")
-    assert texts[5] is None and status[5] == "error: no image file"
+    assert texts[2:4] == ["", ""] and [s.state for s in status[:4]] == ["ok"] * 4
+    assert texts[4] is None and status[4].failed and status[4].file == str(images["broken"])
+    assert texts[5] is None and status[5] == ImageStatus("error", "no image file")
 
     teacher = _FixedTeacher()
     X, status = ocr.ocr_features(paths, teacher=teacher, threads=1)
-    assert X.shape == (6, len(OCR_FEATURES)) and status[:4] == ["cached"] * 4  # the texts came from the cache
+    assert X.shape == (6, len(OCR_FEATURES)) and [s.state for s in status[:4]] == ["cached"] * 4  # the texts came from the cache
     assert [t.replace(" ", "").upper() for t in teacher.seen] == ["SUNSHINE", "GOAL"]  # only images with text
     np.testing.assert_allclose(X[0], [1, np.log1p(8), 0.1, 0.2, 0.7], rtol=1e-6)
     np.testing.assert_allclose(X[2], [0, 0, 1 / 3, 1 / 3, 1 / 3], rtol=1e-6)  # no text: uniform
@@ -144,7 +149,7 @@ def test_ocr_reads_a_rendered_word_and_nothing_in_plain_images(ocr, tmp_path: Pa
 def test_ocr_features_use_the_text_teacher(ocr, tmp_path: Path) -> None:
     happy, sad = _word(tmp_path / "happy.png", "HAPPY"), _word(tmp_path / "sad.png", "TERRIBLE")
     X, status = ocr.ocr_features([happy, sad], teacher=load_teacher("vader"), threads=1, cache=False)
-    assert status == ["ok", "ok"]
+    assert [s.state for s in status] == ["ok", "ok"]
     np.testing.assert_allclose(X[:, 2:].sum(axis=1), 1, rtol=1e-5)
     positive, negative = CLASSES.index("positive"), CLASSES.index("negative")
     assert X[0, 2 + positive] > X[0, 2 + negative] and X[1, 2 + negative] > X[1, 2 + positive]
@@ -172,17 +177,17 @@ def test_faces_finds_the_astronaut_smiling(faces, tmp_path: Path, images) -> Non
     Image.fromarray(data.astronaut()).save(photo, quality=95)
     paths = [photo, images["plain"], images["gradient"], images["broken"], images["missing"], None]
     X, status = faces.face_features(paths)
-    assert X.shape == (6, len(FACE_FEATURES)) and status[:3] == ["ok"] * 3
+    assert X.shape == (6, len(FACE_FEATURES)) and [s.state for s in status[:3]] == ["ok"] * 3
     assert round(float(np.expm1(X[0, 0]))) == 1  # one face
     assert 0.02 < X[0, 1] < 0.2  # the face covers a few per cent of the 512 x 512 photo
     expression = X[0, 2:]
     assert expression.sum() == pytest.approx(1.0, abs=1e-5) and (expression >= 0).all()
     assert EMOTIONS[int(expression.argmax())] == "happy"
     assert not X[1:3].any()  # no face: zeros
-    assert all(s.startswith("error: ") for s in status[3:]) and np.isnan(X[3:]).all()
+    assert all(s.failed for s in status[3:]) and np.isnan(X[3:]).all()
 
     X2, status2 = faces.face_features(paths[:3])
-    assert status2 == ["cached"] * 3 and np.array_equal(X2, X[:3])
+    assert [s.state for s in status2] == ["cached"] * 3 and np.array_equal(X2, X[:3])
 
 
 def test_faces_ignores_faces_below_the_minimum_size(faces, tmp_path: Path) -> None:
@@ -190,4 +195,4 @@ def test_faces_ignores_faces_below_the_minimum_size(faces, tmp_path: Path) -> No
     tiny = tmp_path / "tiny.png"  # the astronaut at 1/8 scale: her face is about 12 pixels wide
     Image.fromarray(data.astronaut()).resize((64, 64), Image.Resampling.LANCZOS).save(tiny)
     X, status = faces.face_features([tiny], cache=False)
-    assert status == ["ok"] and not X.any()
+    assert [s.state for s in status] == ["ok"] and not X.any()

@@ -84,7 +84,7 @@ def test_finetuned_backbone_is_saved_and_used(cleaned, tmp_path):
     frozen_features, _ = frozen.features(paths, cache=False)
     assert not np.allclose(tuned_features, frozen_features)
     probs, status = loaded.predict_proba(paths)
-    assert np.allclose(probs.sum(axis=1), 1.0) and all(s != "error" for s in status)
+    assert np.allclose(probs.sum(axis=1), 1.0) and all(s.ok for s in status)
 
 
 def test_train_needs_a_cleaned_dataset(tmp_path):
@@ -98,6 +98,7 @@ def test_train_needs_a_cleaned_dataset(tmp_path):
 def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, monkeypatch):
     from PIL import Image
 
+    from visent.core.status import OK, ImageStatus
     from visent.signals import SIGNALS
 
     calls = []
@@ -109,10 +110,10 @@ def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, m
             try:
                 pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255
                 rows.append([pixels.mean(), pixels.std()])
-                status.append("ok")
+                status.append(OK)
             except Exception as exc:  # noqa: BLE001
                 rows.append([np.nan, np.nan])
-                status.append(f"error: {path}: {exc}")
+                status.append(ImageStatus.from_exception(path, exc))
         return np.array(rows, dtype=np.float32), status
 
     monkeypatch.setitem(SIGNALS._entries, "brightness", (lambda: brightness, "test signal"))
@@ -127,7 +128,7 @@ def test_image_signals_are_fused_in_training_and_prediction(cleaned, tmp_path, m
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"nope")
     probs, status = loaded.predict_proba([*paths, broken], cache=False)
-    assert calls == [20, 4] and status[:3] == ["ok"] * 3 and status[3].startswith("error")
+    assert calls == [20, 4] and status[:3] == [OK] * 3 and status[3].failed and status[3].file == str(broken)
     assert np.allclose(probs[:3].sum(1), 1) and np.isnan(probs[3]).all()
     plain = train(cleaned, tmp_path / "plain", C=0.1, runtime="torch")
     assert plain.head.coef_.shape == (3, 1280) and VisentModel.load(tmp_path / "plain").config.signals == []
@@ -153,7 +154,7 @@ def test_features_of_several_backbones_are_joined(cleaned, tmp_path):
     first, _ = plain.features(paths, cache=False)
     np.testing.assert_allclose(features[:3, :1280], first, atol=1e-5)  # the main backbone's features come first
     np.testing.assert_allclose(features[:3, 1280 + 2576 - 1280:], first, atol=1e-4)  # -ms ends with the same pool
-    assert status[:3] == ["ok"] * 3 and status[3].startswith("error") and np.isnan(features[3]).all()
+    assert [s.state for s in status[:3]] == ["ok"] * 3 and status[3].failed and np.isnan(features[3]).all()
     assert "efficientnet-lite0-ms" in (tmp_path / "joined" / "MODEL_CARD.md").read_text()
 
 

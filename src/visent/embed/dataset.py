@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from visent.core.errors import UsageError
+from visent.core.status import STATUS_COLUMNS, ImageStatus, status_columns, statuses_from_columns
 from visent.core.store import Dataset
 from visent.embed.backbones import load_backbone
 from visent.embed.cache import FeatureCache
@@ -26,7 +27,8 @@ CHUNK = 256  # images per engine batch and cache shard
 
 class EmbedWorker:
     """Features of a chunk of images (``image_sha256``, ``path``) into the feature cache at ``cache_root``;
-    returns each image's status ("ok", "cached" or "error: ..."). The backbone is loaded once per process."""
+    returns each image's status as the columns ``state``, ``reason`` and ``file`` (see
+    :func:`visent.core.status.status_columns`). The backbone is loaded once per process."""
 
     def __init__(self, backbone: str, tta: bool | str, runtime: str, calibration: str | None, cache_root: str,
                  batch_size: int = 32, threads: int | None = None, *, model: Any = None,
@@ -41,7 +43,9 @@ class EmbedWorker:
         hashes = batch.column("image_sha256").to_pylist()
         paths = [Path(p) for p in batch.column("path").to_pylist()]
         _, status = embed_images(paths, hashes, self.backbone, cache=self.cache, **self.options)
-        return pa.table({"image_sha256": pa.array(hashes, pa.string()), "status": pa.array(status, pa.string())})
+        columns = status_columns(status)
+        return pa.table({"image_sha256": pa.array(hashes, pa.string()),
+                         **{name: pa.array(columns[name], pa.string()) for name in STATUS_COLUMNS}})
 
 
 def kept_images(dataset: Dataset) -> tuple[list[str], list[Path]]:
@@ -93,10 +97,10 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-l
                           "path": pa.array([os.path.abspath(paths[i]) for i in todo], pa.string())})
         args = (name, tta, name_runtime, str(calibration) if calibration else None, str(cache.root), batch_size,
                 getattr(run, "threads_per_worker", None))
-        status: list[str] = []
+        status: list[ImageStatus] = []
         here = EmbedWorker(*args, model=model, cache=cache) if run.name == "local" else None
         for result in run.map_batches(EmbedWorker, args, table, batch_size=chunk_size, local=here):
-            status += result.column("status").to_pylist()
-        counts[name] = {"images": len(digests), "cached": len(found), "computed": status.count("ok"),
-                        "errors": sum(s.startswith("error") for s in status)}
+            status += statuses_from_columns(*(result.column(column).to_pylist() for column in STATUS_COLUMNS))
+        counts[name] = {"images": len(digests), "cached": len(found),
+                        "computed": sum(s.state == "ok" for s in status), "errors": sum(s.failed for s in status)}
     return counts

@@ -49,7 +49,7 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         "n_skipped_labels": len(bench.skipped),
     }
     if not ok.any():
-        first = next((s for s in statuses if s.startswith("error")), "no images")
+        first = next((str(s) for s in statuses if s.failed), "no images")
         raise BenchmarkError(f"{spec}: none of the {len(bench.paths)} images could be read ({first}); "
                              "relative paths in a CSV are read from the CSV's folder")
     scored_labels = [label for label, good in zip(bench.labels, ok) if good]

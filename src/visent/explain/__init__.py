@@ -105,9 +105,11 @@ def explain(model: "VisentModel", image: Any, *, method: str = "auto") -> Explan
         (name, path, problem), = items
         if problem is not None:
             raise ExplainError(f"{name}: {problem}")
-        probs, status = model.predict_proba([path], cache=isinstance(image, (str, Path)))
-        if np.isnan(probs).any():
-            raise ExplainError(status[0].removeprefix("error: ").replace(path, name))
+        given_path = isinstance(image, (str, Path))
+        probs, status = model.predict_proba([path], cache=given_path)
+        if np.isnan(probs).any():  # an in-memory image's temporary file goes by the image's name
+            raise ExplainError((status[0] if given_path else status[0].renamed(name)).message
+                               or "image could not be read")
         backbones = [model.backbone, *(model.extra_backbone(n) for n in model.config.extra_backbones)]
         chosen = _choose_method(backbones, method)
         head = model.head

@@ -22,6 +22,7 @@ import numpy as np
 
 from visent.core.errors import VisentError
 from visent.core.labels import CLASSES
+from visent.core.status import ImageStatus, first_error
 from visent.core.store import atomic_write_json, atomic_write_text
 from visent.core.version import __version__
 from visent.model.head import StudentHead
@@ -123,11 +124,12 @@ class VisentModel:
         return self._backbone
 
     def features(self, paths: Sequence[str | Path], hashes: Sequence[str] | None = None, *,
-                 cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
-        """What the head reads, (n, dim): the backbone's pooled features, then the model's signals.
-        Training and prediction both come through here. A row is NaN when its image could not be read."""
+                 cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[ImageStatus]]:
+        """What the head reads, (n, dim): the backbone's pooled features, then the model's signals, and a status
+        per image (its first error, if any pass had one). Training and prediction both come through here. A row
+        is NaN when its image could not be read."""
         from visent.embed import FeatureCache, embed_images
-        from visent.embed.features import file_hashes, first_error
+        from visent.embed.cached import file_hashes
 
         calibration = None
         if self.config.int8_calibration:
@@ -171,7 +173,7 @@ class VisentModel:
             self._extra_backbones[name] = load_backbone(name)
         return self._extra_backbones[name]
 
-    def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[str]]:
+    def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[ImageStatus]]:
         """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""
         features, statuses = self.features(paths, **kwargs)
         probs = np.full((len(paths), len(CLASSES)), np.nan)
@@ -202,45 +204,62 @@ class VisentModel:
                     names.append(name)
                     items.append((path or name, problem))
                     in_memory.append(True)
-            rows: list[dict[str, Any]] = [{}] * len(items)
+            probs = np.full((len(items), len(CLASSES)), np.nan)
+            statuses: list[ImageStatus] = [ImageStatus.failure("")] * len(items)
             # files are cached by content as everywhere; in-memory images (uploads to a server) are not kept
             for memory, use_cache in ((False, cache), (True, False)):
                 where = [i for i, m in enumerate(in_memory) if m == memory]
                 for start in range(0, len(where), CHUNK):
                     chunk = where[start:start + CHUNK]
-                    for i, row in zip(chunk, self.predict_rows([items[i] for i in chunk], batch_size=batch_size,
-                                                          cache=use_cache)):
-                        rows[i] = row
-        for row, name in zip(rows, names):
-            row["error"] = row["error"].replace(row.pop("path"), name)  # an in-memory image's temporary file
-            row["input"] = name
+                    probs[chunk], scored = self.score_items([items[i] for i in chunk], batch_size=batch_size,
+                                                            cache=use_cache)
+                    for i, status in zip(chunk, scored):
+                        # an in-memory image's temporary file goes by the image's name
+                        statuses[i] = status.renamed(names[i]) if memory else status
+        rows = prediction_rows(names, probs, statuses)
+        for row in rows:
+            row["input"] = row.pop("path")
         columns = ["input", *CLASSES, "label", "status", "error"]
         types = [pa.string(), *[pa.float64()] * len(CLASSES), pa.string(), pa.string(), pa.string()]
         return pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in zip(columns, types)})
+
+    def score_items(self, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,
+                    cache: bool = True) -> tuple[np.ndarray, list[ImageStatus]]:
+        """Probabilities (n, 3) and a status per ``(path, problem)`` pair as
+        :func:`visent.model.inputs.expand_inputs` gives them, all embedded in one call; a pair with a problem
+        gets a NaN row and that problem as its error."""
+        readable = [i for i, (_, problem) in enumerate(items) if problem is None]
+        probs = np.full((len(items), len(CLASSES)), np.nan)
+        statuses = [ImageStatus.failure(problem or "") for _, problem in items]
+        if readable:
+            p, st = self.predict_proba([items[i][0] for i in readable], batch_size=batch_size, cache=cache)
+            probs[readable] = p
+            for i, s in zip(readable, st):
+                statuses[i] = s
+        return probs, statuses
 
     def predict_rows(self, items: Sequence[tuple[str, str | None]], *, batch_size: int = 32,
                      cache: bool = True) -> list[dict[str, Any]]:
         """A row per ``(path, problem)`` pair as :func:`visent.model.inputs.expand_inputs` gives them, all
         embedded in one call: ``path``, the three probabilities, ``label``, ``status`` ("ok" or "error") and
         ``error`` (why the image could not be used)."""
-        readable = [i for i, (_, problem) in enumerate(items) if problem is None]
-        probs = np.full((len(items), len(CLASSES)), np.nan)
-        statuses: list[str] = ["error: " + (problem or "") for _, problem in items]
-        if readable:
-            p, st = self.predict_proba([items[i][0] for i in readable], batch_size=batch_size, cache=cache)
-            probs[readable] = p
-            for i, s in zip(readable, st):
-                statuses[i] = s
-        rows = []
-        for (path, _), prob, status in zip(items, probs, statuses):
-            ok = not np.isnan(prob).any()
-            row: dict[str, Any] = {"path": path}
-            row.update({name: (float(v) if ok else None) for name, v in zip(CLASSES, prob)})
-            row["label"] = CLASSES[int(np.argmax(prob))] if ok else None
-            row["status"] = "ok" if ok else "error"
-            row["error"] = "" if ok else (status.removeprefix("error: ") or "image could not be read")
-            rows.append(row)
-        return rows
+        probs, statuses = self.score_items(items, batch_size=batch_size, cache=cache)
+        return prediction_rows([path for path, _ in items], probs, statuses)
+
+
+def prediction_rows(paths: Sequence[str], probs: np.ndarray, statuses: Sequence[ImageStatus]) -> list[dict[str, Any]]:
+    """The public rows of predictions: ``path``, the three probabilities, ``label``, ``status`` ("ok", or
+    "error" when the image has no probabilities) and ``error`` (the status's message, for a user)."""
+    rows = []
+    for path, prob, status in zip(paths, probs, statuses):
+        ok = not np.isnan(prob).any()
+        row: dict[str, Any] = {"path": path}
+        row.update({name: (float(v) if ok else None) for name, v in zip(CLASSES, prob)})
+        row["label"] = CLASSES[int(np.argmax(prob))] if ok else None
+        row["status"] = "ok" if ok else "error"
+        row["error"] = "" if ok else (status.message or "image could not be read")
+        rows.append(row)
+    return rows
 
 
 def load(model: str | Path = DEFAULT_MODEL) -> VisentModel:

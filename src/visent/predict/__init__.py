@@ -13,12 +13,15 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from visent.core.labels import CLASSES
+from visent.core.status import STATUS_COLUMNS, status_columns, statuses_from_columns
 from visent.core.store import atomic_open
 from visent.model import CHUNK, VisentModel
 from visent.model.inputs import IMAGE_SUFFIXES, expand_inputs
+from visent.model.student import prediction_rows
 
 __all__ = ["IMAGE_SUFFIXES", "expand_inputs", "iter_predict", "predict", "write_csv", "CSV_COLUMNS"]
 
@@ -49,13 +52,15 @@ def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], 
         yield from model.predict_rows(chunk, batch_size=batch_size, cache=cache)
 
 
-_ROWS = pa.schema([("path", pa.string()), *[(name, pa.float64()) for name in CLASSES], ("label", pa.string()),
-                   ("status", pa.string()), ("error", pa.string())])
+# what a worker sends back: per item its probabilities and its status (ImageStatus as columns); the rows are made
+# here, where the inputs' own names are known
+_SCORES = pa.schema([*[(name, pa.float64()) for name in CLASSES],
+                     ("state", pa.string()), ("reason", pa.string()), ("file", pa.string())])
 
 
 class PredictWorker:
-    """Prediction rows for a chunk of ``(path, problem)`` items (as :func:`expand_inputs` gives them): what an
-    engine runs, the model loaded once per process from its directory (or the name of a shipped model)."""
+    """Probabilities and statuses for a chunk of ``(path, problem)`` items (as :func:`expand_inputs` gives them):
+    what an engine runs, the model loaded once per process from its directory (or the name of a shipped model)."""
 
     def __init__(self, model: str, batch_size: int = 32, cache: bool = True):
         self.model = VisentModel.load(model)
@@ -64,8 +69,9 @@ class PredictWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = list(zip(batch.column("path").to_pylist(), batch.column("problem").to_pylist()))
-        rows = self.model.predict_rows(items, batch_size=self.batch_size, cache=self.cache)
-        return pa.Table.from_pylist(rows, schema=_ROWS)
+        probs, statuses = self.model.score_items(items, batch_size=self.batch_size, cache=self.cache)
+        columns = {name: probs[:, j] for j, name in enumerate(CLASSES)} | status_columns(statuses)
+        return pa.table({field.name: pa.array(columns[field.name], field.type) for field in _SCORES})
 
 
 def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int, cache: bool,
@@ -86,12 +92,13 @@ def _engine_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path
                       "problem": pa.array([problem for _, problem in items], pa.string())})
     # chunks small enough to spread over the workers, large enough that a chunk's overhead does not count
     chunk_size = min(chunk_size, ENGINE_CHUNK)
-    for rows in run.map_batches(PredictWorker, (directory, batch_size, cache), table, batch_size=chunk_size):
-        for row in rows.cast(_ROWS).to_pylist():
-            path = next(given)
-            row["error"] = row["error"].replace(row["path"], path)
-            row["path"] = path
-            yield row
+    for scores in run.map_batches(PredictWorker, (directory, batch_size, cache), table, batch_size=chunk_size):
+        scores = scores.cast(_SCORES)
+        paths = [next(given) for _ in range(scores.num_rows)]
+        probs = np.column_stack([scores.column(name).to_numpy() for name in CLASSES])
+        statuses = statuses_from_columns(*(scores.column(name).to_pylist() for name in STATUS_COLUMNS))
+        # a status names the worker's absolute path; the row names the input as given
+        yield from prediction_rows(paths, probs, [status.renamed(path) for status, path in zip(statuses, paths)])
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> int:

@@ -530,7 +530,7 @@ def _benchmark_overlap(report: dict[str, Any], posts: _Posts | None) -> tuple[in
     read; identical files are recognised by their SHA-256."""
     if posts is None or not posts.cleaned or not report.get("benchmark"):
         return None
-    from visent.embed.features import file_hashes
+    from visent.embed.cached import file_hashes
     from visent.evaluate import BenchmarkError, load_benchmark
 
     try:
@@ -570,7 +570,7 @@ def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
              "finds the evidence). The caption gives the model's probability and the teacher's label of the post's "
              "text.</p>"]
     if (~scored).any():
-        first = next((s for s, ok in zip(statuses, scored) if not ok), "")
+        first = next((str(s) for s, ok in zip(statuses, scored) if not ok), "")
         parts.append(_note(f"{int((~scored).sum()):,} images could not be read and are left out (first: {first})."))
     from visent.explain import explain as explain_image
 

@@ -1,6 +1,7 @@
 """Image signals beyond the scene, fused with the backbone's features in the student (each switchable).
 
-``SIGNALS`` is the registry: a signal maps image paths to a small float32 matrix and a status per image.
+``SIGNALS`` is the registry: a signal maps image paths to a small float32 matrix and a status per image
+(:class:`~visent.core.status.ImageStatus`).
 
 - ``ocr``: the text written inside the image, read by RapidOCR and scored by the text teacher
   (:mod:`visent.signals.ocr`);
@@ -19,10 +20,10 @@ import numpy as np
 
 from visent.core.errors import UnknownName
 from visent.core.registry import Registry
-from visent.embed.features import first_error
+from visent.core.status import OK, ImageStatus, first_error
 from visent.teach.base import Teacher
 
-SignalFunction = Callable[..., tuple[np.ndarray, list[str]]]
+SignalFunction = Callable[..., tuple[np.ndarray, list[ImageStatus]]]
 SIGNALS: Registry[SignalFunction] = Registry("signal")
 
 
@@ -39,7 +40,8 @@ def _ocr() -> SignalFunction:
 def _faces() -> SignalFunction:
     from visent.signals.faces import face_features
 
-    def faces(paths: Sequence[Path | None], teacher: Any = None, **kwargs: Any) -> tuple[np.ndarray, list[str]]:
+    def faces(paths: Sequence[Path | None], teacher: Any = None,
+              **kwargs: Any) -> tuple[np.ndarray, list[ImageStatus]]:
         return face_features(paths, **kwargs)
 
     return faces
@@ -54,12 +56,13 @@ def check_signals(names: Sequence[str]) -> list[str]:
 
 
 def signal_features(names: Sequence[str], paths: Sequence[Path | None], hashes: Sequence[str | None] | None = None,
-                    *, cache: bool = True, teacher: Teacher | None = None) -> tuple[np.ndarray, list[str]]:
+                    *, cache: bool = True,
+                    teacher: Teacher | None = None) -> tuple[np.ndarray, list[ImageStatus]]:
     """The signals ``names`` side by side, float32 (n, total width), and a status per image: the first
-    error any signal gave for it, else ``"ok"``. Rows of images a signal could not read are NaN."""
+    error any signal gave for it, else ok. Rows of images a signal could not read are NaN."""
     n = len(paths)
     blocks = [np.zeros((n, 0), np.float32)]
-    status = ["ok"] * n
+    status = [OK] * n
     for name in check_signals(names):
         values, statuses = SIGNALS.create(name)(paths, teacher=teacher, cache=cache, hashes=hashes)
         blocks.append(np.asarray(values, dtype=np.float32))

@@ -22,6 +22,7 @@ Features are cached per image SHA-256 in a :class:`~visent.embed.cache.FeatureCa
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from pathlib import Path
@@ -31,9 +32,11 @@ import numpy as np
 from PIL import Image
 
 from visent.core.errors import UsageError
+from visent.core.status import ImageStatus
 from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
-from visent.signals.ocr import SignalNotAvailable, cached_image_pass, load_rgb, resolve_cache
+from visent.embed.cached import cached_image_pass, per_image
+from visent.signals.ocr import SignalNotAvailable, load_rgb, resolve_cache
 
 FACES_VERSION = 1  # bump when the recipe below changes, so cached features are recomputed
 MAX_SIDE = 640  # longer side (pixels) at which faces are looked for
@@ -136,15 +139,10 @@ def _free_dims(value: Any, names: Sequence[str | None]) -> None:
             dim.dim_param = name
 
 
-_MODELS: dict[int | None, _Models] = {}
-_MODELS_LOCK = threading.Lock()
-
-
+@functools.lru_cache(maxsize=None)
 def _models(threads: int | None) -> _Models:
-    with _MODELS_LOCK:
-        if threads not in _MODELS:
-            _MODELS[threads] = _Models(threads)
-        return _MODELS[threads]
+    """The models for a thread count, loaded on first use and kept."""
+    return _Models(threads)
 
 
 # --------------------------------------------------------------------------- detection and crops
@@ -237,12 +235,12 @@ def analyse_faces(models: _Models, image: Image.Image) -> np.ndarray:
 
 def face_features(paths: Sequence[Path | str | None], *, max_side: int = MAX_SIDE,
                   cache: FeatureCache | bool = True, hashes: Sequence[str | None] | None = None,
-                  threads: int | None = 1, workers: int = 2) -> tuple[np.ndarray, list[str]]:
+                  threads: int | None = 1, workers: int = 2) -> tuple[np.ndarray, list[ImageStatus]]:
     """Per image the float32 vector :data:`FACE_FEATURES`, and a status per image.
 
     ``[log1p(faces), area of the largest face / image area, expression probabilities (7)]``, the expressions
     averaged over the (up to :data:`MAX_FACES` largest) faces weighted by area, so they sum to 1; all zeros when
-    no face is found. Status is ``"ok"``, ``"cached"`` or ``"error: <file>: <reason>"`` (row NaN).
+    no face is found. Status is an :class:`~visent.core.status.ImageStatus`: ok, cached or an error (row NaN).
     ``max_side`` bounds the image's longer side for detection; ``threads`` is the models' thread count;
     ``workers`` threads decode images meanwhile. ``cache``: a FeatureCache, True for the default one, False for none.
     """
@@ -251,5 +249,5 @@ def face_features(paths: Sequence[Path | str | None], *, max_side: int = MAX_SID
     models = _models(threads)
     return cached_image_pass(paths, faces_key(max_side), len(FACE_FEATURES),
                              load=lambda path: load_rgb(path, max_side),
-                             infer=lambda image: analyse_faces(models, image),
+                             compute=per_image(lambda image: analyse_faces(models, image)),
                              cache=resolve_cache(cache), hashes=hashes, workers=workers, label="faces")

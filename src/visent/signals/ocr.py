@@ -14,16 +14,18 @@ found, so an image without text costs one detection pass. The texts are cached p
 :class:`~visent.embed.cache.FeatureCache` under a key of their own (:func:`ocr_key`); the teacher then
 reads them afresh (it is fast), so one OCR pass serves any teacher.
 
-:func:`cached_image_pass` is the machinery both image signals (this one and :mod:`visent.signals.faces`)
-share: content hashing, cache look-up, decoding in threads, per-image error statuses.
+:func:`visent.embed.cached.cached_image_pass` does the rest for both image signals (this one and
+:mod:`visent.signals.faces`), as for the backbones: content hashing, cache look-up, decoding in threads, a status
+per image.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from importlib.metadata import PackageNotFoundError
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,10 +33,10 @@ from PIL import Image
 from visent.core.errors import UsageError, VisentError
 from visent.core.images import load_image
 from visent.core.labels import CLASSES
-from visent.core.progress import progress
+from visent.core.status import ImageStatus
 from visent.core.version import package_version
 from visent.embed.cache import FeatureCache
-from visent.embed.features import FLUSH_EVERY, _try, describe_error, file_hashes, pending_images, prefetched
+from visent.embed.cached import cached_image_pass, per_image
 from visent.teach.base import Teacher
 
 OCR_VERSION = 1  # bump when the recipe below changes, so cached texts are recomputed
@@ -52,57 +54,6 @@ class SignalNotAvailable(VisentError, ImportError):
 
 
 # --------------------------------------------------------------------------- shared by the image signals
-def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
-                      load: Callable[[Path], Any], infer: Callable[[Any], np.ndarray],
-                      cache: FeatureCache | None, hashes: Sequence[str | None] | None = None,
-                      workers: int = 2, batch_size: int = 16,
-                      label: str = "signal") -> tuple[np.ndarray, list[str]]:
-    """One float32 vector of ``dim`` per image, computed once per distinct image and cached by content.
-
-    ``load(path)`` runs in ``workers`` threads (decoding) ahead of ``infer(loaded)``, which runs in the calling
-    thread (the models are not thread-safe). Status is ``"ok"``, ``"cached"`` or ``"error: <file>: <reason>"``
-    (row NaN) for a missing or unreadable file or an image the model cannot take; no image stops the run.
-    """
-    n = len(paths)
-    rows = np.full((n, dim), np.nan, dtype=np.float32)
-    digests, errors = file_hashes(paths, hashes, workers)
-    status = [error or "" for error in errors]
-
-    if cache is not None:
-        found = cache.get_many(key, [d for d in digests if d is not None])
-        for i, digest in enumerate(digests):
-            if digest in found and found[digest].shape == (dim,):
-                rows[i], status[i] = found[digest], "cached"
-
-    rows_of, todo = pending_images(paths, digests, status)
-    if not todo:
-        return rows, status
-
-    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-    fresh: dict[str, np.ndarray] = {}
-    try:
-        with progress(label, len(todo)) as advance:
-            for batch, loaded in zip(batches, prefetched(batches, lambda item: load(item[1]), workers)):
-                for (digest, path), item in zip(batch, loaded):
-                    result = item if isinstance(item, Exception) else _try(infer, item)
-                    if isinstance(result, Exception):
-                        for i in rows_of[digest]:
-                            status[i] = describe_error(path, result)
-                        continue
-                    vector = np.asarray(result, dtype=np.float32).reshape(dim)
-                    fresh[digest] = vector
-                    for i in rows_of[digest]:
-                        rows[i], status[i] = vector, "ok"
-                if cache is not None and len(fresh) >= FLUSH_EVERY:
-                    cache.put_many(key, fresh)
-                    fresh = {}
-                advance(len(batch))
-    finally:
-        if cache is not None:
-            cache.put_many(key, fresh)  # keep finished work even when interrupted
-    return rows, status
-
-
 def resolve_cache(cache: FeatureCache | bool | None) -> FeatureCache | None:
     """``True`` → the default cache (``$VISENT_CACHE/features``), ``False``/``None`` → no cache."""
     if isinstance(cache, FeatureCache):
@@ -133,24 +84,22 @@ def ocr_key(max_side: int = MAX_SIDE) -> str:
     return f"ocr|rapidocr-{_package_version()}|max_side={max_side}|det=max|cls=0|score={MIN_SCORE}|v{OCR_VERSION}"
 
 
-_ENGINES: dict[int | None, Any] = {}
-_ENGINES_LOCK = threading.Lock()
 _READ_LOCK = threading.Lock()  # one image at a time through the engine, whichever thread calls
 
 
+@functools.lru_cache(maxsize=None)
 def _engine(threads: int | None) -> Any:
-    """One RapidOCR engine per thread count (loading the three ONNX models takes about a second)."""
+    """One RapidOCR engine per thread count, made on first use (loading the three ONNX models takes about a
+    second)."""
     _package_version()
-    with _ENGINES_LOCK:
-        if threads not in _ENGINES:
-            import logging
+    import logging
 
-            from rapidocr_onnxruntime import RapidOCR
+    from rapidocr_onnxruntime import RapidOCR
 
-            _ENGINES[threads] = RapidOCR(det_limit_type="max", use_cls=False, text_score=MIN_SCORE,
-                                         intra_op_num_threads=threads or -1, inter_op_num_threads=1)
-            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        return _ENGINES[threads]
+    engine = RapidOCR(det_limit_type="max", use_cls=False, text_score=MIN_SCORE,
+                      intra_op_num_threads=threads or -1, inter_op_num_threads=1)
+    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    return engine
 
 
 def read_text(engine: Any, image: Image.Image) -> tuple[str, int, float]:
@@ -182,35 +131,35 @@ def _decode(vector: np.ndarray) -> str:
 
 def _ocr_pass(paths: Sequence[Path | str | None], *, max_side: int, cache: FeatureCache | bool | None,
               hashes: Sequence[str | None] | None, threads: int | None,
-              workers: int) -> tuple[np.ndarray, list[str]]:
+              workers: int) -> tuple[np.ndarray, list[ImageStatus]]:
     if max_side < 32:
         raise UsageError(f"max_side must be at least 32 pixels, got {max_side}")
     engine = _engine(threads)
     return cached_image_pass(paths, ocr_key(max_side), _HEADER + TEXT_CHARS,
                              load=lambda path: load_rgb(path, max_side),
-                             infer=lambda image: _encode(*read_text(engine, image)),
+                             compute=per_image(lambda image: _encode(*read_text(engine, image))),
                              cache=resolve_cache(cache), hashes=hashes, workers=workers, label="ocr")
 
 
 def ocr_texts(paths: Sequence[Path | str | None], *, max_side: int = MAX_SIDE, cache: FeatureCache | bool = True,
               hashes: Sequence[str | None] | None = None, threads: int | None = None,
-              workers: int = 2) -> tuple[list[str | None], list[str]]:
+              workers: int = 2) -> tuple[list[str | None], list[ImageStatus]]:
     """The text read in each image ("" when none; None for an unreadable file) and a status per image.
 
-    Status is ``"ok"``, ``"cached"`` or ``"error: <file>: <reason>"``. Texts are cut at :data:`TEXT_CHARS`
+    Status is an :class:`~visent.core.status.ImageStatus`: ok, cached or an error. Texts are cut at :data:`TEXT_CHARS`
     characters. ``max_side`` bounds the image's longer side before detection (smaller is faster, larger reads
     smaller print); ``threads`` is ONNX Runtime's thread count (default: every core); ``workers`` threads decode
     images meanwhile. ``cache``: a FeatureCache, True for the default one, False for none.
     """
     vectors, status = _ocr_pass(paths, max_side=max_side, cache=cache, hashes=hashes, threads=threads,
                                 workers=workers)
-    texts = [None if s.startswith("error") else _decode(v) for v, s in zip(vectors, status)]
+    texts = [_decode(v) if s.ok else None for v, s in zip(vectors, status)]
     return texts, status
 
 
 def ocr_features(paths: Sequence[Path | str | None], teacher: Teacher, *, max_side: int = MAX_SIDE,
                  cache: FeatureCache | bool = True, hashes: Sequence[str | None] | None = None,
-                 threads: int | None = None, workers: int = 2) -> tuple[np.ndarray, list[str]]:
+                 threads: int | None = None, workers: int = 2) -> tuple[np.ndarray, list[ImageStatus]]:
     """Per image the float32 vector :data:`OCR_FEATURES`, and a status per image (as :func:`ocr_texts`).
 
     ``[has_text, log1p(characters), P(negative), P(neutral), P(positive)]``: the probabilities are the text
@@ -220,7 +169,7 @@ def ocr_features(paths: Sequence[Path | str | None], teacher: Teacher, *, max_si
     vectors, status = _ocr_pass(paths, max_side=max_side, cache=cache, hashes=hashes, threads=threads,
                                 workers=workers)
     out = np.full((len(status), len(OCR_FEATURES)), np.nan, dtype=np.float32)
-    good = [i for i, s in enumerate(status) if not s.startswith("error")]
+    good = [i for i, s in enumerate(status) if s.ok]
     texts = {i: _decode(vectors[i]) for i in good}
     with_text = [i for i in good if texts[i].strip()]
     has_text = set(with_text)

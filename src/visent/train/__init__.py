@@ -188,7 +188,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     metrics = {
         "n_train_posts": int(usable.sum()),
         "n_embed_errors": int((~usable).sum()),
-        "embed_errors": [s for s in statuses if s.startswith("error")][:20],
+        "embed_errors": [str(s) for s in statuses if s.failed][:20],
         "class_counts": counts,
         "target": target,
         "C": C,

@@ -19,8 +19,9 @@ from visent.core.errors import InputError, UsageError
 from visent.core.images import load_image
 from visent.core.numeric import softmax
 from visent.core.progress import progress
+from visent.core.status import ImageStatus
 from visent.embed.backbones import Backbone
-from visent.embed.features import describe_error, prefetched
+from visent.embed.cached import prefetched
 from visent.embed.preprocess import random_resized_crop
 
 TAIL_LR_FACTOR = 0.1  # the pretrained blocks move ten times slower than the new head
@@ -128,7 +129,7 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
                         good = []
                         for (index, _), x in zip(batch, loaded):
                             if isinstance(x, Exception):
-                                errors.setdefault(str(paths[index]), describe_error(paths[index], x))
+                                errors.setdefault(str(paths[index]), str(ImageStatus.from_exception(paths[index], x)))
                             else:
                                 good.append((index, x))
                         if good:
@@ -182,7 +183,7 @@ def _evaluate(model: Backbone, head: nn.Module, load, targets: np.ndarray, batch
             good = []
             for index, x in zip(batch, loaded):
                 if isinstance(x, Exception):
-                    errors.setdefault(str(paths[index]), describe_error(paths[index], x))
+                    errors.setdefault(str(paths[index]), str(ImageStatus.from_exception(paths[index], x)))
                 else:
                     good.append((index, x))
             if good:
