@@ -1,14 +1,14 @@
 """OCR signal: the text written inside an image (memes, screenshots, captions) and what the text teacher reads in it.
 
-A tweet's photo often carries words of its own; their sentiment is a cue the backbone hardly sees. The OCR
-engine is RapidOCR (PP-OCRv4 detection and recognition, ONNX models shipped inside the
+A tweet's photo often carries words of its own; their sentiment is a cue the backbone hardly sees. The text
+reader is RapidOCR (PP-OCRv4 detection and recognition, ONNX models shipped inside the
 ``rapidocr-onnxruntime`` package, run with ONNX Runtime)::
 
     texts, status = ocr_texts(paths)                    # the text read in each image ("" when none)
     X, status = ocr_features(paths, teacher=load_teacher("vader"))    # (n, 5): OCR_FEATURES
 
 For speed, each image is first shrunk so that its longer side is at most ``max_side`` pixels, text is
-detected at that size (the engine's default would enlarge the shorter side to 736 pixels), the angle
+detected at that size (RapidOCR's default would enlarge the shorter side to 736 pixels), the angle
 classifier is skipped (tweets' text is nearly always upright), and recognition runs only on the boxes
 found, so an image without text costs one detection pass. The texts are cached per image SHA-256 in a
 :class:`~visent.embed.cache.FeatureCache` under a key of their own (:func:`ocr_key`); the teacher then
@@ -80,35 +80,35 @@ def _package_version() -> str:
 
 
 def ocr_key(max_side: int = MAX_SIDE) -> str:
-    """Cache key of the OCR texts: engine version, image size and recipe version."""
+    """Cache key of the OCR texts: RapidOCR version, image size and recipe version."""
     return f"ocr|rapidocr-{_package_version()}|max_side={max_side}|det=max|cls=0|score={MIN_SCORE}|v{OCR_VERSION}"
 
 
-_READ_LOCK = threading.Lock()  # one image at a time through the engine, whichever thread calls
+_READ_LOCK = threading.Lock()  # one image at a time through the reader, whichever thread calls
 
 
 @functools.lru_cache(maxsize=None)
-def _engine(threads: int | None) -> Any:
-    """One RapidOCR engine per thread count, made on first use (loading the three ONNX models takes about a
+def _reader(threads: int | None) -> Any:
+    """One RapidOCR reader per thread count, made on first use (loading the three ONNX models takes about a
     second)."""
     _package_version()
     import logging
 
     from rapidocr_onnxruntime import RapidOCR
 
-    engine = RapidOCR(det_limit_type="max", use_cls=False, text_score=MIN_SCORE,
+    reader = RapidOCR(det_limit_type="max", use_cls=False, text_score=MIN_SCORE,
                       intra_op_num_threads=threads or -1, inter_op_num_threads=1)
     logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-    return engine
+    return reader
 
 
-def read_text(engine: Any, image: Image.Image) -> tuple[str, int, float]:
+def read_text(reader: Any, image: Image.Image) -> tuple[str, int, float]:
     """(text, boxes, mean confidence) read in ``image``: the boxes' texts in reading order, joined by spaces.
 
     A box whose text has fewer than two letters or digits is dropped (stray marks read as "l", "D").
     """
     with _READ_LOCK:
-        result, _ = engine(image)
+        result, _ = reader(image)
     kept = [(str(text).strip(), float(score)) for _, text, score in (result or [])
             if sum(ch.isalnum() for ch in str(text)) >= 2]
     if not kept:
@@ -134,10 +134,10 @@ def _ocr_pass(paths: Sequence[Path | str | None], *, max_side: int, cache: Featu
               workers: int) -> tuple[np.ndarray, list[ImageStatus]]:
     if max_side < 32:
         raise UsageError(f"max_side must be at least 32 pixels, got {max_side}")
-    engine = _engine(threads)
+    reader = _reader(threads)
     return cached_image_pass(paths, ocr_key(max_side), _HEADER + TEXT_CHARS,
                              load=lambda path: load_rgb(path, max_side),
-                             compute=per_image(lambda image: _encode(*read_text(engine, image))),
+                             compute=per_image(lambda image: _encode(*read_text(reader, image))),
                              cache=resolve_cache(cache), hashes=hashes, workers=workers, label="ocr")
 
 
