@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +27,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.core.numeric import expected_calibration_error
 from visent.core.store import atomic_write_json
+from visent.core.version import package_version
 from visent.teach.data import Tweets, file_info, read_semeval
 from visent.teach.text import preprocess_tweet
 from visent.teach.vader import DEFAULT_CALIBRATION, FEATURES, VaderTeacher, vader_features
@@ -51,13 +51,6 @@ def compound_rule(compound: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     """The usual VADER labels: positive at compound >= threshold, negative at <= -threshold."""
     return np.where(compound >= threshold, CLASS_INDEX["positive"],
                     np.where(compound <= -threshold, CLASS_INDEX["negative"], CLASS_INDEX["neutral"]))
-
-
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def calibrate(data_dir: Path, out: Path, heldout: str = HELDOUT, C: float = 1.0) -> dict[str, object]:
@@ -105,7 +98,7 @@ def calibrate(data_dir: Path, out: Path, heldout: str = HELDOUT, C: float = 1.0)
             "dropped_train_lines": dict(sorted(train.dropped.items())),
             "dropped_heldout_lines": dict(sorted(test.dropped.items())),
             "model": f"sklearn LogisticRegression(C={C}, multinomial, lbfgs)",
-            "versions": {p: _version(p) for p in ("visent", "vaderSentiment", "scikit-learn", "numpy")},
+            "versions": {p: package_version(p) for p in ("visent", "vaderSentiment", "scikit-learn", "numpy")},
         },
         "metrics": {},
     }

