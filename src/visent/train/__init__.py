@@ -140,6 +140,73 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     extra_loaded = {name: load_backbone(name) for name in extra_backbones}
     config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, extra_backbones=extra_backbones,
                          signals=check_signals(signals), signal_teacher=signal_teacher)
+    model_backbone, finetune_report = _student_backbone(config, out, weights, rows, targets,
+                                                        finetune_blocks=finetune_blocks,
+                                                        finetune_epochs=finetune_epochs, batch_size=batch_size,
+                                                        seed=seed)
+    reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
+    reader._backbone, reader._extra_backbones = model_backbone, extra_loaded
+    features, statuses = reader.features(rows["path"], rows["sha256"], batch_size=batch_size)
+    usable = ~np.isnan(features).any(axis=1)
+    if usable.sum() < 10:
+        raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
+    X, targets, labels = features[usable], targets[usable], labels[usable]
+
+    head, C, selection, calibration = _fit_head(
+        X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
+        self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate)
+
+    metrics = {
+        "n_train_posts": int(usable.sum()),
+        "n_embed_errors": int((~usable).sum()),
+        "embed_errors": [str(s) for s in statuses if s.failed][:20],
+        "class_counts": {name: int(np.sum(labels == name)) for name in CLASSES},
+        "target": target,
+        "C": C,
+        "validation": selection,
+        "target_temperature": target_temperature,
+        "self_training": {"rounds": self_training, "alpha": self_training_alpha},
+        "calibration": calibration,
+        "finetune": finetune_report,
+        "seconds": round(time.time() - started, 1),
+        **_provenance(dataset),
+    }
+    model = VisentModel(config, head, metrics=metrics)
+    model.save(out, card=model_card(config, metrics))
+    return model
+
+
+def _fit_head(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
+              seed: int, self_training: int, self_training_alpha: float,
+              calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
+    """The head on the teacher's (sharpened) targets: C chosen on a teacher-label split unless given, the
+    self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration."""
+    if C is None:
+        C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
+    else:
+        selection = {"chosen": {"C": C}}
+    head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
+    calibration = _calibrate(head, X, learnt, labels, val_fraction, seed) if calibrate else None
+    return head, C, selection, calibration
+
+
+def _provenance(dataset: Dataset) -> dict[str, Any]:
+    """Where the training posts came from: the dataset and the parameters and counts of its stages."""
+    return {"dataset": str(dataset.root),
+            "stages": {k: {"params": v.get("params"), "counts": v.get("counts")}
+                       for k, v in dataset.manifest["stages"].items()}}
+
+
+def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None, rows: dict[str, Any],
+                      targets: np.ndarray, *, finetune_blocks: int, finetune_epochs: int, batch_size: int,
+                      seed: int) -> tuple[Any, list[dict[str, Any]] | None]:
+    """The student's first backbone, as the model directory ``out`` will carry it: fine-tuned on the weak
+    labels (``finetune_blocks > 0``), or loaded from a local ``weights`` file copied into ``out``, else the
+    packaged weights; with the int8 runtime, its calibration measured on the kept images. Fills in ``config``'s
+    file names; returns the backbone and the fine-tuning history."""
+    from visent.embed import load_backbone
+
+    backbone = config.backbone
     model_backbone = load_backbone(backbone, weights=weights)
     finetune_report = None
     if finetune_blocks > 0:
@@ -160,7 +227,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         config.backbone_weights = weights_path.name
         model_backbone = load_backbone(backbone, weights=weights_path)
 
-    if runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
+    if config.runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
         from visent.embed.features import calibration_images
         from visent.embed.onnx import CALIBRATION_FILE, calibrate_int8
 
@@ -168,43 +235,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
         atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
         config.int8_calibration = CALIBRATION_FILE
-    reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
-    reader._backbone, reader._extra_backbones = model_backbone, extra_loaded
-    features, statuses = reader.features(rows["path"], rows["sha256"], batch_size=batch_size)
-    usable = ~np.isnan(features).any(axis=1)
-    if usable.sum() < 10:
-        raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
-    X, targets, labels = features[usable], targets[usable], labels[usable]
-
-    targets = sharpen(targets, target_temperature)
-    if C is None:
-        C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
-    else:
-        selection = {"chosen": {"C": C}}
-    head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
-    calibration = _calibrate(head, X, learnt, labels, val_fraction, seed) if calibrate else None
-
-    counts = {name: int(np.sum(labels == name)) for name in CLASSES}
-    metrics = {
-        "n_train_posts": int(usable.sum()),
-        "n_embed_errors": int((~usable).sum()),
-        "embed_errors": [str(s) for s in statuses if s.failed][:20],
-        "class_counts": counts,
-        "target": target,
-        "C": C,
-        "validation": selection,
-        "target_temperature": target_temperature,
-        "self_training": {"rounds": self_training, "alpha": self_training_alpha},
-        "calibration": calibration,
-        "finetune": finetune_report,
-        "seconds": round(time.time() - started, 1),
-        "dataset": str(dataset.root),
-        "stages": {k: {"params": v.get("params"), "counts": v.get("counts")}
-                   for k, v in dataset.manifest["stages"].items()},
-    }
-    model = VisentModel(config, head, metrics=metrics)
-    model.save(out, card=model_card(config, metrics))
-    return model
+    return model_backbone, finetune_report
 
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
