@@ -38,18 +38,6 @@ def _phash_of_loaded(image: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def perceptual_hash(path_or_image: str | Path | Image.Image) -> int:
-    """The 64-bit pHash (imagehash.phash) of an image file or a PIL image, as an unsigned int.
-
-    Files are decoded at a reduced size (Pillow ``draft``), as the clean stage does; an unusable file raises
-    ``visent.core.images.ImageError``.
-    """
-    if isinstance(path_or_image, Image.Image):
-        return _phash_of_loaded(path_or_image)
-    with open_image(path_or_image) as image:
-        return _phash_of_loaded(decode(image, draft=("L", _DRAFT_SIZE)))
-
-
 def analyse_image(path: Path) -> tuple[ImageCheck, int | None]:
     """Decode ``path`` fully once and hash it; never raises for bad input.
 
@@ -76,8 +64,3 @@ def size_check(check: ImageCheck, min_side: int) -> ImageCheck:
         reason = f"tiny image ({check.width}x{check.height} < {min_side} px)"
         return ImageCheck(False, reason, check.width, check.height, check.format)
     return check
-
-
-def check_image(path: Path, *, min_side: int = 32) -> ImageCheck:
-    """Check that ``path`` is a complete, decodable image of at least ``min_side`` px per side."""
-    return size_check(analyse_image(path)[0], min_side)

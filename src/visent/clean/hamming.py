@@ -87,8 +87,3 @@ class HammingIndex:
         i, j, d = (np.concatenate(x).astype(np.int64) for x in (found_i, found_j, found_d))
         order = np.lexsort((j, i))
         return i[order], j[order], d[order]
-
-    def pairs_within(self, distance: int) -> list[tuple[int, int, int]]:
-        """Every pair ``(i, j, d)`` with ``i < j`` and Hamming distance ``d <= distance``, sorted."""
-        i, j, d = self.pair_arrays(distance)
-        return list(zip(i.tolist(), j.tolist(), d.tolist()))
