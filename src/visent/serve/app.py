@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List, Literal, Sequence
 
@@ -320,7 +320,7 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     checker = ImageChecker(int(max_pixels), formats)
     limits = Limits(max_upload_bytes=int(max_upload_bytes), max_pixels=int(max_pixels), max_files=int(max_files),
                     formats=list(formats))
-    lock = threading.Lock()  # one inference at a time: the model and its backbone are not shared across threads
+    service = _Service(model, model_name, model_dir, limits, checker)
 
     # FastAPIOffline: the /docs (Swagger UI) and /redoc pages with their scripts served by this app, not a CDN
     app = FastAPIOffline(
@@ -337,6 +337,48 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
 
+    _add_error_handlers(app)
+    _add_page_routes(app, service)
+    _add_scoring_routes(app, service)
+    return app
+
+
+@dataclass
+class _Service:
+    """What the routes of one app share: the model, its name, the limits and the upload checker, and a lock that
+    lets one inference run at a time (the model and its backbone are not shared across threads)."""
+
+    model: Any
+    model_name: str
+    model_dir: str | None
+    limits: Limits
+    checker: ImageChecker
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read_images(self, uploads: Sequence[UploadFile]) -> list[Checked]:
+        """The uploads checked, or a RequestRejected listing every rejected file (nothing is scored then)."""
+        if len(uploads) > self.limits.max_files:
+            raise RequestRejected(422, f"{len(uploads)} files in one request; this server accepts at most "
+                                       f"{self.limits.max_files}: split them over several requests")
+        images, problems = [], []
+        for index, upload in enumerate(uploads):
+            name = _display_name(upload, index)
+            try:
+                images.append(self.checker.check(name, upload.file.read()))
+            except RequestRejected as problem:
+                problems.append({"index": index, "file": name, "status": problem.status, "detail": problem.detail})
+        if problems:
+            if len(uploads) == 1:
+                raise RequestRejected(problems[0]["status"], problems[0]["detail"], problems)
+            ok = len(uploads) - len(problems)
+            raise RequestRejected(problems[0]["status"],
+                                  f"{len(problems)} of {len(uploads)} files rejected, nothing was scored "
+                                  f"({ok} fine): " + "; ".join(p["detail"] for p in problems), problems)
+        return images
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every answer that is not a success is JSON with a ``detail`` a person can act on."""
     @app.exception_handler(RequestRejected)
     async def _rejected(request: Request, error: RequestRejected) -> JSONResponse:
         body: dict[str, Any] = {"detail": error.detail}
@@ -367,25 +409,10 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
         return JSONResponse({"detail": f"internal error in visent serve ({type(error).__name__}); "
                                        "the server log has the details"}, status_code=500)
 
-    def read_images(uploads: Sequence[UploadFile]) -> list[Checked]:
-        if len(uploads) > limits.max_files:
-            raise RequestRejected(422, f"{len(uploads)} files in one request; this server accepts at most "
-                                       f"{limits.max_files}: split them over several requests")
-        images, problems = [], []
-        for index, upload in enumerate(uploads):
-            name = _display_name(upload, index)
-            try:
-                images.append(checker.check(name, upload.file.read()))
-            except RequestRejected as problem:
-                problems.append({"index": index, "file": name, "status": problem.status, "detail": problem.detail})
-        if problems:
-            if len(uploads) == 1:
-                raise RequestRejected(problems[0]["status"], problems[0]["detail"], problems)
-            ok = len(uploads) - len(problems)
-            raise RequestRejected(problems[0]["status"],
-                                  f"{len(problems)} of {len(uploads)} files rejected, nothing was scored "
-                                  f"({ok} fine): " + "; ".join(p["detail"] for p in problems), problems)
-        return images
+
+def _add_page_routes(app: FastAPI, service: _Service) -> None:
+    """GET / (the drop-and-paste page) and GET /health."""
+    model_name, model_dir, limits = service.model_name, service.model_dir, service.limits
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -402,6 +429,11 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     def health() -> Health:
         return Health(status="ok", model=model_name, model_dir=model_dir, visent_version=__version__,
                       classes=list(CLASSES), limits=limits)
+
+
+def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
+    """POST /predict and POST /explain."""
+    model, model_name, read_images, lock = service.model, service.model_name, service.read_images, service.lock
 
     @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
               summary="Sentiment probabilities for one or more images",
@@ -463,5 +495,3 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
         return Response(to_png(picture), media_type="image/png", headers={
             "X-Visent-Probabilities": json.dumps(probabilities), "X-Visent-Label": str(result.label),
             "X-Visent-Method": str(result.method), "Cache-Control": "no-store"})
-
-    return app
