@@ -241,11 +241,21 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
     ds = Dataset.of(dataset)
     out = Path(out)
     ingest, teach, clean = (ds.stage_info(stage) or {} for stage in ("ingest", "teach", "clean"))
-    ingest_params, teach_params, clean_params = (s.get("params") or {} for s in (ingest, teach, clean))
-    thresholds = clean_params.get("thresholds") or {}
-    teacher = teach_params.get("teacher", "?")
+    lines = _card_header(out, counts)
+    lines += _table(["parameter", "value"],
+                    [[k, f"`{v}`"] for k, v in sorted((ingest.get("params") or {}).items()) if v is not None])
+    lines += _card_counts(ingest, teach, clean, counts)
+    lines += _card_recipe(teach.get("params") or {}, clean.get("params") or {}, split)
+    lines += _table(["column", "type", "description"],
+                    [[f"`{c}`", str(_TYPES[c]), d] for c, d in COLUMNS if with_text or c != "text"])
+    lines += _card_provenance(ds, out, (ingest, teach, clean), with_text=with_text, split=split)
+    return "\n".join(lines)
+
+
+def _card_header(out: Path, counts: dict[str, Any]) -> list[str]:
+    """The front matter, the title, what the dataset is, and the Sources heading."""
     name = out.stem
-    lines = [
+    return [
         "---",
         "license: other",
         "license_name: authors-and-platform-terms",
@@ -281,7 +291,12 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
         "## Sources",
         "",
     ]
-    lines += _table(["parameter", "value"], [[k, f"`{v}`"] for k, v in sorted(ingest_params.items()) if v is not None])
+
+
+def _card_counts(ingest: dict[str, Any], teach: dict[str, Any], clean: dict[str, Any],
+                 counts: dict[str, Any]) -> list[str]:
+    """Counts per stage and step, and the kept rows per class and split."""
+    lines: list[str] = []
     lines += ["## Counts per step", "", "Ingest (reading the crawl and storing its images):", ""]
     lines += _table(["count", "posts"], _ordered(ingest.get("counts"), ("posts", "ok", "error", "images")))
     lines += ["Teach (the teacher's labels of the text; skipped posts have no usable text):", ""]
@@ -294,7 +309,14 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
             for c in CLASSES]
     rows.append(["**all**"] + [f"**{counts['split'].get(s, 0):,}**" for s in SPLITS] + [f"**{counts['kept']:,}**"])
     lines += _table(["class", *SPLITS, "kept"], rows)
-    lines += [
+    return lines
+
+
+def _card_recipe(teach_params: dict[str, Any], clean_params: dict[str, Any], split: Sequence[float]) -> list[str]:
+    """The teacher, the cleaning thresholds and the split rule, then the Columns heading."""
+    thresholds = clean_params.get("thresholds") or {}
+    teacher = teach_params.get("teacher", "?")
+    return [
         "## Teacher and thresholds",
         "",
         f"- teacher: `{teacher}`" + (f" (`{teach_params['teacher_id']}`)" if teach_params.get("teacher_id") else ""),
@@ -316,9 +338,13 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
         "## Columns",
         "",
     ]
-    lines += _table(["column", "type", "description"],
-                    [[f"`{c}`", str(_TYPES[c]), d] for c, d in COLUMNS if with_text or c != "text"])
-    lines += [
+
+
+def _card_provenance(ds: Dataset, out: Path, stages: tuple[dict[str, Any], ...], *, with_text: bool,
+                     split: Sequence[float]) -> list[str]:
+    """How the export was made (version, dates, commands) and the licence and use notes."""
+    ingest, teach, clean = stages
+    return [
         "## How it was made",
         "",
         f"- visent {__version__}, exported on {time.strftime('%Y-%m-%d')}",
@@ -343,4 +369,3 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
                 if with_text else "The post texts are not included (export with `--with-text` to add them)."),
         "",
     ]
-    return "\n".join(lines)
