@@ -70,6 +70,75 @@ def member_name(encoder: str) -> str:
     return re.sub(r"[^\w.-]+", "_", encoder)
 
 
+def _train_member(encoder_name: str, tweets: Tweets, train_idx: Sequence[int], val_idx: Sequence[int], out: Path, *,
+                  specialists: set[str], finetune_layers: int, epochs: int, seed: int,
+                  key_extra: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray] | None:
+    """Train (or reuse, when ``out`` holds it for the same recipe and data) the member on ``encoder_name``: its
+    entry in teacher.json and its (n_val, 3) validation log-probabilities, NaN where it does not judge the text.
+    None when the data has too few texts in the languages it judges."""
+    y = tweets.y
+    val_texts = [tweets.texts[i] for i in val_idx]
+    val_langs = [tweets.languages[i] for i in val_idx]
+    encoder = load_encoder(encoder_name)
+    name = member_name(encoder_name)
+    langs = encoder.languages
+    rule = _judged_languages(langs, specialists)
+    k = min(finetune_layers, encoder.num_layers)
+    clf = TextClassifier(encoder=encoder_name, finetune_layers=k, epochs=epochs, seed=seed)
+    spec_key = {"config": clf.config(), "data": key_extra["data"], "val_fraction": key_extra["val_fraction"],
+                "judges": rule, "preprocessing": MODEL_PREPROCESSING_VERSION}
+    member_file = out / f"{name}.member.json"
+    tr = [i for i in train_idx if _judges(rule, tweets.languages[i])]
+    va = [i for i in val_idx if _judges(rule, tweets.languages[i])]
+    if len(va) == 0 or len(set(y[tr])) < N_CLASSES:
+        console.print(f"[yellow]teacher: skipping {name}: too few texts in the languages it judges {rule}[/]")
+        return None
+    previous = json.loads(member_file.read_text()) if member_file.is_file() else None
+    reused = bool(previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file())
+    if reused:
+        console.print(f"teacher: reusing the trained member {name} in {out}")
+        meta = previous["meta"]
+        clf = TextClassifier.load(out / name, meta)
+    else:
+        how = f"top {k} layers fine-tuned" if k else "frozen encoder, logistic head"
+        console.print(f"teacher: training {name} ({how}) on {len(tr)} texts")
+        clf.fit([tweets.texts[i] for i in tr], y[tr], [tweets.texts[i] for i in va], y[va])
+        meta = clf.save(out / name)
+        atomic_write_json(member_file, {"key": spec_key, "meta": meta})
+    logp = np.full((len(val_idx), N_CLASSES), np.nan)
+    rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
+    # a member trained now kept these from fit(); a reused one scores its validation texts again
+    logp[rows] = clf.decision_function([val_texts[j] for j in rows]) if reused else clf.val_logp_
+    return {"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta}, logp
+
+
+def _stack_routes(members: list[dict[str, Any]], val_logp: dict[str, np.ndarray], y_val: np.ndarray,
+                  val_langs: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``en`` route (every member and VADER) and the ``*`` route (multilingual members), each a stack of its
+    members' validation log-probabilities fitted on the validation texts of its languages."""
+    routes: dict[str, dict[str, Any]] = {}
+    for key in ("en", "*"):
+        if key == "en":
+            rows = np.array([j for j, lang in enumerate(val_langs) if lang == "en"], dtype=int)
+        else:
+            rows = np.array([j for j, lang in enumerate(val_langs) if lang != "en"], dtype=int)
+            if len(rows) == 0:  # English-only data: the '*' route still serves texts of other languages
+                rows = np.arange(len(val_langs))
+        multilingual = {m["name"] for m in members if m["languages"] is None}
+        candidates = list(val_logp) if key == "en" else [m for m in val_logp if m in multilingual]
+        usable = [m for m in candidates if len(rows) and not np.isnan(val_logp[m][rows]).any()]
+        if not usable or len(rows) == 0:
+            continue
+        weights, bias = fit_stack([val_logp[m][rows] for m in usable], y_val[rows])
+        z = sum(w * val_logp[m][rows] for m, w in zip(usable, weights)) + bias
+        prior = np.bincount(y_val[rows], minlength=N_CLASSES) / len(rows)
+        routes[key] = {"weights": {m: round(float(w), 6) for m, w in zip(usable, weights)},
+                       "bias": [round(float(b), 6) for b in bias], "prior": [float(p) for p in prior],
+                       "validation": scores(y_val[rows], np.exp(log_softmax(z))),
+                       "validation_members": {m: scores(y_val[rows], np.exp(val_logp[m][rows])) for m in usable}}
+    return routes
+
+
 def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequence[str] = DEFAULT_ENCODERS,
                   exclude: Sequence[str] = (), finetune_layers: int = 2, epochs: int = 3, vader: bool = True,
                   val_fraction: float = 0.1, seed: int = 0, command: str = "") -> dict[str, Any]:
@@ -90,45 +159,18 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
 
     members: list[dict[str, Any]] = []
     val_logp: dict[str, np.ndarray] = {}  # member -> (n_val, 3) log-probs, NaN where it does not read the text
-    val_texts = [tweets.texts[i] for i in val_idx]
     val_langs = [tweets.languages[i] for i in val_idx]
     names = [member_name(e) for e in encoders]
     if len(set(names)) != len(names):
         raise UsageError(f"two encoders would share a member name: {names}; give each once (hf: folders need distinct names)")
     specialists = {lang for name in encoders for lang in (load_encoder(name).languages or ())}
     for encoder_name in encoders:
-        encoder = load_encoder(encoder_name)
-        name = member_name(encoder_name)
-        langs = encoder.languages
-        rule = _judged_languages(langs, specialists)
-        k = min(finetune_layers, encoder.num_layers)
-        clf = TextClassifier(encoder=encoder_name, finetune_layers=k, epochs=epochs, seed=seed)
-        spec_key = {"config": clf.config(), "data": data_digest, "val_fraction": val_fraction, "judges": rule,
-                    "preprocessing": MODEL_PREPROCESSING_VERSION}
-        member_file = out / f"{name}.member.json"
-        tr = [i for i in train_idx if _judges(rule, tweets.languages[i])]
-        va = [i for i in val_idx if _judges(rule, tweets.languages[i])]
-        if len(va) == 0 or len(set(y[tr])) < N_CLASSES:
-            console.print(f"[yellow]teacher: skipping {name}: too few texts in the languages it judges {rule}[/]")
-            continue
-        previous = json.loads(member_file.read_text()) if member_file.is_file() else None
-        reused = bool(previous and previous.get("key") == spec_key and (out / f"{name}.safetensors").is_file())
-        if reused:
-            console.print(f"teacher: reusing the trained member {name} in {out}")
-            meta = previous["meta"]
-            clf = TextClassifier.load(out / name, meta)
-        else:
-            console.print(f"teacher: training {name} ({'top ' + str(k) + ' layers fine-tuned' if k else 'frozen encoder, logistic head'}) "
-                          f"on {len(tr)} texts")
-            clf.fit([tweets.texts[i] for i in tr], y[tr], [tweets.texts[i] for i in va], y[va])
-            meta = clf.save(out / name)
-            atomic_write_json(member_file, {"key": spec_key, "meta": meta})
-        members.append({"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta})
-        logp = np.full((len(val_idx), N_CLASSES), np.nan)
-        rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
-        # a member trained now kept these from fit(); a reused one scores its validation texts again
-        logp[rows] = clf.decision_function([val_texts[j] for j in rows]) if reused else clf.val_logp_
-        val_logp[name] = logp
+        trained = _train_member(encoder_name, tweets, train_idx, val_idx, out, specialists=specialists,
+                                finetune_layers=finetune_layers, epochs=epochs, seed=seed, key_extra={
+                                    "data": data_digest, "val_fraction": val_fraction})
+        if trained is not None:
+            member, val_logp[member["name"]] = trained
+            members.append(member)
     if not members:
         raise InputError("no member could be trained: the data has too few texts in the encoders' languages")
     if vader and any(lang == "en" for lang in val_langs):
@@ -136,30 +178,11 @@ def train_teacher(data: Sequence[str | Path], out: str | Path, *, encoders: Sequ
 
         logp = np.full((len(val_idx), N_CLASSES), np.nan)
         rows = [j for j, lang in enumerate(val_langs) if lang == "en"]
-        logp[rows] = np.log(np.clip(VaderTeacher(prior="train").predict_proba([val_texts[j] for j in rows]), 1e-12, 1))
+        texts = [tweets.texts[val_idx[j]] for j in rows]
+        logp[rows] = np.log(np.clip(VaderTeacher(prior="train").predict_proba(texts), 1e-12, 1))
         val_logp[VADER] = logp
 
-    routes: dict[str, dict[str, Any]] = {}
-    y_val = y[val_idx]
-    for key in ("en", "*"):
-        if key == "en":
-            rows = np.array([j for j, lang in enumerate(val_langs) if lang == "en"], dtype=int)
-        else:
-            rows = np.array([j for j, lang in enumerate(val_langs) if lang != "en"], dtype=int)
-            if len(rows) == 0:  # English-only data: the '*' route still serves texts of other languages
-                rows = np.arange(len(val_idx))
-        multilingual = {m["name"] for m in members if m["languages"] is None}
-        candidates = list(val_logp) if key == "en" else [m for m in val_logp if m in multilingual]
-        usable = [m for m in candidates if len(rows) and not np.isnan(val_logp[m][rows]).any()]
-        if not usable or len(rows) == 0:
-            continue
-        weights, bias = fit_stack([val_logp[m][rows] for m in usable], y_val[rows])
-        z = sum(w * val_logp[m][rows] for m, w in zip(usable, weights)) + bias
-        prior = np.bincount(y_val[rows], minlength=N_CLASSES) / len(rows)
-        routes[key] = {"weights": {m: round(float(w), 6) for m, w in zip(usable, weights)},
-                       "bias": [round(float(b), 6) for b in bias], "prior": [float(p) for p in prior],
-                       "validation": scores(y_val[rows], np.exp(log_softmax(z))),
-                       "validation_members": {m: scores(y_val[rows], np.exp(val_logp[m][rows])) for m in usable}}
+    routes = _stack_routes(members, val_logp, y[val_idx], val_langs)
     meta = {
         "format": FORMAT, "classes": list(CLASSES), "members": members, "routes": routes,
         "provenance": {
