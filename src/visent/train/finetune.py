@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -124,25 +124,9 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
                     item_seeds = rng.integers(0, 2**63 - 1, size=n)
                     items = [(int(i), int(item_seeds[i])) for i in order]
                     batches = [items[i:i + batch_size] for i in range(0, n, batch_size)]
-                    loss_sum, seen = 0.0, 0
-                    for batch, loaded in zip(batches, prefetched(batches, load_train, workers)):
-                        good = []
-                        for (index, _), x in zip(batch, loaded):
-                            if isinstance(x, Exception):
-                                errors.setdefault(str(paths[index]), str(ImageStatus.from_exception(paths[index], x)))
-                            else:
-                                good.append((index, x))
-                        if good:
-                            x = torch.stack([t for _, t in good]).to(device)
-                            y = torch.from_numpy(targets[[i for i, _ in good]]).to(device)
-                            loss = soft_cross_entropy(head(model.forward_features(x)), y)
-                            optimizer.zero_grad(set_to_none=True)
-                            loss.backward()
-                            optimizer.step()
-                            loss_sum += float(loss.detach()) * len(good)
-                            seen += len(good)
-                            scheduler.step()
-                        advance(len(batch))
+                    loss_sum, seen = _train_epoch(model, head, optimizer, scheduler, batches,
+                                                  prefetched(batches, load_train, workers), paths, targets, errors,
+                                                  advance)
                     if seen == 0:
                         raise InputError(f"none of the {n} images could be read; first error: "
                                          f"{next(iter(errors.values()), '?')}")
@@ -158,6 +142,33 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
     head = head.cpu()
     return FinetuneResult(backbone=model, head_weight=head.weight.detach().numpy().copy(),
                           head_bias=head.bias.detach().numpy().copy(), history=history, errors=errors)
+
+
+def _train_epoch(model: Backbone, head: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 batches: list[list[tuple[int, int]]], loaded_batches: Iterator[list[Any]], paths: Sequence[Path],
+                 targets: np.ndarray, errors: dict[str, str], advance: Any) -> tuple[float, int]:
+    """One pass over the training batches (``(index, seed)`` items and their decoded tensors): a step per batch
+    on the images that could be read, the others listed in ``errors``. Returns the summed loss and the count."""
+    loss_sum, seen = 0.0, 0
+    for batch, loaded in zip(batches, loaded_batches):
+        good = []
+        for (index, _), x in zip(batch, loaded):
+            if isinstance(x, Exception):
+                errors.setdefault(str(paths[index]), str(ImageStatus.from_exception(paths[index], x)))
+            else:
+                good.append((index, x))
+        if good:
+            x = torch.stack([t for _, t in good]).to(model.device)
+            y = torch.from_numpy(targets[[i for i, _ in good]]).to(model.device)
+            loss = soft_cross_entropy(head(model.forward_features(x)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(good)
+            seen += len(good)
+            scheduler.step()
+        advance(len(batch))
+    return loss_sum, seen
 
 
 def _train_mode(model: Backbone, tail: list[nn.Module]) -> None:
