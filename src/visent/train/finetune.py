@@ -110,10 +110,7 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             head = nn.Linear(model.dim, 3).to(device)
-            optimizer = torch.optim.AdamW(
-                [{"params": params, "lr": lr * TAIL_LR_FACTOR}, {"params": list(head.parameters()), "lr": lr}],
-                weight_decay=WEIGHT_DECAY)
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * math.ceil(n / batch_size))
+            optimizer, scheduler = _optimizer(params, head, lr, steps=epochs * math.ceil(n / batch_size))
             rng = np.random.default_rng(seed)
             total = epochs * (n + (len(val_paths) if has_val else 0))  # type: ignore[arg-type]
             with progress(f"fine-tune ({model.name}, last {n_blocks} blocks)", total) as advance:
@@ -142,6 +139,15 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
     head = head.cpu()
     return FinetuneResult(backbone=model, head_weight=head.weight.detach().numpy().copy(),
                           head_bias=head.bias.detach().numpy().copy(), history=history, errors=errors)
+
+
+def _optimizer(tail: list[nn.Parameter], head: nn.Module, lr: float, *, steps: int) -> tuple[Any, Any]:
+    """AdamW with the pretrained tail :data:`TAIL_LR_FACTOR` times slower than the new head, and a cosine
+    schedule over ``steps``."""
+    optimizer = torch.optim.AdamW(
+        [{"params": tail, "lr": lr * TAIL_LR_FACTOR}, {"params": list(head.parameters()), "lr": lr}],
+        weight_decay=WEIGHT_DECAY)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
 def _train_epoch(model: Backbone, head: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
