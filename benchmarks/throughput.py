@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from visent.embed.images import RESAMPLE
+from visent.embed.preprocess import RESAMPLE
 
 from visent.embed import embed_images, load_backbone, load_image
 from visent.embed.backbones import Backbone
