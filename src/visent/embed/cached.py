@@ -87,7 +87,7 @@ def file_hashes(paths: Sequence[Path | str | None], hashes: Sequence[str | None]
     missing = [i for i in range(n) if digests[i] is None and errors[i] is None]
     if missing:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for i, result in zip(missing, pool.map(lambda i: _try(file_sha256, Path(paths[i])), missing)):
+            for i, result in zip(missing, pool.map(lambda i: attempt(file_sha256, Path(paths[i])), missing)):
                 if isinstance(result, Exception):
                     errors[i] = ImageStatus.from_exception(Path(paths[i]), result)  # type: ignore[arg-type]
                 else:
@@ -98,7 +98,7 @@ def file_hashes(paths: Sequence[Path | str | None], hashes: Sequence[str | None]
 def per_image(infer: Callable[[Any], np.ndarray]) -> Compute:
     """A :data:`Compute` that runs ``infer`` on one image at a time; an image it fails on gets its exception."""
     def compute(items: list[Any]) -> list[np.ndarray | Exception]:
-        return [_try(infer, item) for item in items]
+        return [attempt(infer, item) for item in items]
 
     return compute
 
@@ -172,7 +172,8 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
     return rows, status  # type: ignore[return-value]
 
 
-def _try(function: Callable[[T], R], item: T) -> R | Exception:
+def attempt(function: Callable[[T], R], item: T) -> R | Exception:
+    """``function(item)``, or the exception it raised (the caller reports it per image)."""
     try:
         return function(item)
     except Exception as exc:  # noqa: BLE001

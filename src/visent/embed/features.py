@@ -16,7 +16,7 @@ from visent.core.images import load_image
 from visent.core.status import ImageStatus
 from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
-from visent.embed.cached import _try, cached_image_pass, file_hashes
+from visent.embed.cached import attempt, cached_image_pass, file_hashes
 from visent.embed.onnx import calibrate_int8, calibration_id, check_runtime, choose_calibration, onnx_embedder
 from visent.embed.preprocess import five_crops
 
@@ -124,7 +124,7 @@ def calibration_images(backbone: Backbone, paths: Sequence[Path | None], digests
         return backbone.preprocess(load_image(path, backbone.image_size))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        images = [x.numpy() for x in pool.map(lambda path: _try(load, path), chosen) if isinstance(x, torch.Tensor)]
+        images = [x.numpy() for x in pool.map(lambda path: attempt(load, path), chosen) if isinstance(x, torch.Tensor)]
     size = backbone.image_size
     return np.stack(images) if images else np.empty((0, 3, size, size), np.float32)
 
