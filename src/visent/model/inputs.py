@@ -44,8 +44,6 @@ def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
     return expanded
 
 
-
-
 @contextlib.contextmanager
 def image_files(images: Sequence[Any]) -> Iterator[list[tuple[str, str | None, str | None]]]:
     """Per image ``(name, path, problem)``: paths as given; PIL images, arrays and file bytes written to a

@@ -29,6 +29,7 @@ CSV_COLUMNS = ["path", *CLASSES, "label", "status", "error"]
 
 ENGINE_CHUNK = 128  # images per task of an engine other than the local one
 
+
 def predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], *, batch_size: int = 32,
             cache: bool = True, engine: Any = None) -> list[dict[str, Any]]:
     """One row per input: path, P(negative), P(neutral), P(positive), label, status, error."""
