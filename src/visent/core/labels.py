@@ -5,6 +5,10 @@ from __future__ import annotations
 CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
+# Serra et al.'s per-class confidence thresholds for keeping a teacher's label: what the clean stage applies when
+# the teacher declared none of its own (a teacher's confidences have a scale of their own).
+SERRA_THRESHOLDS: dict[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}
+
 _ALIASES = {
     "negative": "negative", "neg": "negative", "-1": "negative",
     "neutral": "neutral", "neu": "neutral",

@@ -7,9 +7,9 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from visent.core.errors import UnknownName, VisentError
+from visent.core.labels import SERRA_THRESHOLDS
 
-# Serra et al.'s per-class confidence thresholds: what the clean stage applies for a teacher that declares none.
-SERRA_THRESHOLDS: Mapping[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}
+__all__ = ["SERRA_THRESHOLDS", "Teacher", "TeacherError", "TeacherNotFound", "UnknownTeacher"]
 
 
 class TeacherError(VisentError, ValueError):
