@@ -87,7 +87,7 @@ def build(root: Path, posts: list[tuple[str, bytes | None, dict]], ingest_errors
     ds.write_table("posts", post_rows, schema.POSTS)
     ds.finish_stage("ingest", {"source": "test"}, {"posts": len(post_rows)})
     ds.write_table("teach", teach_rows, schema.TEACH)
-    ds.finish_stage("teach", {"teacher": "test"}, {"posts": len(teach_rows)})
+    ds.finish_stage("teach", {"teacher": "test"}, {"posts": len(teach_rows)}, thresholds=dict(DEFAULT_THRESHOLDS))
     return ds
 
 

@@ -215,3 +215,27 @@ def test_default_thresholds_follow_the_teacher(tmp_path):
     clean(tmp_path / "ds", thresholds={"positive": 0.95})
     params = Dataset(tmp_path / "ds").stage_info("clean")["params"]
     assert params["thresholds"] == {**declared, "positive": 0.95}
+
+
+def test_a_dataset_taught_before_thresholds_were_recorded_is_mended_by_teaching_again(tmp_path):
+    from visent.clean import DEFAULT_THRESHOLDS, clean
+    from visent.ingest import ingest
+    from visent.teach import load_teacher, teach
+
+    ingest(make_crawl(tmp_path / "crawl", n_per_class=3), tmp_path / "ds")
+    teach(tmp_path / "ds", "vader")
+    manifest_path = tmp_path / "ds" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["stages"]["teach"]["thresholds"]  # as an older visent wrote it
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="run `visent teach .*` again"):  # never silently Serra et al.'s
+        clean(tmp_path / "ds")
+    assert Dataset(tmp_path / "ds").stage_info("clean")["params"]["thresholds"] == DEFAULT_THRESHOLDS
+    taught = (tmp_path / "ds" / "teach.parquet").stat().st_mtime_ns
+    teach(tmp_path / "ds", "vader")  # a no-op that records the thresholds
+    info = Dataset(tmp_path / "ds").stage_info("teach")
+    assert info["thresholds"] == load_teacher("vader").thresholds
+    assert info["finished_at"] == manifest["stages"]["teach"]["finished_at"]
+    assert (tmp_path / "ds" / "teach.parquet").stat().st_mtime_ns == taught
+    clean(tmp_path / "ds")
+    assert Dataset(tmp_path / "ds").stage_info("clean")["params"]["thresholds"] == info["thresholds"]

@@ -14,6 +14,7 @@ Decoding and hashing images is the slow part, so its results are cached per imag
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,15 @@ import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from visent.clean import checks as images
+import visent.clean.checks as checks
 from visent.clean.hamming import HammingIndex, popcount64
 from visent.core import schema
 from visent.core.errors import UsageError
-from visent.core.labels import CLASSES, normalise_label
+from visent.core.labels import CLASSES, SERRA_THRESHOLDS, normalise_label
 from visent.core.progress import progress
 from visent.core.store import Checkpoint, Dataset, atomic_write_table
 
-DEFAULT_THRESHOLDS: dict[str, float] = {"negative": 0.7, "neutral": 0.9, "positive": 0.9}  # Serra et al.
+DEFAULT_THRESHOLDS = SERRA_THRESHOLDS  # for a teacher that declared none (the teach stage records them)
 
 STEPS: tuple[str, ...] = (
     "ingest_error", "bad_image", "exact_duplicate", "near_duplicate",
@@ -60,8 +61,13 @@ _POST_COLUMNS = ("post_id", "image_sha256", "image_file", "ingest_status", "inge
 def default_thresholds(dataset: Dataset | str | os.PathLike[str]) -> dict[str, float]:
     """The per-class thresholds the teacher of ``dataset`` declared (the teach stage records them), else Serra
     et al.'s :data:`DEFAULT_THRESHOLDS`."""
-    recorded = (Dataset.of(dataset).stage_info("teach") or {}).get("thresholds")
-    return dict(recorded or DEFAULT_THRESHOLDS)
+    ds = Dataset.of(dataset)
+    teach = ds.stage_info("teach") or {}
+    if teach.get("status") == "done" and "thresholds" not in teach:
+        warnings.warn(f"{ds.root}: the teach stage recorded no confidence thresholds of its teacher (an older visent "
+                      f"taught it): Serra et al.'s are used; run `visent teach {ds.root}` again to record the "
+                      "teacher's own (it relabels nothing)", UserWarning, stacklevel=3)
+    return dict(teach.get("thresholds") or DEFAULT_THRESHOLDS)
 
 
 def _resolve_thresholds(thresholds: dict[str, float] | None, ds: Dataset) -> dict[str, float]:
@@ -167,7 +173,7 @@ class _Funnel:
         return {col["image_sha256"][i]: col["image_file"][i] for i in self.alive()
                 if col["image_sha256"][i] and col["image_file"][i]}
 
-    def check_images(self, results: dict[str, tuple[images.ImageCheck, int | None]], min_side: int) -> None:
+    def check_images(self, results: dict[str, tuple[checks.ImageCheck, int | None]], min_side: int) -> None:
         """Record each image's size and pHash; drop posts without an image and unusable or tiny images."""
         col = self.col
         for i in range(self.n):
@@ -180,7 +186,7 @@ class _Funnel:
             check, value = results[sha]
             self.width[i], self.height[i], self.phash[i] = check.width, check.height, value
             if self.reason[i] is None:
-                check = images.size_check(check, min_side)
+                check = checks.size_check(check, min_side)
                 if not check.ok:
                     self.drop(i, "bad_image", check.reason)
 
@@ -236,7 +242,7 @@ class _Funnel:
             "label": labels,
             "width": self.width,
             "height": self.height,
-            "phash": [None if v is None else images.phash_hex(v) for v in self.phash],
+            "phash": [None if v is None else checks.phash_hex(v) for v in self.phash],
             "duplicate_of": self.duplicate_of,
         }, schema=schema.CLEAN)
 
@@ -336,7 +342,7 @@ def _near_duplicates(alive: np.ndarray, hashes: np.ndarray, distance: int, posit
             duplicate_of[member] = post_ids[keep]
 
 
-def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[images.ImageCheck, int | None]]:
+def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[checks.ImageCheck, int | None]]:
     """Check and hash every wanted image (sha256 -> file), reusing and extending the per-image cache."""
     cache_path = ds.root / "work" / _CACHE_FILE
     parts = Checkpoint(ds.root / "work" / _CACHE_PARTS, key="image_sha256")
@@ -348,7 +354,7 @@ def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[image
             for start in range(0, len(todo), _CACHE_BATCH):
                 batch = todo[start:start + _CACHE_BATCH]
                 found = []
-                for result in pool.map(lambda item: images.analyse_image(ds.image_path(item[1])), batch):
+                for result in pool.map(lambda item: checks.analyse_image(ds.image_path(item[1])), batch):
                     found.append(result)
                     advance(1)
                 parts.write(_cache_rows([sha for sha, _ in batch], found), _CACHE_SCHEMA)
@@ -359,10 +365,10 @@ def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[image
     return {sha: results[sha] for sha in wanted}
 
 
-def _cache_rows(shas: list[str], found: list[tuple[images.ImageCheck, int | None]]) -> pa.Table:
+def _cache_rows(shas: list[str], found: list[tuple[checks.ImageCheck, int | None]]) -> pa.Table:
     return pa.table({
         "image_sha256": shas,
-        "method": [images.METHOD] * len(shas),
+        "method": [checks.METHOD] * len(shas),
         "ok": [check.ok for check, _ in found],
         "reason": [check.reason for check, _ in found],
         "width": [check.width for check, _ in found],
@@ -372,17 +378,17 @@ def _cache_rows(shas: list[str], found: list[tuple[images.ImageCheck, int | None
     }, schema=_CACHE_SCHEMA)
 
 
-def _read_cache(cache_path: Path, parts: Checkpoint) -> dict[str, tuple[images.ImageCheck, int | None]]:
+def _read_cache(cache_path: Path, parts: Checkpoint) -> dict[str, tuple[checks.ImageCheck, int | None]]:
     tables = [parts.read(_CACHE_SCHEMA)]
     if cache_path.exists():
         try:
             tables.insert(0, pq.read_table(cache_path).cast(_CACHE_SCHEMA))
         except (OSError, pa.ArrowException):
             pass  # a damaged cache is only lost work: the images are checked again
-    results: dict[str, tuple[images.ImageCheck, int | None]] = {}
+    results: dict[str, tuple[checks.ImageCheck, int | None]] = {}
     for table in tables:
-        table = table.filter(pc.equal(table.column("method"), images.METHOD))
+        table = table.filter(pc.equal(table.column("method"), checks.METHOD))
         rows = zip(*(table.column(name).to_pylist() for name in _CACHE_SCHEMA.names))
         for sha, _, ok, reason, width, height, fmt, value in rows:
-            results[sha] = (images.ImageCheck(ok, reason, width, height, fmt), value)
+            results[sha] = (checks.ImageCheck(ok, reason, width, height, fmt), value)
     return results

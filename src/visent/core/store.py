@@ -217,6 +217,15 @@ class Dataset:
         self._save_manifest()
         Checkpoint(self.root / "work" / stage).clear()
 
+    def record_stage(self, stage: str, **record: Any) -> None:
+        """Add ``record`` to a finished stage's entry (what :meth:`finish_stage` would have recorded), leaving its
+        parameters, counts and times as they are."""
+        info = self.stage_info(stage)
+        if not info or info.get("status") != "done":
+            raise DatasetError(f"{self.root}: stage '{stage}' has not finished; nothing to record")
+        info.update(record)
+        self._save_manifest()
+
     def require_stage(self, stage: str) -> None:
         if not self.stage_done(stage):
             hint = {"ingest": "visent ingest SOURCE --out DIR", "teach": "visent teach DIR",

@@ -131,6 +131,8 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     params = {"teacher": teacher, "teacher_id": model.fingerprint,
               "posts": _posts_fingerprint(ids, texts, langs)}
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
+        if "thresholds" not in ds.stage_info(STAGE):  # taught by a visent that did not record them
+            ds.record_stage(STAGE, thresholds=dict(model.thresholds))
         return dict(ds.stage_info(STAGE)["counts"])  # type: ignore[index]
 
     checkpoint = ds.begin_stage(STAGE, params)
