@@ -129,7 +129,9 @@ def test_export_is_cached_and_reused(lite0: Backbone, photos: list[Path], monkey
 
     def spy(backbone: Backbone) -> bytes:
         calls.append(backbone.name)
-        return export(backbone)
+        data = export(backbone)
+        assert not backbone.module.training  # the exporter itself puts the module back as it found it
+        return data
 
     monkeypatch.setattr(visent_onnx, "export_onnx", spy)
     first, _ = embed_images(photos[:2], None, lite0, runtime="onnx")

@@ -85,7 +85,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
         """The backbone, set up on the first batch only: nothing is loaded when every image is cached."""
         embedder = None if runtime == "torch" else onnx_embedder(backbone, runtime, calibration=int8_calibration,
                                                                  threads=threads)
-        backbone.module.eval()  # after an ONNX export, which leaves the module in training mode
+        backbone.module.eval()  # inference: batch norm and dropout as in evaluation
 
         def run(batch: torch.Tensor) -> np.ndarray:
             if embedder is None:

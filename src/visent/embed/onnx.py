@@ -109,7 +109,8 @@ def export_onnx(backbone: Backbone) -> bytes:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and constant-folding notes
         try:
-            torch.onnx.export(_Pooled(backbone.module), (example,), buffer, input_names=["images"],
+            # the exporter restores the wrapper's mode afterwards, and with it the backbone's: eval, as found
+            torch.onnx.export(_Pooled(backbone.module).eval(), (example,), buffer, input_names=["images"],
                               output_names=["features"], opset_version=OPSET, dynamo=False,
                               dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
         except Exception as exc:  # noqa: BLE001 - any exporter failure means the same to the user
