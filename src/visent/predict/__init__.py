@@ -56,7 +56,7 @@ def iter_predict(model: VisentModel | str | Path, inputs: Sequence[str | Path], 
 # what a worker sends back: per item its probabilities and its status (ImageStatus as columns); the rows are made
 # here, where the inputs' own names are known
 _SCORES = pa.schema([*[(name, pa.float64()) for name in CLASSES],
-                     ("state", pa.string()), ("reason", pa.string()), ("file", pa.string())])
+                     *[(name, pa.string()) for name in STATUS_COLUMNS]])
 
 
 class PredictWorker:
