@@ -17,7 +17,8 @@ from visent.core.status import ImageStatus
 from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
 from visent.embed.cached import attempt, cached_image_pass, file_hashes
-from visent.embed.onnx import calibrate_int8, calibration_id, check_runtime, choose_calibration, onnx_embedder
+from visent.embed.onnx import (INT8_RECIPE, calibrate_int8, calibration_id, check_runtime, choose_calibration,
+                               onnx_embedder)
 from visent.embed.preprocess import five_crops
 
 TTA_MODES = ("none", "flip", "crops")
@@ -32,20 +33,24 @@ def tta_mode(tta: bool | str) -> str:
     return mode
 
 
-def feature_key(backbone: Backbone, tta: bool | str, runtime: str = "torch", calib_id: str | None = None) -> str:
+def feature_key(backbone: Backbone, tta: bool | str, runtime: str = "torch", calib_id: str | None = None,
+                int8_recipe: int = INT8_RECIPE) -> str:
     """Cache key of the features: backbone identity, test-time augmentation and, for the ONNX runtimes, the
-    runtime (with the int8 calibration's identity), since their features differ slightly from PyTorch's."""
+    runtime (with the int8 calibration's identity and recipe), since their features differ slightly from
+    PyTorch's."""
     mode = tta_mode(tta)
     key = f"{backbone.key}|tta=" + {"none": "0", "flip": "1"}.get(mode, mode)
     if runtime != "torch":
         key += f"|runtime={runtime}" + (f":{calib_id}" if calib_id else "")
+        if runtime == "onnx-int8" and int8_recipe != 1:  # recipe 1's keys are those of the features cached before
+            key += f":r{int8_recipe}"
     return key
 
 
 def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | None, backbone: Backbone, *,
                  cache: FeatureCache | None = None, batch_size: int = 32, workers: int = 2,
                  tta: bool | str = False, runtime: str = "torch", int8_calibration: Path | None = None,
-                 threads: int | None = None) -> tuple[np.ndarray, list[ImageStatus]]:
+                 int8_recipe: int = INT8_RECIPE, threads: int | None = None) -> tuple[np.ndarray, list[ImageStatus]]:
     """Pooled features of images, float32 (n, dim), and an :class:`~visent.core.status.ImageStatus` per image.
 
     Status is ok (computed now), cached or an error naming the file and the reason (row is NaN).
@@ -55,8 +60,8 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
 
     ``runtime`` runs the backbone with PyTorch (``"torch"``) or, on CPU, with ONNX Runtime in fp32
     (``"onnx"``, several times faster) or int8 (``"onnx-int8"``, faster still) with the calibration file
-    ``int8_calibration`` (a model directory's), else one measured on up to 128 of these images (see
-    ``visent.embed.onnx``). ``threads`` is the number of inference threads (default: every core);
+    ``int8_calibration`` (a model directory's), else one measured on up to 128 of these images, and the
+    quantisation ``int8_recipe`` (see ``visent.embed.onnx``). ``threads`` is the number of inference threads (default: every core);
     ``workers`` threads decode images meanwhile.
     """
     check_runtime(runtime)
@@ -68,9 +73,9 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     digests, errors = file_hashes(paths, hashes, workers)
     if runtime == "onnx-int8" and int8_calibration is None:
         int8_calibration = calibrate_int8(backbone, lambda: calibration_images(backbone, paths, digests, workers),
-                                          [d for d in digests if d])
+                                          [d for d in digests if d], recipe=int8_recipe)
     calib_id = calibration_id(Path(int8_calibration)) if runtime == "onnx-int8" else None
-    key = feature_key(backbone, tta, runtime, calib_id)
+    key = feature_key(backbone, tta, runtime, calib_id, int8_recipe)
 
     def load(path: Path) -> torch.Tensor:
         """(3, S, S), or (5, 3, S, S) for the crops."""
@@ -84,7 +89,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     def network() -> Callable[[torch.Tensor], np.ndarray]:
         """The backbone, set up on the first batch only: nothing is loaded when every image is cached."""
         embedder = None if runtime == "torch" else onnx_embedder(backbone, runtime, calibration=int8_calibration,
-                                                                 threads=threads)
+                                                                 threads=threads, recipe=int8_recipe)
         backbone.module.eval()  # inference: batch norm and dropout as in evaluation
 
         def run(batch: torch.Tensor) -> np.ndarray:

@@ -48,6 +48,7 @@ class ModelConfig:
     tta: bool | str = False  # test-time augmentation: False/"none", True/"flip" or "crops"
     runtime: str = "torch"  # how the backbone runs: "torch", "onnx" or "onnx-int8" (see visent.embed.RUNTIMES)
     int8_calibration: str | None = None  # file name inside the model directory: the int8 activation ranges
+    int8_recipe: int = 1  # how the int8 network is quantised (visent.embed.onnx.INT8_RECIPES); 1 when not recorded
     extra_backbones: list[str] = field(default_factory=list)  # frozen packaged backbones whose features are appended
     signals: list[str] = field(default_factory=list)  # image signals fused with the backbone (visent.embed.SIGNALS)
     signal_teacher: str = "vader"  # the text teacher that scores text read in images (signal "ocr")
@@ -141,7 +142,7 @@ class VisentModel:
             hashes = file_hashes(paths)[0]  # once, for every pass below
         features, status = embed_images(paths, hashes, self.backbone, cache=FeatureCache() if cache else None,
                                         batch_size=batch_size, tta=self.config.tta, runtime=self.config.runtime,
-                                        int8_calibration=calibration)
+                                        int8_calibration=calibration, int8_recipe=self.config.int8_recipe)
         blocks = [features]
         for name in self.config.extra_backbones:
             # The int8 calibration belongs to the main backbone; extra backbones run in fp32 ONNX then.

@@ -229,8 +229,9 @@ def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None
 
     if config.runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
         from visent.embed.features import calibration_images
-        from visent.embed.onnx import CALIBRATION_FILE, calibrate_int8
+        from visent.embed.onnx import CALIBRATION_FILE, INT8_RECIPE, calibrate_int8
 
+        config.int8_recipe = INT8_RECIPE
         measured = calibrate_int8(
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
         atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
