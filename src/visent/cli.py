@@ -79,7 +79,7 @@ POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HE
 NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
 MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
 BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
-BACKBONE = typer.Option("efficientnet-lite0-ms+efficientnet-lite2", "--backbone",
+BACKBONE = typer.Option("efficientnet-lite0-ms", "--backbone",
                         help="Image backbone (see `visent backbones`); join several with + to use all their features.")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")

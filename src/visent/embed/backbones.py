@@ -11,43 +11,16 @@ import copy
 import hashlib
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from visent.core.errors import VisentError
 from visent.core.registry import Registry
 from visent.core.store import atomic_write_bytes
-from visent.embed.preprocess import center_square
-
-PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached features are recomputed
-
-
-class BackboneError(VisentError):
-    """A backbone cannot be built: unknown name, missing library, or weights that do not fit."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What a backbone expects and returns. ``mean``/``std`` are per RGB channel on the 0..255 scale."""
-
-    name: str
-    dim: int
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resample: str = "bicubic"
-
-    @property
-    def preprocessing(self) -> str:
-        mean = ",".join(f"{v:g}" for v in self.mean)
-        std = ",".join(f"{v:g}" for v in self.std)
-        return f"v{PIPELINE_VERSION}:{self.image_size}px:{self.resample}:center-square:mean={mean}:std={std}"
+from visent.embed.spec import BackboneError, BackboneSpec, preprocess_array, to_array
 
 
 class Backbone:
@@ -57,8 +30,6 @@ class Backbone:
         self.spec = spec
         self.module = module.to(memory_format=torch.channels_last)  # ~1.4x faster convolutions on CPU
         self.freeze()
-        self._mean = np.asarray(spec.mean, dtype=np.float32)
-        self._std = np.asarray(spec.std, dtype=np.float32)
         self._digest: str | None = None
 
     name = property(lambda self: self.spec.name)
@@ -87,12 +58,11 @@ class Backbone:
     # ----------------------------------------------------------------- features
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image → normalised tensor (3, image_size, image_size): shorter side resized, centre cropped."""
-        return self.to_tensor(center_square(image, self.image_size, self.spec.resample))
+        return torch.from_numpy(preprocess_array(image, self.spec))
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
         """Normalise an RGB image that already has the input size."""
-        array = (np.asarray(image, dtype=np.float32) - self._mean) / self._std
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return torch.from_numpy(to_array(image, self.spec))
 
     def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
         """Pooled features (N, dim) of a preprocessed batch (N, 3, H, W)."""

@@ -59,7 +59,7 @@ def kept_images(dataset: Dataset) -> tuple[list[str], list[Path]]:
     return list(seen), list(seen.values())
 
 
-def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-lite0-ms+efficientnet-lite2", *,
+def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-lite0-ms", *,
                   runtime: str | None = None, tta: bool | str = False, batch_size: int = 32, chunk_size: int = CHUNK,
                   cache: FeatureCache | None = None, engine: Any = None) -> dict[str, dict[str, int]]:
     """Cache the features of the kept images for each backbone of ``backbone``, as ``visent train`` with the same

@@ -8,18 +8,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
+from typing import TYPE_CHECKING, Union
+
 import numpy as np
-import torch
 
 from visent.core.errors import UnknownName, UsageError
 from visent.core.images import load_image
 from visent.core.status import ImageStatus
-from visent.embed.backbones import Backbone
 from visent.embed.cache import FeatureCache
 from visent.embed.cached import attempt, cached_image_pass, file_hashes
+from visent.embed.graph import GraphBackbone
 from visent.embed.onnx import (INT8_RECIPE, calibrate_int8, calibration_id, check_runtime, choose_calibration,
                                onnx_embedder)
 from visent.embed.preprocess import five_crops
+from visent.embed.spec import preprocess_array, to_array
+
+if TYPE_CHECKING:
+    from visent.embed.backbones import Backbone
+
+AnyBackbone = Union["Backbone", GraphBackbone]
 
 TTA_MODES = ("none", "flip", "crops")
 
@@ -33,12 +40,14 @@ def tta_mode(tta: bool | str) -> str:
     return mode
 
 
-def feature_key(backbone: Backbone, tta: bool | str, runtime: str = "torch", calib_id: str | None = None,
+def feature_key(backbone: AnyBackbone, tta: bool | str, runtime: str = "torch", calib_id: str | None = None,
                 int8_recipe: int = INT8_RECIPE) -> str:
     """Cache key of the features: backbone identity, test-time augmentation and, for the ONNX runtimes, the
     runtime (with the int8 calibration's identity and recipe), since their features differ slightly from
     PyTorch's."""
     mode = tta_mode(tta)
+    if isinstance(backbone, GraphBackbone):  # the network it carries is the one these name
+        runtime, calib_id, int8_recipe = backbone.runtime, backbone.calib_id, backbone.int8_recipe
     key = f"{backbone.key}|tta=" + {"none": "0", "flip": "1"}.get(mode, mode)
     if runtime != "torch":
         key += f"|runtime={runtime}" + (f":{calib_id}" if calib_id else "")
@@ -47,7 +56,7 @@ def feature_key(backbone: Backbone, tta: bool | str, runtime: str = "torch", cal
     return key
 
 
-def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | None, backbone: Backbone, *,
+def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | None, backbone: AnyBackbone, *,
                  cache: FeatureCache | None = None, batch_size: int = 32, workers: int = 2,
                  tta: bool | str = False, runtime: str = "torch", int8_calibration: Path | None = None,
                  int8_recipe: int = INT8_RECIPE, threads: int | None = None) -> tuple[np.ndarray, list[ImageStatus]]:
@@ -61,75 +70,80 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
     ``runtime`` runs the backbone with PyTorch (``"torch"``) or, on CPU, with ONNX Runtime in fp32
     (``"onnx"``, several times faster) or int8 (``"onnx-int8"``, faster still) with the calibration file
     ``int8_calibration`` (a model directory's), else one measured on up to 128 of these images, and the
-    quantisation ``int8_recipe`` (see ``visent.embed.onnx``). ``threads`` is the number of inference threads (default: every core);
-    ``workers`` threads decode images meanwhile.
+    quantisation ``int8_recipe`` (see ``visent.embed.onnx``). A :class:`~visent.embed.graph.GraphBackbone` (a
+    network carried as an ONNX graph) runs its graph, and PyTorch is not imported. ``threads`` is the number of
+    inference threads (default: every core); ``workers`` threads decode images meanwhile.
     """
     check_runtime(runtime)
+    carried = isinstance(backbone, GraphBackbone)
     mode = tta_mode(tta)
     if batch_size < 1:
         raise UsageError("batch_size must be at least 1")
 
     # content hashes first (read from disk only where the caller has none): the int8 calibration is chosen by them
     digests, errors = file_hashes(paths, hashes, workers)
-    if runtime == "onnx-int8" and int8_calibration is None:
+    if runtime == "onnx-int8" and int8_calibration is None and not carried:
         int8_calibration = calibrate_int8(backbone, lambda: calibration_images(backbone, paths, digests, workers),
                                           [d for d in digests if d], recipe=int8_recipe)
-    calib_id = calibration_id(Path(int8_calibration)) if runtime == "onnx-int8" else None
+    calib_id = calibration_id(Path(int8_calibration)) if runtime == "onnx-int8" and not carried else None
     key = feature_key(backbone, tta, runtime, calib_id, int8_recipe)
+    spec = backbone.spec
 
-    def load(path: Path) -> torch.Tensor:
+    def load(path: Path) -> np.ndarray:
         """(3, S, S), or (5, 3, S, S) for the crops."""
-        image = load_image(path, backbone.image_size)
+        image = load_image(path, spec.image_size)
         if mode == "crops":
-            return torch.stack([backbone.to_tensor(crop)
-                                for crop in five_crops(image, backbone.image_size, backbone.spec.resample)])
-        return backbone.preprocess(image)
+            return np.stack([to_array(crop, spec) for crop in five_crops(image, spec.image_size, spec.resample)])
+        return preprocess_array(image, spec)
 
     @functools.cache
-    def network() -> Callable[[torch.Tensor], np.ndarray]:
-        """The backbone, set up on the first batch only: nothing is loaded when every image is cached."""
-        embedder = None if runtime == "torch" else onnx_embedder(backbone, runtime, calibration=int8_calibration,
-                                                                 threads=threads, recipe=int8_recipe)
+    def network() -> Callable[[np.ndarray], np.ndarray]:
+        """The network, set up on the first batch only: nothing is loaded when every image is cached."""
+        if carried:
+            return backbone.embedder(threads)
+        if runtime != "torch":
+            return onnx_embedder(backbone, runtime, calibration=int8_calibration, threads=threads,
+                                 recipe=int8_recipe)
+        import torch
+
         backbone.module.eval()  # inference: batch norm and dropout as in evaluation
 
-        def run(batch: torch.Tensor) -> np.ndarray:
-            if embedder is None:
-                return backbone.forward_features(batch).float().cpu().numpy()
-            return embedder(batch.numpy())
+        def run(batch: np.ndarray) -> np.ndarray:
+            torch_threads = torch.get_num_threads()
+            torch.set_num_threads(threads or os.cpu_count() or 1)
+            try:
+                with torch.inference_mode():
+                    return backbone.forward_features(torch.from_numpy(batch)).float().cpu().numpy()
+            finally:
+                torch.set_num_threads(torch_threads)
 
         return run
 
-    def compute(items: list[torch.Tensor]) -> np.ndarray:
+    def compute(items: list[np.ndarray]) -> np.ndarray:
         """Features (B, dim) of B images (3, S, S) or (V, 3, S, S), averaged over the views."""
-        run = network()  # outside inference mode: an ONNX export traces the module
-        with torch.inference_mode():
-            batch = torch.stack(items)
-            views = batch.reshape(-1, *batch.shape[-3:])
-            if mode != "none":
-                views = torch.cat([views, views.flip(-1)])
-            return _mean_views(run(views), len(batch))
+        run = network()
+        batch = np.stack(items)
+        views = batch.reshape(-1, *batch.shape[-3:])
+        if mode != "none":
+            views = np.concatenate([views, np.ascontiguousarray(views[..., ::-1])])
+        return _mean_views(run(views), len(batch))
 
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    try:
-        return cached_image_pass(paths, key, backbone.dim, load=load, compute=compute, cache=cache,
-                                 hashed=(digests, errors), workers=workers, batch_size=batch_size,
-                                 label=f"embed ({backbone.name}, {runtime})")
-    finally:
-        torch.set_num_threads(torch_threads)
+    return cached_image_pass(paths, key, backbone.dim, load=load, compute=compute, cache=cache,
+                             hashed=(digests, errors), workers=workers, batch_size=batch_size,
+                             label=f"embed ({backbone.name}, {'graph' if carried else runtime})")
 
 
-def calibration_images(backbone: Backbone, paths: Sequence[Path | None], digests: Sequence[str | None],
+def calibration_images(backbone: AnyBackbone, paths: Sequence[Path | None], digests: Sequence[str | None],
                        workers: int = 2) -> np.ndarray:
     """Preprocessed int8 calibration images (n, 3, S, S): ``choose_calibration`` of the readable images."""
     path_of = {digest: Path(path) for path, digest in reversed(list(zip(paths, digests))) if digest and path}
     chosen = [path_of[digest] for digest in choose_calibration(list(path_of))]
 
-    def load(path: Path) -> torch.Tensor:
-        return backbone.preprocess(load_image(path, backbone.image_size))
+    def load(path: Path) -> np.ndarray:
+        return preprocess_array(load_image(path, backbone.image_size), backbone.spec)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        images = [x.numpy() for x in pool.map(lambda path: attempt(load, path), chosen) if isinstance(x, torch.Tensor)]
+        images = [x for x in pool.map(lambda path: attempt(load, path), chosen) if isinstance(x, np.ndarray)]
     size = backbone.image_size
     return np.stack(images) if images else np.empty((0, 3, size, size), np.float32)
 

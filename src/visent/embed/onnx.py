@@ -28,18 +28,19 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from visent.core.errors import InputError, PathNotFound, UnknownName, UsageError
 from visent.core.store import atomic_write_bytes
-from visent.embed.backbones import Backbone, BackboneError
+from visent.embed.spec import BackboneError
+
+if TYPE_CHECKING:
+    from visent.embed.backbones import Backbone
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
-DEFAULT_RUNTIME = "onnx"  # what `visent build` / `train` use: fp32 ONNX Runtime, same accuracy as PyTorch, ~5x faster
+DEFAULT_RUNTIME = "onnx-int8"  # what `visent build` / `train` use (a dataset too small to calibrate gets "onnx")
 EXPORT_VERSION = 2  # bump when the export or quantisation recipe changes, so cached models are rebuilt
 OPSET = 17
 CALIBRATION_IMAGES = 128  # images drawn for int8 calibration (the smallest content hashes: a stable random sample)
@@ -96,19 +97,25 @@ def calibration_id(calibration: Path) -> str:
 
 
 # --------------------------------------------------------------------------- export and quantisation
-class _Pooled(nn.Module):
+def _pooled(module):
     """The backbone's module with its output flattened to (N, dim), as ``Backbone.forward_features``."""
+    from torch import nn
 
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.inner = module
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x).flatten(1)
+        def forward(self, x):
+            return self.inner(x).flatten(1)
+
+    return Pooled()
 
 
 def export_onnx(backbone: Backbone) -> bytes:
     """The backbone as an ONNX model: input ``images`` (N, 3, S, S) float32 → output ``features`` (N, dim)."""
+    import torch
+
     backbone.module.eval()
     example = torch.zeros(2, 3, backbone.image_size, backbone.image_size, device=backbone.device)
     buffer = io.BytesIO()
@@ -116,7 +123,7 @@ def export_onnx(backbone: Backbone) -> bytes:
         warnings.simplefilter("ignore")  # the exporter's deprecation and constant-folding notes
         try:
             # the exporter restores the wrapper's mode afterwards, and with it the backbone's: eval, as found
-            torch.onnx.export(_Pooled(backbone.module).eval(), (example,), buffer, input_names=["images"],
+            torch.onnx.export(_pooled(backbone.module).eval(), (example,), buffer, input_names=["images"],
                               output_names=["features"], opset_version=OPSET, dynamo=False,
                               dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
         except Exception as exc:  # noqa: BLE001 - any exporter failure means the same to the user

@@ -6,6 +6,8 @@ Layout::
     head.npz        the student head (standardisation + logistic weights)
     backbone.pt     fine-tuned backbone weights (only when the backbone was fine-tuned)
     int8-calibration.json  activation ranges of the int8 backbone (only with runtime "onnx-int8")
+    backbone.onnx   the backbone's network as run for the training features (ONNX runtimes): predict runs it
+                    without PyTorch, export or quantisation
     metrics.json    training counts and validation figures against the teacher's labels
     MODEL_CARD.md   data, teacher, thresholds, counts, in words
 """
@@ -49,6 +51,7 @@ class ModelConfig:
     runtime: str = "torch"  # how the backbone runs: "torch", "onnx" or "onnx-int8" (see visent.embed.RUNTIMES)
     int8_calibration: str | None = None  # file name inside the model directory: the int8 activation ranges
     int8_recipe: int = 1  # how the int8 network is quantised (visent.embed.onnx.INT8_RECIPES); 1 when not recorded
+    graph: dict[str, Any] | None = None  # the carried network: file, input spec, feature identity (GraphBackbone)
     extra_backbones: list[str] = field(default_factory=list)  # frozen packaged backbones whose features are appended
     signals: list[str] = field(default_factory=list)  # image signals fused with the backbone (visent.embed.SIGNALS)
     signal_teacher: str = "vader"  # the text teacher that scores text read in images (signal "ocr")
@@ -124,6 +127,16 @@ class VisentModel:
             self._backbone = load_backbone(self.config.backbone, weights=weights)
         return self._backbone
 
+    @property
+    def feature_backbone(self):
+        """What computes the main features: the network the directory carries (an ONNX graph, no PyTorch), else
+        :attr:`backbone`."""
+        if self.config.graph and self.config.runtime != "torch" and self.directory is not None:
+            from visent.embed.graph import GraphBackbone
+
+            return GraphBackbone.from_record(self.directory, self.config.graph)
+        return self.backbone
+
     def features(self, paths: Sequence[str | Path], hashes: Sequence[str] | None = None, *,
                  cache: bool = True, batch_size: int = 32) -> tuple[np.ndarray, list[ImageStatus]]:
         """What the head reads, (n, dim): the backbone's pooled features, then the model's signals, and a status
@@ -140,7 +153,7 @@ class VisentModel:
         paths = [Path(p) if p is not None else None for p in paths]
         if hashes is None and (self.config.extra_backbones or self.config.signals):
             hashes = file_hashes(paths)[0]  # once, for every pass below
-        features, status = embed_images(paths, hashes, self.backbone, cache=FeatureCache() if cache else None,
+        features, status = embed_images(paths, hashes, self.feature_backbone, cache=FeatureCache() if cache else None,
                                         batch_size=batch_size, tta=self.config.tta, runtime=self.config.runtime,
                                         int8_calibration=calibration, int8_recipe=self.config.int8_recipe)
         blocks = [features]

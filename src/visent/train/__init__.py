@@ -7,6 +7,7 @@ Training reads the ``posts``, ``teach`` and ``clean`` tables only; the ``human_l
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ __all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
 
 # Features of every stage of EfficientNet-Lite0 and the pooled features of Lite2, side by side: the best
 # student of the MVSA zero-label ablation (README). Inference runs both networks.
-DEFAULT_BACKBONE = "efficientnet-lite0-ms+efficientnet-lite2"
+DEFAULT_BACKBONE = "efficientnet-lite0-ms"
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -119,7 +120,9 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
     """
     from visent.embed import load_backbone
+    from visent.embed.onnx import MIN_CALIBRATION_IMAGES
 
+    asked = runtime
     runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=tta, runtime=runtime,
                                  signals=signals)
     dataset = Dataset.of(dataset)
@@ -128,6 +131,11 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     if len(rows["post_id"]) < 10:
         raise TrainError(f"{dataset.root}: only {len(rows['post_id'])} posts survived cleaning; "
                          "ingest more posts or loosen the thresholds (`visent clean --help`)")
+    if asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES:
+        warnings.warn(f"{dataset.root}: {len(set(rows['sha256']))} distinct images are too few to calibrate the int8 "
+                      f"network (it needs {MIN_CALIBRATION_IMAGES}); the model runs in fp32 (runtime 'onnx')",
+                      stacklevel=2)
+        runtime = "onnx"
     labels = np.array(rows["label"])
     targets = rows["soft"] if target == "soft" else as_targets(labels)
     out = Path(out)
@@ -236,7 +244,29 @@ def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
         atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
         config.int8_calibration = CALIBRATION_FILE
+    if config.runtime != "torch":
+        _carry_graph(config, out, model_backbone)
     return model_backbone, finetune_report
+
+
+GRAPH_FILE = "backbone.onnx"
+
+
+def _carry_graph(config: ModelConfig, out: Path, backbone: Any) -> None:
+    """Write the network the features are computed with (the fp32 export, or the int8 network of the model's
+    calibration and recipe) into ``out``, so that predict runs it as it is: no PyTorch, export or quantisation."""
+    from visent.embed.graph import GraphBackbone
+    from visent.embed.onnx import calibration_id, onnx_model, quantize_int8
+
+    calib_id = None
+    if config.runtime == "onnx-int8":
+        calibration = out / str(config.int8_calibration)
+        source, calib_id = quantize_int8(backbone, calibration, recipe=config.int8_recipe), calibration_id(calibration)
+    else:
+        source = onnx_model(backbone)
+    atomic_write_bytes(out / GRAPH_FILE, source.read_bytes())
+    config.graph = GraphBackbone(out / GRAPH_FILE, backbone.spec, backbone.key, config.runtime, calib_id,
+                                 config.int8_recipe).record()
 
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
