@@ -9,11 +9,11 @@ For each backbone, on the same images (MVSA photos, repeated to ``--images`` whe
 
 Each configuration runs in a process of its own. Images/s count decoding and inference end to end; the
 one-time ONNX export and int8 quantisation are timed apart (in another process). Whole processes as a user runs
-them (`visent predict`, cold and warm) are `benchmarks/predict_e2e.py`'s. Memory is the process's
+them (`visent predict`, cold and warm) are `benchmarks/throughput.py`'s. Memory is the process's
 peak resident set (Linux), and how much of it came during the run. Also prints the decoding rate of one
 thread and the teacher's texts/s.
 
-    python benchmarks/throughput.py ../shared/data/mvsa-single --images 512
+    python benchmarks/networks.py ../shared/data/mvsa-single --images 512
 """
 
 from __future__ import annotations

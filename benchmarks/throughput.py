@@ -4,18 +4,20 @@ Per round, alternating, each a process of its own on the same machine:
 
 - ``plain``: the script a user would write: EfficientNet-Lite0 with its packaged weights, every photo decoded at
   full size, converted to RGB, resized to 224 px, PyTorch eager, batches of 32, 2 threads, CSV out;
-- ``visent cold``: ``visent predict MODEL @list.txt --out p.csv`` with a fresh ``HOME`` and ``VISENT_CACHE`` (no
-  exported ONNX graph, no cached feature: what the first run on a new machine pays);
-- ``visent warm``: the same command again in that ``HOME`` on other photos (the exports are there, the features
-  of these photos are not).
+- ``MODEL cold``: ``visent predict MODEL @list.txt --out p.csv`` with a fresh ``HOME`` and ``VISENT_CACHE`` (nothing
+  exported, quantised or cached: what the first run on a new machine pays), for each ``--model`` (default: the
+  shipped model);
+- ``MODEL warm``: the same command again in that ``HOME`` on other photos (whatever the first run exported is
+  there, the features of these photos are not).
 
 Images/s count everything the process does (start, model load, exports, decoding, inference, CSV). Peak RSS is
 the process's (Linux ``ru_maxrss``). The photos are distinct MVSA photos; ``--images`` per run, so a round needs
-``3 x --images`` of them (MVSA-Single has 3,692). ``--memory N`` also runs ``visent cold`` on a list of N copies
-of the photos, each re-encoded so that its bytes differ (no cache hit), and prints the peak RSS beside that of
-``--images``: memory should stay flat as the list grows.
+``2 x --images`` of them (MVSA-Single has 3,692): the plain script and every cold run read the first list, every
+warm run the second. ``--memory N`` also runs the first model cold on a list of N copies of the photos, each
+re-encoded so that its bytes differ (no cache hit), and prints the peak RSS beside that of ``--images``: memory
+should stay flat as the list grows.
 
-    python benchmarks/predict_e2e.py ../shared/data/mvsa-single --images 1024 --rounds 2
+    python benchmarks/throughput.py ../shared/data/mvsa-single --images 1024 --rounds 2
 """
 
 from __future__ import annotations
@@ -104,39 +106,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mvsa", type=Path, nargs="?",
                         default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
-    parser.add_argument("--model", default="default", help="model directory or name (default: the shipped model)")
+    parser.add_argument("--model", action="append", help="model directory or name, repeatable (default: the shipped "
+                        "model)")
     parser.add_argument("--images", type=int, default=1024, help="distinct photos per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory", type=int, default=0, help="also a cold run over this many re-encoded photos")
     args = parser.parse_args()
 
     files = sorted((args.mvsa.resolve() / "data").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
-    if len(files) < 3 * args.images:
-        sys.exit(f"{len(files)} photos in {args.mvsa / 'data'}; a round needs 3 x --images = {3 * args.images}")
+    if len(files) < 2 * args.images:
+        sys.exit(f"{len(files)} photos in {args.mvsa / 'data'}; a round needs 2 x --images = {2 * args.images}")
+    models = args.model or ["default"]
     work = Path(tempfile.mkdtemp(prefix="visent-e2e-"))
     base_env = {k: v for k, v in os.environ.items() if k not in ("VISENT_CACHE",)}
     base_env["VISENT_PROGRESS"] = "0"
-    visent = [sys.executable, "-m", "visent", "predict", args.model]
-    print(f"{args.images} distinct MVSA photos per run, {args.rounds} rounds, {os.cpu_count()} cores; model "
-          f"{args.model}", flush=True)
-    results: dict[str, list[tuple[float, float]]] = {"plain": [], "visent cold": [], "visent warm": []}
+    print(f"{args.images} distinct MVSA photos per run, {args.rounds} rounds, {os.cpu_count()} cores; models "
+          f"{', '.join(models)}", flush=True)
+    results: dict[str, list[tuple[float, float]]] = {"plain": []}
     for round_ in range(args.rounds):
-        chunk = files[:3 * args.images]
-        plain_list = write_list(chunk[:args.images], work / f"plain-{round_}.txt")
-        cold_list = write_list(chunk[args.images:2 * args.images], work / f"cold-{round_}.txt")
-        warm_list = write_list(chunk[2 * args.images:], work / f"warm-{round_}.txt")
+        chunk = files[:2 * args.images]
+        cold_list = write_list(chunk[:args.images], work / f"cold-{round_}.txt")
+        warm_list = write_list(chunk[args.images:], work / f"warm-{round_}.txt")
         files = files[args.images:] + files[:args.images]  # the next round starts elsewhere: same work, new order
-        home = work / f"home-{round_}"
-        home.mkdir()
-        env = {**base_env, "HOME": str(home)}
-        runs = (("plain", [sys.executable, "-c", PLAIN, str(plain_list), str(work / "plain.csv")]),
-                ("visent cold", [*visent, f"@{cold_list}", "--out", str(work / "cold.csv")]),
-                ("visent warm", [*visent, f"@{warm_list}", "--out", str(work / "warm.csv")]))
-        for name, command in runs:
+        runs = [("plain", [sys.executable, "-c", PLAIN, str(cold_list), str(work / "plain.csv")], base_env)]
+        for index, model in enumerate(models):
+            home = work / f"home-{round_}-{index}"
+            home.mkdir()
+            env = {**base_env, "HOME": str(home)}
+            visent = [sys.executable, "-m", "visent", "predict", model]
+            runs += [(f"{model} cold", [*visent, f"@{cold_list}", "--out", str(work / "cold.csv")], env),
+                     (f"{model} warm", [*visent, f"@{warm_list}", "--out", str(work / "warm.csv")], env)]
+        for name, command, env in runs:
             seconds, peak = timed(command, env)
             check_rows(Path(command[-1]), args.images, name)
-            results[name].append((args.images / seconds, peak))
-            print(f"  round {round_ + 1}: {name:<11} {args.images / seconds:6.1f} images/s  peak RSS {peak:6.0f} MB",
+            results.setdefault(name, []).append((args.images / seconds, peak))
+            print(f"  round {round_ + 1}: {name:<24} {args.images / seconds:6.1f} images/s  peak RSS {peak:6.0f} MB",
                   flush=True)
 
     plain = statistics.median(rate for rate, _ in results["plain"])
@@ -152,10 +156,11 @@ def main() -> None:
         many = write_list(copies(files, args.memory, folder), work / "many.txt")
         home = work / "home-memory"
         home.mkdir()
+        visent = [sys.executable, "-m", "visent", "predict", models[0]]
         seconds, peak = timed([*visent, f"@{many}", "--out", str(work / "many.csv")], {**base_env, "HOME": str(home)})
         check_rows(work / "many.csv", args.memory, "memory")
-        small = max(p for _, p in results["visent cold"])
-        print(f"\nmemory: visent cold on {args.memory} photos: {args.memory / seconds:.1f} images/s, peak RSS "
+        small = max(p for _, p in results[f"{models[0]} cold"])
+        print(f"\nmemory: {models[0]} cold on {args.memory} photos: {args.memory / seconds:.1f} images/s, peak RSS "
               f"{peak:.0f} MB against {small:.0f} MB on {args.images} ({peak / small - 1:+.0%})")
     print(f"command: python {shlex.join(sys.argv)}")
 
