@@ -64,8 +64,17 @@ def onnxruntime_error() -> str | None:
 
 
 def default_runtime() -> str:
-    """``$VISENT_TEACHER_RUNTIME`` when set, else :data:`DEFAULT_RUNTIME`."""
-    return check_runtime(os.environ.get(RUNTIME_ENV) or DEFAULT_RUNTIME)
+    """``$VISENT_TEACHER_RUNTIME`` when set, else :data:`DEFAULT_RUNTIME`, or ``torch`` (with a warning) where
+    ONNX Runtime cannot be imported."""
+    chosen = os.environ.get(RUNTIME_ENV)
+    if chosen:
+        return check_runtime(chosen)
+    error = onnxruntime_error()
+    if error:
+        warnings.warn(f"ONNX Runtime cannot be imported ({error}); the teacher runs on torch, several times "
+                      "slower: `pip install onnxruntime`", RuntimeWarning, stacklevel=2)
+        return "torch"
+    return DEFAULT_RUNTIME
 
 
 # --------------------------------------------------------------------------- export
