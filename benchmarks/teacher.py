@@ -186,7 +186,7 @@ def _predict_seconds(teacher: str, runtime: str | None, textfile: Path, home: Pa
         env["VISENT_TEACHER_RUNTIME"] = runtime
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "visent", "teacher", "predict", teacher, str(textfile), "--out", str(out)],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -205,7 +205,8 @@ def speed(textfile: Path | None, rounds: int, variants: list[str]) -> dict:
         for name in variants:
             for mode in ("cold", "warm"):
                 if mode == "cold":
-                    home, cache = work / f"cold-home-{r}-{len(seconds)}", work / f"cold-cache-{r}-{name.replace('/', '-')}"
+                    slug = f"{r}-{name.replace('/', '-')}"
+                    home, cache = work / f"cold-home-{slug}", work / f"cold-cache-{slug}"
                     home.mkdir()
                 else:
                     home, cache = warm_home, warm_cache

@@ -49,7 +49,7 @@ def test_onnx_member_matches_torch_and_its_export_is_cached(monkeypatch):
 
 def test_runtime_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.delenv(teach_onnx.RUNTIME_ENV, raising=False)
-    assert teach_onnx.default_runtime() == "onnx"
+    assert teach_onnx.default_runtime() == teach_onnx.DEFAULT_RUNTIME == "onnx-int8"
     monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "torch")
     assert teach_onnx.default_runtime() == "torch"
     monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "tensorflow")

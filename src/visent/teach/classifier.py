@@ -84,7 +84,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     Inference on a Hugging Face encoder runs on ONNX Runtime (:mod:`visent.teach.onnx`: the encoder with this
     member's top layers, exported once and cached) unless ``runtime`` (an attribute, not a hyper-parameter:
-    ``"onnx"``, ``"onnx-int8"`` or ``"torch"``; None: ``$VISENT_TEACHER_RUNTIME``, else ``"onnx"``) says
+    ``"onnx-int8"``, ``"onnx"`` or ``"torch"``; None: ``$VISENT_TEACHER_RUNTIME``, else ``"onnx-int8"``) says
     otherwise; training always runs on torch.
 
     >>> clf = TextClassifier(encoder="minilm", finetune_layers=2).fit(texts, y, val_texts, val_y)

@@ -7,10 +7,10 @@ It is exported the first time a member runs and kept under ``$VISENT_CACHE/onnx`
 ``~/.cache/visent/onnx``), named after a hash of the member's top-layer weights, the encoder's weight files and
 the export recipe, so a retrained member or another encoder gets another file.
 
-Runtimes (``VISENT_TEACHER_RUNTIME``, or a member's ``runtime`` attribute): ``onnx`` (fp32, the default when
-onnxruntime imports; the same probabilities as torch within ~1e-6), ``onnx-int8`` (ONNX Runtime's dynamic
-quantisation of the fp32 export: int8 weights, activations quantised per batch) and ``torch`` (eager
-PyTorch, always available; fine-tuning runs there).
+Runtimes (``VISENT_TEACHER_RUNTIME``, or a member's ``runtime`` attribute): ``onnx-int8`` (the default when
+onnxruntime imports: ONNX Runtime's dynamic quantisation of the fp32 export, int8 weights, activations quantised
+per batch), ``onnx`` (fp32, the same probabilities as torch within ~1e-6) and ``torch`` (eager PyTorch, always
+available; fine-tuning runs there).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from visent.core.store import atomic_write_bytes
 from visent.teach.base import TeacherError
 
 RUNTIMES = ("onnx", "onnx-int8", "torch")
-DEFAULT_RUNTIME = "onnx"
+# int8 keeps the shipped teacher's macro-recall on the SemEval-2016 test within 0.3 point of torch (0.7050 against
+# 0.7043) and runs about twice as fast as fp32 on 2 cores
+DEFAULT_RUNTIME = "onnx-int8"
 RUNTIME_ENV = "VISENT_TEACHER_RUNTIME"
 EXPORT_VERSION = 1  # bump when the export or quantisation recipe changes, so cached exports are rebuilt
 OPSET = 17
