@@ -21,6 +21,7 @@ def _member(runtime: str):
 
 
 def test_onnx_member_matches_torch_and_its_export_is_cached(monkeypatch):
+    monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "onnx")  # what a load looks for in the cache
     torch_probs = _member("torch").predict_proba(TEXTS)
     onnx_member = _member("onnx")
     onnx_probs = onnx_member.predict_proba(TEXTS)
