@@ -11,8 +11,16 @@ task 4A 2013–2016 minus ``twitter-2016test-A.tsv`` and the XLM-T ``train_*`` f
 
     python benchmarks/teacher.py                                   # train in --work, then score
     python benchmarks/teacher.py --teacher src/visent/resources/teachers/default   # score a teacher
+    VISENT_TEACHER_RUNTIME=onnx-int8 python benchmarks/teacher.py --teacher ... --only semeval   # another runtime
+    python benchmarks/teacher.py --speed                            # texts/s of each teacher, whole processes
 
 Texts of the test file never train (by id or by normalised text); the XLM-T val files only score.
+
+``--speed`` times whole processes ``visent teacher predict NAME FILE`` (imports, loading, language id, every
+member) on the MVSA texts (or ``--texts FILE``, one text per line): VADER, and the default teacher on each
+runtime (torch, onnx, onnx-int8). *cold* runs get a fresh HOME and VISENT_CACHE, so the ONNX export is paid;
+*warm* runs share a cache prepared once. Variants alternate within each round, so a noisy machine slows them
+alike; the medians, and their ratio to the default teacher on torch, are printed.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +45,9 @@ from visent.teach.text import preprocess_tweet
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELDOUT = "twitter-2016test-A.tsv"
+# --speed: teacher name and VISENT_TEACHER_RUNTIME of each variant
+SPEED_VARIANTS = {"vader": ("vader", None), "default/torch": ("default", "torch"), "default/onnx": ("default", "onnx"),
+                  "default/onnx-int8": ("default", "onnx-int8")}
 
 
 def _fmt(name: str, s: dict) -> str:
@@ -51,8 +65,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--only", choices=["semeval", "xlmt"], help="score one of the two test sets")
     parser.add_argument("--json", type=Path, help="write all figures here")
+    parser.add_argument("--speed", action="store_true", help="time `visent teacher predict` per teacher instead")
+    parser.add_argument("--texts", type=Path, help="--speed: one text per line (default: the MVSA-Single texts)")
+    parser.add_argument("--rounds", type=int, default=3, help="--speed: runs of each variant and mode")
+    parser.add_argument("--variants", nargs="+", default=list(SPEED_VARIANTS), choices=list(SPEED_VARIANTS),
+                        help="--speed: what to time")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.speed:
+        results = speed(args.texts, args.rounds, args.variants)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        return
 
     results: dict = {}
     teacher_dir = args.teacher
@@ -138,6 +162,66 @@ def score_xlmt(teacher: TrainedTeacher, xlmt_dir: Path) -> dict:
         print(f"  overall     n={overall['n']:>4}  macro-F1 {overall['macro_f1']:.4f} (mean over languages {mean:.4f}); "
               "UMSAB XLM-T reference 69.4")
         results[mode] = xlmt
+    return results
+
+
+def mvsa_texts(out: Path) -> Path:
+    """The MVSA-Single post texts, one a line (decoded as visent's ingest does), written to ``out``."""
+    from visent.core.encoding import TextDecoder
+
+    folder = SHARED / "mvsa-single" / "data"
+    files = sorted(folder.glob("*.txt"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
+    if not files:
+        raise SystemExit(f"no MVSA texts in {folder}: give --texts FILE (one text per line)")
+    raw = [f.read_bytes() for f in files]
+    decoder = TextDecoder.learn(raw)
+    out.write_text("\n".join(" ".join(decoder.decode(b).split()) for b in raw) + "\n", encoding="utf-8")
+    return out
+
+
+def _predict_seconds(teacher: str, runtime: str | None, textfile: Path, home: Path, cache: Path, out: Path) -> float:
+    env = {**os.environ, "HOME": str(home), "VISENT_CACHE": str(cache), "VISENT_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    env.pop("VISENT_TEACHER_RUNTIME", None)
+    if runtime:
+        env["VISENT_TEACHER_RUNTIME"] = runtime
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "visent", "teacher", "predict", teacher, str(textfile), "--out", str(out)],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def speed(textfile: Path | None, rounds: int, variants: list[str]) -> dict:
+    """texts/s of whole ``visent teacher predict`` processes, cold and warm, variants alternating per round."""
+    work = Path(tempfile.mkdtemp(prefix="visent-teacher-speed-"))
+    textfile = textfile or mvsa_texts(work / "texts.txt")
+    n = len(textfile.read_text(encoding="utf-8").splitlines())
+    warm_home, warm_cache = work / "warm-home", work / "warm-cache"
+    warm_home.mkdir()
+    print(f"{n} texts from {textfile}; {os.cpu_count()} cores; {rounds} rounds; preparing the warm cache")
+    for name in variants:  # one untimed run each fills the warm cache (the ONNX exports) and the OS page cache
+        _predict_seconds(*SPEED_VARIANTS[name], textfile, warm_home, warm_cache, work / "out.csv")
+    seconds: dict[str, list[float]] = {f"{name} {mode}": [] for name in variants for mode in ("cold", "warm")}
+    for r in range(rounds):
+        for name in variants:
+            for mode in ("cold", "warm"):
+                if mode == "cold":
+                    slug = f"{r}-{name.replace('/', '-')}"
+                    home, cache = work / f"cold-home-{slug}", work / f"cold-cache-{slug}"
+                    home.mkdir()
+                else:
+                    home, cache = warm_home, warm_cache
+                s = _predict_seconds(*SPEED_VARIANTS[name], textfile, home, cache, work / "out.csv")
+                seconds[f"{name} {mode}"].append(s)
+                print(f"  round {r + 1}: {name:<18} {mode}  {s:6.1f} s  {n / s:7.0f} texts/s", flush=True)
+    print(f"\nwhole-process texts/s (median of {rounds}); ratio to default/torch in the same mode:")
+    results: dict = {"texts": n, "rounds": rounds, "seconds": seconds}
+    for key, values in seconds.items():
+        rate = n / statistics.median(values)
+        name, mode = key.rsplit(" ", 1)
+        base = seconds.get(f"default/torch {mode}")
+        ratio = f"  x{rate / (n / statistics.median(base)):.2f}" if base else ""
+        results[key] = round(rate, 1)
+        print(f"  {name:<18} {mode}  {rate:7.0f} texts/s  ({statistics.median(values):.1f} s){ratio}")
     return results
 
 

@@ -82,9 +82,16 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
     (:class:`FitReport`); :meth:`fit` also keeps ``val_logp_``, the calibrated log-probabilities of its
     validation texts.
 
+    Inference on a Hugging Face encoder runs on ONNX Runtime (:mod:`visent.teach.onnx`: the encoder with this
+    member's top layers, exported once and cached) unless ``runtime`` (an attribute, not a hyper-parameter:
+    ``"onnx-int8"``, ``"onnx"`` or ``"torch"``; None: ``$VISENT_TEACHER_RUNTIME``, else ``"onnx-int8"``) says
+    otherwise; training always runs on torch.
+
     >>> clf = TextClassifier(encoder="minilm", finetune_layers=2).fit(texts, y, val_texts, val_y)
     >>> clf.predict_proba(["what a day!"])   # (1, 3), columns negative, neutral, positive
     """
+
+    runtime: str | None = None  # inference runtime; None: visent.teach.onnx.default_runtime()
 
     def __init__(self, encoder: str = "minilm", finetune_layers: int = 2, epochs: int = 3, batch_size: int = 32,
                  lr: float = 1e-4, head_lr: float = 2e-3, weight_decay: float = 0.01, max_length: int = 64,
@@ -123,15 +130,75 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             self._encoder, self._encoder_key = encoder, (self.encoder, self.max_length)
         return self._encoder
 
-    # -- features ----------------------------------------------------------------------------------------
-    def _features(self, texts: list[str], desc: str) -> np.ndarray:
-        """Pooled features entering the head."""
-        k = self.finetune_layers
-        if k == 0:
-            return self._text_encoder().embed(texts, desc=desc)
+    # -- the fine-tuned top layers (torch modules, built from the saved tensors on first use) ----------------
+    @property
+    def layers_(self) -> Any:
+        if "_layers" not in self.__dict__:
+            raise AttributeError("layers_")
+        if self._layers is None and self.__dict__.get("_top_tensors") is not None:
+            self._layers = self._build_layers(self._top_tensors)
+        return self._layers
+
+    @layers_.setter
+    def layers_(self, value: Any) -> None:
+        self._layers, self._top_tensors, self._top_digest, self._onnx = value, None, None, None
+
+    def _build_layers(self, tensors: dict[str, np.ndarray]) -> Any:
         import torch
+        from torch import nn
 
         enc = self._text_encoder()
+        layers = nn.ModuleList(copy.deepcopy(list(enc.layers[-self.finetune_layers:])))  # type: ignore[attr-defined]
+        state = {key: torch.from_numpy(np.asarray(value, dtype=np.float32)) for key, value in tensors.items()}
+        try:
+            layers.load_state_dict(state)
+        except RuntimeError as exc:
+            raise TeacherError(f"{self.__dict__.get('_weights_file', 'the member')}: the fine-tuned layers do not fit encoder {self.encoder!r}: "
+                               f"{exc}") from exc
+        layers.eval()
+        for p in layers.parameters():
+            p.requires_grad_(False)
+        return layers
+
+    def _top_state(self) -> dict[str, np.ndarray]:
+        """The fine-tuned top layers' tensors (as saved, or as trained), without building torch modules."""
+        if self.__dict__.get("_top_tensors") is not None:
+            return self._top_tensors
+        return {key: value.detach().float().numpy() for key, value in self.layers_.state_dict().items()}
+
+    # -- features ----------------------------------------------------------------------------------------
+    def _runtime(self, runtime: str | None = None) -> str:
+        from visent.teach.onnx import check_runtime, default_runtime
+
+        return check_runtime(runtime or self.runtime or default_runtime())
+
+    def _onnx_member(self, runtime: str) -> Any:
+        """The member on ONNX Runtime (exported now unless cached), kept per runtime."""
+        from visent.teach.onnx import OnnxMember, member_model, top_state_digest
+
+        cache = self.__dict__.get("_onnx") or {}
+        if runtime not in cache:
+            enc = self._text_encoder()
+            k = self.finetune_layers
+            top = self._top_state() if k else {}
+            digest = self.__dict__.get("_top_digest") or top_state_digest(top)
+            path = member_model(enc, k, digest, lambda: self.layers_, runtime)
+            cache[runtime] = OnnxMember(path, enc)
+            self._onnx = cache
+        return cache[runtime]
+
+    def _features(self, texts: list[str], desc: str, runtime: str | None = None) -> np.ndarray:
+        """Pooled features entering the head, on ``runtime`` (default: :meth:`_runtime`)."""
+        from visent.teach.encoders import TransformerEncoder
+
+        k = self.finetune_layers
+        enc = self._text_encoder()
+        if isinstance(enc, TransformerEncoder) and self._runtime(runtime) != "torch":
+            return self._onnx_member(self._runtime(runtime)).features(texts, desc)
+        if k == 0:
+            return enc.embed(texts, desc=desc)
+        import torch
+
         order = np.argsort(enc.lengths(texts), kind="stable")  # type: ignore[attr-defined]
         out = np.zeros((len(texts), enc.dim), dtype=np.float32)
         self.layers_.eval()
@@ -195,7 +262,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             self._fit_head(clean, y_arr, val_clean, val_arr)
         else:
             self._fit_top(clean, y_arr, val_clean, val_arr)
-        val_logits = self._logits(self._features(val_clean, "validation"))
+        val_logits = self._logits(self._features(val_clean, "validation", runtime="torch"))  # as trained
         self.report_.val_before_scaling = scores(val_arr, softmax(val_logits))
         self.temperature_ = fit_temperature(val_logits, val_arr, TEMPERATURE_LOG_BOUNDS)
         self.report_.temperature = round(self.temperature_, 4)
@@ -343,10 +410,21 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         atomic_write_bytes(Path(str(path) + ".safetensors"), save(self.state()))
         return self.meta()
 
+    def _onnx_ready(self) -> bool:
+        """Whether inference will run on an ONNX export that is already cached (so no torch layers are needed)."""
+        from visent.teach.encoders import TransformerEncoder
+        from visent.teach.onnx import cached_member_model, top_state_digest
+
+        runtime = self._runtime()
+        enc = self._text_encoder()
+        if runtime == "torch" or not isinstance(enc, TransformerEncoder):
+            return False
+        self._top_digest = top_state_digest(self._top_state())
+        return cached_member_model(enc, self.finetune_layers, self._top_digest, runtime) is not None
+
     @classmethod
     def load(cls, path: str | Path, meta: dict[str, Any]) -> "TextClassifier":
-        from safetensors.torch import load_file
-        from torch import nn
+        from safetensors.numpy import load_file
 
         clf = cls(**meta["config"])
         clf.classes_ = np.array(CLASSES)
@@ -359,22 +437,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             tensors = load_file(str(file))
         except (OSError, Exception) as exc:  # safetensors raises its own error types
             raise TeacherError(f"cannot read teacher weights {file}: {exc}; retrain with `visent teacher train`") from exc
-        clf.head_weight_ = tensors.pop("head.weight").float().numpy()
-        clf.head_bias_ = tensors.pop("head.bias").float().numpy()
+        clf._weights_file = file
+        clf.head_weight_ = tensors.pop("head.weight").astype(np.float32)
+        clf.head_bias_ = tensors.pop("head.bias").astype(np.float32)
         clf.layers_ = None
-        k = clf.finetune_layers
-        if k:
-            enc = clf._text_encoder()
-            layers = nn.ModuleList(copy.deepcopy(list(enc.layers[-k:])))  # type: ignore[attr-defined]
-            state = {key[len("layers."):]: value.float() for key, value in tensors.items() if key.startswith("layers.")}
-            try:
-                layers.load_state_dict(state)
-            except RuntimeError as exc:
-                raise TeacherError(f"{file} does not fit encoder {clf.encoder!r}: {exc}") from exc
-            layers.eval()
-            for p in layers.parameters():
-                p.requires_grad_(False)
-            clf.layers_ = layers
+        if clf.finetune_layers:
+            # the torch layers are built on first use: not at all when a cached ONNX export of them runs
+            clf._top_tensors = {key[len("layers."):]: value for key, value in tensors.items() if key.startswith("layers.")}
+            if clf._onnx_ready():
+                clf._layers = None
+            else:
+                clf._layers = clf._build_layers(clf._top_tensors)  # checks that the weights fit the encoder
         if clf.head_weight_.shape[1] != clf._text_encoder().dim:
             raise TeacherError(f"{file}: head expects {clf.head_weight_.shape[1]} features, encoder "
                              f"{clf.encoder!r} gives {clf._text_encoder().dim}")

@@ -13,6 +13,7 @@ Every encoder reads texts already normalised by :func:`visent.teach.text.preproc
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,27 +41,80 @@ class TextEncoder:
 
 
 class TransformerEncoder(TextEncoder):
-    """A Hugging Face encoder with mean pooling, loaded from a local folder only (never the hub)."""
+    """A Hugging Face encoder with mean pooling, loaded from a local folder only (never the hub).
+
+    The torch model and the ``transformers`` tokenizer load on first use: inference through ONNX Runtime
+    (:mod:`visent.teach.onnx`) needs neither once the export is cached, only :meth:`token_ids`.
+    """
 
     def __init__(self, path: str | Path, name: str, languages: tuple[str, ...] | None, max_length: int = 64):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         path = Path(path)
         if not (path / "config.json").is_file():
             raise PathNotFound(f"{path}: not a Hugging Face model folder (no config.json); give the folder "
                                     "holding config.json, the weights and the tokenizer files")
-        hf_logging.disable_progress_bar()
         self.path, self.name, self.languages, self.max_length = path, name, languages, max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-        self.dim = int(self.model.config.hidden_size)
-        self.layers = self.model.encoder.layer
-        self.num_layers = len(self.layers)
-        self._torch = torch
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._fast: Any = None
+        if isinstance(config.get("hidden_size"), int) and isinstance(config.get("num_hidden_layers"), int):
+            self.dim, self.num_layers = config["hidden_size"], config["num_hidden_layers"]
+        else:  # another config layout: ask the model itself
+            self.dim, self.num_layers = int(self.model.config.hidden_size), len(self.layers)
+
+    @property
+    def model(self) -> Any:
+        """The torch model (eval mode), loaded on first use."""
+        if self._model is None:
+            from transformers import AutoModel
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self._model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``transformers`` tokenizer, loaded on first use."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        return self._tokenizer
+
+    @property
+    def layers(self) -> Any:
+        return self.model.encoder.layer
+
+    @property
+    def _torch(self) -> Any:
+        import torch
+
+        return torch
+
+    def weights_identity(self) -> str:
+        """Names the encoder's weights: the folder, and the size and modification time of its weight files."""
+        files = sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin") or p.name == "config.json")
+        return "|".join([str(self.path.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, special tokens included, truncated to ``max_length`` (no padding): the fast
+        ``tokenizers`` library's batch call on the folder's tokenizer.json, else the ``transformers`` tokenizer."""
+        texts = list(texts)
+        if not texts:
+            return []
+        if (self.path / "tokenizer.json").is_file():
+            if self._fast is None or self._fast.truncation is None or self._fast.truncation["max_length"] != self.max_length:
+                from tokenizers import Tokenizer
+
+                fast = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+                fast.no_padding()
+                fast.enable_truncation(self.max_length)
+                self._fast = fast
+            return [e.ids for e in self._fast.encode_batch(texts)]
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
     # -- pieces used by fine-tuning ------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
@@ -68,8 +122,7 @@ class TransformerEncoder(TextEncoder):
                               return_tensors="pt")
 
     def lengths(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        return np.array([len(row) for row in ids])
+        return np.array([len(row) for row in self.token_ids(texts)], dtype=np.int64)
 
     def mask(self, hidden: Any, attention: Any) -> Any:
         from transformers.masking_utils import create_bidirectional_mask

@@ -107,8 +107,14 @@ def _train_member(encoder_name: str, tweets: Tweets, train_idx: Sequence[int], v
         atomic_write_json(member_file, {"key": spec_key, "meta": meta})
     logp = np.full((len(val_idx), N_CLASSES), np.nan)
     rows = [j for j, lang in enumerate(val_langs) if _judges(rule, lang)]
-    # a member trained now kept these from fit(); a reused one scores its validation texts again
-    logp[rows] = clf.decision_function([val_texts[j] for j in rows]) if reused else clf.val_logp_
+    # a member trained now kept these from fit(); a reused one scores its validation texts again, on torch as fit()
+    # did, so that the stack fitted on them is the same
+    if reused:
+        clf.runtime = "torch"
+        logp[rows] = clf.decision_function([val_texts[j] for j in rows])
+        clf.runtime = None
+    else:
+        logp[rows] = clf.val_logp_
     return {"name": name, "languages": list(langs) if langs else None, "judges": rule, **meta}, logp
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -40,7 +41,14 @@ def preprocess_tweet(text: str, *, for_model: bool = False) -> str:
     good``, ``!!!!!`` -> ``!!!``) and emoji become their names (``😍`` -> ``smiling face with
     heart-eyes``), which a subword vocabulary without emoji can read.
     """
-    text = html.unescape(text or "")
+    return _preprocess_tweet(text or "", for_model)
+
+
+# a teacher normalises each text several times (routing, each member); the last few thousand are kept
+@functools.lru_cache(maxsize=16384)
+def _preprocess_tweet(text: str, for_model: bool) -> str:
+    """:func:`preprocess_tweet`, memoised (a pure function of its arguments)."""
+    text = html.unescape(text)
     text = _RETWEET.sub(" ", text)
     text = _URL.sub(" ", text)
     text = _MENTION.sub(" ", text)
