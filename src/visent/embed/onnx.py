@@ -19,10 +19,8 @@ measured no better than min-max here.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-import os
 import re
 import shutil
 import tempfile
@@ -33,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from visent.core.errors import InputError, PathNotFound, UnknownName, UsageError
+from visent.core.onnx import cpu_session, onnx_cache_root
 from visent.core.store import atomic_write_bytes
 from visent.embed.spec import BackboneError
 
@@ -73,8 +72,7 @@ def require_onnxruntime() -> None:
 
 def default_onnx_root() -> Path:
     """``$VISENT_CACHE/onnx``, else ``~/.cache/visent/onnx``."""
-    base = os.environ.get("VISENT_CACHE")
-    return Path(base) / "onnx" if base else Path.home() / ".cache" / "visent" / "onnx"
+    return onnx_cache_root()
 
 
 def _stem(backbone: Backbone) -> str:
@@ -247,30 +245,10 @@ def quantize_int8(backbone: Backbone, calibration: Path, root: Path | None = Non
 
 
 # --------------------------------------------------------------------------- inference
-SESSIONS_KEPT = 4  # the most recently used sessions kept for reuse within the process
-
-
 def session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path`` (the last few are kept for reuse within the process).
-
-    ``threads`` intra-op threads (default: every core), one inter-op thread, all graph optimisations,
-    sequential execution; the threads sleep when idle so that image decoding gets the cores between batches.
-    """
-    return _session(str(path), max(1, threads or os.cpu_count() or 1))
-
-
-@functools.lru_cache(maxsize=SESSIONS_KEPT)
-def _session(path: str, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only: no notes about folded initialisers
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    """An ONNX Runtime CPU session for ``path`` (see :func:`visent.core.onnx.cpu_session`): intra-op threads on
+    every core, threads that sleep when idle so that image decoding gets the cores between batches."""
+    return cpu_session(path, threads)
 
 
 class OnnxEmbedder:
