@@ -60,13 +60,22 @@ def default_model() -> VisentModel:
 
 
 def test_maps_of_the_shipped_model_add_up_to_its_logits(tmp_path, default_model):
-    """CAM through the multi-stage pooled Lite0 (means and maxes of every stage) and Lite2: the mean of each
-    class's map is the features' share of its contrastive logit."""
+    """CAM through the multi-stage pooled Lite0 (means and maxes of every stage): the mean of each class's map is
+    the features' share of its contrastive logit. The shipped model predicts with its int8 network; the maps are
+    drawn from the fp32 network of the same weights, whose logits they add up to, and which the int8 ones follow."""
+    from visent.embed import embed_images
+
     path = _photo(tmp_path / "p.png")
     explanation = default_model.explain(path)
     assert explanation.method == "cam" and explanation.maps.shape == (3, GRID, GRID)
-    scores = _contrastive_scores(default_model, path)
-    np.testing.assert_allclose(explanation.maps.mean(axis=(1, 2)), scores, atol=2e-3 * np.abs(scores).max())
+    assert default_model.config.runtime == "onnx-int8"
+    fp32, _ = embed_images([path], None, default_model.backbone, runtime="torch")
+    head = default_model.head
+    scores = fp32[0] @ contrastive_weights(head.coef_, head.scale_, head.temperature_).T
+    means = explanation.maps.mean(axis=(1, 2))
+    np.testing.assert_allclose(means, scores, atol=2e-3 * np.abs(scores).max())
+    int8 = _contrastive_scores(default_model, path)
+    assert np.argmax(int8) == np.argmax(means) and np.abs(int8 - means).max() < 0.5 * np.abs(int8).max()
     # the probabilities are model.predict's
     row = default_model.predict([path]).to_pylist()[0]
     assert explanation.probabilities == pytest.approx({c: row[c] for c in visent.CLASSES})

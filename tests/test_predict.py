@@ -57,8 +57,9 @@ def test_model_names_resolve(tmp_path):
     assert resolve_model_dir("default").name == "default"
     default = VisentModel.load("default")
     assert default.config.backbone == "efficientnet-lite0-ms"
-    assert default.config.extra_backbones == ["efficientnet-lite2"]
-    assert default.head.coef_.shape == (3, 2576 + 1280) and 0.5 < default.head.temperature_ < 2
+    assert default.config.extra_backbones == [] and default.config.runtime == "onnx-int8"
+    assert (default.directory / default.config.graph["file"]).is_file()  # it carries its int8 network
+    assert default.head.coef_.shape == (3, 2576) and 0.5 < default.head.temperature_ < 2
     with pytest.raises(ModelError, match="config.json"):
         resolve_model_dir(tmp_path)
 

@@ -12,6 +12,10 @@ Public surface::
 ``method`` is ``"cam"`` (class activation maps through the linear head: exact for visent's EfficientNet-Lite
 backbones), ``"gradcam"`` (any backbone with a spatial activation: torchvision, timm, ViT) or ``"auto"`` (CAM
 where every backbone of the model allows it). See :mod:`visent.explain.cam`.
+
+The maps come from the PyTorch network of the model's weights (an ONNX graph gives pooled features only). For a
+model that predicts with an int8 network (the default), the probabilities are the int8 network's, as ``predict``
+gives them, and the maps add up to the fp32 network's logits, which the int8 ones follow within quantisation error.
 """
 
 from __future__ import annotations
