@@ -21,3 +21,35 @@ needs_semeval = pytest.mark.skipif(not SEMEVAL.is_dir(), reason=f"SemEval data n
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own feature cache so no test reads another's results."""
     monkeypatch.setenv("VISENT_CACHE", str(tmp_path_factory.mktemp("visent-cache")))
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    """EfficientNet-Lite0 with its packaged weights, on the CPU."""
+    from visent.embed import load_backbone
+
+    return load_backbone("efficientnet-lite0", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """16 photo-like JPEGs (gradients, a disc, noise) of varied sizes: int8 calibration needs natural statistics."""
+    import numpy as np
+    from PIL import Image
+
+    directory = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(16):
+        w, h = int(rng.integers(200, 400)), int(rng.integers(200, 400))
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = rng.uniform(0, 255, 3)
+        slope = rng.uniform(-1, 1, (3, 2))
+        array = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
+        array[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        array += rng.normal(0, 8, array.shape)
+        path = directory / f"photo{i}.jpg"
+        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths

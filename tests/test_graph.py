@@ -11,39 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("onnxruntime")
 
 from visent.core.errors import PathNotFound  # noqa: E402
-from visent.embed import FeatureCache, GraphBackbone, embed_images, load_backbone  # noqa: E402
+from visent.embed import FeatureCache, GraphBackbone, embed_images  # noqa: E402
 from visent.embed import onnx as visent_onnx  # noqa: E402
 from visent.embed.cached import file_sha256  # noqa: E402
 from visent.embed.features import calibration_images, feature_key  # noqa: E402
 from visent.model import ModelConfig, VisentModel  # noqa: E402
 from visent.train import GRAPH_FILE, StudentHead, _carry_graph  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def lite0():
-    return load_backbone("efficientnet-lite0", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> list[Path]:
-    """16 photo-like images of varied sizes (int8 calibration needs at least 16)."""
-    directory = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(16):
-        w, h = int(rng.integers(200, 360)), int(rng.integers(200, 360))
-        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-        array = np.stack([rng.uniform(0, 255) + rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y for _ in range(3)], -1)
-        array += rng.normal(0, 8, array.shape)
-        path = directory / f"p{i}.jpg"
-        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def _model_dir(tmp_path: Path, lite0, photos: list[Path], runtime: str, carry: bool) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 import tempfile
@@ -86,12 +87,21 @@ def choose_calibration(digests: Sequence[str], n: int = CALIBRATION_IMAGES) -> l
     return sorted(set(digests))[:n]
 
 
-def calibration_id(calibration: Path) -> str:
-    """Identity of an int8 calibration: a hash of its ranges file."""
+def canonical_ranges(calibration: Path) -> bytes:
+    """The ranges file's content with its tensors in name order: ONNX Runtime writes them in the order of a set,
+    which changes from run to run, so the same ranges would otherwise make other bytes."""
     if not Path(calibration).is_file():
         raise PathNotFound(f"{calibration}: int8 calibration file missing; train the model again or use "
                                 "runtime='onnx'")
-    return hashlib.sha256(calibration.read_bytes()).hexdigest()[:16]
+    try:
+        return json.dumps(json.loads(Path(calibration).read_bytes()), sort_keys=True).encode()
+    except ValueError as exc:
+        raise InputError(f"{calibration}: not an int8 calibration (JSON) file: {exc}; train the model again") from exc
+
+
+def calibration_id(calibration: Path) -> str:
+    """Identity of an int8 calibration: a hash of its ranges, whatever order the file lists them in."""
+    return hashlib.sha256(canonical_ranges(calibration)).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- export and quantisation
@@ -221,6 +231,7 @@ def calibrate_int8(backbone: Backbone, images: Callable[[], np.ndarray], digests
     with tempfile.TemporaryDirectory(dir=root, prefix=".calibrate-") as tmp:
         ranges = Path(tmp) / "ranges.json"
         _quantize(prepared, Path(tmp) / "int8.onnx", ranges, Reader(), recipe)
+        ranges.write_bytes(canonical_ranges(ranges))
         target = int8_path(backbone, ranges, root, recipe)
         if not target.exists():
             shutil.move(str(Path(tmp) / "int8.onnx"), target)  # same folder: an atomic rename

@@ -237,12 +237,12 @@ def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None
 
     if config.runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
         from visent.embed.features import calibration_images
-        from visent.embed.onnx import CALIBRATION_FILE, INT8_RECIPE, calibrate_int8
+        from visent.embed.onnx import CALIBRATION_FILE, INT8_RECIPE, calibrate_int8, canonical_ranges
 
         config.int8_recipe = INT8_RECIPE
         measured = calibrate_int8(
             model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
-        atomic_write_bytes(out / CALIBRATION_FILE, measured.read_bytes())
+        atomic_write_bytes(out / CALIBRATION_FILE, canonical_ranges(measured))
         config.int8_calibration = CALIBRATION_FILE
     if config.runtime != "torch":
         _carry_graph(config, out, model_backbone)
