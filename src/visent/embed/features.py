@@ -6,9 +6,7 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
-
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 import numpy as np
 
