@@ -22,13 +22,14 @@ import re
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from visent.core.errors import UnknownName
-from visent.core.onnx import cpu_session, onnx_cache_root
+from visent.core.onnx import cpu_session, onnx_cache_root, usable_cores
 from visent.core.progress import progress
 from visent.core.store import atomic_write_bytes
 from visent.teach.base import TeacherError
@@ -197,8 +198,11 @@ class OnnxMember:
                                       f"or set {RUNTIME_ENV}=torch")
         self.path, self.encoder = path, encoder
         self.dim = encoder.dim
+        # small batches of short texts: one single-threaded session run by a thread per core beats one session
+        # with a thread per core (1,260 against 1,060 texts/s for MiniLM int8 on 2 cores)
+        self._workers = max(1, threads or usable_cores())
         try:
-            self._session = cpu_session(path, threads)
+            self._session = cpu_session(path, 1)
         except Exception as exc:  # a truncated or foreign cache file
             raise TeacherRuntimeError(f"{path}: ONNX Runtime cannot load this export ({exc}); delete the file "
                                       "to export the member again") from exc
@@ -208,15 +212,19 @@ class OnnxMember:
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        with progress(desc, len(ids)) as advance:
-            for start in range(0, len(ids), batch_size):
-                idx = order[start:start + batch_size]
-                width = int(lengths[idx].max())
-                input_ids = np.zeros((len(idx), width), dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    input_ids[row, :lengths[i]] = ids[i]
-                    mask[row, :lengths[i]] = 1
-                out[idx] = self._session.run(["features"], {"input_ids": input_ids, "attention_mask": mask})[0]
-                advance(len(idx))
+
+        def run(idx: np.ndarray) -> int:
+            width = int(lengths[idx].max())
+            input_ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, :lengths[i]] = ids[i]
+                mask[row, :lengths[i]] = 1
+            out[idx] = self._session.run(["features"], {"input_ids": input_ids, "attention_mask": mask})[0]
+            return len(idx)
+
+        batches = [order[start:start + batch_size] for start in range(0, len(ids), batch_size)]
+        with progress(desc, len(ids)) as advance, ThreadPoolExecutor(self._workers) as pool:
+            for done in pool.map(run, batches):  # disjoint rows of ``out`` per batch
+                advance(done)
         return out

@@ -44,8 +44,9 @@ def preprocess_tweet(text: str, *, for_model: bool = False) -> str:
     return _preprocess_tweet(text or "", for_model)
 
 
-# a teacher normalises each text several times (routing, each member); the last few thousand are kept
-@functools.lru_cache(maxsize=16384)
+# a teacher normalises each text several times (routing, each member), in passes over all of its texts: the
+# cache holds a whole pass of up to 65,536 texts (about 20 MB), so a second pass is all hits
+@functools.lru_cache(maxsize=65536)
 def _preprocess_tweet(text: str, for_model: bool) -> str:
     """:func:`preprocess_tweet`, memoised (a pure function of its arguments)."""
     text = html.unescape(text)
@@ -54,11 +55,12 @@ def _preprocess_tweet(text: str, for_model: bool) -> str:
     text = _MENTION.sub(" ", text)
     text = _HASHTAG.sub(_split_hashtag, text)
     if for_model:
-        import emoji
-
         text = _ELONGATION.sub(r"\1\1", text)
         text = _PUNCT_RUN.sub(r"\1\1\1", text)
-        text = emoji.replace_emoji(text, replace=_emoji_name)
+        if not text.isascii():  # every emoji has a character beyond ASCII: plain texts skip the scan
+            import emoji
+
+            text = emoji.replace_emoji(text, replace=_emoji_name)
     return " ".join(text.split())
 
 
