@@ -11,6 +11,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from visent.embed import RUNTIMES, Backbone, FeatureCache, embed_images, load_backbone  # noqa: E402
+from visent.core.onnx import onnx_cache_root  # noqa: E402
 from visent.embed import onnx as visent_onnx  # noqa: E402
 from visent.embed.cached import file_sha256  # noqa: E402
 from visent.embed.features import calibration_images, feature_key  # noqa: E402
@@ -60,14 +61,14 @@ def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_fea
     cosine = _cosine(features, torch_features)
     assert cosine.mean() > 0.92 and cosine.min() > 0.8  # 0.89 / 0.75 when the stem convolution is quantised too
     assert not np.allclose(features, torch_features, atol=1e-4)  # it really is another (quantised) network
-    models = sorted(p.name for p in visent_onnx.default_onnx_root().glob("*.onnx"))
+    models = sorted(p.name for p in onnx_cache_root().glob("*.onnx"))
     assert len(models) == 3 and models[0].endswith(".fp32.onnx") and ".int8-" in models[1]
     assert models[2].endswith(".prepared.onnx")
 
 
 def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: list[Path], monkeypatch) -> None:
     first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
-    (calibration,) = visent_onnx.default_onnx_root().glob("*.calibration-*.json")
+    (calibration,) = onnx_cache_root().glob("*.calibration-*.json")
     calls = []
     monkeypatch.setattr(visent_onnx, "_quantize", lambda *a, **k: calls.append(a))
     # three images are too few to calibrate: the calibration of the sixteen serves them
@@ -79,7 +80,7 @@ def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: li
 def test_int8_network_is_rebuilt_from_its_calibration_alone(lite0: Backbone, photos: list[Path],
                                                            tmp_path: Path, monkeypatch) -> None:
     first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
-    (calibration,) = visent_onnx.default_onnx_root().glob("*.calibration-*.json")
+    (calibration,) = onnx_cache_root().glob("*.calibration-*.json")
     carried = tmp_path / "int8-calibration.json"
     carried.write_bytes(calibration.read_bytes())
     assert carried.stat().st_size < 100_000  # small enough for a model directory
@@ -113,7 +114,7 @@ def test_export_is_cached_and_reused(lite0: Backbone, photos: list[Path], monkey
     assert calls == ["efficientnet-lite0"]
     np.testing.assert_array_equal(first, second)
     path = visent_onnx.onnx_model(lite0)
-    assert path.parent == visent_onnx.default_onnx_root() and path.stat().st_size > 1_000_000
+    assert path.parent == onnx_cache_root() and path.stat().st_size > 1_000_000
     assert not list(path.parent.glob(".*"))  # no temporary files left behind
 
 

@@ -71,11 +71,6 @@ def require_onnxruntime() -> None:
                                   f"({exc})") from exc
 
 
-def default_onnx_root() -> Path:
-    """``$VISENT_CACHE/onnx``, else ``~/.cache/visent/onnx``."""
-    return onnx_cache_root()
-
-
 def _stem(backbone: Backbone) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone.name)[:60]
     digest = hashlib.sha256(f"{backbone.key}|export=v{EXPORT_VERSION}:opset{OPSET}".encode()).hexdigest()[:20]
@@ -142,7 +137,7 @@ def export_onnx(backbone: Backbone) -> bytes:
 
 def onnx_model(backbone: Backbone, root: Path | None = None) -> Path:
     """The backbone's fp32 ONNX file, exported now unless it is already cached."""
-    path = (root or default_onnx_root()) / f"{_stem(backbone)}.fp32.onnx"
+    path = (root or onnx_cache_root()) / f"{_stem(backbone)}.fp32.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, export_onnx(backbone))
@@ -157,7 +152,7 @@ def check_int8_recipe(recipe: int) -> int:
 
 def int8_path(backbone: Backbone, calibration: Path, root: Path | None = None, recipe: int = INT8_RECIPE) -> Path:
     suffix = "" if check_int8_recipe(recipe) == 1 else f"-r{recipe}"  # recipe 1's files keep their names
-    return (root or default_onnx_root()) / f"{_stem(backbone)}.int8{suffix}-{calibration_id(calibration)}.onnx"
+    return (root or onnx_cache_root()) / f"{_stem(backbone)}.int8{suffix}-{calibration_id(calibration)}.onnx"
 
 
 def _fp32_convolutions(model_path: Path, recipe: int) -> list[str]:
@@ -177,7 +172,7 @@ def _prepared(backbone: Backbone, root: Path | None = None) -> Path:
     """The fp32 export after ONNX Runtime's quantisation pre-processing (shape inference, folding)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    path = (root or default_onnx_root()) / f"{_stem(backbone)}.prepared.onnx"
+    path = (root or onnx_cache_root()) / f"{_stem(backbone)}.prepared.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".prepare-") as tmp:
@@ -209,7 +204,7 @@ def calibrate_int8(backbone: Backbone, images: Callable[[], np.ndarray], digests
     require_onnxruntime()
     chosen = choose_calibration(digests)
     image_set = hashlib.sha256("\n".join(chosen).encode()).hexdigest()[:16]
-    root = root or default_onnx_root()
+    root = root or onnx_cache_root()
     recipe_tag = "" if check_int8_recipe(recipe) == 1 else f"-r{recipe}"  # the ranges measured depend on the recipe
     path = root / f"{_stem(backbone)}.calibration{recipe_tag}-{image_set}.json"
     if path.exists():
@@ -256,18 +251,12 @@ def quantize_int8(backbone: Backbone, calibration: Path, root: Path | None = Non
 
 
 # --------------------------------------------------------------------------- inference
-def session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path`` (see :func:`visent.core.onnx.cpu_session`): intra-op threads on
-    every core, threads that sleep when idle so that image decoding gets the cores between batches."""
-    return cpu_session(path, threads)
-
-
 class OnnxEmbedder:
     """A backbone run by ONNX Runtime: ``embedder(batch)`` maps float32 (N, 3, S, S) to features (N, dim)."""
 
     def __init__(self, path: Path, threads: int | None = None):
         self.path = path
-        self._session = session(path, threads)
+        self._session = cpu_session(path, threads)  # threads sleep when idle: decoding gets the cores
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
