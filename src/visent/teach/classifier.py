@@ -174,7 +174,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def _onnx_member(self, runtime: str) -> Any:
         """The member on ONNX Runtime (exported now unless cached), kept per runtime."""
-        from visent.teach.onnx import OnnxMember, member_model, top_state_digest
+        from visent.teach.onnx import member_model, top_state_digest
 
         cache = self.__dict__.get("_onnx") or {}
         if runtime not in cache:
@@ -183,17 +183,15 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             top = self._top_state() if k else {}
             digest = self.__dict__.get("_top_digest") or top_state_digest(top)
             path = member_model(enc, k, digest, lambda: self.layers_, runtime)
-            cache[runtime] = OnnxMember(path, enc)
+            cache[runtime] = enc.onnx_runner(path)
             self._onnx = cache
         return cache[runtime]
 
     def _features(self, texts: list[str], desc: str, runtime: str | None = None) -> np.ndarray:
         """Pooled features entering the head, on ``runtime`` (default: :meth:`_runtime`)."""
-        from visent.teach.encoders import TransformerEncoder
-
         k = self.finetune_layers
         enc = self._text_encoder()
-        if isinstance(enc, TransformerEncoder) and self._runtime(runtime) != "torch":
+        if enc.export_onnx is not None and self._runtime(runtime) != "torch":
             return self._onnx_member(self._runtime(runtime)).features(texts, desc)
         if k == 0:
             return enc.embed(texts, desc=desc)
@@ -412,12 +410,11 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def _onnx_ready(self) -> bool:
         """Whether inference will run on an ONNX export that is already cached (so no torch layers are needed)."""
-        from visent.teach.encoders import TransformerEncoder
         from visent.teach.onnx import cached_member_model, top_state_digest
 
         runtime = self._runtime()
         enc = self._text_encoder()
-        if runtime == "torch" or not isinstance(enc, TransformerEncoder):
+        if runtime == "torch" or enc.export_onnx is None:
             return False
         self._top_digest = top_state_digest(self._top_state())
         return cached_member_model(enc, self.finetune_layers, self._top_digest, runtime) is not None

