@@ -1,20 +1,44 @@
 """Benchmarks: human-labelled images to prove a student on.
 
 ``BENCHMARKS`` is the registry (``visent benchmarks``): a benchmark is a reader of a folder or file into a
-:class:`Benchmark` (image paths, their human labels, and what was skipped with why). A spec is ``name=PATH`` or a
-bare path whose kind is detected (a folder is an MVSA folder, a file a ``path,label`` CSV). To add a benchmark,
-register a function ``(path: Path) -> Benchmark`` here.
+:class:`Benchmark` (image paths, their human labels, what was skipped with why, and the benchmark's own
+cross-validation folds and named subsets when it has them). A spec is ``name=PATH`` or a bare path whose kind
+is detected from its layout (:func:`detect_kind`). To add a benchmark, register a function
+``(path: Path) -> Benchmark`` here and teach :func:`detect_kind` its layout.
+
+The readers follow the benchmarks as distributed and as the literature uses them:
+
+* ``twitter-i`` (You et al., AAAI 2015): ``images/`` + ``ground_truth/twitter_{five,four,three}_agrees.txt``,
+  lines ``<file> <0|1>`` (1 = positive); the 5-, 4- and 3-agree subsets are reported side by side.
+* ``twitter-ii`` (Borth et al., ACM MM 2013; ``twitter_testing_2``): ``partition1..5/<n>.jpg`` +
+  ``groundTruthLabel.txt`` (``Image<TAB>Sentiment``); only ids with an image; its folds are the partitions.
+* ``fi`` (You et al., AAAI 2016) and ``emotionroi`` (Peng et al., 2016): one folder per emotion or a CSV
+  ``path,emotion``; emotions map to polarity as the literature maps them (:data:`EMOTION_POLARITY`).
+* ``mvsa``: MVSA-Single or -Multiple folders (the image labels); ``csv``: ``path,label``; ``folders``: one
+  folder per class (negative / neutral / positive).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from visent.core.errors import VisentError
+from visent.core.images import IMAGE_SUFFIXES
 from visent.core.labels import normalise_label
 from visent.core.registry import Registry
+
+# Emotion categories to polarity, as the image-sentiment literature maps them (FI: Mikels' eight emotions, You et
+# al. 2016; EmotionROI: Ekman's six, Peng et al. 2016, with joy and surprise positive)
+FI_POLARITY = {"amusement": "positive", "awe": "positive", "contentment": "positive", "excitement": "positive",
+               "anger": "negative", "disgust": "negative", "fear": "negative", "sadness": "negative"}
+EMOTIONROI_POLARITY = {"joy": "positive", "surprise": "positive", "anger": "negative", "disgust": "negative",
+                       "fear": "negative", "sadness": "negative"}
+EMOTION_POLARITY = {"fi": FI_POLARITY, "emotionroi": EMOTIONROI_POLARITY}
+TWITTER_I_SUBSETS = {"5-agree": "twitter_five_agrees.txt", "4-agree": "twitter_four_agrees.txt",
+                     "3-agree": "twitter_three_agrees.txt"}
 
 
 class BenchmarkError(VisentError):
@@ -27,6 +51,9 @@ class Benchmark:
     paths: list[str]
     labels: list[str]
     skipped: list[str]  # lines or posts that could not be used, with the reason
+    kind: str = "csv"  # the registry name it was read as: published figures are looked up by it
+    folds: list[int] | None = None  # the benchmark's own cross-validation fold of each image (0-based)
+    subsets: dict[str, list[int]] = field(default_factory=dict)  # named subsets reported side by side
 
     @property
     def has_neutral(self) -> bool:
@@ -61,7 +88,7 @@ def _load_csv(path: Path) -> Benchmark:
         image = Path(row[path_col].strip())
         paths.append(str(image if image.is_absolute() else path.parent / image))
         labels.append(label)
-    return Benchmark(path.name, paths, labels, skipped)
+    return Benchmark(path.name, paths, labels, skipped, kind="csv")
 
 
 @BENCHMARKS.register("mvsa", "MVSA-Single or MVSA-Multiple folder: data/<id>.jpg and labelResultAll.txt (image labels)")
@@ -78,26 +105,183 @@ def _load_mvsa(folder: Path) -> Benchmark:
             continue
         paths.append(str(data_dir / f"{post_id}.jpg"))
         labels.append(image_label)
-    return Benchmark(folder.name, paths, labels, skipped)
+    return Benchmark(folder.name, paths, labels, skipped, kind="mvsa")
 
 
 def _numeric(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (1 << 62, text)
 
 
+@BENCHMARKS.register("twitter-i", "Twitter-I (You et al. 2015): images/ + ground_truth/twitter_{five,four,three}_agrees.txt")
+def _load_twitter_i(folder: Path) -> Benchmark:
+    truth = folder / "ground_truth"
+    images = folder / "images"
+    if not truth.is_dir():
+        raise BenchmarkError(f"{folder}: a Twitter-I folder holds ground_truth/twitter_five_agrees.txt (and the four "
+                             "and three agree files) beside images/")
+    paths: list[str] = []
+    labels: list[str] = []
+    index: dict[str, int] = {}
+    skipped: list[str] = []
+    subsets: dict[str, list[int]] = {}
+    # widest first, so images keep the 3-agree file's order and the narrower subsets index into it
+    for subset, filename in reversed(TWITTER_I_SUBSETS.items()):
+        file = truth / filename
+        if not file.is_file():
+            skipped.append(f"{file}: missing, so no {subset} subset")
+            continue
+        members = []
+        for number, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            label = normalise_label(parts[-1], binary_digits=True) if len(parts) == 2 else None
+            if label is None:
+                skipped.append(f"{file}: line {number}: expected '<file> <0|1>', got {line.strip()[:80]!r}")
+                continue
+            name = parts[0]
+            if name not in index:
+                index[name] = len(paths)
+                paths.append(str(images / name))
+                labels.append(label)
+            elif labels[index[name]] != label:
+                skipped.append(f"{file}: line {number}: {name} is {label} here but {labels[index[name]]} in a wider "
+                               "subset; the wider subset's label is kept")
+            members.append(index[name])
+        subsets[subset] = members
+    if not subsets:
+        raise BenchmarkError(f"{truth}: none of {', '.join(TWITTER_I_SUBSETS.values())} found")
+    order = [name for name in TWITTER_I_SUBSETS if name in subsets]  # 5-, 4-, 3-agree, as the papers print them
+    return Benchmark(folder.name, paths, labels, skipped, kind="twitter-i", subsets={k: subsets[k] for k in order})
+
+
+@BENCHMARKS.register("twitter-ii", "Twitter-II (Borth et al. 2013): partition1..5/<n>.jpg + groundTruthLabel.txt")
+def _load_twitter_ii(folder: Path) -> Benchmark:
+    truth = folder / "groundTruthLabel.txt"
+    if not truth.is_file():
+        raise BenchmarkError(f"{folder}: a Twitter-II folder holds groundTruthLabel.txt beside partition1..5/")
+    located: dict[str, tuple[Path, int]] = {}
+    partitions = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"partition\d+", p.name)),
+                        key=lambda p: int(p.name[len("partition"):]))
+    for fold, partition in enumerate(partitions):
+        for image in partition.iterdir():
+            if image.suffix.lower() in IMAGE_SUFFIXES:
+                located.setdefault(image.name, (image, fold))
+    paths, labels, folds, skipped = [], [], [], []
+    missing = 0
+    for number, line in enumerate(truth.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        parts = line.split()
+        if not parts or number == 1 and parts[0].lower() == "image":
+            continue
+        label = normalise_label(parts[-1]) if len(parts) == 2 else None
+        if label is None:
+            skipped.append(f"{truth}: line {number}: expected '<image><TAB><sentiment>', got {line.strip()[:80]!r}")
+            continue
+        if parts[0] not in located:
+            missing += 1  # the distribution removed repeated images: ids without an image are not used
+            continue
+        image, fold = located[parts[0]]
+        paths.append(str(image))
+        labels.append(label)
+        folds.append(fold)
+    if missing:
+        skipped.append(f"{truth}: {missing} labelled ids have no image in the partitions (removed repeats)")
+    return Benchmark(folder.name, paths, labels, skipped, kind="twitter-ii", folds=folds or None)
+
+
+def _emotion_reader(kind: str):
+    polarity = EMOTION_POLARITY[kind]
+
+    def load(path: Path) -> Benchmark:
+        rows: list[tuple[str, str, str]] = []  # (path, emotion, where it was read)
+        if path.is_file():
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                for number, row in enumerate(csv.reader(handle), start=1):
+                    if len(row) < 2 or number == 1 and row[-1].strip().lower() in ("emotion", "label", "class"):
+                        continue
+                    image = Path(row[0].strip())
+                    rows.append((str(image if image.is_absolute() else path.parent / image), row[-1],
+                                 f"{path}: row {number}"))
+        else:
+            for image in sorted(path.rglob("*")):
+                if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file():
+                    rows.append((str(image), image.parent.name, str(image)))
+        paths, labels, skipped = [], [], []
+        for image, emotion, where in rows:
+            label = polarity.get(emotion.strip().lower())
+            if label is None:
+                skipped.append(f"{where}: emotion {emotion.strip()!r} is not one of {', '.join(polarity)}")
+                continue
+            paths.append(image)
+            labels.append(label)
+        return Benchmark(path.name, paths, labels, skipped, kind=kind)
+
+    return load
+
+
+BENCHMARKS.register("fi", "FI (You et al. 2016): one folder per emotion, or CSV path,emotion; 8 emotions to polarity")(
+    _emotion_reader("fi"))
+BENCHMARKS.register("emotionroi", "EmotionROI (Peng et al. 2016): one folder per emotion, or CSV path,emotion")(
+    _emotion_reader("emotionroi"))
+
+
+@BENCHMARKS.register("folders", "one folder per class: negative/, positive/ (and neutral/), images inside")
+def _load_folders(folder: Path) -> Benchmark:
+    paths, labels, skipped = [], [], []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = normalise_label(sub.name)
+        if label is None:
+            skipped.append(f"{sub}: not a class folder (negative, neutral or positive)")
+            continue
+        for image in sorted(sub.rglob("*")):
+            if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file():
+                paths.append(str(image))
+                labels.append(label)
+    return Benchmark(folder.name, paths, labels, skipped, kind="folders")
+
+
+def detect_kind(path: Path) -> str:
+    """The benchmark kind of a bare path, from its layout (see the module docstring)."""
+    if path.is_file():
+        if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+                values = {row[-1].strip().lower() for _, row in zip(range(2000), csv.reader(handle)) if row}
+            for kind, polarity in EMOTION_POLARITY.items():
+                if values & set(polarity) and not values - set(polarity) - {"emotion", "label", "class"}:
+                    return kind
+        return "csv"
+    if (path / "ground_truth").is_dir():
+        return "twitter-i"
+    if (path / "groundTruthLabel.txt").is_file():
+        return "twitter-ii"
+    names = {p.name.lower() for p in path.iterdir() if p.is_dir()}
+    for sub in [path, *(path / n for n in ("images", "emotion_dataset") if (path / n).is_dir())]:
+        emotions = {p.name.lower() for p in sub.iterdir() if p.is_dir()}
+        if emotions & {"amusement", "awe", "contentment", "excitement"}:
+            return "fi"
+        if emotions & {"joy", "surprise"} and emotions <= set(EMOTIONROI_POLARITY):
+            return "emotionroi"
+    if names and any(normalise_label(n) for n in names) and not (path / "labelResultAll.txt").exists():
+        return "folders"
+    return "mvsa"
+
+
 def load_benchmark(spec: str | Path) -> Benchmark:
     """The benchmark ``spec`` names: ``name=PATH`` (a benchmark of :data:`BENCHMARKS`) or a path whose kind is
-    detected (a folder: MVSA; a file: a ``path,label`` CSV)."""
+    detected from its layout (:func:`detect_kind`)."""
     text = str(spec)
     name, sep, rest = text.partition("=")
     if sep and name in BENCHMARKS:
         kind, path = name, Path(rest)
     else:
         path = Path(text)
-        kind = "mvsa" if path.is_dir() else "csv"
+        kind = detect_kind(path) if path.exists() else "csv"
     if not path.exists():
         raise BenchmarkError(f"{path}: benchmark not found; give NAME=PATH ({', '.join(BENCHMARKS)}), a CSV of "
-                             "path,label or an MVSA folder")
-    if kind == "mvsa" and not path.is_dir() or kind != "mvsa" and not path.is_file():
-        raise BenchmarkError(f"{path}: a {kind} benchmark is a {'folder' if kind == 'mvsa' else 'file'}")
-    return BENCHMARKS.create(kind, **{"folder" if kind == "mvsa" else "path": path})
+                             "path,label or a benchmark folder")
+    file_kinds = {"csv"}
+    either = {"fi", "emotionroi"}  # a folder per emotion, or a CSV
+    if kind not in either and (kind in file_kinds) != path.is_file():
+        raise BenchmarkError(f"{path}: a {kind} benchmark is a {'file' if kind in file_kinds else 'folder'}")
+    bench = BENCHMARKS.create(kind, **{"folder" if kind in {"mvsa", "twitter-i", "twitter-ii", "folders"} else "path": path})
+    return bench

@@ -1,0 +1,104 @@
+"""The benchmark readers of the seeds' benchmarks, each on a small self-made copy of its layout, and the detection
+of a bare path's kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visent.evaluate import BENCHMARKS, BenchmarkError, load_benchmark
+from visent.evaluate.benchmarks import detect_kind
+
+from conftest import SHARED_DATA
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8\xff")  # readers do not open images
+    return path
+
+
+def test_every_seed_benchmark_is_registered():
+    assert {"twitter-i", "twitter-ii", "fi", "emotionroi", "mvsa", "csv", "folders"} <= set(BENCHMARKS)
+
+
+def test_twitter_i_reads_the_three_agreement_subsets_side_by_side(tmp_path):
+    root = tmp_path / "Twitter-I"
+    for name in ("1.jpg", "2.jpg", "3.jpg", "4.jpg"):
+        _touch(root / "images" / name)
+    (root / "ground_truth").mkdir()
+    (root / "ground_truth" / "twitter_three_agrees.txt").write_text("1.jpg 1\n2.jpg 0\n3.jpg 1\n4.jpg 0\nbad line\n")
+    (root / "ground_truth" / "twitter_four_agrees.txt").write_text("1.jpg 1\n2.jpg 0\n3.jpg 1\n")
+    (root / "ground_truth" / "twitter_five_agrees.txt").write_text("1.jpg 1\n2.jpg 1\n")
+    bench = load_benchmark(root)
+    assert bench.kind == "twitter-i" and detect_kind(root) == "twitter-i"
+    assert [Path(p).name for p in bench.paths] == ["1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+    assert bench.labels == ["positive", "negative", "positive", "negative"]  # 1 = positive
+    assert list(bench.subsets) == ["5-agree", "4-agree", "3-agree"]
+    assert bench.subsets == {"5-agree": [0, 1], "4-agree": [0, 1, 2], "3-agree": [0, 1, 2, 3]}
+    assert any("line 5" in s and "bad line" in s for s in bench.skipped)
+    assert any("2.jpg is positive here but negative" in s for s in bench.skipped)  # a conflict is named, not hidden
+    assert Path(bench.paths[0]).parent == root / "images"
+    with pytest.raises(BenchmarkError, match="ground_truth/twitter_five_agrees.txt"):
+        load_benchmark(f"twitter-i={tmp_path}")
+
+
+def test_twitter_ii_uses_only_ids_with_an_image_and_its_partitions_are_the_folds(tmp_path):
+    root = tmp_path / "twitter-ii"
+    _touch(root / "partition1" / "1.jpg")
+    _touch(root / "partition1" / "4.jpg")
+    _touch(root / "partition2" / "2.jpg")
+    (root / "partition2" / "2_hashtag.txt").write_text("<meta> post text </meta>")
+    _touch(root / "partition3" / "7.jpg")
+    (root / "groundTruthLabel.txt").write_text("Image\tSentiment\n1.jpg\tpositive\n2.jpg\tnegative\n3.jpg\tpositive\n"
+                                               "4.jpg\tnegative\n7.jpg\tpositive\n8.jpg\tweird\n")
+    bench = load_benchmark(root)
+    assert bench.kind == "twitter-ii"
+    assert [Path(p).name for p in bench.paths] == ["1.jpg", "2.jpg", "4.jpg", "7.jpg"]
+    assert bench.labels == ["positive", "negative", "negative", "positive"]
+    assert bench.folds == [0, 1, 0, 2]
+    assert any("1 labelled ids have no image" in s for s in bench.skipped)  # 3.jpg
+    assert any("line 7" in s for s in bench.skipped)  # 8.jpg's unknown label
+
+
+@pytest.mark.parametrize("kind, emotions, expected", [
+    ("fi", {"amusement": 2, "awe": 1, "fear": 1, "sadness": 1}, ["positive"] * 3 + ["negative"] * 2),
+    ("emotionroi", {"joy": 1, "surprise": 1, "anger": 2}, ["negative"] * 2 + ["positive"] * 2),
+])
+def test_emotion_benchmarks_map_emotions_to_polarity_from_folders_or_csv(tmp_path, kind, emotions, expected):
+    root = tmp_path / kind / "images"
+    rows = ["path,emotion"]
+    for emotion, count in emotions.items():
+        for i in range(count):
+            _touch(root / emotion / f"{emotion}_{i}.jpg")
+            rows.append(f"images/{emotion}/{emotion}_{i}.jpg,{emotion}")
+    (root / "README").write_text("not an image")
+    from_folders = load_benchmark(tmp_path / kind)
+    assert from_folders.kind == kind and sorted(from_folders.labels) == sorted(expected)
+    assert all(Path(p).exists() for p in from_folders.paths)
+    table = tmp_path / kind / "labels.csv"
+    table.write_text("\n".join(rows + ["images/x.jpg,contempt"]) + "\n")
+    from_csv = load_benchmark(f"{kind}={table}")
+    assert sorted(from_csv.labels) == sorted(expected) and sorted(from_csv.paths) == sorted(from_folders.paths)
+    assert any("contempt" in s for s in from_csv.skipped)
+    table.write_text("\n".join(rows) + "\n")
+    assert detect_kind(table) == kind  # a CSV of emotions is recognised by its labels
+
+
+def test_class_folders_and_csv_still_read(tmp_path):
+    for label, names in {"positive": ["a.jpg", "b.png"], "negative": ["c.jpg"], "misc": ["d.jpg"]}.items():
+        for name in names:
+            _touch(tmp_path / "folders" / label / name)
+    bench = load_benchmark(tmp_path / "folders")
+    assert bench.kind == "folders" and sorted(bench.labels) == ["negative", "positive", "positive"]
+    assert any("misc" in s for s in bench.skipped)
+    (tmp_path / "b.csv").write_text("path,label\nx.jpg,1\ny.jpg,0\n")
+    assert load_benchmark(tmp_path / "b.csv").kind == "csv"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "twitter-ii").is_dir(), reason="needs ../shared/data/twitter-ii")
+def test_the_shared_twitter_ii_copy_reads_as_published():
+    bench = load_benchmark(SHARED_DATA / "twitter-ii")
+    assert len(bench.paths) == 603 and bench.labels.count("positive") == 470
+    assert sorted(set(bench.folds)) == [0, 1, 2, 3, 4]
