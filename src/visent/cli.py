@@ -306,7 +306,8 @@ def explain(
 def _print_kfold(kfold: dict[str, Any]) -> None:
     names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
              "from_imagenet": "fine-tuned from ImageNet features"}
-    table = Table(title=f"{kfold['folds']}-fold protocol on {kfold['n']} images (mean ± std over folds)",
+    split = f", {kfold['split']}" if kfold.get("split") else ""
+    table = Table(title=f"{kfold['folds']}-fold protocol on {kfold['n']} images{split} (mean ± std over folds)",
                   show_header=True, header_style="bold")
     columns = [("binary_balanced_accuracy", "balanced acc"), ("binary_accuracy", "binary acc"),
                ("binary_macro_f1", "macro-F1"), ("three_class_macro_f1", "3-class macro-F1"), ("ece", "ECE")]
@@ -336,11 +337,13 @@ def _print_predictions(rows: list[dict[str, Any]]) -> None:
 @app.command()
 def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
-    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="NAME=PATH (see `visent benchmarks`), a CSV of path,label (names, or 0/1 with "
-                                                                   "0 = negative) or an MVSA folder."),
+    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="NAME=PATH (see `visent benchmarks`: twitter-i, "
+                                                                   "twitter-ii, fi, emotionroi, mvsa, csv, folders), or "
+                                                                   "a path whose kind is detected from its layout."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report as JSON here."),
     folds: Optional[int] = typer.Option(None, "--folds", min=2,
-                                        help="Also score the student per fold (stratified k-fold)."),
+                                        help="Also score the student per fold (the benchmark's own folds when it "
+                                             "has them, as Twitter-II does; else stratified k-fold)."),
     finetune: bool = typer.Option(False, "--finetune", help="With --folds: fine-tune a head on the other folds' human "
                                                             "labels, from the student and from ImageNet features."),
     seed: int = SEED,
@@ -357,7 +360,9 @@ def evaluate(
         b = report["binary"]
         table.add_row("binary n (pos / neg)", f"{b['n']} ({b['n_positive']} / {b['n_negative']})")
         for key in ("accuracy", "balanced_accuracy", "macro_f1"):
-            table.add_row(f"binary {key.replace('_', ' ')}", f"{b[key]:.4f}")
+            interval = b.get(f"{key}_ci95")
+            table.add_row(f"binary {key.replace('_', ' ')}",
+                          f"{b[key]:.4f}" + (f"  [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
     three = report["three_class"]
     if "macro_f1" in three:
         table.add_row("3-class macro-F1", f"{three['macro_f1']:.4f}")
@@ -365,6 +370,19 @@ def evaluate(
     stdout.print(table)
     matrix = three["confusion"]["rows_true_cols_predicted"]
     stdout.print("confusion (rows true, columns predicted; negative, neutral, positive): " + json.dumps(matrix))
+    if "binary" in report:
+        stdout.print("[brackets]: 95% bootstrap interval over the images")
+    if report.get("subsets"):
+        subsets = Table(title="binary, per subset", show_header=True, header_style="bold")
+        for column in ("subset", "n (pos / neg)", "accuracy", "balanced accuracy"):
+            subsets.add_column(column, justify="left" if column == "subset" else "right")
+        for name, figures in report["subsets"].items():
+            b = figures.get("binary")
+            if b:
+                subsets.add_row(name, f"{b['n']} ({b['n_positive']} / {b['n_negative']})",
+                                f"{b['accuracy']:.4f} [{b['accuracy_ci95'][0]:.3f}, {b['accuracy_ci95'][1]:.3f}]",
+                                f"{b['balanced_accuracy']:.4f}")
+        stdout.print(subsets)
     if "kfold" in report:
         _print_kfold(report["kfold"])
     if out is not None:

@@ -29,7 +29,9 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
     """Score ``model`` (a VisentModel or a model directory) on a benchmark; write JSON to ``out`` if given.
 
     ``folds`` (k ≥ 2) adds ``report["kfold"]``: the student per fold and, with ``finetune``, heads fine-tuned
-    on the other folds' human labels from the student and from ImageNet features (mean ± std over folds).
+    on the other folds' human labels from the student and from ImageNet features (mean ± std over folds); a
+    benchmark with folds of its own (Twitter-II's partitions) is split by them instead. A benchmark with named
+    subsets (Twitter-I's agreement levels) adds ``report["subsets"]``, the same figures per subset.
     """
     from visent.model import VisentModel
 
@@ -53,7 +55,14 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         raise BenchmarkError(f"{spec}: none of the {len(bench.paths)} images could be read ({first}); "
                              "relative paths in a CSV are read from the CSV's folder")
     scored_labels = [label for label, good in zip(bench.labels, ok) if good]
+    report["kind"] = bench.kind
     report.update(compute_metrics(scored_labels, probs[ok]))
+    if bench.subsets:  # e.g. Twitter-I's 5-, 4- and 3-agree images, reported side by side
+        report["subsets"] = {}
+        for name, members in bench.subsets.items():
+            rows = [i for i in members if ok[i]]
+            if rows:
+                report["subsets"][name] = {"n": len(rows), **compute_metrics([bench.labels[i] for i in rows], probs[rows])}
     if finetune and not folds:
         folds = 5
     if folds:
@@ -61,8 +70,9 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         if folds < 2:
             raise BenchmarkError(f"--folds must be at least 2, got {folds}")
         scored_paths = [path for path, good in zip(bench.paths, ok) if good]
+        own = [f for f, good in zip(bench.folds, ok) if good] if bench.folds else None
         report["kfold"] = kfold_finetune(model, scored_paths, scored_labels, folds=folds, seed=seed,
-                                         finetune=finetune, batch_size=batch_size)
+                                         finetune=finetune, batch_size=batch_size, fold_of=own)
     if out is not None:
         atomic_write_json(Path(out), report)
     return report

@@ -73,10 +73,12 @@ def _choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed
 
 
 def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, folds: int = 5, seed: int = 0,
-                   finetune: bool = True, batch_size: int = 32) -> dict[str, Any]:
+                   finetune: bool = True, batch_size: int = 32,
+                   fold_of: Sequence[int] | None = None) -> dict[str, Any]:
     """Per-fold and mean ± std metrics of the student and, with ``finetune``, of the two fine-tuned heads.
 
-    ``paths``/``labels`` are the benchmark's readable images and their human labels (names).
+    ``paths``/``labels`` are the benchmark's readable images and their human labels (names); ``fold_of``, when
+    the benchmark has folds of its own, the fold of each image (then ``folds`` and ``seed`` do not split).
     """
     from visent.embed import load_backbone
 
@@ -92,23 +94,31 @@ def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, f
     else:
         plain = X
     index = np.flatnonzero(ok)
-    present = np.bincount(y_all[index], minlength=N_CLASSES)
-    n_folds = min(folds, int(present[present > 0].min()))
-    if n_folds < 2:
-        raise InputError(f"k-fold evaluation needs at least 2 images of every class present, got {present.tolist()}")
-    splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    if fold_of is not None:
+        own = np.asarray(fold_of)[index]
+        names = np.unique(own)
+        if len(names) < 2:
+            raise InputError(f"the benchmark's own folds leave {len(names)} fold with readable images")
+        splits = [(np.flatnonzero(own != f), np.flatnonzero(own == f)) for f in names]
+        n_folds, split_by = len(splits), "the benchmark's own folds"
+    else:
+        present = np.bincount(y_all[index], minlength=N_CLASSES)
+        n_folds = min(folds, int(present[present > 0].min()))
+        if n_folds < 2:
+            raise InputError(f"k-fold evaluation needs at least 2 images of every class present, got {present.tolist()}")
+        splits = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(index, y_all[index]))
+        split_by = f"stratified, seed {seed}"
 
     head = model.head
     Z_student = (X - head.mean_) / head.scale_
     runs: dict[str, list[dict[str, Any]]] = {"student": []}
     if finetune:
         runs.update(from_student=[], from_imagenet=[])
-    splits = list(splitter.split(index, y_all[index]))
     with progress(f"{n_folds}-fold protocol" + (" with fine-tuning" if finetune else ""), n_folds) as advance:
         for fold, (train, test) in enumerate(splits):
             _score_fold(runs, fold, index[train], index[test], y_all, X, plain, Z_student, head, finetune, seed)
             advance(1)
-    return {"folds": n_folds, "seed": seed, "n": int(len(index)),
+    return {"folds": n_folds, "seed": seed, "split": split_by, "n": int(len(index)),
             "runs": runs, "summary": {name: summarise(rows) for name, rows in runs.items()}}
 
 
