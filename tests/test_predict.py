@@ -53,6 +53,28 @@ def test_shipped_model_predicts_and_keeps_every_row(tmp_path):
     assert written[-1]["negative"] == "" and written[-1]["status"] == "error"
 
 
+def test_unreadable_files_read_as_ingest_words_them(tmp_path):
+    """predict, predict_proba and explain name an image fault in the words of ingest (visent.core.images), not
+    in those of the exception that found it (UnidentifiedImageError, "ImageError: ...")."""
+    from visent.explain import explain_images
+    from visent.ingest.download import sniff_image
+
+    files = {"page.jpg": b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>", "empty.jpg": b"",
+             "notes.png": b"remember the milk\n"}
+    paths = []
+    for name, data in files.items():
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_bytes(data)
+    expected = [f"{path}: {sniff_image(data)[1]}" for path, data in zip(paths, files.values())]
+    assert expected[0].endswith(": not an image (HTML)") and expected[1].endswith(": empty file")
+    rows = predict("default", paths)
+    assert [row["error"] for row in rows] == expected and {row["status"] for row in rows} == {"error"}
+    _, statuses = VisentModel.load("default").predict_proba(paths)
+    assert [status.message for status in statuses] == expected
+    explained = explain_images("default", paths, tmp_path / "maps")
+    assert [row["error"] for row in explained] == expected
+
+
 def test_model_names_resolve(tmp_path):
     assert resolve_model_dir("default").name == "default"
     default = VisentModel.load("default")
