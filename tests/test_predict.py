@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,46 @@ def test_expand_files_folders_and_list_files(tmp_path):
     assert "no image files" in problems[str(tmp_path / "empty")]
     assert "not found" in problems["@nowhere.txt"]
     assert len(items) == 6
+
+
+def test_relative_paths_of_a_list_file_are_taken_from_its_folder_else_from_here(tmp_path, monkeypatch):
+    _images(tmp_path / "lists" / "photos", 1)  # beside the list file
+    _images(tmp_path / "here", 2)  # only from the working directory
+    _images(tmp_path / "lists" / "here", 1)  # a name found both ways: the list file's folder wins
+    (tmp_path / "lists" / "todo.txt").write_text("photos/0.png\nhere/1.png\nhere/0.png\ngone.png\n")
+    monkeypatch.chdir(tmp_path)
+    items = expand_inputs(["@lists/todo.txt"])
+    assert items == [(str(Path("lists", "photos", "0.png")), None), ("here/1.png", None),
+                     (str(Path("lists", "here", "0.png")), None), (str(Path("lists", "gone.png")), "file not found")]
+    monkeypatch.chdir(tmp_path / "lists")  # the same list read from its own folder
+    assert [path for path, _ in expand_inputs(["@todo.txt"])][:1] == ["photos/0.png"]
+
+
+def test_predict_command_fails_when_nothing_was_predicted(tmp_path):
+    """A run that predicted nothing exits 1 with a line saying why (its rows are still written); one with an image
+    predicted succeeds. Counts read "1 image", "2 images"."""
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+
+    _images(tmp_path, 1)
+    page = tmp_path / "page.jpg"
+    page.write_bytes(b"<!doctype html><html><body>Sign in to see this photo</body></html>")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "default", str(page), "--out", str(tmp_path / "none.csv")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "1 image: 0 predicted, 1 unreadable" in output
+    assert f"error: predict: nothing was predicted: {page}: not an image (HTML); give image files" in output
+    with (tmp_path / "none.csv").open() as handle:
+        assert [row["error"] for row in csv.DictReader(handle)] == [f"{page}: not an image (HTML)"]
+    result = runner.invoke(app, ["predict", "default", str(page), str(tmp_path / "gone.jpg")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "2 images: 0 predicted, 2 unreadable" in output
+    assert f"none of the 2 images could be read (the first: {page}: not an image (HTML))" in output
+    result = runner.invoke(app, ["predict", "default", str(tmp_path / "0.png"), str(page)])
+    assert result.exit_code == 0, result.output
+    assert "2 images: 1 predicted, 1 unreadable" in " ".join(result.output.split())
 
 
 @pytest.mark.slow
