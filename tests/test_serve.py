@@ -266,12 +266,38 @@ def test_no_file_is_a_clear_422(client, model_calls):
 
 
 def test_wrong_field_name_is_a_clear_422(client, photos, model_calls):
-    response = client.post("/predict", files=upload(("astronaut.png", photos["astronaut.png"]), field="image"))
+    for path in ("/predict", "/explain"):
+        response = client.post(path, files=upload(("astronaut.png", photos["astronaut.png"]), field="image"))
+        assert response.status_code == 422
+        assert "no image uploaded" in response.json()["detail"]
+        assert "`files`" in response.json()["detail"] and "`file`" in response.json()["detail"]
+    assert model_calls == {"predict": 0, "explain": 0}
+
+
+def test_both_endpoints_take_the_fields_file_and_files(client, photos, model_calls):
+    astronaut, coffee = ("astronaut.png", photos["astronaut.png"]), ("coffee.jpg", photos["coffee.jpg"])
+    one = client.post("/predict", files=upload(astronaut, coffee, field="file"))
+    assert one.status_code == 200, one.text
+    assert [p["file"] for p in one.json()["predictions"]] == ["astronaut.png", "coffee.jpg"]
+    assert one.json() == client.post("/predict", files=upload(astronaut, coffee, field="files")).json()
+    explained = client.post("/explain", files=upload(astronaut, field="files"))
+    assert explained.status_code == 200, explained.text
+    assert explained.content == client.post("/explain", files=upload(astronaut, field="file")).content
+    # parts spread over both fields would lose their order: refused, nothing scored
+    mixed = client.post("/predict", files=[*upload(astronaut, field="file"), *upload(coffee, field="files")])
+    assert mixed.status_code == 422
+    assert "both fields `files` (1) and `file` (1)" in mixed.json()["detail"]
+    assert model_calls == {"predict": 4, "explain": 2}
+
+
+@pytest.mark.parametrize("field", ["file", "files"])
+def test_explain_refuses_more_than_one_image(client, photos, model_calls, field):
+    response = client.post("/explain", files=upload(("astronaut.png", photos["astronaut.png"]),
+                                                    ("coffee.jpg", photos["coffee.jpg"]), field=field))
     assert response.status_code == 422
-    assert "`files`" in response.json()["detail"]
-    response = client.post("/explain", files=upload(("astronaut.png", photos["astronaut.png"]), field="files"))
-    assert response.status_code == 422
-    assert "`file`" in response.json()["detail"]
+    assert response.json()["detail"] == ("2 files sent to /explain ('astronaut.png', 'coffee.jpg'), which explains one "
+                                         "image per request: send them one at a time, or to /predict for their "
+                                         "probabilities")
     assert model_calls == {"predict": 0, "explain": 0}
 
 
