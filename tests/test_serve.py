@@ -637,3 +637,28 @@ def test_cli_serve_unknown_model_fails_clearly(tmp_path):
     result = CliRunner().invoke(app, ["serve", str(tmp_path / "no-model")])
     assert result.exit_code == 1
     assert "no visent model here" in " ".join(result.output.split())
+
+
+def test_cli_serve_on_a_port_in_use_says_so_before_announcing_itself():
+    """A busy port is one line naming it and the --port way out, exit 1, and no address announced (it would not
+    answer): not uvicorn's [Errno 98] after the URL."""
+    import subprocess
+    import sys
+
+    from visent.serve import ServerError, bind
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerError, match=rf"port {port} on 127.0.0.1 is already in use .* --port \d+"):
+            bind("127.0.0.1", port)
+        result = subprocess.run([sys.executable, "-m", "visent", "serve", "default", "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1, output
+    assert "error:" in output and f"serve: port {port} on 127.0.0.1 is already in use" in output
+    assert "choose another port with --port" in output
+    assert "http://" not in output and "Errno" not in output and "Traceback" not in output
+    with bind("127.0.0.1", port) as sock:  # free again: the same call binds it
+        assert sock.getsockname()[1] == port

@@ -444,15 +444,17 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
     from visent.model import load
+    from visent.serve import bind
     from visent.serve import serve as run_serve
 
     loaded = load(model)
     limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files,
                               "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
+    sock = bind(host, port)  # a port in use fails here, before the address is announced
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"visent serve: model [bold]{escape(model)}[/] at [bold]http://{shown_host}:{port}/[/] "
                   f"(API docs at /docs); Ctrl+C stops it", soft_wrap=True)
-    run_serve(loaded, host=host, port=port, **{k: v for k, v in limits.items() if v is not None})
+    run_serve(loaded, host=host, port=port, sock=sock, **{k: v for k, v in limits.items() if v is not None})
 
 
 @app.command()
