@@ -116,6 +116,17 @@ def test_unreadable_files_read_as_ingest_words_them(tmp_path):
     assert [row["error"] for row in explained] == expected
 
 
+def test_predict_proba_says_ok_where_predict_does_for_a_cached_image(tmp_path):
+    _images(tmp_path, 1)
+    path = str(tmp_path / "0.png")
+    model = VisentModel.load("default")
+    _, first = model.predict_proba([path])
+    assert model.features([path])[1][0].state == "cached"  # the features now come from the cache ...
+    _, again = model.predict_proba([path])
+    assert [s.state for s in first + again] == ["ok", "ok"]  # ... which predict_proba does not report
+    assert model.predict([path]).column("status").to_pylist() == ["ok"]
+
+
 def test_model_names_resolve(tmp_path):
     assert resolve_model_dir("default").name == "default"
     default = VisentModel.load("default")
