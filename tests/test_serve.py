@@ -311,6 +311,20 @@ def test_malformed_multipart_body_is_a_clear_400(client, model_calls):
     assert model_calls["predict"] == 0
 
 
+def test_a_file_name_too_long_for_the_parser_is_named_as_the_fault(client, photos, model_calls):
+    png = photos["astronaut.png"]
+    for path, field in (("/predict", "files"), ("/explain", "file")):
+        response = client.post(path, files=upload(("x" * 5000 + ".png", png), field=field))
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert detail.startswith("the file name of an uploaded image is too long") and "not valid" not in detail
+        assert detail.endswith("rename the file to a shorter name and upload again")
+    assert model_calls == {"predict": 0, "explain": 0}
+    long_but_fine = client.post("/predict", files=upload(("y" * 3000 + ".png", png)))
+    assert long_but_fine.status_code == 200  # shown shortened
+    assert long_but_fine.json()["predictions"][0]["file"] == "y" * 197 + "..."
+
+
 def test_empty_file_is_422(client, model_calls):
     for path, field in (("/predict", "files"), ("/explain", "file")):
         response = client.post(path, files=upload(("blank.jpg", b""), field=field))

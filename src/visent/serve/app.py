@@ -411,6 +411,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 400 and request.url.path.rstrip("/").endswith(("/predict", "/explain")):
+            if _header_too_long(error):  # the line of a part's headers that holds its file name
+                return JSONResponse({"detail": "the file name of an uploaded image is too long (its part's header is "
+                                               "over 4 KB, more than the multipart parser reads): rename the file "
+                                               "to a shorter name and upload again"}, status_code=400)
             # the multipart parser's own words are kept; the user learns what a good upload looks like
             field = _upload_field(request)
             return JSONResponse({"detail": f"the request body is not valid multipart/form-data ({error.detail}): "
@@ -424,6 +428,19 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.exception("visent serve: unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error in visent serve ({type(error).__name__}); "
                                        "the server log has the details"}, status_code=500)
+
+
+def _header_too_long(error: BaseException) -> bool:
+    """Whether the multipart parser gave up on a part's header line (python-multipart's "Maximum header size
+    exceeded", found among the causes of the 400): in an upload that is the line with the file name."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if "maximum header size exceeded" in str(cause).lower():
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _add_page_routes(app: FastAPI, service: _Service) -> None:
