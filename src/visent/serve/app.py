@@ -18,7 +18,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, List, Literal, Optional, Sequence
+from typing import Any, Iterable, List, Literal, Sequence
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
@@ -278,7 +278,8 @@ def _no_upload(field: str, path: str) -> str:
             f"e.g. curl -F {field}=@photo.jpg {path}")
 
 
-def _uploads(request: Request, files: Sequence[UploadFile] | None, file: Sequence[UploadFile] | None) -> list[UploadFile]:
+def _uploads(request: Request, files: Sequence[UploadFile] | None,
+             file: Sequence[UploadFile] | None) -> list[UploadFile]:
     """The uploaded parts of either field, ``files`` or ``file`` (the same to both endpoints), in upload order."""
     if files and file:  # the order of parts across two fields is lost in parsing: the answers could not follow it
         raise RequestRejected(422, f"images came in both fields `files` ({len(files)}) and `file` ({len(file)}): "
@@ -478,8 +479,8 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
                   "(413 too many pixels, 415 not an accepted format, 422 empty/corrupt/too many files), nothing is "
                   "scored and `problems` lists every rejected file."))
     def predict(request: Request,
-                files: Optional[List[UploadFile]] = File(None, description="The images: one multipart part per image."),
-                file: Optional[List[UploadFile]] = File(None, description="The same as `files`, for clients that name "
+                files: List[UploadFile] | None = File(None, description="The images: one multipart part per image."),
+                file: List[UploadFile] | None = File(None, description="The same as `files`, for clients that name "
                                                                            "the field as /explain does.")
                 ) -> PredictResponse:
         images = read_images(_uploads(request, files, file))
@@ -517,8 +518,8 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
             "`positive`), or with `target=all` a panel of the image and its three maps with the probabilities. "
             "The probabilities are also in the header `X-Visent-Probabilities` (JSON), the label in `X-Visent-Label`."))
     def explain(request: Request,
-                file: Optional[List[UploadFile]] = File(None, description="The image (one part)."),
-                files: Optional[List[UploadFile]] = File(None, description="The same as `file`, for clients that name "
+                file: List[UploadFile] | None = File(None, description="The image (one part)."),
+                files: List[UploadFile] | None = File(None, description="The same as `file`, for clients that name "
                                                                             "the field as /predict does."),
                 target: Target = Query("predicted", description="Which map to draw: predicted, negative, neutral, "
                                                                 "positive, or all (a panel of the three).")) -> Response:
