@@ -10,7 +10,7 @@ Every path names the fault it serves::
     /reset               reads the request, then resets the connection (SO_LINGER 0)
     /403, /404, /500     that status, a short text body
     /429                 429 with ``Retry-After: 0``; /429/long says ``Retry-After: 3600``
-    /html                an HTML page as text/html
+    /html                an HTML page as text/html (``?type=image/jpeg``: announced as that type)
     /truncated.jpg       the first two thirds of a JPEG
     /endless/fast        a body with no length that never ends (until the client hangs up)
     /endless/slow        a body with no length that trickles one byte every 50 ms, forever
@@ -176,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/429/long":
             self._send(429, b"slow down", headers={"Retry-After": "3600"})
         elif path == "/html":
-            self._send(200, b"<!doctype html><html><body>not a photo</body></html>", "text/html; charset=utf-8")
+            self._send(200, b"<!doctype html><html><body>not a photo</body></html>",
+                       query.get("type", ["text/html; charset=utf-8"])[0])
         elif path == "/truncated.jpg":
             self._send(200, truncated_jpeg(), "image/jpeg")
         elif path == "/endless/fast":

@@ -110,6 +110,8 @@ def test_backoff_grows_between_tries(server):
 def test_html_body_is_not_an_image(server, fetcher):
     assert fetcher.fetch(url(server, "/html?t=html")).reason == "not an image (HTML)"
     assert server.hits["/html?t=html"] == 1
+    # an error page announced as a JPEG is named by its bytes, not by what the server claims
+    assert fetcher.fetch(url(server, "/html?t=lie&type=image/jpeg")).reason == "not an image (HTML)"
 
 
 @pytest.mark.parametrize("path", ["/huge", "/huge/streamed", "/endless/fast"])
@@ -143,6 +145,23 @@ def test_a_server_s_content_type_names_what_the_bytes_do_not():
     assert sniff_image(b"\x00\x01binary\xff\xfe", "application/octet-stream") == (
         None, "not an image (served as application/octet-stream)")
     assert sniff_image(b"<html>rate limited</html>", "image/jpeg") == (None, "not an image (HTML)")
+
+
+def test_bytes_served_as_an_image_are_named_by_what_they_are():
+    import gzip
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as folder:
+        folder.writestr("photo.jpg", JPEG)
+    clip = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64)  # an MP4's first box
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
+    for data, kind in ((archive.getvalue(), "ZIP"), (gzip.compress(JPEG), "gzip"), (clip, "video"),
+                       (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm", "video"), (svg, "SVG"),
+                       (b"<svg viewBox='0 0 1 1'></svg>", "SVG"), (b"%PDF-1.7\n%\xe2\xe3", "PDF")):
+        assert sniff_image(data, "image/jpeg") == (None, f"not an image ({kind})"), kind
+    heif = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"  # an image Pillow does not read: no guess
+    assert sniff_image(heif, "image/heic") == (None, "not an image (served as image/heic)")
 
 
 def test_redirect_is_followed_and_loops_end(server, fetcher):

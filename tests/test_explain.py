@@ -229,6 +229,11 @@ def test_explain_command_writes_maps_and_a_row_per_image(tmp_path):
     bad = CliRunner().invoke(app, ["explain", "default", str(folder), "--out", str(tmp_path / "x"),
                                    "--method", "saliency"])
     assert bad.exit_code == 1 and "unknown method" in bad.output
+    nothing = CliRunner().invoke(app, ["explain", "default", str(folder / "broken.png"), "--out", str(tmp_path / "y")])
+    output = " ".join(nothing.output.split())
+    assert nothing.exit_code == 1 and "1 image: 0 explained, 1 unreadable" in output
+    assert f"error: explain: nothing was explained: {folder / 'broken.png'}: " in output
+    assert (tmp_path / "y" / "explanations.csv").is_file()  # the row is written all the same
 
 
 def test_in_memory_images_never_reach_the_feature_cache(tmp_path, default_model):

@@ -139,7 +139,7 @@ def test_bad_images_get_nan_rows_and_reasons(lite0: Backbone, photos: list[Path]
     paths = [photos[0], broken, None, tmp_path / "missing.jpg", photos[1]]
     features, status = embed_images(paths, None, lite0, runtime="onnx")
     assert status[0].state == status[4].state == "ok"
-    assert status[1].file == str(broken) and status[1].reason == "ImageError: not an image (text)"
+    assert status[1].file == str(broken) and status[1].reason == "not an image (text)"
     assert status[2].failed and status[2].message == "no image file"
     assert status[3].failed and status[3].reason.startswith("FileNotFoundError: ")  # found missing while hashing
     assert np.isnan(features[1:4]).all() and not np.isnan(features[[0, 4]]).any()

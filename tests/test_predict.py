@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,46 @@ def test_expand_files_folders_and_list_files(tmp_path):
     assert len(items) == 6
 
 
+def test_relative_paths_of_a_list_file_are_taken_from_its_folder_else_from_here(tmp_path, monkeypatch):
+    _images(tmp_path / "lists" / "photos", 1)  # beside the list file
+    _images(tmp_path / "here", 2)  # only from the working directory
+    _images(tmp_path / "lists" / "here", 1)  # a name found both ways: the list file's folder wins
+    (tmp_path / "lists" / "todo.txt").write_text("photos/0.png\nhere/1.png\nhere/0.png\ngone.png\n")
+    monkeypatch.chdir(tmp_path)
+    items = expand_inputs(["@lists/todo.txt"])
+    assert items == [(str(Path("lists", "photos", "0.png")), None), ("here/1.png", None),
+                     (str(Path("lists", "here", "0.png")), None), (str(Path("lists", "gone.png")), "file not found")]
+    monkeypatch.chdir(tmp_path / "lists")  # the same list read from its own folder
+    assert [path for path, _ in expand_inputs(["@todo.txt"])][:1] == ["photos/0.png"]
+
+
+def test_predict_command_fails_when_nothing_was_predicted(tmp_path):
+    """A run that predicted nothing exits 1 with a line saying why (its rows are still written); one with an image
+    predicted succeeds. Counts read "1 image", "2 images"."""
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+
+    _images(tmp_path, 1)
+    page = tmp_path / "page.jpg"
+    page.write_bytes(b"<!doctype html><html><body>Sign in to see this photo</body></html>")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "default", str(page), "--out", str(tmp_path / "none.csv")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "1 image: 0 predicted, 1 unreadable" in output
+    assert f"error: predict: nothing was predicted: {page}: not an image (HTML); give image files" in output
+    with (tmp_path / "none.csv").open() as handle:
+        assert [row["error"] for row in csv.DictReader(handle)] == [f"{page}: not an image (HTML)"]
+    result = runner.invoke(app, ["predict", "default", str(page), str(tmp_path / "gone.jpg")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "2 images: 0 predicted, 2 unreadable" in output
+    assert f"none of the 2 images could be read (the first: {page}: not an image (HTML))" in output
+    result = runner.invoke(app, ["predict", "default", str(tmp_path / "0.png"), str(page)])
+    assert result.exit_code == 0, result.output
+    assert "2 images: 1 predicted, 1 unreadable" in " ".join(result.output.split())
+
+
 @pytest.mark.slow
 def test_shipped_model_predicts_and_keeps_every_row(tmp_path):
     _images(tmp_path / "imgs", 3)
@@ -51,6 +92,39 @@ def test_shipped_model_predicts_and_keeps_every_row(tmp_path):
         written = list(csv.DictReader(handle))
     assert [r["path"] for r in written] == [r["path"] for r in rows]
     assert written[-1]["negative"] == "" and written[-1]["status"] == "error"
+
+
+def test_unreadable_files_read_as_ingest_words_them(tmp_path):
+    """predict, predict_proba and explain name an image fault in the words of ingest (visent.core.images), not
+    in those of the exception that found it (UnidentifiedImageError, "ImageError: ...")."""
+    from visent.explain import explain_images
+    from visent.ingest.download import sniff_image
+
+    files = {"page.jpg": b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>", "empty.jpg": b"",
+             "notes.png": b"remember the milk\n"}
+    paths = []
+    for name, data in files.items():
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_bytes(data)
+    expected = [f"{path}: {sniff_image(data)[1]}" for path, data in zip(paths, files.values())]
+    assert expected[0].endswith(": not an image (HTML)") and expected[1].endswith(": empty file")
+    rows = predict("default", paths)
+    assert [row["error"] for row in rows] == expected and {row["status"] for row in rows} == {"error"}
+    _, statuses = VisentModel.load("default").predict_proba(paths)
+    assert [status.message for status in statuses] == expected
+    explained = explain_images("default", paths, tmp_path / "maps")
+    assert [row["error"] for row in explained] == expected
+
+
+def test_predict_proba_says_ok_where_predict_does_for_a_cached_image(tmp_path):
+    _images(tmp_path, 1)
+    path = str(tmp_path / "0.png")
+    model = VisentModel.load("default")
+    _, first = model.predict_proba([path])
+    assert model.features([path])[1][0].state == "cached"  # the features now come from the cache ...
+    _, again = model.predict_proba([path])
+    assert [s.state for s in first + again] == ["ok", "ok"]  # ... which predict_proba does not report
+    assert model.predict([path]).column("status").to_pylist() == ["ok"]
 
 
 def test_model_names_resolve(tmp_path):

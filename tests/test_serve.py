@@ -266,12 +266,38 @@ def test_no_file_is_a_clear_422(client, model_calls):
 
 
 def test_wrong_field_name_is_a_clear_422(client, photos, model_calls):
-    response = client.post("/predict", files=upload(("astronaut.png", photos["astronaut.png"]), field="image"))
+    for path in ("/predict", "/explain"):
+        response = client.post(path, files=upload(("astronaut.png", photos["astronaut.png"]), field="image"))
+        assert response.status_code == 422
+        assert "no image uploaded" in response.json()["detail"]
+        assert "`files`" in response.json()["detail"] and "`file`" in response.json()["detail"]
+    assert model_calls == {"predict": 0, "explain": 0}
+
+
+def test_both_endpoints_take_the_fields_file_and_files(client, photos, model_calls):
+    astronaut, coffee = ("astronaut.png", photos["astronaut.png"]), ("coffee.jpg", photos["coffee.jpg"])
+    one = client.post("/predict", files=upload(astronaut, coffee, field="file"))
+    assert one.status_code == 200, one.text
+    assert [p["file"] for p in one.json()["predictions"]] == ["astronaut.png", "coffee.jpg"]
+    assert one.json() == client.post("/predict", files=upload(astronaut, coffee, field="files")).json()
+    explained = client.post("/explain", files=upload(astronaut, field="files"))
+    assert explained.status_code == 200, explained.text
+    assert explained.content == client.post("/explain", files=upload(astronaut, field="file")).content
+    # parts spread over both fields would lose their order: refused, nothing scored
+    mixed = client.post("/predict", files=[*upload(astronaut, field="file"), *upload(coffee, field="files")])
+    assert mixed.status_code == 422
+    assert "both fields `files` (1) and `file` (1)" in mixed.json()["detail"]
+    assert model_calls == {"predict": 4, "explain": 2}
+
+
+@pytest.mark.parametrize("field", ["file", "files"])
+def test_explain_refuses_more_than_one_image(client, photos, model_calls, field):
+    response = client.post("/explain", files=upload(("astronaut.png", photos["astronaut.png"]),
+                                                    ("coffee.jpg", photos["coffee.jpg"]), field=field))
     assert response.status_code == 422
-    assert "`files`" in response.json()["detail"]
-    response = client.post("/explain", files=upload(("astronaut.png", photos["astronaut.png"]), field="files"))
-    assert response.status_code == 422
-    assert "`file`" in response.json()["detail"]
+    assert response.json()["detail"] == ("2 files sent to /explain ('astronaut.png', 'coffee.jpg'), which explains one "
+                                         "image per request: send them one at a time, or to /predict for their "
+                                         "probabilities")
     assert model_calls == {"predict": 0, "explain": 0}
 
 
@@ -283,6 +309,20 @@ def test_malformed_multipart_body_is_a_clear_400(client, model_calls):
     assert detail.startswith("the request body is not valid multipart/form-data")
     assert "`files`" in detail
     assert model_calls["predict"] == 0
+
+
+def test_a_file_name_too_long_for_the_parser_is_named_as_the_fault(client, photos, model_calls):
+    png = photos["astronaut.png"]
+    for path, field in (("/predict", "files"), ("/explain", "file")):
+        response = client.post(path, files=upload(("x" * 5000 + ".png", png), field=field))
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert detail.startswith("the file name of an uploaded image is too long") and "not valid" not in detail
+        assert detail.endswith("rename the file to a shorter name and upload again")
+    assert model_calls == {"predict": 0, "explain": 0}
+    long_but_fine = client.post("/predict", files=upload(("y" * 3000 + ".png", png)))
+    assert long_but_fine.status_code == 200  # shown shortened
+    assert long_but_fine.json()["predictions"][0]["file"] == "y" * 197 + "..."
 
 
 def test_empty_file_is_422(client, model_calls):
@@ -611,3 +651,28 @@ def test_cli_serve_unknown_model_fails_clearly(tmp_path):
     result = CliRunner().invoke(app, ["serve", str(tmp_path / "no-model")])
     assert result.exit_code == 1
     assert "no visent model here" in " ".join(result.output.split())
+
+
+def test_cli_serve_on_a_port_in_use_says_so_before_announcing_itself():
+    """A busy port is one line naming it and the --port way out, exit 1, and no address announced (it would not
+    answer): not uvicorn's [Errno 98] after the URL."""
+    import subprocess
+    import sys
+
+    from visent.serve import ServerError, bind
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerError, match=rf"port {port} on 127.0.0.1 is already in use .* --port \d+"):
+            bind("127.0.0.1", port)
+        result = subprocess.run([sys.executable, "-m", "visent", "serve", "default", "--port", str(port)],
+                                capture_output=True, text=True, timeout=120, check=False)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 1, output
+    assert "error:" in output and f"serve: port {port} on 127.0.0.1 is already in use" in output
+    assert "choose another port with --port" in output
+    assert "http://" not in output and "Errno" not in output and "Traceback" not in output
+    with bind("127.0.0.1", port) as sock:  # free again: the same call binds it
+        assert sock.getsockname()[1] == port

@@ -40,6 +40,29 @@ def test_a_status_reads_its_fields_and_names_its_file_once() -> None:
     assert nameless.message == "no image file" and nameless.renamed("x.jpg") == nameless
 
 
+def test_an_image_fault_reads_as_everywhere_in_visent(tmp_path: Path) -> None:
+    """A status words an image fault as ingest, clean and serve do (visent.core.images), without the type of the
+    exception: predict and explain show "not an image (HTML)", never "ImageError: ..." or Pillow's words."""
+    from visent.core.errors import PathNotFound
+    from visent.core.images import ImageError, open_image
+    from visent.ingest.download import sniff_image
+
+    for name, data in (("page.jpg", b"<!doctype html><html><body>not found</body></html>"), ("empty.jpg", b"")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ImageError) as raised:
+            open_image(path)
+        status = ImageStatus.from_exception(path, raised.value)
+        assert status.reason == sniff_image(data)[1] == raised.value.reason  # ingest's wording
+        assert status.message == f"{path}: {status.reason}"
+    assert ImageStatus.from_exception(tmp_path / "page.jpg", raised.value).reason == "empty file"
+    # another error worded for users keeps its words; anything else says what it is
+    graph = "model/backbone.onnx"
+    assert ImageStatus.from_exception(graph, PathNotFound(f"{graph}: the network graph is missing")).reason == \
+        "the network graph is missing"
+    assert ImageStatus.from_exception(graph, ValueError(f"{graph}: no")).reason == "ValueError: no"
+
+
 def test_first_error_keeps_the_first_failure_of_each_image() -> None:
     a, b = ImageStatus.failure("first", "a.jpg"), ImageStatus.failure("second", "a.jpg")
     assert first_error([OK, CACHED, a, a, OK], [OK, b, OK, b, CACHED]) == [OK, b, a, a, OK]

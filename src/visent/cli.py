@@ -263,6 +263,7 @@ def predict(
     runner = _engine(engine, ray_address)
     counts = {"rows": 0, "errors": 0}
     shown: list[dict[str, Any]] = []  # the first rows, for the table; the CSV streams every row
+    failed: list[dict[str, Any]] = []  # the first unreadable row, for the message when nothing was predicted
 
     def rows() -> Iterator[dict[str, Any]]:
         for row in iter_predict(model, paths, batch_size=batch_size, engine=runner):
@@ -270,6 +271,8 @@ def predict(
             counts["errors"] += row["status"] != "ok"
             if out is None or len(shown) <= 50:
                 shown.append(row)
+            if row["status"] != "ok" and not failed:
+                failed.append(row)
             yield row
 
     if out is not None:
@@ -279,8 +282,9 @@ def predict(
         _run("predict", lambda: sum(1 for _ in rows()))
     if out is None or len(shown) <= 50:
         _print_predictions(shown)
-    console.print(f"{counts['rows']} images: {counts['rows'] - counts['errors']} predicted, "
+    console.print(f"{_images(counts['rows'])}: {counts['rows'] - counts['errors']} predicted, "
                   f"{counts['errors']} unreadable")
+    _nothing_done("predicted", counts["rows"], counts["errors"], failed[:1])
 
 
 @app.command()
@@ -300,7 +304,25 @@ def explain(
     rows = _run("explain", explain_images, model, paths, out, method=method)
     _print_predictions(rows[:50])
     errors = sum(row["status"] != "ok" for row in rows)
-    console.print(f"{len(rows)} images: {len(rows) - errors} explained, {errors} unreadable; maps → {out}")
+    console.print(f"{_images(len(rows))}: {len(rows) - errors} explained, {errors} unreadable; maps → {out}")
+    _nothing_done("explained", len(rows), errors, [row for row in rows if row["status"] != "ok"][:1])
+
+
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def _nothing_done(done: str, n: int, errors: int, failed: list[dict[str, Any]]) -> None:
+    """Exit with an error (status 1) when every one of ``n`` images was unreadable: a run that made nothing did not
+    succeed. The message quotes the first unreadable image's reason (its row is in the table and the files)."""
+    if n == 0 or errors < n:
+        return
+    row = failed[0]
+    reason = row["error"] if str(row["error"]).startswith(f"{row['path']}: ") else f"{row['path']}: {row['error']}"
+    if n > 1:
+        reason = f"none of the {n} images could be read (the first: {reason})"
+    raise VisentError(f"nothing was {done}: {reason}; give image files (JPEG, PNG, ...), folders of them or "
+                      "@list.txt files with one path per line")
 
 
 def _print_kfold(kfold: dict[str, Any]) -> None:
@@ -440,15 +462,17 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
     from visent.model import load
+    from visent.serve import bind
     from visent.serve import serve as run_serve
 
     loaded = load(model)
     limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files,
                               "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
+    sock = bind(host, port)  # a port in use fails here, before the address is announced
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"visent serve: model [bold]{escape(model)}[/] at [bold]http://{shown_host}:{port}/[/] "
                   f"(API docs at /docs); Ctrl+C stops it", soft_wrap=True)
-    run_serve(loaded, host=host, port=port, **{k: v for k, v in limits.items() if v is not None})
+    run_serve(loaded, host=host, port=port, sock=sock, **{k: v for k, v in limits.items() if v is not None})
 
 
 @app.command()

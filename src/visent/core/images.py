@@ -7,8 +7,8 @@ the same reason, worded the same way, wherever it is read. A refused image raise
 
 * ``file missing``
 * ``empty file``
-* ``not an image`` or ``not an image (HTML)`` (also ``XML``, ``JSON``, ``PDF``, ``text``: what the bytes are,
-  when that is obvious)
+* ``not an image`` or ``not an image (HTML)`` (also ``XML``, ``SVG``, ``JSON``, ``PDF``, ``ZIP``, ``gzip``, ``video``,
+  ``text``: what the bytes are, when that is obvious, see :func:`describe_bytes`)
 * ``too many pixels (W x H = N pixels, more than the limit L)``: read from the header, before anything is
   decoded; the limit is Pillow's ``Image.MAX_IMAGE_PIXELS`` or a caller's lower one
 * ``truncated image`` or ``truncated JPEG image`` (the format, when the header was read)
@@ -174,12 +174,26 @@ def as_image_error(exc: BaseException, format: str | None = None, source: str | 
     return ImageError("corrupt", f"corrupt {kind} ({message})", source, format=fmt)
 
 
+# Files often served where an image was expected (an archive, a clip standing in for an animated GIF); read from
+# the bytes, never from a name or a Content-Type. ISO media files (an "ftyp" box) are videos unless their brand is
+# an image one (HEIF, AVIF).
+_SIGNATURES = ((b"PK\x03\x04", "ZIP"), (b"PK\x05\x06", "ZIP"), (b"\x1f\x8b", "gzip"), (b"\x1a\x45\xdf\xa3", "video"))
+_IMAGE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+
+
 def describe_bytes(data: bytes) -> str | None:
-    """What bytes that are not an image are, when it is obvious: ``"HTML"`` (an error page), ``"XML"``,
-    ``"JSON"``, ``"PDF"`` or ``"text"``; else None."""
+    """What bytes that are not an image are, when it is obvious: ``"HTML"`` (an error page), ``"XML"``, ``"SVG"``,
+    ``"JSON"``, ``"PDF"``, ``"ZIP"``, ``"gzip"``, ``"video"`` (MP4, QuickTime, WebM) or ``"text"``; else None."""
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    if data[4:8] == b"ftyp" and data[8:12] not in _IMAGE_BRANDS:
+        return "video"
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
         return "HTML"
+    if head.startswith((b"<svg", b"<?xml", b"<!doctype svg")) and b"<svg" in head:
+        return "SVG"
     if head.startswith(b"<?xml"):
         return "XML"
     if head.startswith(b"%pdf-"):

@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from visent.core.errors import VisentError
+from visent.core.images import ImageError
+
 State = Literal["ok", "cached", "error"]
 STATES: tuple[str, ...] = ("ok", "cached", "error")
 
@@ -33,13 +36,17 @@ class ImageStatus:
 
     @classmethod
     def from_exception(cls, file: str | Path | None, exc: BaseException) -> "ImageStatus":
-        """The error ``exc`` raised for ``file``, on one line: ``<Type>: <reason>``, the file's name taken out of
-        the reason (it is in :attr:`file`)."""
+        """The error ``exc`` raised for ``file``, on one line, the file's name taken out of the reason (it is in
+        :attr:`file`): an image visent cannot use gives its fault in the words every part of visent uses
+        (:class:`~visent.core.images.ImageError`'s ``reason``: ``not an image (HTML)``, ``empty file``, ...), another
+        error visent words for users its message, anything else ``<Type>: <message>``."""
+        if isinstance(exc, ImageError):
+            return cls.failure(" ".join(exc.reason.split()) or exc.fault, file)
         reason = " ".join(str(exc).split()) or type(exc).__name__
         if file is not None:
             reason = reason.replace(f"'{file}'", "").replace(str(file), "")
         reason = reason.strip(" :") or type(exc).__name__
-        return cls.failure(f"{type(exc).__name__}: {reason}", file)
+        return cls.failure(reason if isinstance(exc, VisentError) else f"{type(exc).__name__}: {reason}", file)
 
     @property
     def ok(self) -> bool:

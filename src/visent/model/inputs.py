@@ -19,7 +19,9 @@ __all__ = ["IMAGE_SUFFIXES", "expand_inputs", "image_files"]
 def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
     """Turn files, folders (searched recursively for images) and ``@list.txt`` files into (path, problem) pairs.
 
-    ``problem`` is None for a file to predict, else why the item cannot be read (it still gets a row).
+    A list file holds one path per line (blank lines and ``#`` comments skipped); a relative one is taken from the
+    list file's folder, or from the working directory when it is not there but is here. ``problem`` is None for a
+    file to predict, else why the item cannot be read (it still gets a row).
     """
     expanded: list[tuple[str, str | None]] = []
     for item in items:
@@ -31,7 +33,7 @@ def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
                 continue
             lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
             entries = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-            expanded.extend(expand_inputs([p if Path(p).is_absolute() else str(list_file.parent / p) for p in entries]))
+            expanded.extend(expand_inputs([_listed(entry, list_file.parent) for entry in entries]))
         elif Path(text).is_dir():
             found = sorted(p for p in Path(text).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
@@ -42,6 +44,15 @@ def expand_inputs(items: Sequence[str | Path]) -> list[tuple[str, str | None]]:
         else:
             expanded.append((text, "file not found"))
     return expanded
+
+
+def _listed(entry: str, folder: Path) -> str:
+    """A path of a list file in ``folder``: relative to that folder, unless it is only found from here."""
+    path = Path(entry)
+    if path.is_absolute():
+        return entry
+    beside = folder / path
+    return entry if not beside.exists() and path.exists() else str(beside)
 
 
 @contextlib.contextmanager

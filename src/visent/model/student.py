@@ -24,7 +24,7 @@ import numpy as np
 
 from visent.core.errors import VisentError
 from visent.core.labels import CLASSES
-from visent.core.status import ImageStatus, first_error
+from visent.core.status import OK, ImageStatus, first_error
 from visent.core.store import atomic_write_json, atomic_write_text
 from visent.core.version import __version__
 from visent.model.head import StudentHead
@@ -188,8 +188,11 @@ class VisentModel:
         return self._extra_backbones[name]
 
     def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[ImageStatus]]:
-        """Probabilities (n, 3) in CLASSES order and a status per image; unreadable images give NaN rows."""
+        """Probabilities (n, 3) in CLASSES order and a status per image, "ok" or "error" as in :meth:`predict`'s
+        rows (whether the features came from the cache is not the caller's business); unreadable images give NaN
+        rows."""
         features, statuses = self.features(paths, **kwargs)
+        statuses = [OK if status.ok else status for status in statuses]  # "cached" is an "ok" here
         probs = np.full((len(paths), len(CLASSES)), np.nan)
         ok = ~np.isnan(features).any(axis=1)
         if ok.any():

@@ -1,13 +1,15 @@
 """``visent serve``: a model over HTTP, with a web page to drop images on.
 
 ``create_app(model, ...)`` builds the FastAPI app (``POST /predict``, ``POST /explain``, ``GET /health``,
-``GET /`` the page, ``/docs``); ``serve(model, host, port, ...)`` runs it with uvicorn; ``background(model)`` runs
+``GET /`` the page, ``/docs``); ``serve(model, host, port, ...)`` runs it with uvicorn on the socket of
+``bind(host, port)`` (a port in use is a clear error before anything is announced); ``background(model)`` runs
 the ``visent serve`` command in a process of its own for as long as a ``with`` block (tests, benchmarks, scripts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import subprocess
@@ -20,21 +22,56 @@ from visent.core.errors import VisentError
 from visent.serve.app import create_app
 
 
-def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, **limits: Any) -> None:
-    """Serve ``model`` (a loaded model, a model directory or ``"default"``) until interrupted.
+def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, *, sock: socket.socket | None = None,
+          **limits: Any) -> None:
+    """Serve ``model`` (a loaded model, a model directory or ``"default"``) until interrupted, on ``sock`` (from
+    :func:`bind`; by default bound here to ``host`` and ``port``).
 
     ``limits`` are ``create_app``'s: ``max_upload_bytes``, ``max_pixels``, ``max_files``, ``formats``.
     """
-    import os
-
     import uvicorn
 
     os.environ.setdefault("VISENT_PROGRESS", "0")  # a service logs its requests, not progress bars
-    uvicorn.run(create_app(model, **limits), host=host, port=port, log_level="info")
+    app = create_app(model, **limits)
+    sock = sock or bind(host, port)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(sockets=[sock])
 
 
 class ServerError(VisentError, RuntimeError):
-    """``visent serve`` in the background exited or did not answer in time; the message holds its log."""
+    """``visent serve`` cannot listen where it was asked to, or in the background it exited or did not answer in
+    time (the message holds its log)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host`` and ``port`` for :func:`serve` (uvicorn listens on it). A port in use, one that
+    needs privileges or a host that is not this machine's is a :class:`ServerError` naming the port and what to do,
+    raised before the service is announced."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ServerError(f"--host {host}: no such address ({exc.strerror}); use 127.0.0.1 (this machine only) or "
+                          "0.0.0.0 (every interface)") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port just freed is free
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            free = _free_port_near(host, port)
+            another = f"--port {free}" if free else "--port"
+            raise ServerError(f"port {port} on {host} is already in use (another visent serve or another server): "
+                              f"stop that, or choose another port with {another}") from None
+        if exc.errno == errno.EACCES:
+            raise ServerError(f"port {port} on {host} needs administrator rights: choose a port above 1023 with "
+                              "--port, e.g. --port 8000") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ServerError(f"--host {host}: not an address of this machine; use 127.0.0.1 (this machine only) or "
+                              "0.0.0.0 (every interface)") from None
+        raise ServerError(f"cannot listen on {host} port {port} ({exc.strerror or exc}): choose another --host or "
+                          "--port") from None
+    return sock
 
 
 @contextlib.contextmanager
@@ -86,4 +123,15 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-__all__ = ["ServerError", "background", "create_app", "serve"]
+def _free_port_near(host: str, port: int, tries: int = 20) -> int | None:
+    """The first of the ports after ``port`` that can be bound on ``host`` now, to suggest instead."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        try:
+            bind(host, candidate).close()
+        except ServerError:
+            continue
+        return candidate
+    return None
+
+
+__all__ = ["ServerError", "background", "bind", "create_app", "serve"]

@@ -102,7 +102,8 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The request body or an image's pixel count is above the limit."},
     415: {"model": ErrorBody, "description": "A file is not an image in an accepted format."},
-    422: {"model": ErrorBody, "description": "No file, a wrong field, an empty, truncated or corrupt image, too many files."},
+    422: {"model": ErrorBody, "description": "No file, a wrong field, an empty, truncated or corrupt image, too many "
+                                             "files (more than one to /explain)."},
 }
 
 
@@ -266,11 +267,31 @@ def _model_name(model: Any) -> tuple[str, str]:
 
 
 def _upload_field(request: Request) -> str:
+    """The field the documentation of the request's endpoint names; both endpoints take ``files`` and ``file``."""
     return "file" if request.url.path.rstrip("/").endswith("/explain") else "files"
 
 
+def _no_upload(field: str, path: str) -> str:
+    other = "file" if field == "files" else "files"
+    many = " (one part per image)" if field == "files" else ""
+    return (f"no image uploaded: send it as multipart/form-data in the field `{field}` (or `{other}`){many}, "
+            f"e.g. curl -F {field}=@photo.jpg {path}")
+
+
+def _uploads(request: Request, files: Sequence[UploadFile] | None,
+             file: Sequence[UploadFile] | None) -> list[UploadFile]:
+    """The uploaded parts of either field, ``files`` or ``file`` (the same to both endpoints), in upload order."""
+    if files and file:  # the order of parts across two fields is lost in parsing: the answers could not follow it
+        raise RequestRejected(422, f"images came in both fields `files` ({len(files)}) and `file` ({len(file)}): "
+                                   "send every image of a request in one of them")
+    uploads = list(files or file or [])
+    if not uploads:
+        raise RequestRejected(422, _no_upload(_upload_field(request), request.url.path))
+    return uploads
+
+
 def _validation_message(request: Request, errors: Sequence[dict]) -> str:
-    """One readable line for FastAPI's validation errors (missing fields, text instead of files, bad target)."""
+    """One readable line for FastAPI's validation errors (text instead of files, a bad target)."""
     field = _upload_field(request)
     parts: list[str] = []
     for error in errors:
@@ -278,10 +299,6 @@ def _validation_message(request: Request, errors: Sequence[dict]) -> str:
         value = error.get("input")
         if loc[:1] == ["query"] and loc[1:2] == ["target"]:
             parts.append(f"unknown target {value!r}: use one of {', '.join(TARGETS)}")
-        elif loc[:1] == ["body"] and error.get("type") == "missing":
-            example = f"curl -F {field}=@photo.jpg {request.url.path}"
-            many = " (one part per image, all named `files`)" if field == "files" else ""
-            parts.append(f"no image uploaded: send it as multipart/form-data in the field `{field}`{many}, e.g. {example}")
         elif loc[:1] == ["body"] and isinstance(value, str):
             name = loc[1] if len(loc) > 1 else field
             if value.isprintable() and len(value) <= 2000:
@@ -395,6 +412,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 400 and request.url.path.rstrip("/").endswith(("/predict", "/explain")):
+            if _header_too_long(error):  # the line of a part's headers that holds its file name
+                return JSONResponse({"detail": "the file name of an uploaded image is too long (its part's header is "
+                                               "over 4 KB, more than the multipart parser reads): rename the file "
+                                               "to a shorter name and upload again"}, status_code=400)
             # the multipart parser's own words are kept; the user learns what a good upload looks like
             field = _upload_field(request)
             return JSONResponse({"detail": f"the request body is not valid multipart/form-data ({error.detail}): "
@@ -408,6 +429,19 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.exception("visent serve: unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error in visent serve ({type(error).__name__}); "
                                        "the server log has the details"}, status_code=500)
+
+
+def _header_too_long(error: BaseException) -> bool:
+    """Whether the multipart parser gave up on a part's header line (python-multipart's "Maximum header size
+    exceeded", found among the causes of the 400): in an upload that is the line with the file name."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if "maximum header size exceeded" in str(cause).lower():
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _add_page_routes(app: FastAPI, service: _Service) -> None:
@@ -438,13 +472,18 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
     @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
               summary="Sentiment probabilities for one or more images",
               description=(
-                  "Upload one or more images as multipart/form-data, each part in the field `files`. The answer has "
+                  "Upload one or more images as multipart/form-data, each part in the field `files` (or each in "
+                  "`file`). The answer has "
                   "one prediction per file, in upload order, with the file name, the probabilities of negative, "
                   "neutral and positive (they sum to 1) and the most probable label. If any file is rejected "
                   "(413 too many pixels, 415 not an accepted format, 422 empty/corrupt/too many files), nothing is "
                   "scored and `problems` lists every rejected file."))
-    def predict(files: List[UploadFile] = File(..., description="The images: one multipart part per image.")) -> PredictResponse:
-        images = read_images(files)
+    def predict(request: Request,
+                files: List[UploadFile] | None = File(None, description="The images: one multipart part per image."),
+                file: List[UploadFile] | None = File(None, description="The same as `files`, for clients that name "
+                                                                           "the field as /explain does.")
+                ) -> PredictResponse:
+        images = read_images(_uploads(request, files, file))
         with lock:
             table = model.predict([image.data for image in images])
         rows = table.to_pylist()
@@ -473,17 +512,26 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
         **ERROR_RESPONSES},
         summary="Where the model sees each sentiment in one image (PNG)",
         description=(
-            "Upload one image as multipart/form-data in the field `file`. The answer is a PNG: the image overlaid "
+            "Upload one image as multipart/form-data in the field `file` (or `files`); more than one is refused "
+            "(422). The answer is a PNG: the image overlaid "
             "with the evidence map of `target` (`predicted`: the predicted class; or `negative`, `neutral`, "
             "`positive`), or with `target=all` a panel of the image and its three maps with the probabilities. "
             "The probabilities are also in the header `X-Visent-Probabilities` (JSON), the label in `X-Visent-Label`."))
-    def explain(file: UploadFile = File(..., description="The image."),
+    def explain(request: Request,
+                file: List[UploadFile] | None = File(None, description="The image (one part)."),
+                files: List[UploadFile] | None = File(None, description="The same as `file`, for clients that name "
+                                                                            "the field as /predict does."),
                 target: Target = Query("predicted", description="Which map to draw: predicted, negative, neutral, "
                                                                 "positive, or all (a panel of the three).")) -> Response:
         from visent.explain import ExplainError, to_png
         from visent.explain import explain as explain_image
 
-        image, = read_images([file])
+        uploads = _uploads(request, files, file)
+        if len(uploads) > 1:
+            names = ", ".join(f"'{_display_name(upload, i)}'" for i, upload in enumerate(uploads))
+            raise RequestRejected(422, f"{len(uploads)} files sent to /explain ({names}), which explains one image per "
+                                       "request: send them one at a time, or to /predict for their probabilities")
+        image, = read_images(uploads)
         name = image.name
         try:
             with lock:
