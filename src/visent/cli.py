@@ -393,7 +393,7 @@ def evaluate(
     matrix = three["confusion"]["rows_true_cols_predicted"]
     stdout.print("confusion (rows true, columns predicted; negative, neutral, positive): " + json.dumps(matrix))
     if "binary" in report:
-        stdout.print("[brackets]: 95% bootstrap interval over the images")
+        stdout.print("in brackets: the 95% bootstrap interval over the images")
     if report.get("subsets"):
         subsets = Table(title="binary, per subset", show_header=True, header_style="bold")
         for column in ("subset", "n (pos / neg)", "accuracy", "balanced accuracy"):
