@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from visent.core.errors import UsageError, VisentError
 from visent.core.progress import console
+from visent.embed.spec import DEFAULT_BACKBONE
 
 stdout = Console()  # results; progress and messages go to stderr
 
@@ -79,7 +80,7 @@ POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HE
 NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
 MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
 BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
-BACKBONE = typer.Option("efficientnet-lite0-ms", "--backbone",
+BACKBONE = typer.Option(DEFAULT_BACKBONE, "--backbone",
                         help="Image backbone (see `visent backbones`); join several with + to use all their features.")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
@@ -456,7 +457,8 @@ def backbones() -> None:
     from visent.embed import BACKBONES
 
     for name, description in BACKBONES.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        default = " (default)" if name == DEFAULT_BACKBONE else ""
+        console.print(f"[bold]{name}[/]{default}  {escape(description)}")
     console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
     from visent.signals import SIGNALS
 

@@ -20,15 +20,12 @@ from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
+from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, VisentModel
 from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
 __all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
-
-# Features of every stage of EfficientNet-Lite0 (run in int8 by default): on the MVSA zero-label protocol as good
-# as these beside Lite2's pooled features, the earlier default, at a third of the cost (README).
-DEFAULT_BACKBONE = "efficientnet-lite0-ms"
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
