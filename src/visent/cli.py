@@ -13,16 +13,33 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from visent.core.errors import UsageError, VisentError
 from visent.core.progress import console
+from visent.embed.onnx import DEFAULT_RUNTIME
 from visent.embed.spec import DEFAULT_BACKBONE
 
 stdout = Console()  # results; progress and messages go to stderr
 
 
-class _Commands(TyperGroup):
+class _Flags:
+    """``--help`` shows a flag (``--help`` itself, ``--balance/--no-balance``) as a flag: typer's rich help would
+    give it a ``<bool>`` type, as if it took a value."""
+
+    def get_params(self, ctx: click.Context) -> list:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_Flags, TyperCommand):
+    """A command of ``visent`` (every ``@app.command`` names it as its ``cls``)."""
+
+
+class _Commands(_Flags, TyperGroup):
     """The command group: a :class:`~visent.core.errors.VisentError` (bad input, a missing file, an option out of
     range, a missing extra) from any command becomes one red line on stderr and exit status 1. Nothing else is
     caught: a bug still shows its traceback."""
@@ -98,16 +115,17 @@ SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbon
                                             "in the image, scored by the teacher), faces (facial expressions). See "
                                             "`visent backbones`.")
 ENGINE = typer.Option("local", "--engine", help="Where the work runs: local (this process) or ray (the actors of a Ray "
-                                                "cluster; needs `pip install \"visent[ray]\"`). The tables are the same.")
+                                                "cluster; needs `pip install \"visent\\[ray]\"`). The tables are the same.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, or the head's "
                                                       "host:port); default: $RAY_ADDRESS, else start a local Ray on "
                                                       "127.0.0.1.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
-                            "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
+                            "the dataset; the model directory carries its calibration). Default: "
+                            f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
 
 
-@app.command()
+@app.command(cls=_Command)
 def ingest(
     source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create or resume."),
@@ -130,7 +148,7 @@ def ingest(
     _print_counts(f"ingest → {out}", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
     teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
@@ -144,7 +162,7 @@ def teach(
     _print_counts(f"teach ({teacher})", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def clean(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent teach`."),
     neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
@@ -161,7 +179,7 @@ def clean(
     _print_counts("clean: counts per step", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def embed(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
@@ -186,7 +204,7 @@ def _engine(name: str, address: Optional[str]) -> Any:
     return get_engine(name, address=address)
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
@@ -214,7 +232,7 @@ def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
                   f"{chosen.get('val_balanced_accuracy', float('nan')):.3f}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def build(
     source: Path = typer.Argument(..., help="The crawl: MVSA folder, JSONL/CSV, tweet JSON, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
@@ -250,7 +268,7 @@ def build(
     _print_train_summary(VisentModel.load(out).metrics, out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
@@ -284,7 +302,7 @@ def predict(
                   f"{counts['errors']} unreadable")
 
 
-@app.command()
+@app.command(cls=_Command)
 def explain(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
@@ -334,7 +352,7 @@ def _print_predictions(rows: list[dict[str, Any]]) -> None:
     stdout.print(table)
 
 
-@app.command()
+@app.command(cls=_Command)
 def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
     benchmark: Path = typer.Option(..., "--benchmark", "-b", help="NAME=PATH (see `visent benchmarks`), a CSV of path,label (names, or 0/1 with "
@@ -372,7 +390,7 @@ def evaluate(
         console.print(f"report → {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     target: str = typer.Argument(..., help="Dataset directory, or a model directory (its dataset is found through "
                                            "its metrics.json), or `default`."),
@@ -392,7 +410,7 @@ def report(
     console.print(f"report → [bold]{escape(str(path))}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write, .parquet or .csv; the dataset card goes beside "
@@ -410,7 +428,7 @@ def export(
     console.print(f"rows → [bold]{escape(counts['out'])}[/]\ncard → [bold]{escape(counts['card'])}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
@@ -434,7 +452,7 @@ def serve(
     run_serve(loaded, host=host, port=port, **{k: v for k, v in limits.items() if v is not None})
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo() -> None:
     """Predict the sample photos shipped with scikit-image using the model shipped with visent."""
     try:
@@ -451,7 +469,7 @@ def demo() -> None:
     _print_predictions(rows)
 
 
-@app.command()
+@app.command(cls=_Command)
 def backbones() -> None:
     """List the image backbones visent knows."""
     from visent.embed import BACKBONES
@@ -464,7 +482,7 @@ def backbones() -> None:
 
     console.print("Image signals (--signal NAME, fused with the backbone's features):")
     for name, description in SIGNALS.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        console.print(f"[bold]{name}[/]  {escape(description)}")
 
 
 teacher_app = typer.Typer(cls=_Commands, help="Train textual teachers on labelled tweets, and run them on texts.",
@@ -472,7 +490,7 @@ teacher_app = typer.Typer(cls=_Commands, help="Train textual teachers on labelle
 app.add_typer(teacher_app, name="teacher")
 
 
-@teacher_app.command("train")
+@teacher_app.command("train", cls=_Command)
 def teacher_train(
     data: List[Path] = typer.Option(..., "--data", help="Folder or file of labelled texts: SemEval *.tsv (id, label, "
                                                         "text) or XLM-T <split>_text.txt + <split>_labels.txt. Repeatable."),
@@ -513,7 +531,7 @@ def teacher_train(
                       f"after temperature scaling (T = {report['temperature']}), trained in {report['seconds']:.0f} s")
 
 
-@teacher_app.command("predict")
+@teacher_app.command("predict", cls=_Command)
 def teacher_predict(
     teacher: str = typer.Argument(..., help="Teacher directory, or a name: default (the teacher `visent teach` uses), vader."),
     textfile: Path = typer.Argument(..., help="Text file, one text per line."),
@@ -531,17 +549,17 @@ def teacher_predict(
         console.print(f"wrote {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def teachers() -> None:
     """List the textual teachers visent knows."""
     from visent.teach import TEACHERS
 
     for name, description in TEACHERS.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        console.print(f"[bold]{name}[/]  {escape(description)}")
     console.print("Any directory made by `visent teacher train`: --teacher PATH.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def benchmarks() -> None:
     """List the benchmarks `visent evaluate --benchmark NAME=PATH` reads."""
     from visent.evaluate import BENCHMARKS
