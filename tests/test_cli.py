@@ -87,3 +87,66 @@ def test_backbone_option_defaults_to_the_train_default():
         command = typer.main.get_command(app).commands[name]
         option = next(p for p in command.params if p.name == "backbone")
         assert option.default == DEFAULT_BACKBONE
+
+
+# visent cache ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache root with features written by the feature cache, an ONNX file and a folder visent did not write."""
+    import numpy as np
+
+    from visent.core.onnx import onnx_cache_root
+    from visent.embed.cache import FeatureCache
+
+    root = tmp_path / "visent cache"
+    monkeypatch.setenv("VISENT_CACHE", str(root))
+    FeatureCache().put_many("lite0|key", {"ab" * 32: np.ones(250, np.float32)})
+    onnx_cache_root().mkdir(parents=True)
+    (onnx_cache_root() / "teacher-minilm-0123.int8.onnx").write_bytes(b"x" * 2500)
+    (root / "mine").mkdir()
+    (root / "mine" / "notes.txt").write_text("not visent's")
+    return root
+
+
+def test_cache_shows_where_it_is_and_its_size_per_kind(cache):
+    result = runner.invoke(app, ["cache"], **WIDE)
+    assert result.exit_code == 0, result.output
+    assert f"cache: {cache}" in result.output
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:4]]
+            for line in result.output.splitlines() if line.startswith("│")}
+    features = sum(p.stat().st_size for p in (cache / "features").rglob("*") if p.is_file())
+    assert rows["features"] == [f"{features / 1000:.1f} kB", "2"]  # a shard and its key.txt
+    assert rows["onnx"] == ["2.5 kB", "1"]
+    assert rows["mine"] == ["12 B", "1"] and "not visent's" in result.output
+
+
+def test_cache_clear_asks_then_deletes_visents_folders_only(cache):
+    from visent.embed.cache import FeatureCache
+
+    refused = runner.invoke(app, ["cache", "--clear"], input="n\n", **WIDE)
+    assert refused.exit_code == 1 and "Delete" in refused.output
+    assert (cache / "features").is_dir() and (cache / "onnx").is_dir()
+    cleared = runner.invoke(app, ["cache", "--clear"], input="y\n", **WIDE)
+    assert cleared.exit_code == 0, cleared.output
+    assert "cache cleared" in cleared.output
+    assert sorted(p.name for p in cache.iterdir()) == ["mine"]
+    assert FeatureCache().get_many("lite0|key", ["ab" * 32]) == {}
+    again = runner.invoke(app, ["cache", "--clear", "--yes"], **WIDE)  # nothing left: no question, no error
+    assert again.exit_code == 0 and "nothing to clear" in again.output and "Delete" not in again.output
+
+
+def test_cache_clear_yes_does_not_ask(cache):
+    result = runner.invoke(app, ["cache", "--clear", "--yes"], **WIDE)
+    assert result.exit_code == 0 and "Delete" not in result.output
+    assert not (cache / "features").exists() and not (cache / "onnx").exists()
+
+
+def test_cache_clear_refuses_a_link_and_says_so(cache, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (cache / "onnx").rename(elsewhere)
+    (cache / "onnx").symlink_to(elsewhere)
+    result = runner.invoke(app, ["cache", "--clear", "--yes"], **WIDE)
+    assert result.exit_code == 1
+    assert "symbolic link" in result.output and str(cache / "onnx") in " ".join(result.output.split())
+    assert (elsewhere / "teacher-minilm-0123.int8.onnx").exists()
+    assert (cache / "features").is_dir()  # nothing deleted before the refusal

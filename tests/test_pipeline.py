@@ -174,7 +174,7 @@ def test_rebuild_is_a_no_op_and_resumes(tmp_path):
 
 def test_every_command_has_help():
     for command in ("ingest", "teach", "clean", "train", "build", "predict", "explain", "evaluate", "report", "export",
-                    "serve", "demo", "backbones", "teachers", "benchmarks", "teacher"):
+                    "serve", "demo", "backbones", "teachers", "benchmarks", "cache", "teacher"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output

@@ -1,5 +1,5 @@
 """The ``visent`` command line: ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
-serve, demo (and backbones, teachers, benchmarks, teacher train/predict)."""
+serve, demo (and backbones, teachers, benchmarks, cache, teacher train/predict)."""
 
 from __future__ import annotations
 
@@ -567,6 +567,48 @@ def benchmarks() -> None:
     for name, description in BENCHMARKS.describe().items():
         console.print(f"[bold]{name}[/]  {escape(description)}")
     console.print("A bare path is detected: a folder is read as MVSA, a file as a CSV of path,label.")
+
+
+@app.command(cls=_Command)
+def cache(
+    clear: bool = typer.Option(False, "--clear", help="Delete visent's cached files (features, ONNX exports); they "
+                                                      "are rebuilt when needed."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --clear: delete without asking."),
+) -> None:
+    """Where visent's cache is ($VISENT_CACHE, else ~/.cache/visent) and its size per kind; --clear deletes it."""
+    from visent.core.cache import cache_root, cache_usage, clear_cache
+
+    root = cache_root()
+    folders = cache_usage(root)
+    table = Table(title=f"cache: {escape(str(root))}", show_header=True, header_style="bold")
+    for column in ("folder", "size", "files", "holds"):
+        table.add_column(column, justify="right" if column in ("size", "files") else "left")
+    for folder in folders:
+        table.add_row(escape(folder.name), _size(folder.size), f"{folder.files:,}",
+                      escape(folder.what) if folder.visent else "not visent's: --clear leaves it")
+    table.add_row("[bold]all[/]", f"[bold]{_size(sum(f.size for f in folders))}[/]",
+                  f"[bold]{sum(f.files for f in folders):,}[/]", "")
+    stdout.print(table)
+    if not clear:
+        return
+    ours = [folder for folder in folders if folder.visent and folder.files]
+    if not ours:
+        console.print("nothing to clear")
+        return
+    if not yes:
+        typer.confirm(f"Delete {_size(sum(f.size for f in ours))} of cached files under {root} "
+                      f"({', '.join(f.name for f in ours)})?", abort=True)
+    freed = clear_cache(root)
+    console.print(f"cache cleared: {_size(freed)} freed under [bold]{escape(str(root))}[/]")
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 0 B, 812 B, 3.8 MB, 1.2 GB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":
