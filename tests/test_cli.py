@@ -150,3 +150,33 @@ def test_cache_clear_refuses_a_link_and_says_so(cache, tmp_path):
     assert "symbolic link" in result.output and str(cache / "onnx") in " ".join(result.output.split())
     assert (elsewhere / "teacher-minilm-0123.int8.onnx").exists()
     assert (cache / "features").is_dir()  # nothing deleted before the refusal
+
+
+# Summaries ------------------------------------------------------------------------------------------------
+def test_count_tables_keep_their_order_on_a_rerun(tmp_path):
+    """A finished stage run again reads its counts back from the manifest, where they are stored sorted: the
+    table still lists them in the stage's order."""
+    from test_pipeline import make_crawl
+
+    crawl, dataset = make_crawl(tmp_path / "crawl", n_per_class=2), tmp_path / "ds"
+
+    def rows(*args) -> list[str]:
+        result = runner.invoke(app, [str(a) for a in args], **WIDE)
+        assert result.exit_code == 0, result.output
+        return [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+
+    for args in (("ingest", crawl, "--out", dataset), ("teach", dataset, "--teacher", "vader")):
+        first = rows(*args)
+        assert first[:2] == ["posts", "ok"] and rows(*args) == first
+
+
+def test_readable_values():
+    from visent.core.display import ordered, readable
+
+    assert readable(1 / 3) == "0.3333" and readable(0.0003) == "0.0003" and readable(3692) == "3,692"
+    assert readable({"negative": 12, "neutral": 0}) == "negative: 12, neutral: 0"
+    assert readable({"seed": 0, "balance": False, "thresholds": {"negative": 0.5, "positive": 0.7}}) == \
+        "seed: 0, balance: no, thresholds: (negative: 0.5, positive: 0.7)"
+    assert readable(["a", "b"]) == "a, b" and readable(None) == ""
+    assert list(ordered({"error": 1, "zeta": 0, "posts": 3, "alpha": 2}, ("posts", "ok", "error"))) == \
+        ["posts", "error", "alpha", "zeta"]

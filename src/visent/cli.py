@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
+from visent.core.display import readable
 from visent.core.errors import UsageError, VisentError
 from visent.core.progress import console
 from visent.embed.onnx import DEFAULT_RUNTIME
@@ -76,11 +77,11 @@ def _run(step: str, func, *args: Any, **kwargs: Any) -> Any:
 
 
 def _print_counts(title: str, counts: dict[str, Any]) -> None:
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=escape(title), show_header=True, header_style="bold")
     table.add_column("step / class")
     table.add_column("count", justify="right")
     for key, value in counts.items():
-        table.add_row(str(key), json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        table.add_row(escape(str(key)), escape(readable(value)))
     stdout.print(table)
 
 
@@ -227,9 +228,9 @@ def train(
 
 def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
     chosen = metrics.get("validation", {}).get("chosen", {})
-    console.print(f"model → [bold]{out}[/]: {metrics['n_train_posts']} images {metrics['class_counts']}, "
-                  f"C={metrics['C']}, validation vs teacher: balanced accuracy "
-                  f"{chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+    console.print(f"model → [bold]{escape(str(out))}[/]: {readable(metrics['n_train_posts'])} images "
+                  f"({readable(metrics['class_counts'])}), C = {readable(metrics['C'])}, validation vs teacher: "
+                  f"balanced accuracy {chosen.get('val_balanced_accuracy', float('nan')):.3f}")
 
 
 @app.command(cls=_Command)
@@ -519,16 +520,16 @@ def teacher_train(
     for column in ("route / member", "n", "macro-recall", "accuracy", "macro-F1", "ECE"):
         table.add_column(column, justify="left" if column.startswith("route") else "right")
     for key, route in meta["routes"].items():
-        rows = [(f"{key}: stacked {route['weights']}", route["validation"])]
+        rows = [(f"{key}: stacked ({readable(route['weights'])})", route["validation"])]
         rows += [(f"{key}: {name}", values) for name, values in route["validation_members"].items()]
         for label, v in rows:
-            table.add_row(label, str(v["n"]), f"{v['macro_recall']:.3f}", f"{v['accuracy']:.3f}",
+            table.add_row(escape(label), str(v["n"]), f"{v['macro_recall']:.3f}", f"{v['accuracy']:.3f}",
                           f"{v['macro_f1']:.3f}", f"{v['ece']:.3f}")
     stdout.print(table)
     for member in meta["members"]:
         report = member["report"]
         console.print(f"{member['name']}: ECE {report['val_before_scaling']['ece']:.3f} → {report['val']['ece']:.3f} "
-                      f"after temperature scaling (T = {report['temperature']}), trained in {report['seconds']:.0f} s")
+                      f"after temperature scaling (T = {report['temperature']:.3f}), trained in {report['seconds']:.0f} s")
 
 
 @teacher_app.command("predict", cls=_Command)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from visent.core.display import ordered
 from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
@@ -33,6 +34,7 @@ STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
 DEFAULT_PER_HOST = 8
+COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "ignored_fields")  # the order of the counts
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
@@ -58,7 +60,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                                             max_bytes=max_bytes, limit=limit, ids=ids)
     dataset = Dataset(out, create=True)
     if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
-        return dict(dataset.stage_info(STAGE)["counts"])
+        return ordered(dataset.stage_info(STAGE)["counts"], COUNTS)
 
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
