@@ -415,7 +415,7 @@ def report(
 def export(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write, .parquet or .csv; the dataset card goes beside "
-                                                      "it (<name>.card.md)."),
+                                                      "it (mvsa.parquet → mvsa.parquet.card.md)."),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="Train,val,test fractions of the kept rows, drawn from "
                                                              "each image's SHA-256."),
     with_text: bool = typer.Option(False, "--with-text/--without-text", help="Add the posts' text (crawled text has "
