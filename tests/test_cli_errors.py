@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from test_pipeline import make_crawl
 from visent.cli import app
+from visent.core.cache import CacheError
 from visent.core.errors import InputError, PathNotFound, UnknownName, UsageError, VisentError
 from visent.core.registry import Registry
 from visent.core.store import DatasetError
@@ -218,6 +219,7 @@ CASES = {
     "backbones: extra argument": (lambda p: ["backbones", "extra"], ["extra"], 2),
     "teachers: extra argument": (lambda p: ["teachers", "extra"], ["extra"], 2),
     "benchmarks: extra argument": (lambda p: ["benchmarks", "extra"], ["extra"], 2),
+    "cache: extra argument": (lambda p: ["cache", "extra"], ["extra"], 2),
     "teacher: unknown subcommand": (lambda p: ["teacher", "fit"], ["fit"], 2),
 }
 
@@ -282,7 +284,7 @@ def test_a_bug_still_shows_its_traceback(p, monkeypatch):
 
 ERRORS = [DatasetError, ModelError, BackboneError, RuntimeNotAvailable, SignalNotAvailable, EngineError,
           BenchmarkError, TrainError, ExplainError, ArchiveError, ServerError, TeacherError, UsageError,
-          TeacherNotFound, UnknownTeacher, UnknownName, InputError, PathNotFound]
+          TeacherNotFound, UnknownTeacher, UnknownName, InputError, PathNotFound, CacheError]
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda error: error.__name__)

@@ -213,8 +213,8 @@ def test_a_clean_table_of_an_older_visent_is_cleaned_again_before_export(cleaned
 def test_card_beside_the_export_with_its_counts(cleaned, tmp_path):
     out = tmp_path / "out" / "mvsa.parquet"
     counts = export_dataset(cleaned, out, split=(0.6, 0.2, 0.2))
-    card = (tmp_path / "out" / "mvsa.card.md").read_text()
-    assert card_path(out) == tmp_path / "out" / "mvsa.card.md" and counts["card"] == str(card_path(out))
+    card = (tmp_path / "out" / "mvsa.parquet.card.md").read_text()
+    assert card_path(out) == tmp_path / "out" / "mvsa.parquet.card.md" and counts["card"] == str(card_path(out))
     front, body = re.match(r"^---\n(.*?)\n---\n(.*)$", card, re.S).groups()
     meta = yaml.safe_load(front)
     assert meta["license"] == "other"
@@ -242,17 +242,40 @@ def test_card_beside_the_export_with_its_counts(cleaned, tmp_path):
             f"**{counts['split']['test']:,}** | **{counts['kept']:,}** |") in body
     assert "train 0.6, val 0.2, test 0.2" in body
     assert f"teacher: `{TEACHER}`" in body and "neutral 0.6" in body
-    assert "--split 0.6,0.2,0.2" in body and f"visent teach {cleaned.root} --teacher {TEACHER}" in body
+    assert "--split 0.6,0.2,0.2" in body and f"visent teach {cleaned.root.name} --teacher {TEACHER}" in body
     assert "not people" in body or "no person" in body
     assert "`text`" not in body.split("## Columns")[1].split("##")[0]  # no text column described
+
+
+def test_card_names_the_source_not_where_the_user_keeps_it(cleaned, tmp_path):
+    source = Path(cleaned.stage_info("ingest")["params"]["source"])
+    assert source.is_absolute() and source.name == "posts.jsonl"
+    export_dataset(cleaned, tmp_path / "mvsa.parquet")
+    body = card_path(tmp_path / "mvsa.parquet").read_text()
+    assert "| source | `posts.jsonl` |" in body
+    assert f"visent ingest posts.jsonl --out {cleaned.root.name}" in body
+    assert str(source.parent) not in body and str(cleaned.root.parent) not in body
+
+
+def test_each_export_keeps_its_own_card(cleaned, tmp_path):
+    export_dataset(cleaned, tmp_path / "mvsa.parquet")
+    export_dataset(cleaned, tmp_path / "mvsa.csv", with_text=True)
+    parquet, csv = (card_path(tmp_path / name).read_text() for name in ("mvsa.parquet", "mvsa.csv"))
+    root = cleaned.root.name
+    assert "data_files: mvsa.parquet" in parquet and f"visent export {root} --out mvsa.parquet\n" in parquet
+    assert "data_files: mvsa.csv" in csv and f"visent export {root} --out mvsa.csv --with-text\n" in csv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mvsa.csv", "mvsa.csv.card.md", "mvsa.parquet",
+                                                          "mvsa.parquet.card.md"]
 
 
 def test_cli_export(cleaned, tmp_path):
     out = tmp_path / "x.csv"
     result = runner.invoke(app, ["export", str(cleaned.root), "--out", str(out), "--split", "0.5,0.25,0.25"])
     assert result.exit_code == 0, result.output
-    assert out.exists() and (tmp_path / "x.card.md").exists()
-    assert str(tmp_path / "x.card.md") in result.output.replace("\n", "")
+    assert out.exists() and (tmp_path / "x.csv.card.md").exists()
+    assert str(tmp_path / "x.csv.card.md") in result.output.replace("\n", "")
+    split = next(line for line in result.output.splitlines() if "│ split " in line)  # a readable dict, not JSON
+    assert re.search(r"│ +train: \d+, val: \d+, test: \d+ │", split) and "{" not in result.output
     splits = pcsv.read_csv(out, convert_options=pcsv.ConvertOptions(strings_can_be_null=False)).column("split")
     assert set(splits.to_pylist()) <= {"", "train", "val", "test"}
     result = runner.invoke(app, ["export", str(cleaned.root), "--out", str(tmp_path / "x.xlsx")])

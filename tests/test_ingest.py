@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,72 @@ def test_odd_shapes_in_valid_json_never_crash(tmp_path):
     assert posts["1"].error.startswith("unexpected structure at odd.jsonl:1 (AttributeError")
     assert posts["2"].error.startswith("unexpected structure at odd.jsonl:2 (TypeError")
     assert posts["3"].error == "" and posts["3"].image_ref == "https://x/3.jpg"
+
+
+# --------------------------------------------------------------------------- fields visent does not read
+def test_every_record_field_listed_is_read(tmp_path):
+    """RECORD_FIELDS, which the warnings quote, lists exactly what the JSON/CSV reader reads: each field alone
+    changes the post, and a field not listed changes nothing but ``ignored``."""
+    from visent.ingest.readers import RECORD_FIELDS
+
+    values = {"image label": "positive", "text label": "negative"}
+
+    def post(record: dict) -> dict:
+        source = tmp_path / "one.jsonl"
+        source.write_text(json.dumps(record) + "\n")
+        [found] = read("jsonl", source)
+        return {k: v for k, v in vars(found).items() if k not in ("fields", "ignored")}
+
+    empty = post({"unrelated": "x"})
+    for what, keys in RECORD_FIELDS.items():
+        for key in keys:
+            assert post({key.upper(): values.get(what, "7")}) != empty, key
+    [alone] = read("jsonl", tmp_path / "one.jsonl")
+    assert alone.fields == ("CREATED_AT",) and alone.ignored == ()
+
+
+def test_cli_warns_once_when_no_field_is_read_and_keeps_every_row(tmp_path):
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    source = tmp_path / "posts.jsonl"
+    source.write_text("".join(json.dumps({"uid": i, "Caption_Text": "so happy", "picture": "a.jpg"}) + "\n"
+                              for i in range(3)))
+    with pytest.warns(UserWarning) as warned:
+        result = CliRunner().invoke(app, ["ingest", str(source), "--out", str(tmp_path / "ds")],
+                                    terminal_width=200, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    [warning] = [w for w in warned if "no field visent reads" in str(w.message)]
+    message = str(warning.message)
+    assert message.startswith(f"{source}: 3 of 3 posts have no field visent reads")
+    assert "fields found: uid, Caption_Text, picture" in message
+    assert "text: text, full_text, caption; image: image, image_path, image_url" in message
+    posts = rows(tmp_path / "ds")
+    assert list(posts) == ["1", "2", "3"]  # every row kept, with its status
+    assert all(p["ingest_status"] == "error" and p["ingest_reason"] == "no image in post" for p in posts.values())
+    assert "ignored_fields" in result.output and "uid, Caption_Text, picture" in result.output
+
+
+def test_cli_summary_names_the_ignored_fields_of_a_csv(tmp_path):
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    source = tmp_path / "posts.csv"
+    source.write_text("id,text,image,likes,Author\n1,so happy,a.jpg,3,ann\n2,so sad,a.jpg,0,bob\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each post has fields visent reads: no warning
+        result = CliRunner().invoke(app, ["ingest", str(source), "--out", str(tmp_path / "ds")],
+                                    terminal_width=200, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "ignored_fields" in line]
+    assert len(lines) == 1 and "likes, Author" in lines[0]
+    assert [p["ingest_status"] for p in rows(tmp_path / "ds").values()] == ["ok", "ok"]
+    # the summary of a re-run (a no-op) says it again; a source whose fields are all read has no such line
+    again = CliRunner().invoke(app, ["ingest", str(source), "--out", str(tmp_path / "ds")], terminal_width=200)
+    assert "likes, Author" in again.output
+    source.write_text("id,text,image\n1,so happy,a.jpg\n")
+    assert "ignored_fields" not in ingest(source, tmp_path / "ds2")

@@ -82,6 +82,8 @@ def test_build_predict_evaluate_through_the_cli(tmp_path):
                                  "--pos-threshold", "0.4"])
     assert result.exit_code == 0, result.output
     assert "clean: counts per step" in result.output
+    summary = " ".join(result.output.split())
+    assert "images (negative: 24, neutral: 0, positive: 24), C = " in summary  # no Python dict in the summary
     for name in ("config.json", "head.npz", "metrics.json", "MODEL_CARD.md"):
         assert (model_dir / name).exists(), name
     dataset = tmp_path / "model-dataset"
@@ -174,7 +176,7 @@ def test_rebuild_is_a_no_op_and_resumes(tmp_path):
 
 def test_every_command_has_help():
     for command in ("ingest", "teach", "clean", "train", "build", "predict", "explain", "evaluate", "report", "export",
-                    "serve", "demo", "backbones", "teachers", "benchmarks", "teacher"):
+                    "serve", "demo", "backbones", "teachers", "benchmarks", "cache", "teacher"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output

@@ -185,3 +185,32 @@ def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, t
     model = train(cleaned, tmp_path / "int8", C=0.1)
     assert model.config.runtime == "onnx-int8" and model.config.int8_recipe == visent_onnx.INT8_RECIPE
     assert (tmp_path / "int8" / "backbone.onnx").is_file() and model.config.graph["runtime"] == "onnx-int8"
+
+
+def test_model_card_is_readable():
+    """The card shows figures to three decimals, dicts as key: value lists, counts per step in the funnel's order
+    and the source by name: never a Python dict, 0.3333333333333333 or the user's folders."""
+    from visent.clean import STEPS
+    from visent.model import ModelConfig
+    from visent.train import model_card
+
+    clean_counts = {step: i for i, step in enumerate(sorted(("posts", *STEPS, "kept")))}  # the manifest's order
+    metrics = {
+        "C": 0.0003, "target": "soft", "target_temperature": 1.0, "n_train_posts": 3157,
+        "class_counts": {"negative": 1268, "neutral": 910, "positive": 979},
+        "validation": {"chosen": {"val_balanced_accuracy": 1 / 3, "val_agreement": 0.46360759493670883}},
+        "stages": {
+            "ingest": {"params": {"source": "/home/someone/crawls/mvsa-single"}, "counts": {"posts": 3692}},
+            "teach": {"params": {"teacher": "default"}},
+            "clean": {"params": {"balance": False, "min_side": 32, "thresholds": {"negative": 0.5, "positive": 0.5}},
+                      "counts": clean_counts},
+        },
+    }
+    card = model_card(ModelConfig(), metrics)
+    assert "balanced accuracy 0.333, agreement 0.464" in card and "0.33333" not in card
+    assert "| training images | 3,157 (negative: 1,268, neutral: 910, positive: 979) |" in card
+    assert "| cleaning | balance: no, min_side: 32, thresholds: (negative: 0.5, positive: 0.5) |" in card
+    assert "C = 0.0003" in card and "{" not in card and "'" not in card.split("| cleaning |")[1].split("\n")[0]
+    assert "| source | `mvsa-single` |" in card and "/home/someone" not in card
+    steps = [line[2:].split(":")[0] for line in card.splitlines() if line.startswith("- ")]
+    assert steps == ["posts", *STEPS, "kept"]

@@ -1,5 +1,5 @@
 """The ``visent`` command line: ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
-serve, demo (and backbones, teachers, benchmarks, teacher train/predict)."""
+serve, demo (and backbones, teachers, benchmarks, cache, teacher train/predict)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,34 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from visent.core.display import readable
 from visent.core.errors import UsageError, VisentError
 from visent.core.progress import console
+from visent.embed.onnx import DEFAULT_RUNTIME
+from visent.embed.spec import DEFAULT_BACKBONE
 
 stdout = Console()  # results; progress and messages go to stderr
 
 
-class _Commands(TyperGroup):
+class _Flags:
+    """``--help`` shows a flag (``--help`` itself, ``--balance/--no-balance``) as a flag: typer's rich help would
+    give it a ``<bool>`` type, as if it took a value."""
+
+    def get_params(self, ctx: click.Context) -> list:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_Flags, TyperCommand):
+    """A command of ``visent`` (every ``@app.command`` names it as its ``cls``)."""
+
+
+class _Commands(_Flags, TyperGroup):
     """The command group: a :class:`~visent.core.errors.VisentError` (bad input, a missing file, an option out of
     range, a missing extra) from any command becomes one red line on stderr and exit status 1. Nothing else is
     caught: a bug still shows its traceback."""
@@ -58,11 +77,11 @@ def _run(step: str, func, *args: Any, **kwargs: Any) -> Any:
 
 
 def _print_counts(title: str, counts: dict[str, Any]) -> None:
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=escape(title), show_header=True, header_style="bold")
     table.add_column("step / class")
     table.add_column("count", justify="right")
     for key, value in counts.items():
-        table.add_row(str(key), json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        table.add_row(escape(str(key)), escape(readable(value)))
     stdout.print(table)
 
 
@@ -79,7 +98,7 @@ POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HE
 NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
 MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
 BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
-BACKBONE = typer.Option("efficientnet-lite0-ms", "--backbone",
+BACKBONE = typer.Option(DEFAULT_BACKBONE, "--backbone",
                         help="Image backbone (see `visent backbones`); join several with + to use all their features.")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
 TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
@@ -97,16 +116,17 @@ SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbon
                                             "in the image, scored by the teacher), faces (facial expressions). See "
                                             "`visent backbones`.")
 ENGINE = typer.Option("local", "--engine", help="Where the work runs: local (this process) or ray (the actors of a Ray "
-                                                "cluster; needs `pip install \"visent[ray]\"`). The tables are the same.")
+                                                "cluster; needs `pip install \"visent\\[ray]\"`). The tables are the same.")
 RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, or the head's "
                                                       "host:port); default: $RAY_ADDRESS, else start a local Ray on "
                                                       "127.0.0.1.")
 RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
-                            "the dataset; the model directory carries its calibration). Default: visent.embed.DEFAULT_RUNTIME.")
+                            "the dataset; the model directory carries its calibration). Default: "
+                            f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
 
 
-@app.command()
+@app.command(cls=_Command)
 def ingest(
     source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create or resume."),
@@ -129,7 +149,7 @@ def ingest(
     _print_counts(f"ingest → {out}", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
     teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
@@ -143,7 +163,7 @@ def teach(
     _print_counts(f"teach ({teacher})", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def clean(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent teach`."),
     neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
@@ -160,7 +180,7 @@ def clean(
     _print_counts("clean: counts per step", counts)
 
 
-@app.command()
+@app.command(cls=_Command)
 def embed(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
@@ -185,7 +205,7 @@ def _engine(name: str, address: Optional[str]) -> Any:
     return get_engine(name, address=address)
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
@@ -208,12 +228,12 @@ def train(
 
 def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
     chosen = metrics.get("validation", {}).get("chosen", {})
-    console.print(f"model → [bold]{out}[/]: {metrics['n_train_posts']} images {metrics['class_counts']}, "
-                  f"C={metrics['C']}, validation vs teacher: balanced accuracy "
-                  f"{chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+    console.print(f"model → [bold]{escape(str(out))}[/]: {readable(metrics['n_train_posts'])} images "
+                  f"({readable(metrics['class_counts'])}), C = {readable(metrics['C'])}, validation vs teacher: "
+                  f"balanced accuracy {chosen.get('val_balanced_accuracy', float('nan')):.3f}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def build(
     source: Path = typer.Argument(..., help="The crawl: MVSA folder, JSONL/CSV, tweet JSON, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
@@ -249,7 +269,7 @@ def build(
     _print_train_summary(VisentModel.load(out).metrics, out)
 
 
-@app.command()
+@app.command(cls=_Command)
 def predict(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
@@ -287,7 +307,7 @@ def predict(
     _nothing_done("predicted", counts["rows"], counts["errors"], failed[:1])
 
 
-@app.command()
+@app.command(cls=_Command)
 def explain(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
@@ -356,7 +376,7 @@ def _print_predictions(rows: list[dict[str, Any]]) -> None:
     stdout.print(table)
 
 
-@app.command()
+@app.command(cls=_Command)
 def evaluate(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
     benchmark: Path = typer.Option(..., "--benchmark", "-b", help="NAME=PATH (see `visent benchmarks`: twitter-i, "
@@ -411,7 +431,7 @@ def evaluate(
         console.print(f"report → {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     target: str = typer.Argument(..., help="Dataset directory, or a model directory (its dataset is found through "
                                            "its metrics.json), or `default`."),
@@ -431,11 +451,11 @@ def report(
     console.print(f"report → [bold]{escape(str(path))}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="File to write, .parquet or .csv; the dataset card goes beside "
-                                                      "it (<name>.card.md)."),
+                                                      "it (mvsa.parquet → mvsa.parquet.card.md)."),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="Train,val,test fractions of the kept rows, drawn from "
                                                              "each image's SHA-256."),
     with_text: bool = typer.Option(False, "--with-text/--without-text", help="Add the posts' text (crawled text has "
@@ -449,7 +469,7 @@ def export(
     console.print(f"rows → [bold]{escape(counts['out'])}[/]\ncard → [bold]{escape(counts['card'])}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def serve(
     model: str = typer.Argument(..., help="Model directory, or `default` for the model shipped with visent."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
@@ -475,7 +495,7 @@ def serve(
     run_serve(loaded, host=host, port=port, sock=sock, **{k: v for k, v in limits.items() if v is not None})
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo() -> None:
     """Predict the sample photos shipped with scikit-image using the model shipped with visent."""
     try:
@@ -492,19 +512,20 @@ def demo() -> None:
     _print_predictions(rows)
 
 
-@app.command()
+@app.command(cls=_Command)
 def backbones() -> None:
     """List the image backbones visent knows."""
     from visent.embed import BACKBONES
 
     for name, description in BACKBONES.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        default = " (default)" if name == DEFAULT_BACKBONE else ""
+        console.print(f"[bold]{name}[/]{default}  {escape(description)}")
     console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
     from visent.signals import SIGNALS
 
     console.print("Image signals (--signal NAME, fused with the backbone's features):")
     for name, description in SIGNALS.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        console.print(f"[bold]{name}[/]  {escape(description)}")
 
 
 teacher_app = typer.Typer(cls=_Commands, help="Train textual teachers on labelled tweets, and run them on texts.",
@@ -512,7 +533,7 @@ teacher_app = typer.Typer(cls=_Commands, help="Train textual teachers on labelle
 app.add_typer(teacher_app, name="teacher")
 
 
-@teacher_app.command("train")
+@teacher_app.command("train", cls=_Command)
 def teacher_train(
     data: List[Path] = typer.Option(..., "--data", help="Folder or file of labelled texts: SemEval *.tsv (id, label, "
                                                         "text) or XLM-T <split>_text.txt + <split>_labels.txt. Repeatable."),
@@ -541,19 +562,19 @@ def teacher_train(
     for column in ("route / member", "n", "macro-recall", "accuracy", "macro-F1", "ECE"):
         table.add_column(column, justify="left" if column.startswith("route") else "right")
     for key, route in meta["routes"].items():
-        rows = [(f"{key}: stacked {route['weights']}", route["validation"])]
+        rows = [(f"{key}: stacked ({readable(route['weights'])})", route["validation"])]
         rows += [(f"{key}: {name}", values) for name, values in route["validation_members"].items()]
         for label, v in rows:
-            table.add_row(label, str(v["n"]), f"{v['macro_recall']:.3f}", f"{v['accuracy']:.3f}",
+            table.add_row(escape(label), str(v["n"]), f"{v['macro_recall']:.3f}", f"{v['accuracy']:.3f}",
                           f"{v['macro_f1']:.3f}", f"{v['ece']:.3f}")
     stdout.print(table)
     for member in meta["members"]:
         report = member["report"]
         console.print(f"{member['name']}: ECE {report['val_before_scaling']['ece']:.3f} → {report['val']['ece']:.3f} "
-                      f"after temperature scaling (T = {report['temperature']}), trained in {report['seconds']:.0f} s")
+                      f"after temperature scaling (T = {report['temperature']:.3f}), trained in {report['seconds']:.0f} s")
 
 
-@teacher_app.command("predict")
+@teacher_app.command("predict", cls=_Command)
 def teacher_predict(
     teacher: str = typer.Argument(..., help="Teacher directory, or a name: default (the teacher `visent teach` uses), vader."),
     textfile: Path = typer.Argument(..., help="Text file, one text per line."),
@@ -571,17 +592,17 @@ def teacher_predict(
         console.print(f"wrote {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def teachers() -> None:
     """List the textual teachers visent knows."""
     from visent.teach import TEACHERS
 
     for name, description in TEACHERS.describe().items():
-        console.print(f"[bold]{name}[/]  {description}")
+        console.print(f"[bold]{name}[/]  {escape(description)}")
     console.print("Any directory made by `visent teacher train`: --teacher PATH.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def benchmarks() -> None:
     """List the benchmarks `visent evaluate --benchmark NAME=PATH` reads."""
     from visent.evaluate import BENCHMARKS
@@ -589,6 +610,48 @@ def benchmarks() -> None:
     for name, description in BENCHMARKS.describe().items():
         console.print(f"[bold]{name}[/]  {escape(description)}")
     console.print("A bare path is detected: a folder is read as MVSA, a file as a CSV of path,label.")
+
+
+@app.command(cls=_Command)
+def cache(
+    clear: bool = typer.Option(False, "--clear", help="Delete visent's cached files (features, ONNX exports); they "
+                                                      "are rebuilt when needed."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --clear: delete without asking."),
+) -> None:
+    """Where visent's cache is ($VISENT_CACHE, else ~/.cache/visent) and its size per kind; --clear deletes it."""
+    from visent.core.cache import cache_root, cache_usage, clear_cache
+
+    root = cache_root()
+    folders = cache_usage(root)
+    table = Table(title=f"cache: {escape(str(root))}", show_header=True, header_style="bold")
+    for column in ("folder", "size", "files", "holds"):
+        table.add_column(column, justify="right" if column in ("size", "files") else "left")
+    for folder in folders:
+        table.add_row(escape(folder.name), _size(folder.size), f"{folder.files:,}",
+                      escape(folder.what) if folder.visent else "not visent's: --clear leaves it")
+    table.add_row("[bold]all[/]", f"[bold]{_size(sum(f.size for f in folders))}[/]",
+                  f"[bold]{sum(f.files for f in folders):,}[/]", "")
+    stdout.print(table)
+    if not clear:
+        return
+    ours = [folder for folder in folders if folder.visent and folder.files]
+    if not ours:
+        console.print("nothing to clear")
+        return
+    if not yes:
+        typer.confirm(f"Delete {_size(sum(f.size for f in ours))} of cached files under {root} "
+                      f"({', '.join(f.name for f in ours)})?", abort=True)
+    freed = clear_cache(root)
+    console.print(f"cache cleared: {_size(freed)} freed under [bold]{escape(str(root))}[/]")
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 0 B, 812 B, 3.8 MB, 1.2 GB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":

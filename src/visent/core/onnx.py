@@ -11,13 +11,14 @@ import functools
 import os
 from pathlib import Path
 
+from visent.core.cache import ONNX, cache_root
+
 SESSIONS_KEPT = 4  # the most recently used sessions kept for reuse within the process
 
 
 def onnx_cache_root() -> Path:
     """``$VISENT_CACHE/onnx``, else ``~/.cache/visent/onnx``."""
-    base = os.environ.get("VISENT_CACHE")
-    return Path(base) / "onnx" if base else Path.home() / ".cache" / "visent" / "onnx"
+    return cache_root() / ONNX
 
 
 def usable_cores() -> int:

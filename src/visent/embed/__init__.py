@@ -15,7 +15,7 @@ from typing import Any
 
 _EXPORTS = {
     "BACKBONES": "visent.embed.backbones", "Backbone": "visent.embed.backbones",
-    "BackboneError": "visent.embed.spec", "BackboneSpec": "visent.embed.spec",
+    "BackboneError": "visent.embed.spec", "DEFAULT_BACKBONE": "visent.embed.spec", "BackboneSpec": "visent.embed.spec",
     "load_backbone": "visent.embed.backbones", "FeatureCache": "visent.embed.cache",
     "embed_images": "visent.embed.features", "GraphBackbone": "visent.embed.graph",
     "DEFAULT_RUNTIME": "visent.embed.onnx", "RUNTIMES": "visent.embed.onnx", "load_image": "visent.core.images",

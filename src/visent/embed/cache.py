@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import uuid
 import warnings
@@ -18,13 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
+from visent.core.cache import FEATURES, cache_root
 from visent.core.store import atomic_write_bytes, atomic_write_text
 
 
 def default_cache_root() -> Path:
     """``$VISENT_CACHE/features``, else ``~/.cache/visent/features``."""
-    base = os.environ.get("VISENT_CACHE")
-    return Path(base) / "features" if base else Path.home() / ".cache" / "visent" / "features"
+    return cache_root() / FEATURES
 
 
 class FeatureCache:

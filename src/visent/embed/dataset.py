@@ -21,6 +21,7 @@ from visent.embed.backbones import load_backbone
 from visent.embed.cache import FeatureCache
 from visent.embed.features import embed_images, feature_key, tta_mode
 from visent.embed.onnx import DEFAULT_RUNTIME, calibration_id, check_runtime
+from visent.embed.spec import DEFAULT_BACKBONE
 
 CHUNK = 256  # images per engine batch and cache shard
 
@@ -59,7 +60,7 @@ def kept_images(dataset: Dataset) -> tuple[list[str], list[Path]]:
     return list(seen), list(seen.values())
 
 
-def embed_dataset(dataset: Dataset | str | Path, backbone: str = "efficientnet-lite0-ms", *,
+def embed_dataset(dataset: Dataset | str | Path, backbone: str = DEFAULT_BACKBONE, *,
                   runtime: str | None = None, tta: bool | str = False, batch_size: int = 32, chunk_size: int = CHUNK,
                   cache: FeatureCache | None = None, engine: Any = None) -> dict[str, dict[str, int]]:
     """Cache the features of the kept images for each backbone of ``backbone``, as ``visent train`` with the same

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from visent.clean.stage import STEPS
 from visent.core import schema
+from visent.core.display import ordered, readable
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_open, atomic_write_table, atomic_write_text
@@ -95,9 +96,10 @@ def split_of(image_sha256: str | None, split: Sequence[float] = DEFAULT_SPLIT) -
 
 
 def card_path(out: str | os.PathLike[str]) -> Path:
-    """Where the card of an export goes: ``out/mvsa.parquet`` → ``out/mvsa.card.md``."""
+    """Where the card of an export goes: ``out/mvsa.parquet`` → ``out/mvsa.parquet.card.md``, so that exports of
+    one dataset in both formats keep a card each."""
     out = Path(out)
-    return out.with_name(f"{out.stem}.card.md")
+    return out.with_name(f"{out.name}.card.md")
 
 
 def _format(out: Path) -> str:
@@ -190,9 +192,7 @@ def _size_category(n: int) -> str:
 
 def _ordered(counts: dict[str, Any] | None, first: Sequence[str]) -> list[list[Any]]:
     """Rows of a stage's counts, the known keys in their stage order, then the others."""
-    counts = counts or {}
-    keys = [k for k in first if k in counts] + sorted(k for k in counts if k not in first)
-    return [[k, f"{counts[k]:,}" if isinstance(counts[k], int) else counts[k]] for k in keys]
+    return [[key, readable(value)] for key, value in ordered(counts, first).items()]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -204,12 +204,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + [""]
 
 
+def _source_name(params: dict[str, Any]) -> str:
+    """The name of the crawl the dataset was ingested from (``posts.jsonl``, ``mvsa-single``), not its local path:
+    ``params`` are the ingest stage's."""
+    source = params.get("source")
+    return Path(str(source)).name if source else "SOURCE"
+
+
 def _commands(ds: Dataset, out: Path, *, with_text: bool, split: Sequence[float]) -> list[str]:
     ingest = (ds.stage_info("ingest") or {}).get("params") or {}
     teach = (ds.stage_info("teach") or {}).get("params") or {}
     clean = (ds.stage_info("clean") or {}).get("params") or {}
-    root = shlex.quote(str(ds.root))
-    command = f"visent ingest {shlex.quote(str(ingest.get('source', 'SOURCE')))} --out {root}"
+    root = shlex.quote(ds.root.resolve().name)  # names only: the card does not tell where the user keeps files
+    command = f"visent ingest {shlex.quote(_source_name(ingest))} --out {root}"
     for key, flag, default in (("limit", "--limit", None), ("timeout", "--timeout", 10.0), ("retries", "--retries", 3),
                                ("max_bytes", "--max-bytes", 20_000_000)):
         if key in ingest and ingest[key] != default:
@@ -242,8 +249,9 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
     out = Path(out)
     ingest, teach, clean = (ds.stage_info(stage) or {} for stage in ("ingest", "teach", "clean"))
     lines = _card_header(out, counts)
-    lines += _table(["parameter", "value"],
-                    [[k, f"`{v}`"] for k, v in sorted((ingest.get("params") or {}).items()) if v is not None])
+    params = {**(ingest.get("params") or {}), "source": _source_name(ingest.get("params") or {})}
+    lines += _table(["parameter", "value"], [[k, f"`{readable(v) if isinstance(v, (dict, list)) else v}`"]
+                                             for k, v in sorted(params.items()) if v is not None])
     lines += _card_counts(ingest, teach, clean, counts)
     lines += _card_recipe(teach.get("params") or {}, clean.get("params") or {}, split)
     lines += _table(["column", "type", "description"],

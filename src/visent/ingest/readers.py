@@ -36,6 +36,13 @@ MVSA_LABEL_FILE = "labelResultAll.txt"
 ID_KEYS = ("id", "post_id", "tweet_id", "id_str")
 TEXT_KEYS = ("text", "full_text", "caption")
 IMAGE_KEYS = ("image", "image_path", "image_url", "url", "media_url", "path")
+# The fields of a flat post record (JSON object or CSV row, names matched case-insensitively) that
+# _post_from_record reads, by what they hold; the first non-empty one of each entry wins.
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "id": ID_KEYS, "text": TEXT_KEYS, "image": IMAGE_KEYS, "image label": ("image_label", "label"),
+    "text label": ("text_label",), "language": ("lang",), "date": ("created_at",),
+}
+_RECORD_KEYS = frozenset(key for keys in RECORD_FIELDS.values() for key in keys)
 _TWEET_KEYS = frozenset({"id_str", "entities", "extended_entities", "extended_tweet", "retweeted_status",
                          "user", "attachments", "edit_history_tweet_ids", "note_tweet"})
 
@@ -54,6 +61,8 @@ class RawPost:
     text_label: str | None = None     # human labels found in the source (normalised)
     image_label: str | None = None
     error: str = ""                   # why the post is incomplete ("" when it is not)
+    fields: tuple[str, ...] = ()      # a flat record's field names, as found
+    ignored: tuple[str, ...] = ()     # those of them visent does not read (see RECORD_FIELDS)
     # what must stay alive while the post is in use: the extraction folder its image comes from
     keep: Any = field(default=None, repr=False, compare=False)
 
@@ -72,6 +81,9 @@ def _valid_unicode(post: RawPost) -> RawPost:
         value = getattr(post, name)
         if value and _SURROGATES.search(value):
             setattr(post, name, _SURROGATES.sub("\ufffd", value))
+    if any(_SURROGATES.search(name) for name in post.fields):
+        post.fields, post.ignored = (tuple(_SURROGATES.sub("\ufffd", name) for name in names)
+                                     for names in (post.fields, post.ignored))
     if post.image_ref and _SURROGATES.search(post.image_ref):
         shown = _SURROGATES.sub("\ufffd", post.image_ref)
         problem = f"image name {shown!r} is not valid UTF-8; rename the file or fix the reference"
@@ -234,21 +246,28 @@ def read_mvsa(source: Path) -> Iterator[RawPost]:
 
 
 # --------------------------------------------------------------------------- flat post records
+def _label(record: dict[str, Any], keys: Iterable[str]) -> str | None:
+    """The first of ``keys`` that holds a label visent knows, normalised."""
+    return next((label for label in (normalise_label(record.get(key)) for key in keys) if label), None)
+
+
 def _post_from_record(record: dict[str, Any], where: str, fallback_id: str, base_dir: Path) -> list[RawPost]:
-    """Records from one flat row/object (id, text, image, optional labels, lang, created_at)."""
+    """Records from one flat row/object: the fields of :data:`RECORD_FIELDS`; the others are listed in ``ignored``."""
+    found = tuple(str(k) for k in record if str(k).strip())
     record = {str(k).strip().lower(): v for k, v in record.items()}
-    image_label = normalise_label(record.get("image_label")) or normalise_label(record.get("label"))
     post = RawPost(
-        post_id=_str(_first(record, ID_KEYS)) or fallback_id,
+        post_id=_str(_first(record, RECORD_FIELDS["id"])) or fallback_id,
         source=where,
-        text=_str(_first(record, TEXT_KEYS)) or "",
+        text=_str(_first(record, RECORD_FIELDS["text"])) or "",
         base_dir=base_dir,
-        lang=_str(record.get("lang")),
-        created_at=_str(record.get("created_at")),
-        text_label=normalise_label(record.get("text_label")),
-        image_label=image_label,
+        lang=_str(_first(record, RECORD_FIELDS["language"])),
+        created_at=_str(_first(record, RECORD_FIELDS["date"])),
+        text_label=_label(record, RECORD_FIELDS["text label"]),
+        image_label=_label(record, RECORD_FIELDS["image label"]),
+        fields=found,
+        ignored=tuple(k for k in found if k.strip().lower() not in _RECORD_KEYS),
     )
-    images = _first(record, IMAGE_KEYS)
+    images = _first(record, RECORD_FIELDS["image"])
     refs = [images] if not isinstance(images, list) else images
     return _expand_images(post, [r for r in (_str(x) for x in refs) if r], "no image in post")
 
@@ -298,7 +317,7 @@ def read_csv(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
             if not any(f.strip() for f in fields):
                 continue
             if header is None:
-                header = [f.strip().lower() for f in fields]
+                header = [f.strip() for f in fields]  # matched case-insensitively, named as found
                 continue
             row += 1
             where = f"{rel}:{reader.line_num}"

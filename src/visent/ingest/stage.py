@@ -12,6 +12,7 @@ import collections
 import hashlib
 import itertools
 import os
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -21,23 +22,25 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from visent.core.display import ordered
 from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
 from visent.core.store import Dataset
 from visent.ingest.download import ImageFetcher
-from visent.ingest.readers import READERS, RawPost, detect_format
+from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, detect_format
 
 STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
 DEFAULT_PER_HOST = 8
+COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "ignored_fields")  # the order of the counts
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
            workers: int = 16, timeout: float = 10.0, retries: int = 3, max_bytes: int = 20_000_000,
            batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None,
-           per_host: int = DEFAULT_PER_HOST, backoff: float = 0.5) -> dict[str, int]:
+           per_host: int = DEFAULT_PER_HOST, backoff: float = 0.5) -> dict[str, Any]:
     """Read ``source`` into the dataset at ``out`` and return the counts of the run.
 
     ``format`` names a reader of :data:`READERS` ("auto" detects it). ``workers`` threads fetch
@@ -46,6 +49,9 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     ``limit`` keeps the first N posts, ``ids`` only the posts with these ids. Every post becomes a
     row with ``ingest_status`` "ok" or "error" and a reason. Running again with the same options is
     a no-op; a run that was interrupted resumes from its last finished batch.
+
+    The fields of JSON/CSV post records that visent does not read are named in the counts
+    (``ignored_fields``); posts none of whose fields visent reads get a warning, once per run.
     """
     if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
         raise UsageError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
@@ -54,12 +60,13 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                                             max_bytes=max_bytes, limit=limit, ids=ids)
     dataset = Dataset(out, create=True)
     if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
-        return dict(dataset.stage_info(STAGE)["counts"])
+        return ordered(dataset.stage_info(STAGE)["counts"], COUNTS)
 
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
     done = checkpoint.done_keys()
-    posts = read_posts(reader, src, ids, limit)
+    fields = _Fields()
+    posts = fields.tally(read_posts(reader, src, ids, limit))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
         with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
@@ -88,8 +95,45 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         "images": pc.count_distinct(table["image_sha256"]).as_py(),
         "with_human_labels": labelled.num_rows,
     }
+    if fields.ignored:
+        counts["ignored_fields"] = _names(fields.ignored)
     dataset.finish_stage(STAGE, params, counts)
+    if fields.unread:
+        fields.warn(src)
     return counts
+
+
+class _Fields:
+    """The field names of the flat post records (JSON objects, CSV rows) of a source, tallied as its posts go by."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, None] = {}    # in the order first seen
+        self.ignored: dict[str, None] = {}  # found, but read by no reader (see RECORD_FIELDS)
+        self.records = 0
+        self.unread = 0                     # records none of whose fields is read
+
+    def tally(self, posts: Iterable[RawPost]) -> Iterator[RawPost]:
+        for post in posts:
+            if post.fields:
+                self.records += 1
+                self.found.update(dict.fromkeys(post.fields))
+                self.ignored.update(dict.fromkeys(post.ignored))
+                self.unread += len(post.ignored) == len(post.fields)
+            yield post
+
+    def warn(self, source: Path) -> None:
+        reads = "; ".join(f"{what}: {', '.join(keys)}" for what, keys in RECORD_FIELDS.items())
+        warnings.warn(f"{source}: {self.unread} of {self.records} posts have no field visent reads, so they have no "
+                      f"text or image of their own (fields found: {_names(self.found)}). visent reads, by what they "
+                      f"hold, {reads}. Rename the fields (an image and a text field at least) and ingest again "
+                      "into a new dataset directory.", UserWarning, stacklevel=3)
+
+
+def _names(names: Iterable[str], most: int = 20) -> str:
+    """``names`` joined with commas, the first ``most`` of them."""
+    names = list(names)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 LOOKAHEAD = 16  # batches in flight at once: a slow post holds back its batch's checkpoint, not the workers

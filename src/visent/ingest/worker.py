@@ -64,7 +64,7 @@ def _record(post: RawPost) -> dict[str, Any]:
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, engine: str | Engine | None = None,
            address: str | None = None, format: str = "auto", workers: int = 16, timeout: float = 10.0,
            retries: int = 3, max_bytes: int = 20_000_000, batch_size: int = 500, limit: int | None = None,
-           ids: set[str] | None = None, **options: Any) -> dict[str, int]:
+           ids: set[str] | None = None, **options: Any) -> dict[str, Any]:
     """:func:`visent.ingest.ingest` with its images fetched by ``engine`` ("local", "ray" or an engine; see
     :func:`visent.engine.get_engine`). ``options`` go to :func:`visent.ingest.ingest` and the image fetcher."""
     run = get_engine(engine, address=address)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from visent.core import schema
+from visent.core.display import ordered
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
@@ -21,6 +22,7 @@ from visent.teach.teachers import is_teacher_dir, load_teacher
 from visent.teach.text import preprocess_tweet
 
 STAGE = "teach"
+COUNTS = ("posts", "ok", "skipped", *CLASSES)  # the order of the counts
 
 
 def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str], langs: Sequence[str | None]) -> str:
@@ -133,7 +135,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
         if "thresholds" not in ds.stage_info(STAGE):  # taught by a visent that did not record them
             ds.record_stage(STAGE, thresholds=dict(model.thresholds))
-        return dict(ds.stage_info(STAGE)["counts"])  # type: ignore[index]
+        return ordered(ds.stage_info(STAGE)["counts"], COUNTS)  # type: ignore[index]
 
     checkpoint = ds.begin_stage(STAGE, params)
     done = checkpoint.done_keys()

@@ -15,20 +15,19 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
+from visent.clean import STEPS as CLEAN_STEPS
+from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
+from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, VisentModel
 from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
 __all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
-
-# Features of every stage of EfficientNet-Lite0 (run in int8 by default): on the MVSA zero-label protocol as good
-# as these beside Lite2's pooled features, the earlier default, at a third of the cost (README).
-DEFAULT_BACKBONE = "efficientnet-lite0-ms"
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -293,6 +292,16 @@ def _calibration_line(calibration: dict[str, Any] | None) -> str:
             f"{calibration['val_ece_before']:.3f} → {calibration['val_ece_after']:.3f}")
 
 
+def _figure(value: Any) -> str:
+    """A validation figure to three decimals, or n/a."""
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _name(source: Any) -> str:
+    """The name of the source a dataset was ingested from, without the local folders above it."""
+    return Path(str(source)).name if source else "?"
+
+
 def model_card(config, metrics: dict[str, Any]) -> str:
     stages = metrics.get("stages", {})
     teach = stages.get("teach", {}) or {}
@@ -312,24 +321,24 @@ def model_card(config, metrics: dict[str, Any]) -> str:
         f"| test-time augmentation | {config.tta} |",
         f"| runtime | {config.runtime} |",
         f"| image signals | {', '.join(config.signals) or 'none'} |",
-        f"| head | multinomial logistic, C = {metrics.get('C')}, {metrics.get('target')} targets"
-        f" (temperature {metrics.get('target_temperature', 1.0)}), self-training rounds "
+        f"| head | multinomial logistic, C = {readable(metrics.get('C'))}, {metrics.get('target')} targets"
+        f" (temperature {readable(metrics.get('target_temperature', 1.0))}), self-training rounds "
         f"{(metrics.get('self_training') or {}).get('rounds', 0)} |",
         f"| calibration | {_calibration_line(metrics.get('calibration'))} |",
-        f"| source | `{(ingest.get('params') or {}).get('source', '?')}` |",
-        f"| posts ingested | {(ingest.get('counts') or {}).get('posts', '?')} |",
+        f"| source | `{_name((ingest.get('params') or {}).get('source'))}` |",
+        f"| posts ingested | {readable((ingest.get('counts') or {}).get('posts', '?'))} |",
         f"| teacher | `{(teach.get('params') or {}).get('teacher', '?')}` |",
-        f"| cleaning | `{clean.get('params')}` |",
-        f"| training images | {metrics.get('n_train_posts')} ({metrics.get('class_counts')}) |",
-        f"| validation (teacher labels) | balanced accuracy {chosen.get('val_balanced_accuracy', 'n/a')}, "
-        f"agreement {chosen.get('val_agreement', 'n/a')} |",
+        f"| cleaning | {readable(clean.get('params')) or '?'} |",
+        f"| training images | {readable(metrics.get('n_train_posts'))} ({readable(metrics.get('class_counts'))}) |",
+        f"| validation (teacher labels) | balanced accuracy {_figure(chosen.get('val_balanced_accuracy'))}, "
+        f"agreement {_figure(chosen.get('val_agreement'))} |",
         f"| visent | {config.visent_version} |",
         "",
         "Counts per cleaning step:",
         "",
     ]
-    for step, count in (clean.get("counts") or {}).items():
-        lines.append(f"- {step}: {count}")
+    for step, count in ordered(clean.get("counts"), ("posts", *CLEAN_STEPS, "kept")).items():
+        lines.append(f"- {step}: {readable(count)}")
     lines += ["", "Validation figures compare the student with its teacher, not with people: prove the model on",
               "human-labelled images with `visent evaluate MODEL --benchmark SPEC`.", ""]
     return "\n".join(lines)
