@@ -432,6 +432,29 @@ def evaluate(
 
 
 @app.command(cls=_Command)
+def adapt(
+    model: str = typer.Argument(..., help="Model directory, or `default`."),
+    labels: Path = typer.Option(..., "--labels", "-l", help="CSV of path,label: negative / neutral / positive, or "
+                                                            "0/1 with 0 = negative; relative paths are read from the "
+                                                            "CSV's folder (`visent serve`'s page writes one)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the adapted model."),
+    seed: int = SEED,
+) -> None:
+    """Fit the student's head to human image labels, starting from the student: a few hundred labels move it where
+    people disagree with it, the classes they do not show keep the student's weights."""
+    from visent.train.adapt import adapt_model
+
+    record = _run("adapt", adapt_model, model, labels, out, seed=seed)
+    _print_counts("adapted to human labels", {"labels used": record["labels"], **record["per_class"],
+                                              "C": record["C"], "rows left out": record["n_skipped"]})
+    console.print(f"model → [bold]{escape(str(out))}[/]")
+    for line in record["skipped"][:20]:
+        console.print(f"  left out: {escape(line)}")
+    if record["n_skipped"] > 20:
+        console.print(f"  … and {record['n_skipped'] - 20} more (all in {out}/metrics.json)")
+
+
+@app.command(cls=_Command)
 def report(
     target: str = typer.Argument(..., help="Dataset directory, or a model directory (its dataset is found through "
                                            "its metrics.json), or `default`."),

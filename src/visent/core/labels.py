@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
@@ -30,3 +32,37 @@ def normalise_label(value: object, *, binary_digits: bool = False) -> str | None
     if binary_digits:
         return {"0": "negative", "1": "positive"}.get(text)
     return {"0": "negative", "1": "neutral", "2": "positive"}.get(text)
+
+
+def read_labelled_images(path: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """A CSV of ``path,label`` rows (a header row naming ``path`` and ``label`` is optional; labels are names, or
+    0/1 with 0 = negative unless a 2 appears, then 0/1/2 as XLM-T): the image paths (relative ones from the CSV's folder), their
+    labels as class names, and the rows that could not be used, each with its reason."""
+    import csv
+
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [r for r in csv.reader(handle) if r and any(cell.strip() for cell in r)]
+    if rows and normalise_label(rows[0][-1]) is None:
+        header = [c.strip().lower() for c in rows[0]]
+        rows = rows[1:]
+        path_col = header.index("path") if "path" in header else 0
+        label_col = header.index("label") if "label" in header else len(header) - 1
+    else:
+        path_col, label_col = 0, 1
+    # 0/1 are negative/positive (the Twitter n-agree files) unless a 2 says the XLM-T convention (0/1/2)
+    digits = {r[label_col].strip() for r in rows if len(r) > label_col and r[label_col].strip().isdigit()}
+    binary_digits = bool(digits) and digits <= {"0", "1"}
+    paths, labels, skipped = [], [], []
+    for number, row in enumerate(rows, start=1):
+        if len(row) <= max(path_col, label_col):
+            skipped.append(f"{path}: row {number}: expected path,label")
+            continue
+        label = normalise_label(row[label_col], binary_digits=binary_digits)
+        if label is None:
+            skipped.append(f"{path}: row {number}: unknown label {row[label_col]!r}")
+            continue
+        image = Path(row[path_col].strip())
+        paths.append(str(image if image.is_absolute() else path.parent / image))
+        labels.append(label)
+    return paths, labels, skipped

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from visent.core.errors import VisentError
 from visent.core.images import IMAGE_SUFFIXES
-from visent.core.labels import normalise_label
+from visent.core.labels import normalise_label, read_labelled_images
 from visent.core.registry import Registry
 
 # Emotion categories to polarity, as the image-sentiment literature maps them (FI: Mikels' eight emotions, You et
@@ -65,29 +65,7 @@ BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 @BENCHMARKS.register("csv", "CSV of path,label: label names, or 0/1 with 0 = negative (a header row is optional)")
 def _load_csv(path: Path) -> Benchmark:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [r for r in csv.reader(handle) if r and any(cell.strip() for cell in r)]
-    if rows and normalise_label(rows[0][-1]) is None:
-        header = [c.strip().lower() for c in rows[0]]
-        rows = rows[1:]
-        path_col = header.index("path") if "path" in header else 0
-        label_col = header.index("label") if "label" in header else len(header) - 1
-    else:
-        path_col, label_col = 0, 1
-    raw_labels = {r[label_col].strip() for r in rows if len(r) > label_col}
-    binary_digits = raw_labels <= {"0", "1"}
-    paths, labels, skipped = [], [], []
-    for number, row in enumerate(rows, start=1):
-        if len(row) <= max(path_col, label_col):
-            skipped.append(f"{path}: row {number}: expected path,label")
-            continue
-        label = normalise_label(row[label_col], binary_digits=binary_digits)
-        if label is None:
-            skipped.append(f"{path}: row {number}: unknown label {row[label_col]!r}")
-            continue
-        image = Path(row[path_col].strip())
-        paths.append(str(image if image.is_absolute() else path.parent / image))
-        labels.append(label)
+    paths, labels, skipped = read_labelled_images(path)
     return Benchmark(path.name, paths, labels, skipped, kind="csv")
 
 

@@ -4,9 +4,10 @@ The benchmark is split into k folds (stratified by label, seeded). On each fold 
 folds train a head on their human labels and the fold itself is scored, three ways:
 
 - ``student``: the zero-label student as it is (no human labels), on the same test folds;
-- ``from_student``: fine-tuned *from the distilled student*: the head starts at the student's weights and
-  is pulled towards them (an L2 penalty on the distance to the student, not to zero), on the student's
-  features (its fine-tuned backbone, when it has one);
+- ``from_student``: fine-tuned *from the distilled student* as ``visent adapt`` does it
+  (:func:`visent.model.adapt.adapt_head`): the head starts at the student's calibrated weights and is pulled
+  towards them (an L2 penalty on the distance to the student, not to zero), on the student's features (its
+  fine-tuned backbone, when it has one);
 - ``from_imagenet``: the same fit from scratch (L2 towards zero) on the plain ImageNet backbone's features.
 
 The penalty strength C is chosen for each fold and each start by an inner 3-fold cross-validation on the
@@ -18,58 +19,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
-from sklearn.utils.class_weight import compute_sample_weight
 
 from visent.core.errors import InputError
 from visent.core.labels import CLASS_INDEX, CLASSES
-from visent.core.numeric import log_softmax, softmax
+from visent.core.numeric import softmax
 from visent.core.progress import progress
 from visent.evaluate.metrics import compute_metrics
+from visent.model.adapt import adapt_head, choose_C, fit_towards
 
-C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
 N_CLASSES = len(CLASSES)
-
-
-def fit_towards(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression on standardised features ``Z`` and class indices ``y``, with
-    balanced class weights and the penalty ``||W - W0||² / 2`` (scikit-learn's form: C times the weighted
-    log-loss plus the penalty; ``W0 = 0`` is ordinary L2). Starts at (W0, b0). Returns (W, b)."""
-    d = Z.shape[1]
-    weight = compute_sample_weight("balanced", y)
-    onehot = np.eye(N_CLASSES)[y]
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        W, b = theta[: N_CLASSES * d].reshape(N_CLASSES, d), theta[N_CLASSES * d:]
-        log_p = log_softmax(Z @ W.T + b)
-        delta = W - W0
-        value = -C * float((weight * (onehot * log_p).sum(axis=1)).sum()) + 0.5 * float((delta ** 2).sum())
-        residual = C * weight[:, None] * (np.exp(log_p) - onehot)
-        grad = np.concatenate([(residual.T @ Z + delta).ravel(), residual.sum(axis=0)])
-        return value, grad
-
-    start = np.concatenate([W0.ravel(), b0]).astype(np.float64)
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 300})
-    theta = result.x
-    return theta[: N_CLASSES * d].reshape(N_CLASSES, d), theta[N_CLASSES * d:]
-
-
-def _choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed: int) -> float:
-    """The C of C_GRID with the lowest inner-CV log-loss (3 folds, or fewer when a class is rare)."""
-    splits = min(3, int(np.bincount(y)[np.bincount(y) > 0].min()))
-    if splits < 2:
-        return C_GRID[len(C_GRID) // 2]
-    inner = StratifiedKFold(splits, shuffle=True, random_state=seed)
-    losses = []
-    for C in C_GRID:
-        total = 0.0
-        for train, test in inner.split(Z, y):
-            W, b = fit_towards(Z[train], y[train], W0, b0, C)
-            p = softmax(Z[test] @ W.T + b)
-            total -= float(np.log(np.clip(p[np.arange(len(test)), y[test]], 1e-12, None)).sum())
-        losses.append(total)
-    return C_GRID[int(np.argmin(losses))]
 
 
 def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, folds: int = 5, seed: int = 0,
@@ -110,20 +69,19 @@ def kfold_finetune(model: Any, paths: Sequence[str], labels: Sequence[str], *, f
         split_by = f"stratified, seed {seed}"
 
     head = model.head
-    Z_student = (X - head.mean_) / head.scale_
     runs: dict[str, list[dict[str, Any]]] = {"student": []}
     if finetune:
         runs.update(from_student=[], from_imagenet=[])
     with progress(f"{n_folds}-fold protocol" + (" with fine-tuning" if finetune else ""), n_folds) as advance:
         for fold, (train, test) in enumerate(splits):
-            _score_fold(runs, fold, index[train], index[test], y_all, X, plain, Z_student, head, finetune, seed)
+            _score_fold(runs, fold, index[train], index[test], y_all, X, plain, head, finetune, seed)
             advance(1)
     return {"folds": n_folds, "seed": seed, "split": split_by, "n": int(len(index)),
             "runs": runs, "summary": {name: summarise(rows) for name, rows in runs.items()}}
 
 
 def _score_fold(runs: dict[str, list[dict[str, Any]]], fold: int, train: np.ndarray, test: np.ndarray,
-                y_all: np.ndarray, X: np.ndarray, plain: np.ndarray, Z_student: np.ndarray, head: Any,
+                y_all: np.ndarray, X: np.ndarray, plain: np.ndarray, head: Any,
                 finetune: bool, seed: int) -> None:
     """Score one fold: the student, and with ``finetune`` the heads fitted on the other folds' human labels."""
 
@@ -131,16 +89,15 @@ def _score_fold(runs: dict[str, list[dict[str, Any]]], fold: int, train: np.ndar
     runs["student"].append({"fold": fold, **compute_metrics(test_labels, head.predict_proba(X[test]))})
     if not finetune:
         return
-    W0, b0 = head.coef_, head.intercept_
-    C = _choose_C(Z_student[train], y_all[train], W0, b0, seed)
-    W, b = fit_towards(Z_student[train], y_all[train], W0, b0, C)
-    runs["from_student"].append({"fold": fold, "C": C,
-                                 **compute_metrics(test_labels, softmax(Z_student[test] @ W.T + b))})
+    adapted, info = adapt_head(head, X[train], y_all[train], seed)
+    runs["from_student"].append({"fold": fold, "C": info["C"],
+                                 **compute_metrics(test_labels, adapted.predict_proba(X[test]))})
+    present = sorted(int(c) for c in np.unique(y_all[train]))
     mean, scale = plain[train].mean(axis=0), plain[train].std(axis=0) + 1e-6
     Z_plain = (plain - mean) / scale
-    zeros_W, zeros_b = np.zeros_like(W0), np.zeros_like(b0)
-    C = _choose_C(Z_plain[train], y_all[train], zeros_W, zeros_b, seed)
-    W, b = fit_towards(Z_plain[train], y_all[train], zeros_W, zeros_b, C)
+    zeros_W, zeros_b = np.zeros_like(head.coef_), np.zeros_like(head.intercept_)
+    C, _ = choose_C(Z_plain[train], y_all[train], zeros_W, zeros_b, seed, present)
+    W, b = fit_towards(Z_plain[train], y_all[train], zeros_W, zeros_b, C, present)
     runs["from_imagenet"].append({"fold": fold, "C": C,
                                   **compute_metrics(test_labels, softmax(Z_plain[test] @ W.T + b))})
 

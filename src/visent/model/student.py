@@ -25,7 +25,7 @@ import numpy as np
 from visent.core.errors import VisentError
 from visent.core.labels import CLASSES
 from visent.core.status import OK, ImageStatus, first_error
-from visent.core.store import atomic_write_json, atomic_write_text
+from visent.core.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 from visent.core.version import __version__
 from visent.model.head import StudentHead
 from visent.model.inputs import expand_inputs, image_files
@@ -102,9 +102,21 @@ class VisentModel:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         return cls(config, StudentHead.load(head_path), directory, metrics)
 
+    def carried_files(self) -> list[str]:
+        """The files of the model directory the config names besides the head: fine-tuned backbone weights, the
+        int8 calibration, the carried ONNX network."""
+        names = [self.config.backbone_weights, self.config.int8_calibration,
+                 (self.config.graph or {}).get("file")]
+        return [name for name in names if name]
+
     def save(self, directory: str | Path, card: str | None = None) -> Path:
+        """Write the model to ``directory``; saved elsewhere than it was loaded from, the files it carries
+        (:meth:`carried_files`) are copied along."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.directory is not None and self.directory.resolve() != directory.resolve():
+            for name in self.carried_files():
+                atomic_write_bytes(directory / name, (self.directory / name).read_bytes())
         self.head.save(directory / "head.npz")
         atomic_write_json(directory / "metrics.json", self.metrics)
         if card is not None:
@@ -186,6 +198,41 @@ class VisentModel:
 
             self._extra_backbones[name] = load_backbone(name)
         return self._extra_backbones[name]
+
+    def adapt(self, images: Sequence[str | Path], labels: Sequence[Any], *, seed: int = 0, batch_size: int = 32,
+              source: str | None = None) -> "VisentModel":
+        """A new model whose head is fitted to human ``labels`` (names negative / neutral / positive, or 0 / 1 for
+        negative / positive) of ``images``, starting from this student (:mod:`visent.model.adapt`): the classes
+        the labels do not show keep the student's weights. Images that cannot be read and labels that are not a
+        class are left out and listed with their reasons in ``new.metrics["adaptation"]["skipped"]``; the rest
+        (how many labels per class, C and how it was chosen, ``source``) is recorded there too. The new model
+        shares this one's backbone; :meth:`save` writes it with the files it carries."""
+        import copy
+
+        from visent.core.labels import CLASS_INDEX, normalise_label
+        from visent.model.adapt import adapt_head
+
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        digits = {str(label).strip() for label in labels} <= {"0", "1"}
+        classes = [normalise_label(label, binary_digits=digits) for label in labels]
+        skipped = [f"{image}: unknown label {label!r} (negative, neutral, positive; or 0/1)"
+                   for image, label, name in zip(images, labels, classes) if name is None]
+        keep = [i for i, name in enumerate(classes) if name is not None]
+        features, statuses = self.features([images[i] for i in keep], batch_size=batch_size)
+        readable = ~np.isnan(features).any(axis=1)
+        skipped += [f"{images[i]}: {status.reason or 'unreadable'}" for i, status, ok in zip(keep, statuses, readable)
+                    if not ok]
+        y = np.array([CLASS_INDEX[classes[i]] for i, ok in zip(keep, readable) if ok], dtype=int)
+        if len(y) == 0:
+            raise ModelError("no labelled image could be used" + (f" ({skipped[0]})" if skipped else ""))
+        head, info = adapt_head(self.head, features[readable], y, seed=seed)
+        metrics = copy.deepcopy(self.metrics)
+        metrics["adaptation"] = {**info, "source": source, "from_model": str(self.directory or "in memory"),
+                                 "skipped": skipped, "n_skipped": len(skipped)}
+        new = VisentModel(copy.deepcopy(self.config), head, self.directory, metrics)
+        new._backbone, new._extra_backbones = self._backbone, self._extra_backbones
+        return new
 
     def predict_proba(self, paths: Sequence[str | Path], **kwargs: Any) -> tuple[np.ndarray, list[ImageStatus]]:
         """Probabilities (n, 3) in CLASSES order and a status per image, "ok" or "error" as in :meth:`predict`'s
