@@ -139,6 +139,31 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
             summary = page.locator("#summary").inner_text()
             assert summary.startswith("3 images · ") and summary.endswith(" · 1 rejected")
 
+            # 4. the person's own labels, downloaded as the CSV `visent adapt` reads
+            assert page.locator("#download-labels").is_disabled()
+            assert rejected.locator(".labels button").first.is_disabled()  # a rejected file cannot be labelled
+            dropped = page.locator("article.card", has_text="dropped.png")
+            card.locator(".labels button[data-label='positive']").click()
+            dropped.locator(".labels button[data-label='neutral']").click()
+            dropped.locator(".labels button[data-label='negative']").click()  # changed its mind
+            assert dropped.locator(".labels button[aria-pressed='true']").inner_text() == "Negative"
+            card.locator(".labels button[data-label='positive']").click()  # taken back ...
+            assert card.locator(".labels button[aria-pressed='true']").count() == 0
+            card.locator(".labels button[data-label='positive']").click()  # ... and given again
+            assert page.locator("#summary").inner_text().endswith("2 labelled by you")
+            with page.expect_download() as download_info:
+                page.locator("#download-labels").click()
+            download = download_info.value
+            assert download.suggested_filename == "labels.csv"
+            saved = tmp_path / "labels.csv"
+            download.save_as(saved)
+            assert saved.read_text().splitlines() == ["path,label", "astronaut.png,positive", "dropped.png,negative"]
+            from visent.core.labels import read_labelled_images
+
+            paths, labels, skipped = read_labelled_images(saved)  # what `visent adapt --labels` reads
+            assert paths == [str(tmp_path / "astronaut.png"), str(tmp_path / "dropped.png")]
+            assert labels == ["positive", "negative"] and skipped == []
+
             assert page_errors == []
             outside = [url for url in requested if not url.startswith((server, "blob:", "data:"))]
             assert outside == []  # the page loads nothing from elsewhere

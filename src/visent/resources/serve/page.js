@@ -80,20 +80,38 @@ class Item {
       this.buttons[target] = button;
       targets.append(button);
     }
+    // the person's own label for this image, for `visent adapt` (click again to take it back)
+    this.humanLabel = null;
+    this.labelButtons = {};
+    const labels = el("div", {class: "targets labels", role: "group", "aria-label": "your label"}, el("span", {text: "Your label"}));
+    for (const cls of CLASSES) {
+      const button = el("button", {type: "button", "aria-pressed": "false", "data-label": cls, text: cls[0].toUpperCase() + cls.slice(1)});
+      button.addEventListener("click", () => this.setLabel(this.humanLabel === cls ? null : cls));
+      this.labelButtons[cls] = button;
+      labels.append(button);
+    }
     this.card.append(
       el("div", {class: "figures"},
         el("figure", {class: "thumb-fig"}, el("div", {class: "box"}, this.thumb, this.thumbWait), el("figcaption", {text: "Image"})),
         el("figure", {class: "map-fig"}, el("div", {class: "box"}, this.map, this.mapWait), this.mapCaption)),
       el("div", {class: "info"},
         el("div", {class: "title-row"}, el("h2", {class: "name", title: file.name, text: file.name}), this.badge),
-        this.details, this.probs, targets, this.errorText));
+        this.details, this.probs, targets, labels, this.errorText));
     this.map.addEventListener("load", () => {
       this.map.hidden = false;
       this.mapWait.hidden = true;
       this.card.dataset.state = "done";
     });
   }
+  setLabel(label) {
+    this.humanLabel = label;
+    for (const [cls, button] of Object.entries(this.labelButtons)) button.setAttribute("aria-pressed", String(cls === label));
+    if (label) this.card.dataset.human = label; else delete this.card.dataset.human;
+    updateSummary();
+  }
   fail(message) {
+    this.setLabel(null);
+    for (const button of Object.values(this.labelButtons)) button.disabled = true;  // nothing to learn from
     this.card.dataset.state = "error";
     this.badge.className = "badge error";
     this.badge.textContent = "rejected";
@@ -170,7 +188,11 @@ function updateSummary() {
   const parts = [`${items.length} image${items.length === 1 ? "" : "s"}`];
   for (const cls of CLASSES) if (counts[cls]) parts.push(`${counts[cls]} ${cls}`);
   if (rejected) parts.push(`${rejected} rejected`);
+  const labelled = items.filter((item) => item.humanLabel).length;
+  if (labelled) parts.push(`${labelled} labelled by you`);
   $("summary").textContent = parts.join(" · ");
+  $("download-labels").disabled = labelled === 0;
+  $("download-labels").textContent = labelled ? `Download labels (${labelled})` : "Download labels";
   $("toolbar").hidden = items.length === 0;
   $("empty").hidden = items.length > 0;
 }
@@ -241,4 +263,19 @@ document.addEventListener("paste", (event) => {
   if (files.length) addFiles(files);
 });
 $("clear").addEventListener("click", () => { while (items.length) items.pop().dispose(); updateSummary(); });
+
+// The labels as `visent adapt --labels` reads them: path,label, one row per labelled image, the oldest first.
+function csvField(text) { return /[",\r\n]/.test(text) ? '"' + text.replaceAll('"', '""') + '"' : text; }
+function labelsCsv() {
+  const rows = items.filter((item) => item.humanLabel).map((item) => csvField(item.file.name) + "," + item.humanLabel);
+  return ["path,label", ...rows].join("\r\n") + "\r\n";
+}
+$("download-labels").addEventListener("click", () => {
+  const url = URL.createObjectURL(new Blob([labelsCsv()], {type: "text/csv"}));
+  const link = el("a", {href: url, download: "labels.csv"});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+});
 loadHealth();
