@@ -49,6 +49,7 @@ def serve_page(browser, model: str) -> None:
             return cards.length === 3 && cards.every((c) => c.dataset.state === 'done'
                 && c.querySelector('img.map').naturalWidth > 0);
         }""", timeout=120_000)
+        page.locator("article.card", has_text="astronaut.png").locator(".labels button[data-label='positive']").click()
         save(page.screenshot(full_page=True), "serve-page.png")
 
 
@@ -64,14 +65,16 @@ def report_pages(browser, report: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", type=Path, required=True, help="an HTML file written by `visent report`")
+    parser.add_argument("--report", type=Path, help="an HTML file written by `visent report` (without it, only the "
+                                                    "page of `visent serve` is remade)")
     parser.add_argument("--model", default="default", help="the model the page serves")
     args = parser.parse_args()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             serve_page(browser, args.model)
-            report_pages(browser, args.report)
+            if args.report:
+                report_pages(browser, args.report)
         finally:
             browser.close()
 
