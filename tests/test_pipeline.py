@@ -127,6 +127,19 @@ def test_build_predict_evaluate_through_the_cli(tmp_path):
     report = json.loads(report_path.read_text())
     assert report["binary"]["n"] == 10
     assert report["binary"]["balanced_accuracy"] >= 0.9
+    assert report["training_overlap"]["shared"] == 0 and "warning" not in result.output  # fresh images
+
+    # a benchmark of images the student learnt from is scored, with a warning that it is not held out
+    seen = tmp_path / "seen.csv"
+    seen.write_text("path,label\n" + "".join(f"{crawl.parent / f'{i}.jpg'},{'positive' if i % 2 == 0 else 'negative'}\n"
+                                               for i in range(6)))
+    result = runner.invoke(app, ["evaluate", str(model_dir), "--benchmark", str(seen), "--out", str(report_path)])
+    assert result.exit_code == 0, result.output
+    overlap = json.loads(report_path.read_text())["training_overlap"]
+    kept = sum(p["clean_status"] == "kept" for p in posts if p["image_file"] and p["post_id"] in {str(i) for i in range(6)})
+    assert overlap["n"] == 6 and overlap["shared"] == kept > 0
+    assert f"warning: {kept} of the benchmark's 6 images are among the images the student learnt from" in \
+        " ".join(result.output.split())
 
     # the k-fold protocol: the student per fold, and heads fine-tuned on the other folds' human labels
     result = runner.invoke(app, ["evaluate", str(model_dir), "--benchmark", str(bench), "--folds", "2", "--finetune",

@@ -394,6 +394,12 @@ def evaluate(
     from visent.evaluate import evaluate as run_evaluate
 
     report = _run("evaluate", run_evaluate, model, benchmark, out=out, folds=folds, finetune=finetune, seed=seed)
+    overlap = report.get("training_overlap") or {}
+    if overlap.get("shared"):
+        console.print(f"[yellow]warning:[/] {overlap['shared']:,} of the benchmark's {overlap['n']:,} images are among "
+                      f"the images the student learnt from (its dataset {escape(overlap['dataset'])}, with the "
+                      "teacher's labels): on those the figures are not held out; evaluate on images outside the crawl "
+                      "or with held-out folds.")
     table = Table(title=f"{model} on {benchmark}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")

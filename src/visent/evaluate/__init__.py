@@ -24,6 +24,25 @@ from visent.evaluate.metrics import compute_metrics
 __all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate"]
 
 
+def training_overlap(model: Any, paths: list[str]) -> dict[str, Any] | None:
+    """How many of the benchmark images ``paths`` are, byte for byte, among the images the model learnt from (its
+    dataset's kept images, with the teacher's labels): on those the figures are not held out. None when the
+    model's dataset is not on this machine or not cleaned."""
+    from visent.embed.cached import file_hashes
+
+    dataset, _ = model.trained_on()
+    if dataset is None or not dataset.has_table("clean"):
+        return None
+    posts = dataset.posts()
+    columns = set(posts.column_names)
+    if not {"image_sha256", "clean_status"} <= columns:
+        return None
+    kept = {sha for sha, status in zip(posts.column("image_sha256").to_pylist(), posts.column("clean_status").to_pylist())
+            if status == "kept" and sha}
+    digests, _ = file_hashes(paths)
+    return {"shared": sum(1 for d in digests if d in kept), "n": len(paths), "dataset": str(dataset.root)}
+
+
 def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32,
              folds: int | None = None, finetune: bool = False, seed: int = 0) -> dict[str, Any]:
     """Score ``model`` (a VisentModel or a model directory) on a benchmark; write JSON to ``out`` if given.
@@ -56,6 +75,9 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
                              "relative paths in a CSV are read from the CSV's folder")
     scored_labels = [label for label, good in zip(bench.labels, ok) if good]
     report["kind"] = bench.kind
+    overlap = training_overlap(model, bench.paths)
+    if overlap is not None:
+        report["training_overlap"] = overlap
     report.update(compute_metrics(scored_labels, probs[ok]))
     if bench.subsets:  # e.g. Twitter-I's 5-, 4- and 3-agree images, reported side by side
         report["subsets"] = {}

@@ -102,6 +102,28 @@ class VisentModel:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         return cls(config, StudentHead.load(head_path), directory, metrics)
 
+    def trained_on(self) -> tuple[Any, str]:
+        """The dataset (:class:`visent.core.store.Dataset`) this model was trained on, named in its metrics.json,
+        when it is still on this machine; else None and why, in a sentence."""
+        from visent.core.store import Dataset, DatasetError
+
+        named = self.metrics.get("dataset")
+        if not named:
+            return None, ("The model does not name its dataset (no `dataset` in metrics.json): report on the dataset "
+                          "directory with `--model` to see the data.")
+        candidates = [Path(named)]
+        if not Path(named).is_absolute() and self.directory is not None:
+            candidates.append(Path(self.directory).parent / named)
+            candidates.append(Path(self.directory).parent / Path(named).name)
+        for candidate in candidates:
+            if (candidate / "manifest.json").exists():
+                try:
+                    return Dataset(candidate), ""
+                except DatasetError as error:
+                    return None, f"The model's dataset {candidate} cannot be read: {error}"
+        return None, (f"The model's dataset ({named}) is not on this machine: the data sections need it; report on a "
+                      "copy with `visent report DATASET --model MODEL`.")
+
     def carried_files(self) -> list[str]:
         """The files of the model directory the config names besides the head: fine-tuned backbone weights, the
         int8 calibration, the carried ONNX network."""

@@ -154,7 +154,7 @@ def _resolve(target: str | os.PathLike[str], model: str | os.PathLike[str] | Non
     except ModelError:
         raise DatasetError(f"{target}: neither a visent dataset (manifest.json) nor a model directory (config.json); "
                            "give a dataset made by `visent ingest`/`visent build`, or a model") from None
-    context.dataset, context.dataset_note = _model_dataset(context.model)
+    context.dataset, context.dataset_note = context.model.trained_on()
     return context
 
 
@@ -163,26 +163,6 @@ def _same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:
         return str(a) == str(b)
-
-
-def _model_dataset(model: Any) -> tuple[Dataset | None, str]:
-    """The dataset a model was trained on, from its metrics.json, when it is still there."""
-    named = model.metrics.get("dataset")
-    if not named:
-        return None, ("The model does not name its dataset (no `dataset` in metrics.json): report on the dataset "
-                      "directory with `--model` to see the data.")
-    candidates = [Path(named)]
-    if not Path(named).is_absolute() and model.directory is not None:
-        candidates.append(Path(model.directory).parent / named)
-        candidates.append(Path(model.directory).parent / Path(named).name)
-    for candidate in candidates:
-        if (candidate / "manifest.json").exists():
-            try:
-                return Dataset(candidate), ""
-            except DatasetError as error:
-                return None, f"The model's dataset {candidate} cannot be read: {error}"
-    return None, (f"The model's dataset ({named}) is not on this machine: the data sections need it; report on a "
-                  "copy with `visent report DATASET --model MODEL`.")
 
 
 def _evaluation(context: _Context, benchmark: Any, evaluation: Any) -> tuple[dict[str, Any] | None, str]:
@@ -484,7 +464,8 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
     parts = [f"<p>{html.escape(str(report.get('model', '?')))} on {html.escape(str(report.get('benchmark', '?')))}: "
              f"{_int(report.get('n_scored', three.get('n')))} images scored, {_int(report.get('n_unreadable', 0))} "
              f"unreadable, {_int(report.get('n_skipped_labels', 0))} labels skipped.</p>"]
-    shared = _benchmark_overlap(report, posts)
+    given = report.get("training_overlap")  # measured by `visent evaluate` against the model's own dataset
+    shared = (given["shared"], given["n"]) if given else _benchmark_overlap(report, posts)
     if shared and shared[0]:
         parts.append(_note(f"{shared[0]:,} of the benchmark's {shared[1]:,} images are among this dataset's kept "
                            "images, which the student learnt from (with the teacher's labels, not these human labels): "
