@@ -20,7 +20,7 @@ import numpy as np
 from visent.core.labels import CLASSES
 from visent.core.numeric import log_softmax
 
-C_GRID = (1e-4, 1e-3, 1e-2, 0.1)
+C_GRID = (0.0, 1e-4, 1e-3, 1e-2, 0.1)
 N_CLASSES = len(CLASSES)
 
 
@@ -79,7 +79,9 @@ def choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed:
         for train, test in inner.split(Z, y):
             W, b = fit_towards(Z[train], y[train], W0, b0, C, classes)
             log_p = log_softmax(Z[test] @ W[cols].T + b[cols])
-            total -= float(log_p[np.arange(len(test)), np.searchsorted(cols, y[test])].sum())
+            # weighted as the fit is, so a class's rarity does not make learning the class mix pay
+            weight = _balanced_weights(y[test])
+            total -= float((weight * log_p[np.arange(len(test)), np.searchsorted(cols, y[test])]).sum())
         losses.append(total)
     return C_GRID[int(np.argmin(losses))], f"{splits}-fold inner cross-validation"
 
