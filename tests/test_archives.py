@@ -117,7 +117,7 @@ def test_mvsa_archive_ingests_like_the_folder(tmp_path, private_tmp, suffix):
     ingest(folder, tmp_path / "from-folder", workers=2)
     # batch_size=2: the last post is stored after the reader has finished, its file must still exist
     counts = ingest(archive, tmp_path / "from-archive", workers=2, batch_size=2)
-    assert counts == {"posts": 5, "ok": 4, "error": 1, "images": 4, "with_human_labels": 2}
+    assert counts == {"posts": 5, "ok": 4, "error": 1, "images": 4, "with_human_labels": 2, "text_repaired": 4}
     assert_same_dataset(tmp_path / "from-archive", tmp_path / "from-folder", f"mvsa{suffix}!MVSA_Single/")
     rows = {r["post_id"]: r for r in posts_of(tmp_path / "from-archive")}
     assert rows["2"]["source"] == f"mvsa{suffix}!MVSA_Single/data/2.txt" and rows["2"]["text"] == "post 2: Je suis très fâché contre ça… vraiment"
