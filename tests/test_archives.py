@@ -328,6 +328,30 @@ def test_cli_refuses_an_evil_archive_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert "crawl.zip: member '../../escape.txt' has a '..' component" in result.output
     assert not (tmp_path.parent / "escape.txt").exists()
+    assert not (tmp_path / "ds").exists()  # no dataset with an ingest stage forever "running"
+
+
+@pytest.mark.parametrize("engine", ["local", "elsewhere"])
+def test_a_refused_archive_leaves_no_dataset_behind(tmp_path, private_tmp, engine):
+    from visent.engine import LocalEngine
+    from visent.ingest.worker import ingest as ingest_with
+
+    class Elsewhere(LocalEngine):  # an engine other than the local one: the checkpoint is filled first
+        name = "elsewhere"
+
+    run = None if engine == "local" else Elsewhere()
+    refused = zip_with(tmp_path / "evil.zip", ("crawl/posts.jsonl", b"{}"), ("../escape.txt", b"pwned"))
+    with pytest.raises(ArchiveError, match="evil.zip: member '../escape.txt' has a '..' component"):
+        ingest_with(refused, tmp_path / "new" / "ds", engine=run)
+    assert not (tmp_path / "new").exists() and list(private_tmp.iterdir()) == []
+    # into a dataset that holds an earlier crawl: that crawl stays as it was, its ingest done
+    good = pack(jsonl_crawl(tmp_path / "crawl"), tmp_path / "crawl.zip")
+    counts = ingest_with(good, tmp_path / "ds", engine=run, workers=1)
+    before = {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()}
+    with pytest.raises(ArchiveError):
+        ingest_with(refused, tmp_path / "ds", engine=run)
+    assert {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()} == before
+    assert Dataset(tmp_path / "ds").stage_info("ingest")["counts"] == counts
 
 
 # --------------------------------------------------------------------------- random member names

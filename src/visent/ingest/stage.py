@@ -61,16 +61,17 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                          "and timeout > 0")
     src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
                                             max_bytes=max_bytes, limit=limit, ids=ids)
-    dataset = Dataset(out, create=True)
-    if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
-        return ordered(dataset.stage_info(STAGE)["counts"], COUNTS)
+    if finished(out, params):
+        return ordered(Dataset(out).stage_info(STAGE)["counts"], COUNTS)
 
+    # the source is opened before anything is written: an archive visent refuses leaves no dataset behind
+    decoding: collections.Counter[str] = collections.Counter()
+    fields = _Fields()
+    posts = fields.tally(_tally_decoding(read_posts(reader, src, ids, limit), decoding))
+    dataset = Dataset(out, create=True)
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
     done = checkpoint.done_keys()
-    fields = _Fields()
-    decoding: collections.Counter[str] = collections.Counter()
-    posts = fields.tally(_tally_decoding(read_posts(reader, src, ids, limit), decoding))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
         with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
@@ -106,6 +107,14 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     if fields.unread:
         fields.warn(src)
     return counts
+
+
+def finished(out: str | os.PathLike[str], params: dict[str, Any]) -> bool:
+    """True when ``out`` is a dataset whose ingest finished with ``params`` (so running it again is a no-op)."""
+    if not (Path(out) / "manifest.json").exists():
+        return False
+    dataset = Dataset(out)
+    return dataset.stage_done(STAGE, params) and dataset.has_table("posts")
 
 
 def _tally_decoding(posts: Iterable[RawPost], counts: collections.Counter[str]) -> Iterator[RawPost]:
