@@ -513,6 +513,7 @@ def test_decompression_bombs_are_refused(tmp_path, data, width, height):
     assert seen["loaded"].fault == "too_many_pixels" and (seen["loaded"].width, seen["loaded"].height) == (width, height)
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # said in visent's words, not Pillow's
 def test_images_over_the_limit_but_under_twice_it(tmp_path):
     # Pillow refuses only above twice MAX_IMAGE_PIXELS and warns below: visent refuses from the limit on
     path = tmp_path / "big.png"
@@ -525,6 +526,7 @@ def test_images_over_the_limit_but_under_twice_it(tmp_path):
     assert sniff_image(path.read_bytes()) == (None, reason)
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_sniff_refuses_what_clean_refuses(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
     data = _encoded(Image.new("RGB", (150, 150), (9, 9, 9)), "PNG")  # 22500 pixels: over the limit, under twice it
