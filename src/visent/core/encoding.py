@@ -22,8 +22,8 @@ MIN_EVIDENCE = 32       # bytes beyond plain ASCII text below which charset-norm
 _PLAIN_ASCII = bytes(range(0x20, 0x7f)) + b"\t\n\r"
 DEFAULT_LEGACY = "cp1252"
 _FIX = "save the source as UTF-8 and ingest again"
-# characters no legacy text holds (C0 controls but tab and newlines, DEL, C1 controls, private use): a reading
-# that makes them is a wrong one, or the bytes are not text
+# characters no legacy text holds (C0 controls but tab and newlines, DEL, C1 controls, private use, the
+# replacement character): a reading that makes them is a wrong one, or the bytes are not text
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd]")
 
 
