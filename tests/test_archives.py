@@ -117,7 +117,7 @@ def test_mvsa_archive_ingests_like_the_folder(tmp_path, private_tmp, suffix):
     ingest(folder, tmp_path / "from-folder", workers=2)
     # batch_size=2: the last post is stored after the reader has finished, its file must still exist
     counts = ingest(archive, tmp_path / "from-archive", workers=2, batch_size=2)
-    assert counts == {"posts": 5, "ok": 4, "error": 1, "images": 4, "with_human_labels": 2}
+    assert counts == {"posts": 5, "ok": 4, "error": 1, "images": 4, "with_human_labels": 2, "text_repaired": 4}
     assert_same_dataset(tmp_path / "from-archive", tmp_path / "from-folder", f"mvsa{suffix}!MVSA_Single/")
     rows = {r["post_id"]: r for r in posts_of(tmp_path / "from-archive")}
     assert rows["2"]["source"] == f"mvsa{suffix}!MVSA_Single/data/2.txt" and rows["2"]["text"] == "post 2: Je suis très fâché contre ça… vraiment"
@@ -316,7 +316,8 @@ def test_damaged_and_duplicate_archives(tmp_path, private_tmp):
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ArchiveError, match="cut.tar.gz"):
         extract(cut)
-    twice = zip_with(tmp_path / "twice.zip", ("crawl/a.txt", b"1"), ("crawl/a.txt", b"2"))
+    with pytest.warns(UserWarning, match="Duplicate name: 'crawl/a.txt'"):  # zipfile lets it be made, and says so
+        twice = zip_with(tmp_path / "twice.zip", ("crawl/a.txt", b"1"), ("crawl/a.txt", b"2"))
     with pytest.raises(ArchiveError, match="'crawl/a.txt' appears twice"):
         extract(twice)
     assert list(private_tmp.iterdir()) == []
@@ -328,6 +329,30 @@ def test_cli_refuses_an_evil_archive_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert "crawl.zip: member '../../escape.txt' has a '..' component" in result.output
     assert not (tmp_path.parent / "escape.txt").exists()
+    assert not (tmp_path / "ds").exists()  # no dataset with an ingest stage forever "running"
+
+
+@pytest.mark.parametrize("engine", ["local", "elsewhere"])
+def test_a_refused_archive_leaves_no_dataset_behind(tmp_path, private_tmp, engine):
+    from visent.engine import LocalEngine
+    from visent.ingest.worker import ingest as ingest_with
+
+    class Elsewhere(LocalEngine):  # an engine other than the local one: the checkpoint is filled first
+        name = "elsewhere"
+
+    run = None if engine == "local" else Elsewhere()
+    refused = zip_with(tmp_path / "evil.zip", ("crawl/posts.jsonl", b"{}"), ("../escape.txt", b"pwned"))
+    with pytest.raises(ArchiveError, match="evil.zip: member '../escape.txt' has a '..' component"):
+        ingest_with(refused, tmp_path / "new" / "ds", engine=run)
+    assert not (tmp_path / "new").exists() and list(private_tmp.iterdir()) == []
+    # into a dataset that holds an earlier crawl: that crawl stays as it was, its ingest done
+    good = pack(jsonl_crawl(tmp_path / "crawl"), tmp_path / "crawl.zip")
+    counts = ingest_with(good, tmp_path / "ds", engine=run, workers=1)
+    before = {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()}
+    with pytest.raises(ArchiveError):
+        ingest_with(refused, tmp_path / "ds", engine=run)
+    assert {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()} == before
+    assert Dataset(tmp_path / "ds").stage_info("ingest")["counts"] == counts
 
 
 # --------------------------------------------------------------------------- random member names
@@ -342,6 +367,7 @@ _NAMES = st.lists(_PIECES, min_size=1, max_size=6).map("/".join)
 @example(names=["a/../../escaped"], absolute=False, kind="tar")
 @given(names=st.lists(st.one_of(_NAMES, st.text(max_size=40), st.just("a" * 300)), min_size=1, max_size=3),
        absolute=st.sampled_from([False, False, False, True]), kind=st.sampled_from(["zip", "tar"]))
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning:zipfile")  # zipfile, as names repeat in the fixture
 def test_random_member_names_never_write_outside(names, absolute, kind):
     with tempfile.TemporaryDirectory() as scratch:
         sandbox = Path(scratch).resolve()

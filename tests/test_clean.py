@@ -130,7 +130,7 @@ def test_check_image_reasons(tmp_path, images):
     assert check_image(tmp_path / "empty.jpg").reason == "empty file"
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # visent says it, Pillow does not warn
 def test_check_image_decompression_bomb(tmp_path, images, monkeypatch):
     path = tmp_path / "good.jpg"
     path.write_bytes(images["good"])

@@ -64,7 +64,7 @@ def mvsa(tmp_path) -> Path:
 def test_mvsa_folder(mvsa, tmp_path):
     out = tmp_path / "ds"
     counts = ingest(mvsa, out, workers=2)
-    assert counts == {"posts": 6, "ok": 3, "error": 3, "images": 3, "with_human_labels": 4}
+    assert counts == {"posts": 6, "ok": 3, "error": 3, "images": 3, "with_human_labels": 4, "text_repaired": 1}
     posts = rows(out)
     assert list(posts) == ["1", "2", "3", "4", "5", "10"]
     assert posts["1"]["text"] == "Sunny day at the beach 😊 #happy"
@@ -164,6 +164,94 @@ def test_duplicate_ids_are_kept_and_flagged(tmp_path):
     assert posts["x"]["ingest_status"] == "ok"
     assert posts["x#3"]["ingest_reason"] == "duplicate post id x (first at posts.jsonl:1)"
     assert posts["x#3"]["text"] == "c"
+
+
+# --------------------------------------------------------------------------- text that is not UTF-8
+def test_a_latin1_line_in_a_utf8_jsonl_is_repaired_and_counted(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    lines = [json.dumps({"id": "1", "text": "Ünïcödé déjà vu", "image": "a.jpg"}, ensure_ascii=False).encode(),
+             json.dumps({"id": "2", "text": "Café très agréable", "image": "a.jpg"}, ensure_ascii=False).encode("latin-1"),
+             # one line that mixes both: its UTF-8 stays UTF-8, its latin-1 bytes read as latin-1
+             b'{"id": "3", "text": "' + "déjà ".encode() + "très bien".encode("latin-1") + b'", "image": "a.jpg"}',
+             json.dumps({"id": "4", "text": "plain", "image": "a.jpg"}).encode()]
+    source = tmp_path / "posts.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    counts = ingest(source, tmp_path / "ds", workers=1)
+    posts = rows(tmp_path / "ds")
+    assert {k: p["text"] for k, p in posts.items()} == {
+        "1": "Ünïcödé déjà vu", "2": "Café très agréable", "3": "déjà très bien", "4": "plain"}
+    assert {p["ingest_status"] for p in posts.values()} == {"ok"}
+    assert counts["text_repaired"] == 2 and "text_suspect" not in counts
+
+
+def test_a_whole_cp1252_csv_is_read_as_cp1252(tmp_path):
+    # charset-normalizer scores cp1250 (and gb18030, ...) as well as cp1252 on so little text: "Trčs bien"
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    source = tmp_path / "posts.csv"
+    source.write_bytes('id,text,image\n1,"Très bien, merci",a.jpg\n2,L’été à Noël,a.jpg\n3,plain words,a.jpg\n'
+                       .encode("cp1252"))
+    counts = ingest(source, tmp_path / "ds", workers=1)
+    posts = rows(tmp_path / "ds")
+    assert [p["text"] for p in posts.values()] == ["Très bien, merci", "L’été à Noël", "plain words"]
+    assert [p["ingest_status"] for p in posts.values()] == ["ok", "ok", "ok"]
+    assert counts["text_repaired"] == 2  # the rows that were not ASCII
+
+
+def test_garbage_bytes_are_kept_with_a_reason_and_counted(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    jsonl = tmp_path / "posts.jsonl"
+    jsonl.write_bytes(b'{"id": "1", "text": "fine", "image": "a.jpg"}\n'
+                      b'{"id": "2", "text": "junk \x81\x8d\xfe\x9d here", "image": "a.jpg"}\n')
+    csv = tmp_path / "posts.csv"
+    csv.write_bytes(b"id,text,image\n1,fine,a.jpg\n2,\x90\x00\x81 junk,a.jpg\n")
+    for source in (jsonl, csv):
+        counts = ingest(source, tmp_path / source.suffix, workers=1)
+        posts = rows(tmp_path / source.suffix)
+        assert list(posts) == ["1", "2"] and posts["1"]["ingest_status"] == "ok"
+        assert posts["2"]["ingest_status"] == "error"
+        assert posts["2"]["ingest_reason"] == ("text is neither UTF-8 nor cp1252: its bytes do not read as text; "
+                                               "save the source as UTF-8 and ingest again")
+        assert "\ufffd" in posts["2"]["text"] and "junk" in posts["2"]["text"]
+        assert posts["2"]["image_file"]  # the rest of the post is there
+        assert counts["text_suspect"] == 1 and "text_repaired" not in counts
+
+
+def test_a_text_of_unclear_encoding_is_kept_with_a_reason(tmp_path):
+    # a short Russian line in cp1251: too little text for charset-normalizer, and no plausible cp1252
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    source = tmp_path / "posts.jsonl"
+    source.write_bytes(json.dumps({"id": "1", "text": "ok", "image": "a.jpg"}).encode() + b"\n" +
+                       json.dumps({"id": "2", "text": "Привет, как дела?", "image": "a.jpg"},
+                                  ensure_ascii=False).encode("cp1251") + b"\n")
+    counts = ingest(source, tmp_path / "ds", workers=1)
+    post = rows(tmp_path / "ds")["2"]
+    assert post["ingest_status"] == "error"
+    assert post["ingest_reason"] == ("text is not UTF-8 and its encoding is unclear (read as cp1252, a guess); "
+                                     "save the source as UTF-8 and ingest again")
+    assert counts["text_suspect"] == 1
+
+
+def test_a_utf16_tsv_is_read_by_its_byte_order_mark(tmp_path):
+    # Excel's "Unicode text" is UTF-16 with a byte order mark; with junk after it (a cut download), charset-normalizer
+    # guessed cp1252 and every field read "i\x00m\x00a\x00g\x00e\x00"
+    source = tmp_path / "posts.tsv"
+    source.write_bytes("id\ttext\timage\r\n1\tCafé 😊\ta.jpg\r\n".encode("utf-16") +
+                       b"X\xbb\xbf,\xe07S\xc9\xbd\xfa\x0f\xf0\x16\x9d\xc9WVt\x06fv")
+    first, *junk = read("csv", source)
+    assert (first.post_id, first.text, first.image_ref, first.error) == ("1", "Café 😊", "a.jpg", "")
+    assert junk and all(post.error for post in junk)  # kept, with a reason
+
+
+def test_the_legacy_encoding_of_a_source_needs_clear_evidence():
+    from visent.core.encoding import TextDecoder, detect_encoding
+
+    assert detect_encoding("Très bien, merci".encode("cp1252")) is None  # gb18030 scores as well
+    long = "今天天气很好，我们去公园吧。晚上一起吃饭怎么样？".encode("gb18030")
+    assert detect_encoding(long) == "gb18030"
+    # an MVSA folder's posts: each short, but pooled they are clear
+    decoder = TextDecoder.learn([b"plain", long[:12], long[12:]])
+    assert decoder.read(long[:12]).text == "今天天气很好" and decoder.read(long[:12]).repaired
+    assert decoder.read(b"plain").encoding == "utf-8" and not decoder.read(b"plain").repaired
 
 
 # --------------------------------------------------------------------------- tweets
@@ -381,10 +469,11 @@ def test_real_mvsa_first_posts(tmp_path):
 
 @needs_mvsa
 def test_real_mvsa_non_utf8_texts(tmp_path):
-    ingest(MVSA, tmp_path / "ds", ids={"1091", "2780"})
+    counts = ingest(MVSA, tmp_path / "ds", ids={"1091", "2780"})
     posts = rows(tmp_path / "ds")
     assert "#хлебивино" in posts["1091"]["text"]
     assert posts["2780"]["text"].endswith("#Beryl http:…")
+    assert counts["text_repaired"] == 2  # GB18030, learnt on the folder's texts that are not UTF-8
 
 
 def test_odd_shapes_in_valid_json_never_crash(tmp_path):

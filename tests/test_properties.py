@@ -16,6 +16,7 @@ import os
 import pickle
 import struct
 import tempfile
+import warnings
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -63,10 +64,19 @@ def check_posts(posts: list, *, records: int | None = None) -> None:
 
 
 def check_ingest(source: Path, fmt: str, posts: list) -> None:
-    """The full ingest of ``source``: exactly one row per post, unique ids, a status and, for errors, a reason."""
+    """The full ingest of ``source``: exactly one row per post, unique ids, a status and, for errors, a reason;
+    one warning when some post has fields but none that visent reads, and none otherwise."""
+    unread = any(post.fields and len(post.ignored) == len(post.fields) for post in posts)
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "ds"
-        counts = ingest(source, out, format=fmt, workers=1, retries=0, timeout=1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            counts = ingest(source, out, format=fmt, workers=1, retries=0, timeout=1.0)
+        said = [w for w in caught if "have no field visent reads" in str(w.message)]
+        assert len(said) == unread, [str(w.message) for w in caught]
+        for other in caught:  # anything else is the test run's to show
+            if other not in said:
+                warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
         rows = Dataset(out).read_table("posts").to_pylist()
         assert counts["posts"] == len(rows) == len(posts)
         ids = [r["post_id"] for r in rows]
@@ -445,6 +455,7 @@ def decode_everywhere(data: bytes, folder: Path) -> dict:
                                 st.binary(max_size=200)).map(b"".join)))
 @example(data=b"")
 @example(data=b"<html><body>rate limited</body></html>")
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning:PIL")  # Pillow on a random TIFF's directory
 def test_zero_and_random_bytes(data):
     with tempfile.TemporaryDirectory() as scratch:
         seen = decode_everywhere(data, Path(scratch))
@@ -513,6 +524,7 @@ def test_decompression_bombs_are_refused(tmp_path, data, width, height):
     assert seen["loaded"].fault == "too_many_pixels" and (seen["loaded"].width, seen["loaded"].height) == (width, height)
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")  # said in visent's words, not Pillow's
 def test_images_over_the_limit_but_under_twice_it(tmp_path):
     # Pillow refuses only above twice MAX_IMAGE_PIXELS and warns below: visent refuses from the limit on
     path = tmp_path / "big.png"
@@ -525,6 +537,7 @@ def test_images_over_the_limit_but_under_twice_it(tmp_path):
     assert sniff_image(path.read_bytes()) == (None, reason)
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 def test_sniff_refuses_what_clean_refuses(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
     data = _encoded(Image.new("RGB", (150, 150), (9, 9, 9)), "PNG")  # 22500 pixels: over the limit, under twice it

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from visent.core.encoding import SAMPLE_BYTES, TextDecoder, detect_encoding, is_utf8
+from visent.core.encoding import ESCAPE, ESCAPED, SAMPLE_BYTES, Decoded, TextDecoder, is_utf8, single_byte
 from visent.core.errors import InputError, PathNotFound
 from visent.core.images import IMAGE_SUFFIXES
 from visent.core.labels import normalise_label
@@ -61,6 +61,9 @@ class RawPost:
     text_label: str | None = None     # human labels found in the source (normalised)
     image_label: str | None = None
     error: str = ""                   # why the post is incomplete ("" when it is not)
+    # "repaired": its text was not UTF-8 and was read in the source's legacy encoding with certainty; "suspect":
+    # it could not be read with certainty (``error`` says why); "" for UTF-8
+    decoding: str = ""
     fields: tuple[str, ...] = ()      # a flat record's field names, as found
     ignored: tuple[str, ...] = ()     # those of them visent does not read (see RECORD_FIELDS)
     # what must stay alive while the post is in use: the extraction folder its image comes from
@@ -100,12 +103,49 @@ def _unicode_safe(reader: Callable[..., Iterator[RawPost]]) -> Callable[..., Ite
     return wrapper
 
 
-def _read_text(path: Path, decoder: TextDecoder) -> tuple[str, str]:
-    """(text, error) of a small text file."""
+_READ_FIELDS = ("post_id", "text", "lang", "created_at", "image_ref")  # the RawPost fields read from a record
+
+
+def _read_bytes(post: RawPost, decoder: TextDecoder, legacy: bool = False) -> RawPost:
+    """``post`` with the fields of its record that UTF-8 could not read (their bytes kept as escapes, see
+    ``ESCAPE``) read again by ``decoder``; with ``legacy``, the record was read in the legacy encoding of
+    ``decoder`` and its fields that are not ASCII are checked. Its ``decoding`` and ``error`` say how that went."""
+    outcomes: list[Decoded] = []
+    for name in _READ_FIELDS:
+        value = getattr(post, name)
+        if not value or (value.isascii() if legacy else not ESCAPED.search(value)):
+            continue
+        decoded = decoder.check(value) if legacy else decoder.read(value.encode("utf-8", "surrogateescape"))
+        setattr(post, name, decoded.text.strip() or decoded.text)  # as _str() left it, never empty
+        outcomes.append(decoded)
+    if not legacy and any(ESCAPED.search(name) for name in post.fields):
+        post.fields, post.ignored = (tuple(_read_name(name, decoder) for name in names)
+                                     for names in (post.fields, post.ignored))
+    return _decoded(post, outcomes)
+
+
+def _read_name(name: str, decoder: TextDecoder) -> str:
+    return decoder.decode(name.encode("utf-8", "surrogateescape")) if ESCAPED.search(name) else name
+
+
+def _decoded(post: RawPost, outcomes: list[Decoded]) -> RawPost:
+    """``post`` marked with how its text was read (see ``RawPost.decoding``); a suspect text is an error."""
+    problem = next((d.problem for d in outcomes if d.problem), "")
+    if problem:
+        post.decoding = "suspect"
+        post.error = f"{post.error}; {problem}" if post.error else problem
+    elif any(d.repaired for d in outcomes):
+        post.decoding = "repaired"
+    return post
+
+
+def _read_text(path: Path, decoder: TextDecoder) -> tuple[Decoded, str]:
+    """(text and how it was read, error) of a small text file."""
     try:
-        return decoder.decode(path.read_bytes()).strip(), ""
+        decoded = decoder.read(path.read_bytes())
     except OSError as exc:
-        return "", f"cannot read {path.name} ({exc.strerror or exc})"
+        return Decoded(""), f"cannot read {path.name} ({exc.strerror or exc})"
+    return replace(decoded, text=decoded.text.strip()), ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -184,8 +224,8 @@ def _pair_posts(directory: Path, root: Path, decoder: TextDecoder, *, nested_ids
             source = _rel(texts[0], root)
         else:
             source = _rel(images[0], root)
-            text, error = "", f"no text file ({_rel(directory / stem, root)}.txt missing)"
-        base = RawPost(post_id=post_id, source=source, text=text, base_dir=root, error=error)
+            text, error = Decoded(""), f"no text file ({_rel(directory / stem, root)}.txt missing)"
+        base = _decoded(RawPost(post_id=post_id, source=source, text=text.text, base_dir=root, error=error), [text])
         yield from _expand_images(base, [_rel(p, root) for p in images], f"no image file for {source}")
 
 
@@ -273,18 +313,34 @@ def _post_from_record(record: dict[str, Any], where: str, fallback_id: str, base
 
 
 # --------------------------------------------------------------------------- CSV
-def _csv_dialect(path: Path) -> tuple[str, str]:
-    """(encoding, delimiter) of a CSV/TSV file, from its first bytes."""
+def _csv_dialect(path: Path) -> tuple[str, str, TextDecoder]:
+    """(encoding, delimiter, decoder) of a CSV/TSV file, from its first bytes.
+
+    A file that starts in UTF-8 is read as UTF-8, its other lines (if any) by a decoder learned on them. A file
+    that does not is a legacy one: its decoder learns the encoding on those first bytes; the file is read as
+    UTF-8 and its fields in that encoding when it is a single-byte one, so lines that are UTF-8 stay right.
+    """
     with open(path, "rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
     if sample.startswith(codecs.BOM_UTF8) or is_utf8(sample, final=False):
-        encoding = "utf-8-sig"
+        encoding, decoder = "utf-8-sig", TextDecoder.learn(_file_lines(path))
     else:
-        encoding = detect_encoding(sample) or "cp1252"
+        decoder = TextDecoder.learn([sample])
+        legacy = decoder.legacy().encoding
+        encoding = "utf-8" if single_byte(legacy) else legacy
     if path.suffix.lower() == ".tsv":
-        return encoding, "\t"
+        return encoding, "\t", decoder
     header = sample.split(b"\n", 1)[0].decode(encoding, errors="replace")
-    return encoding, max(",\t;|", key=header.count)
+    return encoding, max(",\t;|", key=header.count), decoder
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a file, read only when iterated (what a source's :class:`TextDecoder` learns on)."""
+    try:
+        with open(path, "rb") as handle:
+            yield from handle
+    except OSError:
+        return
 
 
 @READERS.register("csv", "CSV/TSV of posts: id, text, image (path or URL), optional labels, lang, created_at")
@@ -295,8 +351,8 @@ def read_csv(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
     rel = _rel(source, root)
     prefix = f"{rel}:" if root is not None else ""
     try:
-        encoding, delimiter = _csv_dialect(source)
-        handle = open(source, encoding=encoding, errors="replace", newline="")
+        encoding, delimiter, decoder = _csv_dialect(source)
+        handle = open(source, encoding=encoding, errors=ESCAPE, newline="")
     except OSError as exc:
         yield RawPost(post_id=rel, source=rel, error=f"cannot read {rel} ({exc.strerror or exc})")
         return
@@ -325,19 +381,21 @@ def read_csv(source: Path, *, root: Path | None = None) -> Iterator[RawPost]:
                 yield RawPost(post_id=f"{prefix}{row}", source=where,
                               error=f"malformed row at {where} ({len(fields)} fields, header has {len(header)})")
                 continue
-            yield from _post_from_record(dict(zip(header, fields)), where, f"{prefix}{row}", source.parent)
+            for post in _post_from_record(dict(zip(header, fields)), where, f"{prefix}{row}", source.parent):
+                yield _read_bytes(post, decoder, legacy=not encoding.startswith("utf-8"))
 
 
 # --------------------------------------------------------------------------- JSON and tweets
-def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
-    """``(number, where, value, error)`` for each value of a JSON document, JSON array or JSONL file.
+def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str, bool]]:
+    """``(number, where, value, error, utf8)`` for each value of a JSON document, JSON array or JSONL file.
 
-    ``number`` counts values from 1 (the line number in a JSONL file).
+    ``number`` counts values from 1 (the line number in a JSONL file). ``utf8`` is False for a value whose line
+    (or document) is not UTF-8: the bytes UTF-8 cannot read are kept in its strings as escapes (see _read_bytes).
     """
     try:
         handle = open(path, "rb")
     except OSError as exc:
-        yield 1, rel, None, f"cannot read {rel} ({exc.strerror or exc})"
+        yield 1, rel, None, f"cannot read {rel} ({exc.strerror or exc})", True
         return
     with handle:
         head = handle.read(SAMPLE_BYTES).lstrip(codecs.BOM_UTF8 + b" \t\r\n")
@@ -345,34 +403,44 @@ def _json_values(path: Path, rel: str) -> Iterator[tuple[int, str, Any, str]]:
         if not head:
             return
         if head[:1] == b"[" or (head[:1] == b"{" and not _jsonl_like(head)):
+            text, utf8 = _utf8(handle.read())
             try:
-                document = json.loads(handle.read().decode("utf-8-sig", errors="replace"))
+                document = json.loads(text.removeprefix("\ufeff"))
             except json.JSONDecodeError as exc:
                 if exc.msg != "Extra data":  # one broken document, not several on their own lines
-                    yield 1, f"{rel}:{exc.lineno}", None, f"invalid JSON at {rel}:{exc.lineno} ({exc.msg})"
+                    yield 1, f"{rel}:{exc.lineno}", None, f"invalid JSON at {rel}:{exc.lineno} ({exc.msg})", utf8
                     return
                 handle.seek(0)
             except (ValueError, RecursionError) as exc:  # valid syntax Python will not load
-                yield 1, rel, None, f"invalid JSON in {rel} ({_json_problem(exc)})"
+                yield 1, rel, None, f"invalid JSON in {rel} ({_json_problem(exc)})", utf8
                 return
             else:
                 if not isinstance(document, list):
-                    yield 1, rel, document, ""
+                    yield 1, rel, document, "", utf8
                     return
                 for i, value in enumerate(document, 1):
-                    yield i, f"{rel}[{i - 1}]", value, ""
+                    yield i, f"{rel}[{i - 1}]", value, "", utf8
                 return
         for number, line in enumerate(handle, 1):
             line = line.strip().removeprefix(codecs.BOM_UTF8)
             if not line:
                 continue
             where = f"{rel}:{number}"
+            text, utf8 = _utf8(line)
             try:
-                value = json.loads(line.decode("utf-8", errors="replace"))
+                value = json.loads(text)
             except (ValueError, RecursionError) as exc:
-                yield number, where, None, f"invalid JSON at {where} ({_json_problem(exc)})"
+                yield number, where, None, f"invalid JSON at {where} ({_json_problem(exc)})", utf8
             else:
-                yield number, where, value, ""
+                yield number, where, value, "", utf8
+
+
+def _utf8(data: bytes) -> tuple[str, bool]:
+    """(text, whether ``data`` is UTF-8); the bytes UTF-8 cannot read are kept as escapes."""
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="surrogateescape"), False
 
 
 def _json_problem(exc: BaseException) -> str:
@@ -471,7 +539,8 @@ def _read_json(source: Path, root: Path | None, tweets: bool) -> Iterator[RawPos
     rel = _rel(source, root)
     prefix = f"{rel}:" if root is not None else ""
     mapper = _tweet_posts if tweets else _post_from_record
-    for number, where, value, error in _json_values(source, rel):
+    decoder = TextDecoder.learn(_file_lines(source))
+    for number, where, value, error, utf8 in _json_values(source, rel):
         fallback_id = f"{prefix}{number}"
         if error:
             yield RawPost(post_id=fallback_id, source=where, error=error)
@@ -484,7 +553,7 @@ def _read_json(source: Path, root: Path | None, tweets: bool) -> Iterator[RawPos
             except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:  # valid JSON, odd shape
                 posts = [RawPost(post_id=fallback_id, source=where,
                                  error=f"unexpected structure at {where} ({type(exc).__name__}: {exc})")]
-            yield from posts
+            yield from posts if utf8 else (_read_bytes(post, decoder) for post in posts)
 
 
 @READERS.register("jsonl", "JSON/JSONL of posts: id, text, image (path or URL), optional labels, lang, created_at")
@@ -542,7 +611,7 @@ def read_folder(source: Path) -> Iterator[RawPost]:
 def _file_format(path: Path) -> str:
     if path.suffix.lower() in CSV_SUFFIXES:
         return "csv"
-    for _, _, value, error in _json_values(path, path.name):
+    for _, _, value, error, _ in _json_values(path, path.name):
         if not error:
             return "tweets" if _looks_like_tweets(value) else "jsonl"
     return "jsonl"

@@ -34,7 +34,8 @@ STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
 DEFAULT_PER_HOST = 8
-COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "ignored_fields")  # the order of the counts
+COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "text_repaired", "text_suspect",
+          "ignored_fields")  # the order of the counts
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
@@ -50,6 +51,8 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     row with ``ingest_status`` "ok" or "error" and a reason. Running again with the same options is
     a no-op; a run that was interrupted resumes from its last finished batch.
 
+    Texts that are not UTF-8 are counted: ``text_repaired`` were read in the source's legacy encoding with
+    certainty, ``text_suspect`` could not be (an error, with the reason; see :mod:`visent.core.encoding`).
     The fields of JSON/CSV post records that visent does not read are named in the counts
     (``ignored_fields``); posts none of whose fields visent reads get a warning, once per run.
     """
@@ -58,15 +61,17 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                          "and timeout > 0")
     src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
                                             max_bytes=max_bytes, limit=limit, ids=ids)
-    dataset = Dataset(out, create=True)
-    if dataset.stage_done(STAGE, params) and dataset.has_table("posts"):
-        return ordered(dataset.stage_info(STAGE)["counts"], COUNTS)
+    if finished(out, params):
+        return ordered(Dataset(out).stage_info(STAGE)["counts"], COUNTS)
 
+    # the source is opened before anything is written: an archive visent refuses leaves no dataset behind
+    decoding: collections.Counter[str] = collections.Counter()
+    fields = _Fields()
+    posts = fields.tally(_tally_decoding(read_posts(reader, src, ids, limit), decoding))
+    dataset = Dataset(out, create=True)
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
     done = checkpoint.done_keys()
-    fields = _Fields()
-    posts = fields.tally(read_posts(reader, src, ids, limit))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
         with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
@@ -95,12 +100,29 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         "images": pc.count_distinct(table["image_sha256"]).as_py(),
         "with_human_labels": labelled.num_rows,
     }
+    counts.update({f"text_{how}": decoding[how] for how in ("repaired", "suspect") if decoding[how]})
     if fields.ignored:
         counts["ignored_fields"] = _names(fields.ignored)
     dataset.finish_stage(STAGE, params, counts)
     if fields.unread:
         fields.warn(src)
     return counts
+
+
+def finished(out: str | os.PathLike[str], params: dict[str, Any]) -> bool:
+    """True when ``out`` is a dataset whose ingest finished with ``params`` (so running it again is a no-op)."""
+    if not (Path(out) / "manifest.json").exists():
+        return False
+    dataset = Dataset(out)
+    return dataset.stage_done(STAGE, params) and dataset.has_table("posts")
+
+
+def _tally_decoding(posts: Iterable[RawPost], counts: collections.Counter[str]) -> Iterator[RawPost]:
+    """``posts``, counting in ``counts`` how the texts that were not UTF-8 were read (``RawPost.decoding``)."""
+    for post in posts:
+        if post.decoding:
+            counts[post.decoding] += 1
+        yield post
 
 
 class _Fields:

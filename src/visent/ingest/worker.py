@@ -95,12 +95,12 @@ def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[s
                                                       max_bytes=max_bytes, limit=limit, ids=ids)
     except (FileNotFoundError, ValueError):
         return None
-    dataset = Dataset(out, create=True)
-    if dataset.stage_done(stage.STAGE, params) and dataset.has_table("posts"):
+    if stage.finished(out, params):
         return None
+    posts = stage.read_posts(reader, src, ids, limit)  # before anything is written, as the local stage does
+    dataset = Dataset(out, create=True)
     checkpoint = dataset.begin_stage(stage.STAGE, params)
     done = checkpoint.done_keys()
-    posts = stage.read_posts(reader, src, ids, limit)
     fetcher = dict(timeout=timeout, retries=retries, max_bytes=max_bytes, **options)
     fetcher = {k: v for k, v in fetcher.items() if k in _fetcher_options()}
     with progress(f"ingest ({run.name})", limit) as advance:

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List, Literal, Sequence
@@ -30,7 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visent.core.errors import UsageError
-from visent.core.images import ImageError, as_image_error, decode, open_image
+from visent.core.images import ImageError, as_image_error, decode, open_image, quiet_pillow
 from visent.core.labels import CLASSES
 from visent.core.version import __version__
 
@@ -47,8 +46,6 @@ TARGETS = ("predicted", *CLASSES, "all")
 Target = Literal["predicted", "negative", "neutral", "positive", "all"]
 assert set(Target.__args__) == set(TARGETS)  # the query's choices follow visent.core.labels.CLASSES
 
-# Guards the process-wide warning filters while a header is opened (see ImageChecker).
-_OPEN_LOCK = threading.Lock()
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError)
 
 
@@ -213,10 +210,8 @@ class ImageChecker:
     def _describe_other(self, data: bytes) -> str | None:
         """The format of bytes visent does not accept, when Pillow can name it (header only, nothing decoded)."""
         try:
-            with _OPEN_LOCK, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(data)) as other:
-                    return other.format
+            with quiet_pillow(), Image.open(io.BytesIO(data)) as other:
+                return other.format
         except Exception:  # noqa: BLE001 - only used to word the message
             return None
 
@@ -224,11 +219,7 @@ class ImageChecker:
         accepted = _format_list(self.formats)
         again = "re-export or re-download it and upload again"
         try:
-            # Pillow warns about images between its pixel limit and twice it; open_image refuses them itself. The
-            # lock keeps the process-wide warning filters consistent across request threads.
-            with _OPEN_LOCK, warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = open_image(data, max_pixels=self.max_pixels, formats=self.formats)
+            image = open_image(data, max_pixels=self.max_pixels, formats=self.formats)
         except ImageError as error:
             fault = f"'{name}': {error.reason}"
             if error.fault == "empty":
