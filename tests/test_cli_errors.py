@@ -173,6 +173,13 @@ CASES = {
         lambda p: ["evaluate", "default", "--benchmark", f"mvsa={p.benchmark}"], ["a mvsa benchmark is a folder"], 1),
     "evaluate: folds out of range": (lambda p: ["evaluate", "default", "--benchmark", p.benchmark, "--folds", "1"],
                                      ["--folds"], 2),
+    # adapt
+    "adapt: missing labels file": (lambda p: ["adapt", "default", "--labels", p.nope, "--out", p.root / "a"],
+                                   ["nope", "labels file not found"], 1),
+    "adapt: labels of no image that can be read": (
+        lambda p: ["adapt", "default", "--labels", p.benchmark, "--out", p.root / "a"], ["no labelled image"], 1),
+    "adapt: missing model": (lambda p: ["adapt", p.nope, "--labels", p.benchmark, "--out", p.root / "a"],
+                             ["nope", "no visent model"], 1),
     # report
     "report: missing target": (lambda p: ["report", p.nope, "--out", p.root / "r.html"],
                                ["nope", "neither a visent dataset"], 1),
