@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from test_pipeline import loose_options, make_crawl
 from visent import Dataset
@@ -85,6 +86,56 @@ def test_finetuned_backbone_is_saved_and_used(cleaned, tmp_path):
     assert not np.allclose(tuned_features, frozen_features)
     probs, status = loaded.predict_proba(paths)
     assert np.allclose(probs.sum(axis=1), 1.0) and all(s.ok for s in status)
+
+
+def _files(directory):
+    """Each file of a directory: its modification time and bytes."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_training_again_on_the_same_kept_posts_and_options_is_a_no_op(tmp_path, capsys):
+    dataset = tmp_path / "ds"
+    ingest(make_crawl(tmp_path / "crawl", n_per_class=10), dataset)
+    teach(dataset)
+    clean(dataset, thresholds=loose_options().thresholds)
+    out = tmp_path / "model"
+    first = train(dataset, out, C=0.1, runtime="onnx")
+    files = _files(out)
+    assert {"config.json", "head.npz", "metrics.json", "MODEL_CARD.md", "backbone.onnx"} <= set(files)
+    capsys.readouterr()
+    again = train(dataset, out, C=0.1, runtime="onnx")
+    assert _files(out) == files  # not one file written again
+    assert f"the model in {out} is up to date" in " ".join(capsys.readouterr().err.split())
+    assert np.array_equal(again.head.coef_, first.head.coef_) and again.metrics["params"]["C"] == 0.1
+
+    tuned = train(dataset, out, C=0.03, runtime="onnx")  # a changed option trains again
+    assert tuned.metrics["C"] == 0.03 and _files(out)["head.npz"] != files["head.npz"]
+    assert VisentModel.load(out).metrics["params"]["C"] == 0.03
+
+    files = _files(out)
+    clean(dataset, thresholds={**loose_options().thresholds, "negative": 0.995})  # other kept posts: trains again
+    fewer = train(dataset, out, C=0.03, runtime="onnx")
+    assert fewer.metrics["n_train_posts"] < 20 and _files(out)["head.npz"] != files["head.npz"]
+
+
+@pytest.mark.slow
+def test_visent_train_says_the_model_is_up_to_date_and_force_trains_again(cleaned, tmp_path):
+    from visent.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "model"
+    args = ["train", str(cleaned.root), "--out", str(out), "--backbone", LITE0, "--runtime", "torch", "--C", "0.1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    files = _files(out)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "is up to date" in " ".join(result.output.split()) and _files(out) == files
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" not in result.output
+    assert all(_files(out)[name][0] > files[name][0] for name in ("config.json", "head.npz", "metrics.json"))
 
 
 def test_train_needs_a_cleaned_dataset(tmp_path):

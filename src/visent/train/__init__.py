@@ -6,6 +6,8 @@ Training reads the ``posts``, ``teach`` and ``clean`` tables only; the ``human_l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
 from pathlib import Path
@@ -20,10 +22,12 @@ from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
+from visent.core.progress import console
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
+from visent.core.version import __version__
 from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
-from visent.model import ModelConfig, VisentModel
+from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
@@ -77,6 +81,37 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
 
 
+def _rows_fingerprint(rows: dict[str, Any]) -> str:
+    """Digest of what training reads of a dataset: each kept post's id, image hash, teacher label and teacher
+    probabilities, in order. A dataset taught or cleaned again with the same outcome digests the same."""
+    digest = hashlib.sha256()
+    for post_id, sha256, label in zip(rows["post_id"], rows["sha256"], rows["label"]):
+        digest.update(f"{post_id}\x1f{sha256}\x1f{label}\x1e".encode("utf-8", "surrogatepass"))
+    digest.update(np.ascontiguousarray(rows["soft"], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _file_digest(path: str | Path | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _trained(out: Path, params: dict[str, Any]) -> VisentModel | None:
+    """The complete model in ``out`` when it was trained with ``params`` (and not adapted since), else None."""
+    try:
+        model = VisentModel.load(out)
+    except (ModelError, OSError, ValueError):
+        return None
+    if "adaptation" in model.metrics or _canonical(model.metrics.get("params") or {}) != _canonical(params):
+        return None
+    if not all((out / name).is_file() for name in model.carried_files()):
+        return None
+    return model
+
+
 def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, target: str = "soft",
                   tta: bool | str = False, runtime: str | None = None, signals: Sequence[str] = ()) -> tuple[str, str]:
     """Refuse an unknown backbone, target, test-time augmentation, runtime or signal, and a weights file that does
@@ -101,8 +136,12 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
           seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
           signal_teacher: str = "vader", target_temperature: float = 1.0, self_training: int = 0,
-          self_training_alpha: float = 0.5, calibrate: bool = True) -> "VisentModel":
+          self_training_alpha: float = 0.5, calibrate: bool = True, force: bool = False) -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
+
+    Training is a stage like the others: the model records its options and a digest of the kept posts it learnt
+    from (``metrics["params"]``), and when ``out`` already holds a model of the same dataset, kept posts and
+    options, that model is returned as it is (``force`` trains it again).
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
     ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
@@ -130,6 +169,19 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     if len(rows["post_id"]) < 10:
         raise TrainError(f"{dataset.root}: only {len(rows['post_id'])} posts survived cleaning; "
                          "ingest more posts or loosen the thresholds (`visent clean --help`)")
+    out = Path(out)
+    params = {"dataset": str(dataset.root.resolve()), "posts": _rows_fingerprint(rows), "backbone": backbone,
+              "weights": _file_digest(weights), "target": target, "val_fraction": val_fraction, "C": C, "tta": tta,
+              "finetune_blocks": finetune_blocks, "finetune_epochs": finetune_epochs if finetune_blocks else None,
+              "batch_size": batch_size, "seed": seed, "runtime": runtime, "signals": list(signals),
+              "signal_teacher": signal_teacher if signals else None, "target_temperature": target_temperature,
+              "self_training": self_training, "self_training_alpha": self_training_alpha if self_training else None,
+              "calibrate": calibrate, "visent": __version__}
+    if not force and (done := _trained(out, params)) is not None:
+        console.print(f"train: the model in {out} is up to date (same kept posts of {dataset.root}, same options); "
+                      "nothing to do (`visent train --force` trains it again)", markup=False, highlight=False,
+                      soft_wrap=True)
+        return done
     if asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES:
         warnings.warn(f"{dataset.root}: {len(set(rows['sha256']))} distinct images are too few to calibrate the int8 "
                       f"network (it needs {MIN_CALIBRATION_IMAGES}); the model runs in fp32 (runtime 'onnx')",
@@ -137,8 +189,10 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         runtime = "onnx"
     labels = np.array(rows["label"])
     targets = rows["soft"] if target == "soft" else as_targets(labels)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # config.json marks a complete model directory: until the new model is saved, out holds none (an interrupted
+    # run must not leave new carried files beside an old head, nor pass for the old model)
+    (out / "config.json").unlink(missing_ok=True)
 
     from visent.signals import check_signals
 
@@ -177,6 +231,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         "finetune": finetune_report,
         "seconds": round(time.time() - started, 1),
         **_provenance(dataset),
+        "params": params,
     }
     model = VisentModel(config, head, metrics=metrics)
     model.save(out, card=model_card(config, metrics))
