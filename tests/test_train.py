@@ -138,6 +138,39 @@ def test_visent_train_says_the_model_is_up_to_date_and_force_trains_again(cleane
     assert all(_files(out)[name][0] > files[name][0] for name in ("config.json", "head.npz", "metrics.json"))
 
 
+def test_fitting_the_head_shows_a_step_per_fit_and_calibrates_with_the_head_C_was_chosen_with(monkeypatch):
+    """Choosing C fits one head per C of the grid: the progress bar moves on each, then on the head of every row
+    and on the calibration (whose split head is the one C was chosen with, as a fresh fit would give it)."""
+    import contextlib
+
+    import visent.train as train_module
+    from visent.core.labels import CLASSES
+    from visent.model.head import StudentHead
+
+    bars = []
+
+    @contextlib.contextmanager
+    def recorded(description, total):
+        steps = []
+        bars.append((description, total, steps))
+        yield lambda n=1: steps.append(n)
+
+    monkeypatch.setattr(train_module, "progress", recorded)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 150)
+    X = (rng.normal(size=(150, 30)) + 2 * np.eye(3, 30)[y]).astype(np.float32)
+    targets = 0.7 * np.eye(3)[y] + 0.1
+    labels = np.array(CLASSES)[y]
+    head, C, selection, calibration = train_module._fit_head(
+        X, targets, labels, C=None, val_fraction=0.2, seed=0, self_training=0, self_training_alpha=0.5,
+        calibrate=True)
+    [(description, total, steps)] = bars
+    assert "fitting the head" in description and total == len(train_module.C_GRID) + 2 == sum(steps) == len(steps)
+    fresh = StudentHead(C=C)
+    train_module._calibrate(fresh.fit(X, targets), X, targets, labels, 0.2, 0)
+    assert calibration["temperature"] == pytest.approx(fresh.temperature_, rel=1e-3)
+
+
 def test_train_needs_a_cleaned_dataset(tmp_path):
     crawl = make_crawl(tmp_path / "crawl", n_per_class=2)
     ingest(crawl, tmp_path / "ds")

@@ -6,6 +6,7 @@ Training reads the ``posts``, ``teach`` and ``clean`` tables only; the ``human_l
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -22,7 +23,7 @@ from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
 from visent.core.numeric import expected_calibration_error
-from visent.core.progress import console
+from visent.core.progress import Advance, console, progress
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
 from visent.core.version import __version__
@@ -61,12 +62,18 @@ def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
 
 
 def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
-              grid: tuple[float, ...]) -> tuple[float, dict[str, Any]]:
-    """Pick the regularisation strength on a validation split of the teacher's labels (no human labels)."""
+              grid: tuple[float, ...], advance: Advance = lambda n=1: None) -> tuple[float, dict[str, Any], StudentHead]:
+    """Pick the regularisation strength on a validation split of the teacher's labels (no human labels).
+    Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows."""
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
-    scores = []
+    scores, heads = [], {}
+    # Along the grid (strong to weak regularisation) each fit starts from the last one's solution: the same
+    # optima in fewer solver steps.
+    head = StudentHead(warm_start=True)
     for C in grid:
-        head = StudentHead(C=C).fit(X[idx_train], targets[idx_train])
+        head.set_params(C=C).fit(X[idx_train], targets[idx_train])
+        heads[C] = copy.deepcopy(head)
+        advance()
         probs = head.predict_proba(X[idx_val])
         pred = np.array(CLASSES)[probs.argmax(axis=1)]
         scores.append({
@@ -78,7 +85,8 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     # Cross-entropy against the teacher's targets is a proper score, and it tracks the student's accuracy
     # on human image labels better than agreement does (measured on MVSA, see the README).
     best = min(scores, key=lambda s: s["val_cross_entropy"])
-    return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
+    selection = {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
+    return best["C"], selection, heads[best["C"]]
 
 
 def _rows_fingerprint(rows: dict[str, Any]) -> str:
@@ -242,13 +250,21 @@ def _fit_head(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, *, C: floa
               seed: int, self_training: int, self_training_alpha: float,
               calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
     """The head on the teacher's (sharpened) targets: C chosen on a teacher-label split unless given, the
-    self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration."""
-    if C is None:
-        C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
-    else:
-        selection = {"chosen": {"C": C}}
-    head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
-    calibration = _calibrate(head, X, learnt, labels, val_fraction, seed) if calibrate else None
+    self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration.
+    A progress bar counts the fits (each C of the grid, the head on every row, the calibration's)."""
+    split_head = None
+    fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
+    with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features)", fits) as advance:
+        if C is None:
+            C, selection, split_head = _select_C(X, targets, labels, val_fraction, seed, C_GRID, advance)
+        else:
+            selection = {"chosen": {"C": C}}
+        head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
+        advance()
+        # Without self-training the calibration's split head is the one C was chosen with: same rows, targets, C.
+        reuse = split_head if self_training == 0 else None
+        calibration = _calibrate(head, X, learnt, labels, val_fraction, seed, reuse) if calibrate else None
+        advance(int(calibrate))
     return head, C, selection, calibration
 
 
@@ -324,14 +340,15 @@ def _carry_graph(config: ModelConfig, out: Path, backbone: Any) -> None:
 
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
-               seed: int) -> dict[str, Any]:
+               seed: int, split_head: StudentHead | None = None) -> dict[str, Any]:
     """Set ``head.temperature_``: fitted on the validation split's teacher targets by a head of the same C trained
-    on the rest (no human labels). Returns the temperature and the validation ECE against the teacher's labels
-    before and after."""
+    on the rest (no human labels; ``split_head`` when that head is at hand, as after choosing C). Returns the
+    temperature and the validation ECE against the teacher's labels before and after."""
     from visent.core.labels import CLASS_INDEX
 
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
-    split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
+    if split_head is None:
+        split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
     y_val = np.array([CLASS_INDEX[label] for label in labels[idx_val]])
     before = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
     split_head.calibrate(X[idx_val], targets[idx_val])
