@@ -234,6 +234,12 @@ def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
     console.print(f"model → [bold]{escape(str(out))}[/]: {readable(metrics['n_train_posts'])} images "
                   f"({readable(metrics['class_counts'])}), C = {readable(metrics['C'])}, validation vs teacher: "
                   f"balanced accuracy {chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+    notes = metrics.get("warnings") or []
+    for note in notes:
+        console.print(f"[bold yellow]warning:[/] the model is likely of no use: {escape(note)}", highlight=False)
+    if notes:
+        console.print(f"  see {escape(str(out / 'MODEL_CARD.md'))}; train on more posts and check the model on human "
+                      "labels with `visent evaluate`", highlight=False)
 
 
 @app.command(cls=_Command)

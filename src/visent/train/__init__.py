@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from visent.clean import STEPS as CLEAN_STEPS
 from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
-from visent.core.numeric import expected_calibration_error
+from visent.core.numeric import LOG_TEMPERATURE_BOUNDS, expected_calibration_error
 from visent.core.progress import Advance, console, progress
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
@@ -32,7 +33,7 @@ from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
-__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
+__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError", "WeakModelWarning"]
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -85,8 +86,59 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     # Cross-entropy against the teacher's targets is a proper score, and it tracks the student's accuracy
     # on human image labels better than agreement does (measured on MVSA, see the README).
     best = min(scores, key=lambda s: s["val_cross_entropy"])
-    selection = {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
+    present, counts = np.unique(labels[idx_val], return_counts=True)
+    selection = {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)),
+                 "val_class_counts": {str(name): int(n) for name, n in zip(present, counts)}, "grid": scores,
+                 "chosen": best}
     return best["C"], selection, heads[best["C"]]
+
+
+# A class with fewer training posts leaves fewer than 4 in the 20% validation split: too few to learn it from, and
+# too few to measure it (its recall moves in steps of 25 points or more).
+MIN_CLASS_POSTS = 20
+
+
+class WeakModelWarning(UserWarning):
+    """The student trained, but it is likely of no use: a class has too few posts, or it does no better than
+    chance against its teacher's validation labels."""
+
+
+def weak_model_notes(class_counts: dict[str, int], selection: dict[str, Any],
+                     calibration: dict[str, Any] | None) -> list[str]:
+    """Why a trained student is likely of no use, one sentence each (none for a healthy one): a class with
+    training posts but fewer than :data:`MIN_CLASS_POSTS`; a validation balanced accuracy against the teacher
+    within two standard errors of chance (1 / the classes of the validation split); a calibration temperature at
+    its upper bound (the head's scores carry nothing the validation split confirms: every probability is flattened
+    towards 1 / 3)."""
+    notes = []
+    few = {name: n for name, n in class_counts.items() if 0 < n < MIN_CLASS_POSTS}
+    if few:
+        notes.append(f"too few training posts in {', '.join(f'{name} ({n})' for name, n in few.items())}: a class "
+                     f"needs {MIN_CLASS_POSTS} or more")
+    accuracy = selection.get("chosen", {}).get("val_balanced_accuracy")
+    val_counts = [n for n in (selection.get("val_class_counts") or {}).values() if n > 0]
+    if accuracy is not None and len(val_counts) >= 2:
+        # Balanced accuracy is the mean recall of the k classes; a student at chance has recall 1/k in each class,
+        # with the binomial spread of its n_c validation posts.
+        k = len(val_counts)
+        chance = 1.0 / k
+        noise = 2.0 * math.sqrt(sum(chance * (1.0 - chance) / n for n in val_counts)) / k
+        if accuracy <= chance + noise:
+            notes.append(f"its balanced accuracy against the teacher's labels of {sum(val_counts)} validation posts, "
+                         f"{accuracy:.3f}, is within noise of chance (chance {chance:.3f}, two standard errors "
+                         f"{noise:.3f})")
+    temperature = (calibration or {}).get("temperature")
+    if temperature is not None and math.log(temperature) >= LOG_TEMPERATURE_BOUNDS[1] - 0.01:
+        notes.append(f"its calibration temperature is at the upper bound ({temperature:.1f}): its probabilities "
+                     "are flattened to about the same for every class")
+    return notes
+
+
+def _warn_weak(out: Path, dataset: Dataset, notes: list[str]) -> None:
+    if notes:
+        warnings.warn(f"{out}: the model trained on {dataset.root} is likely of no use: {'; '.join(notes)}. Train it "
+                      "on more posts (ingest more, or loosen the thresholds, `visent clean --help`) and check it on "
+                      "human labels with `visent evaluate`", WeakModelWarning, stacklevel=3)
 
 
 def _rows_fingerprint(rows: dict[str, Any]) -> str:
@@ -189,6 +241,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         console.print(f"train: the model in {out} is up to date (same kept posts of {dataset.root}, same options); "
                       "nothing to do (`visent train --force` trains it again)", markup=False, highlight=False,
                       soft_wrap=True)
+        _warn_weak(out, dataset, done.metrics.get("warnings") or [])
         return done
     if asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES:
         warnings.warn(f"{dataset.root}: {len(set(rows['sha256']))} distinct images are too few to calibrate the int8 "
@@ -225,11 +278,13 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
         self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate)
 
+    class_counts = {name: int(np.sum(labels == name)) for name in CLASSES}
+    notes = weak_model_notes(class_counts, selection, calibration)
     metrics = {
         "n_train_posts": int(usable.sum()),
         "n_embed_errors": int((~usable).sum()),
         "embed_errors": [str(s) for s in statuses if s.failed][:20],
-        "class_counts": {name: int(np.sum(labels == name)) for name in CLASSES},
+        "class_counts": class_counts,
         "target": target,
         "C": C,
         "validation": selection,
@@ -240,9 +295,11 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         "seconds": round(time.time() - started, 1),
         **_provenance(dataset),
         "params": params,
+        "warnings": notes,
     }
     model = VisentModel(config, head, metrics=metrics)
     model.save(out, card=model_card(config, metrics))
+    _warn_weak(out, dataset, notes)
     return model
 
 
@@ -386,6 +443,12 @@ def model_card(config, metrics: dict[str, Any]) -> str:
         "A visual sentiment student trained **without human labels**: a textual teacher read the posts' text,",
         "its labels were cleaned, and this model learned to predict them from the image alone.",
         "",
+    ]
+    if metrics.get("warnings"):
+        lines += ["**Warning: this model is likely of no use.** Train it on more posts and check it on human labels",
+                  "(`visent evaluate`) before you rely on it:", "",
+                  *(f"- {note}" for note in metrics["warnings"]), ""]
+    lines += [
         "| | |",
         "|---|---|",
         f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'}"
