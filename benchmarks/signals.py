@@ -72,7 +72,7 @@ def fold_scores(X: np.ndarray, soft: np.ndarray, train: np.ndarray, test: np.nda
                 image_labels: np.ndarray, seed: int) -> dict[str, float]:
     """Fit the student on the training rows' teacher targets; binary balanced accuracy on the test rows."""
     labels = np.array(CLASSES)[soft[train].argmax(axis=1)]
-    C, _ = _select_C(X[train], soft[train], labels, 0.2, seed, C_GRID)
+    C = _select_C(X[train], soft[train], labels, 0.2, seed, C_GRID)[0]
     head = StudentHead(C=C).fit(X[train], soft[train])
     probs = head.predict_proba(X[test])
     y = image_labels[test]

@@ -159,7 +159,7 @@ def test_learned_state_follows_the_conventions():
     from sklearn.exceptions import NotFittedError
 
     head = StudentHead(C=0.3, class_weight=None, max_iter=500)
-    assert head.get_params() == {"C": 0.3, "class_weight": None, "max_iter": 500}
+    assert head.get_params() == {"C": 0.3, "class_weight": None, "max_iter": 500, "warm_start": False}
     assert "temperature" not in head.get_params()
     with pytest.raises(NotFittedError):
         head.predict_proba(np.ones((2, 4)))
@@ -175,6 +175,23 @@ def test_learned_state_follows_the_conventions():
         head.predict_proba(np.ones((2, 5)))
     with pytest.raises(ValueError, match="unknown label"):
         StudentHead().fit(X[:3], [0, 1, 3])
+
+
+def test_warm_starts_along_a_C_path_reach_the_same_heads_in_fewer_steps():
+    X, y = _blobs(400, seed=1)
+    X = np.hstack([X, np.random.default_rng(1).normal(size=(len(X), 200))])  # features that carry nothing
+    soft = 0.3 * as_targets(y) + 0.7 * np.random.default_rng(2).dirichlet(np.ones(3), len(y))  # a noisy teacher
+    warm = StudentHead(warm_start=True)
+    cold_steps = warm_steps = 0
+    for C in (1e-3, 1e-2, 0.1, 1.0, 10.0):
+        cold = StudentHead(C=C).fit(X, soft)
+        warm.set_params(C=C).fit(X, soft)
+        np.testing.assert_allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3)
+        cold_steps, warm_steps = cold_steps + int(cold.n_iter_[0]), warm_steps + int(warm.n_iter_[0])
+    assert warm_steps < 0.85 * cold_steps  # 64 against 85
+    keep = y != 1  # other classes than the last fit: a cold start, still right
+    two = warm.fit(X[keep], y[keep])
+    assert two.predict_proba(X)[:, 1].max() < 1e-6 and (two.predict(X[keep]) == np.array(CLASSES)[y[keep]]).all()
 
 
 def test_balanced_weights_are_the_hand_written_ones():

@@ -181,10 +181,14 @@ def test_rebuild_is_a_no_op_and_resumes(tmp_path):
     summary = build(crawl, tmp_path / "model", options=loose_options())
     manifest = json.loads((tmp_path / "model-dataset" / "manifest.json").read_text())
     finished = {k: v["finished_at"] for k, v in manifest["stages"].items()}
+    model_files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "model").iterdir()}
     again = build(crawl, tmp_path / "model", options=loose_options())
     assert again["ingest"] == summary["ingest"] and again["clean"] == summary["clean"]
+    assert again["train"] == summary["train"]
     manifest = json.loads((tmp_path / "model-dataset" / "manifest.json").read_text())
     assert {k: v["finished_at"] for k, v in manifest["stages"].items()} == finished
+    # training is a stage too: the model is not written again
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "model").iterdir()} == model_files
 
 
 def test_every_command_has_help():

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from test_pipeline import loose_options, make_crawl
 from visent import Dataset
@@ -85,6 +86,150 @@ def test_finetuned_backbone_is_saved_and_used(cleaned, tmp_path):
     assert not np.allclose(tuned_features, frozen_features)
     probs, status = loaded.predict_proba(paths)
     assert np.allclose(probs.sum(axis=1), 1.0) and all(s.ok for s in status)
+
+
+def _files(directory):
+    """Each file of a directory: its modification time and bytes."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_training_again_on_the_same_kept_posts_and_options_is_a_no_op(tmp_path, capsys):
+    dataset = tmp_path / "ds"
+    ingest(make_crawl(tmp_path / "crawl", n_per_class=10), dataset)
+    teach(dataset)
+    clean(dataset, thresholds=loose_options().thresholds)
+    out = tmp_path / "model"
+    first = train(dataset, out, C=0.1, runtime="onnx")
+    files = _files(out)
+    assert {"config.json", "head.npz", "metrics.json", "MODEL_CARD.md", "backbone.onnx"} <= set(files)
+    capsys.readouterr()
+    again = train(dataset, out, C=0.1, runtime="onnx")
+    assert _files(out) == files  # not one file written again
+    assert f"the model in {out} is up to date" in " ".join(capsys.readouterr().err.split())
+    assert np.array_equal(again.head.coef_, first.head.coef_) and again.metrics["params"]["C"] == 0.1
+
+    tuned = train(dataset, out, C=0.03, runtime="onnx")  # a changed option trains again
+    assert tuned.metrics["C"] == 0.03 and _files(out)["head.npz"] != files["head.npz"]
+    assert VisentModel.load(out).metrics["params"]["C"] == 0.03
+
+    files = _files(out)
+    clean(dataset, thresholds={**loose_options().thresholds, "negative": 0.995})  # other kept posts: trains again
+    fewer = train(dataset, out, C=0.03, runtime="onnx")
+    assert fewer.metrics["n_train_posts"] < 20 and _files(out)["head.npz"] != files["head.npz"]
+
+
+@pytest.mark.slow
+def test_visent_train_says_the_model_is_up_to_date_and_force_trains_again(cleaned, tmp_path):
+    from visent.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "model"
+    args = ["train", str(cleaned.root), "--out", str(out), "--backbone", LITE0, "--runtime", "torch", "--C", "0.1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    weak = "warning: the model is likely of no use: too few training posts in negative (10), positive (10)"
+    assert weak in " ".join(result.output.split())
+    files = _files(out)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "is up to date" in " ".join(result.output.split()) and _files(out) == files
+    assert weak in " ".join(result.output.split())  # the summary of a model left as it is still says so
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" not in result.output
+    assert all(_files(out)[name][0] > files[name][0] for name in ("config.json", "head.npz", "metrics.json"))
+
+
+def test_fitting_the_head_shows_a_step_per_fit_and_calibrates_with_the_head_C_was_chosen_with(monkeypatch):
+    """Choosing C fits one head per C of the grid: the progress bar moves on each, then on the head of every row
+    and on the calibration (whose split head is the one C was chosen with, as a fresh fit would give it)."""
+    import contextlib
+
+    import visent.train as train_module
+    from visent.core.labels import CLASSES
+    from visent.model.head import StudentHead
+
+    bars = []
+
+    @contextlib.contextmanager
+    def recorded(description, total):
+        steps = []
+        bars.append((description, total, steps))
+        yield lambda n=1: steps.append(n)
+
+    monkeypatch.setattr(train_module, "progress", recorded)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 150)
+    X = (rng.normal(size=(150, 30)) + 2 * np.eye(3, 30)[y]).astype(np.float32)
+    targets = 0.7 * np.eye(3)[y] + 0.1
+    labels = np.array(CLASSES)[y]
+    _, C, _, calibration = train_module._fit_head(
+        X, targets, labels, C=None, val_fraction=0.2, seed=0, self_training=0, self_training_alpha=0.5,
+        calibrate=True)
+    [(description, total, steps)] = bars
+    assert "fitting the head" in description and total == len(train_module.C_GRID) + 2 == sum(steps) == len(steps)
+    fresh = StudentHead(C=C)
+    train_module._calibrate(fresh.fit(X, targets), X, targets, labels, 0.2, 0)
+    assert calibration["temperature"] == pytest.approx(fresh.temperature_, rel=1e-3)
+
+
+def test_weak_model_notes_name_few_posts_chance_and_the_temperature_bound():
+    from visent.train import MIN_CLASS_POSTS, weak_model_notes
+
+    assert MIN_CLASS_POSTS == 20
+    calibrated = {"temperature": 1.06}
+    # MVSA-Single's student: 3,160 posts, 0.442 on 632 validation posts where chance is 0.333 +- 0.038
+    mvsa = {"chosen": {"val_balanced_accuracy": 0.4424}, "val_class_counts": {"negative": 254, "neutral": 182,
+                                                                               "positive": 196}}
+    assert weak_model_notes({"negative": 1269, "neutral": 911, "positive": 980}, mvsa, calibrated) == []
+    assert weak_model_notes({"negative": 20, "neutral": 0, "positive": 300}, {}, calibrated) == []  # 0: binary
+    assert weak_model_notes({"negative": 19, "neutral": 0, "positive": 300}, {}, calibrated) == [
+        "too few training posts in negative (19): a class needs 20 or more"]
+    at_chance = {"chosen": {"val_balanced_accuracy": 0.36}, "val_class_counts": mvsa["val_class_counts"]}
+    [note] = weak_model_notes({"negative": 1269, "neutral": 911, "positive": 980}, at_chance, calibrated)
+    assert note.startswith("its balanced accuracy against the teacher's labels of 632 validation posts, 0.360, is "
+                           "within noise of chance (chance 0.333, two standard errors 0.038)")
+    # the issue's 35 images: 7 validation posts, balanced accuracy 1/3, temperature 20.1
+    tiny = {"chosen": {"val_balanced_accuracy": 1 / 3}, "val_class_counts": {"negative": 3, "neutral": 2,
+                                                                              "positive": 2}}
+    notes = weak_model_notes({"negative": 14, "neutral": 10, "positive": 11}, tiny, {"temperature": 20.085})
+    assert [note.split(" ")[1] for note in notes] == ["few", "balanced", "calibration"]
+    assert "upper bound (20.1)" in notes[2]
+
+
+@pytest.mark.slow
+def test_a_useless_student_is_warned_about_and_the_warning_recorded(cleaned, tmp_path):
+    from visent.train import WeakModelWarning
+
+    with pytest.warns(WeakModelWarning, match=f"{tmp_path / 'weak'}: the model trained on .* is likely of no use: "
+                                              r"too few training posts in negative \(10\), positive \(10\)"):
+        model = train(cleaned, tmp_path / "weak", runtime="torch")  # 4 validation posts: never clear of chance
+    notes = model.metrics["warnings"]
+    assert len(notes) >= 2 and "within noise of chance" in notes[1]
+    assert json.loads((tmp_path / "weak" / "metrics.json").read_text())["warnings"] == notes
+    card = (tmp_path / "weak" / "MODEL_CARD.md").read_text()
+    assert "**Warning: this model is likely of no use.**" in card and all(f"- {note}" in card for note in notes)
+    with pytest.warns(WeakModelWarning, match="too few training posts"):  # left as it is, still weak
+        train(cleaned, tmp_path / "weak", runtime="torch")
+
+
+@pytest.mark.slow
+def test_a_healthy_student_gets_no_warning(tmp_path):
+    import warnings
+
+    from visent.train import WeakModelWarning
+
+    dataset = tmp_path / "ds"
+    ingest(make_crawl(tmp_path / "crawl", n_per_class=24), dataset)
+    teach(dataset)
+    clean(dataset, thresholds=loose_options().thresholds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeakModelWarning)
+        model = train(dataset, tmp_path / "model", runtime="torch")
+    assert model.metrics["class_counts"] == {"negative": 24, "neutral": 0, "positive": 24}
+    assert model.metrics["validation"]["chosen"]["val_balanced_accuracy"] == 1.0 and model.metrics["warnings"] == []
+    assert "Warning" not in (tmp_path / "model" / "MODEL_CARD.md").read_text()
 
 
 def test_train_needs_a_cleaned_dataset(tmp_path):

@@ -215,14 +215,17 @@ def train(
     c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
     seed: int = SEED, runtime: Optional[str] = RUNTIME, signal: List[str] = SIGNALS,
     target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING, calibrate: bool = CALIBRATE,
+    force: bool = typer.Option(False, "--force", help="Train again even when --out holds a model of the same kept "
+                                                      "posts and options."),
 ) -> None:
-    """Train the visual student on the kept posts' images and teacher labels (never human labels)."""
+    """Train the visual student on the kept posts' images and teacher labels (never human labels). A model already
+    trained on the same kept posts with the same options is left as it is."""
     from visent.train import train as run_train
 
     model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
                  finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime,
                  signals=signal, target_temperature=target_temperature, self_training=self_training,
-                 calibrate=calibrate)
+                 calibrate=calibrate, force=force)
     _print_train_summary(model.metrics, out)
 
 
@@ -231,6 +234,12 @@ def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
     console.print(f"model → [bold]{escape(str(out))}[/]: {readable(metrics['n_train_posts'])} images "
                   f"({readable(metrics['class_counts'])}), C = {readable(metrics['C'])}, validation vs teacher: "
                   f"balanced accuracy {chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+    notes = metrics.get("warnings") or []
+    for note in notes:
+        console.print(f"[bold yellow]warning:[/] the model is likely of no use: {escape(note)}", highlight=False)
+    if notes:
+        console.print(f"  see {escape(str(out / 'MODEL_CARD.md'))}; train on more posts and check the model on human "
+                      "labels with `visent evaluate`", highlight=False)
 
 
 @app.command(cls=_Command)

@@ -6,6 +6,10 @@ Training reads the ``posts``, ``teach`` and ``clean`` tables only; the ``human_l
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -19,15 +23,17 @@ from visent.clean import STEPS as CLEAN_STEPS
 from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
-from visent.core.numeric import expected_calibration_error
+from visent.core.numeric import LOG_TEMPERATURE_BOUNDS, expected_calibration_error
+from visent.core.progress import Advance, console, progress
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
+from visent.core.version import __version__
 from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
-from visent.model import ModelConfig, VisentModel
+from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import StudentHead, as_targets
 from visent.train.noisy import self_train, sharpen
 
-__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError"]
+__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError", "WeakModelWarning"]
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -57,12 +63,18 @@ def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
 
 
 def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
-              grid: tuple[float, ...]) -> tuple[float, dict[str, Any]]:
-    """Pick the regularisation strength on a validation split of the teacher's labels (no human labels)."""
+              grid: tuple[float, ...], advance: Advance = lambda n=1: None) -> tuple[float, dict[str, Any], StudentHead]:
+    """Pick the regularisation strength on a validation split of the teacher's labels (no human labels).
+    Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows."""
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
-    scores = []
+    scores, heads = [], {}
+    # Along the grid (strong to weak regularisation) each fit starts from the last one's solution: the same
+    # optima in fewer solver steps.
+    head = StudentHead(warm_start=True)
     for C in grid:
-        head = StudentHead(C=C).fit(X[idx_train], targets[idx_train])
+        head.set_params(C=C).fit(X[idx_train], targets[idx_train])
+        heads[C] = copy.deepcopy(head)
+        advance()
         probs = head.predict_proba(X[idx_val])
         pred = np.array(CLASSES)[probs.argmax(axis=1)]
         scores.append({
@@ -74,7 +86,90 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     # Cross-entropy against the teacher's targets is a proper score, and it tracks the student's accuracy
     # on human image labels better than agreement does (measured on MVSA, see the README).
     best = min(scores, key=lambda s: s["val_cross_entropy"])
-    return best["C"], {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)), "grid": scores, "chosen": best}
+    present, counts = np.unique(labels[idx_val], return_counts=True)
+    selection = {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)),
+                 "val_class_counts": {str(name): int(n) for name, n in zip(present, counts)}, "grid": scores,
+                 "chosen": best}
+    return best["C"], selection, heads[best["C"]]
+
+
+# A class with fewer training posts leaves fewer than 4 in the 20% validation split: too few to learn it from, and
+# too few to measure it (its recall moves in steps of 25 points or more).
+MIN_CLASS_POSTS = 20
+
+
+class WeakModelWarning(UserWarning):
+    """The student trained, but it is likely of no use: a class has too few posts, or it does no better than
+    chance against its teacher's validation labels."""
+
+
+def weak_model_notes(class_counts: dict[str, int], selection: dict[str, Any],
+                     calibration: dict[str, Any] | None) -> list[str]:
+    """Why a trained student is likely of no use, one sentence each (none for a healthy one): a class with
+    training posts but fewer than :data:`MIN_CLASS_POSTS`; a validation balanced accuracy against the teacher
+    within two standard errors of chance (1 / the classes of the validation split); a calibration temperature at
+    its upper bound (the head's scores carry nothing the validation split confirms: every probability is flattened
+    towards 1 / 3)."""
+    notes = []
+    few = {name: n for name, n in class_counts.items() if 0 < n < MIN_CLASS_POSTS}
+    if few:
+        notes.append(f"too few training posts in {', '.join(f'{name} ({n})' for name, n in few.items())}: a class "
+                     f"needs {MIN_CLASS_POSTS} or more")
+    accuracy = selection.get("chosen", {}).get("val_balanced_accuracy")
+    val_counts = [n for n in (selection.get("val_class_counts") or {}).values() if n > 0]
+    if accuracy is not None and len(val_counts) >= 2:
+        # Balanced accuracy is the mean recall of the k classes; a student at chance has recall 1/k in each class,
+        # with the binomial spread of its n_c validation posts.
+        k = len(val_counts)
+        chance = 1.0 / k
+        noise = 2.0 * math.sqrt(sum(chance * (1.0 - chance) / n for n in val_counts)) / k
+        if accuracy <= chance + noise:
+            notes.append(f"its balanced accuracy against the teacher's labels of {sum(val_counts)} validation posts, "
+                         f"{accuracy:.3f}, is within noise of chance (chance {chance:.3f}, two standard errors "
+                         f"{noise:.3f})")
+    temperature = (calibration or {}).get("temperature")
+    if temperature is not None and math.log(temperature) >= LOG_TEMPERATURE_BOUNDS[1] - 0.01:
+        notes.append(f"its calibration temperature is at the upper bound ({temperature:.1f}): its probabilities "
+                     "are flattened to about the same for every class")
+    return notes
+
+
+def _warn_weak(out: Path, dataset: Dataset, notes: list[str]) -> None:
+    if notes:
+        warnings.warn(f"{out}: the model trained on {dataset.root} is likely of no use: {'; '.join(notes)}. Train it "
+                      "on more posts (ingest more, or loosen the thresholds, `visent clean --help`) and check it on "
+                      "human labels with `visent evaluate`", WeakModelWarning, stacklevel=3)
+
+
+def _rows_fingerprint(rows: dict[str, Any]) -> str:
+    """Digest of what training reads of a dataset: each kept post's id, image hash, teacher label and teacher
+    probabilities, in order. A dataset taught or cleaned again with the same outcome digests the same."""
+    digest = hashlib.sha256()
+    for post_id, sha256, label in zip(rows["post_id"], rows["sha256"], rows["label"]):
+        digest.update(f"{post_id}\x1f{sha256}\x1f{label}\x1e".encode("utf-8", "surrogatepass"))
+    digest.update(np.ascontiguousarray(rows["soft"], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _file_digest(path: str | Path | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _trained(out: Path, params: dict[str, Any]) -> VisentModel | None:
+    """The complete model in ``out`` when it was trained with ``params`` (and not adapted since), else None."""
+    try:
+        model = VisentModel.load(out)
+    except (ModelError, OSError, ValueError):
+        return None
+    if "adaptation" in model.metrics or _canonical(model.metrics.get("params") or {}) != _canonical(params):
+        return None
+    if not all((out / name).is_file() for name in model.carried_files()):
+        return None
+    return model
 
 
 def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, target: str = "soft",
@@ -101,8 +196,12 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
           seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
           signal_teacher: str = "vader", target_temperature: float = 1.0, self_training: int = 0,
-          self_training_alpha: float = 0.5, calibrate: bool = True) -> "VisentModel":
+          self_training_alpha: float = 0.5, calibrate: bool = True, force: bool = False) -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
+
+    Training is a stage like the others: the model records its options and a digest of the kept posts it learnt
+    from (``metrics["params"]``), and when ``out`` already holds a model of the same dataset, kept posts and
+    options, that model is returned as it is (``force`` trains it again).
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
     ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
@@ -130,6 +229,20 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     if len(rows["post_id"]) < 10:
         raise TrainError(f"{dataset.root}: only {len(rows['post_id'])} posts survived cleaning; "
                          "ingest more posts or loosen the thresholds (`visent clean --help`)")
+    out = Path(out)
+    params = {"dataset": str(dataset.root.resolve()), "posts": _rows_fingerprint(rows), "backbone": backbone,
+              "weights": _file_digest(weights), "target": target, "val_fraction": val_fraction, "C": C, "tta": tta,
+              "finetune_blocks": finetune_blocks, "finetune_epochs": finetune_epochs if finetune_blocks else None,
+              "batch_size": batch_size, "seed": seed, "runtime": runtime, "signals": list(signals),
+              "signal_teacher": signal_teacher if signals else None, "target_temperature": target_temperature,
+              "self_training": self_training, "self_training_alpha": self_training_alpha if self_training else None,
+              "calibrate": calibrate, "visent": __version__}
+    if not force and (done := _trained(out, params)) is not None:
+        console.print(f"train: the model in {out} is up to date (same kept posts of {dataset.root}, same options); "
+                      "nothing to do (`visent train --force` trains it again)", markup=False, highlight=False,
+                      soft_wrap=True)
+        _warn_weak(out, dataset, done.metrics.get("warnings") or [])
+        return done
     if asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES:
         warnings.warn(f"{dataset.root}: {len(set(rows['sha256']))} distinct images are too few to calibrate the int8 "
                       f"network (it needs {MIN_CALIBRATION_IMAGES}); the model runs in fp32 (runtime 'onnx')",
@@ -137,8 +250,10 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         runtime = "onnx"
     labels = np.array(rows["label"])
     targets = rows["soft"] if target == "soft" else as_targets(labels)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # config.json marks a complete model directory: until the new model is saved, out holds none (an interrupted
+    # run must not leave new carried files beside an old head, nor pass for the old model)
+    (out / "config.json").unlink(missing_ok=True)
 
     from visent.signals import check_signals
 
@@ -163,11 +278,13 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
         self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate)
 
+    class_counts = {name: int(np.sum(labels == name)) for name in CLASSES}
+    notes = weak_model_notes(class_counts, selection, calibration)
     metrics = {
         "n_train_posts": int(usable.sum()),
         "n_embed_errors": int((~usable).sum()),
         "embed_errors": [str(s) for s in statuses if s.failed][:20],
-        "class_counts": {name: int(np.sum(labels == name)) for name in CLASSES},
+        "class_counts": class_counts,
         "target": target,
         "C": C,
         "validation": selection,
@@ -177,9 +294,12 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         "finetune": finetune_report,
         "seconds": round(time.time() - started, 1),
         **_provenance(dataset),
+        "params": params,
+        "warnings": notes,
     }
     model = VisentModel(config, head, metrics=metrics)
     model.save(out, card=model_card(config, metrics))
+    _warn_weak(out, dataset, notes)
     return model
 
 
@@ -187,13 +307,21 @@ def _fit_head(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, *, C: floa
               seed: int, self_training: int, self_training_alpha: float,
               calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
     """The head on the teacher's (sharpened) targets: C chosen on a teacher-label split unless given, the
-    self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration."""
-    if C is None:
-        C, selection = _select_C(X, targets, labels, val_fraction, seed, C_GRID)
-    else:
-        selection = {"chosen": {"C": C}}
-    head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
-    calibration = _calibrate(head, X, learnt, labels, val_fraction, seed) if calibrate else None
+    self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration.
+    A progress bar counts the fits (each C of the grid, the head on every row, the calibration's)."""
+    split_head = None
+    fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
+    with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features)", fits) as advance:
+        if C is None:
+            C, selection, split_head = _select_C(X, targets, labels, val_fraction, seed, C_GRID, advance)
+        else:
+            selection = {"chosen": {"C": C}}
+        head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
+        advance()
+        # Without self-training the calibration's split head is the one C was chosen with: same rows, targets, C.
+        reuse = split_head if self_training == 0 else None
+        calibration = _calibrate(head, X, learnt, labels, val_fraction, seed, reuse) if calibrate else None
+        advance(int(calibrate))
     return head, C, selection, calibration
 
 
@@ -269,14 +397,15 @@ def _carry_graph(config: ModelConfig, out: Path, backbone: Any) -> None:
 
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
-               seed: int) -> dict[str, Any]:
+               seed: int, split_head: StudentHead | None = None) -> dict[str, Any]:
     """Set ``head.temperature_``: fitted on the validation split's teacher targets by a head of the same C trained
-    on the rest (no human labels). Returns the temperature and the validation ECE against the teacher's labels
-    before and after."""
+    on the rest (no human labels; ``split_head`` when that head is at hand, as after choosing C). Returns the
+    temperature and the validation ECE against the teacher's labels before and after."""
     from visent.core.labels import CLASS_INDEX
 
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
-    split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
+    if split_head is None:
+        split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
     y_val = np.array([CLASS_INDEX[label] for label in labels[idx_val]])
     before = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
     split_head.calibrate(X[idx_val], targets[idx_val])
@@ -314,6 +443,12 @@ def model_card(config, metrics: dict[str, Any]) -> str:
         "A visual sentiment student trained **without human labels**: a textual teacher read the posts' text,",
         "its labels were cleaned, and this model learned to predict them from the image alone.",
         "",
+    ]
+    if metrics.get("warnings"):
+        lines += ["**Warning: this model is likely of no use.** Train it on more posts and check it on human labels",
+                  "(`visent evaluate`) before you rely on it:", "",
+                  *(f"- {note}" for note in metrics["warnings"]), ""]
+    lines += [
         "| | |",
         "|---|---|",
         f"| backbone | `{config.backbone}`{' (fine-tuned)' if config.backbone_weights else ' (frozen, ImageNet)'}"
