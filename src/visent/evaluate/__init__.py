@@ -12,7 +12,7 @@ benchmark has neutral images, 3-class macro-F1 and the 3×3 confusion matrix (ar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,26 +21,31 @@ from visent.evaluate.benchmarks import BENCHMARKS, Benchmark, BenchmarkError, lo
 from visent.evaluate.kfold import kfold_finetune
 from visent.evaluate.metrics import compute_metrics
 
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate"]
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate",
+           "shared_with_kept", "training_overlap"]
 
 
-def training_overlap(model: Any, paths: list[str]) -> dict[str, Any] | None:
-    """How many of the benchmark images ``paths`` are, byte for byte, among the images the model learnt from (its
+def training_overlap(model: Any, digests: Sequence[str | None]) -> dict[str, Any] | None:
+    """How many of the benchmark images (their SHA-256 ``digests``) are among the images the model learnt from (its
     dataset's kept images, with the teacher's labels): on those the figures are not held out. None when the
     model's dataset is not on this machine or not cleaned."""
-    from visent.embed.cached import file_hashes
-
     dataset, _ = model.trained_on()
     if dataset is None or not dataset.has_table("clean"):
         return None
     posts = dataset.posts()
-    columns = set(posts.column_names)
-    if not {"image_sha256", "clean_status"} <= columns:
+    if not {"image_sha256", "clean_status"} <= set(posts.column_names):
         return None
-    kept = {sha for sha, status in zip(posts.column("image_sha256").to_pylist(), posts.column("clean_status").to_pylist())
-            if status == "kept" and sha}
-    digests, _ = file_hashes(paths)
-    return {"shared": sum(1 for d in digests if d in kept), "n": len(paths), "dataset": str(dataset.root)}
+    shared = shared_with_kept(posts.column("image_sha256").to_pylist(), posts.column("clean_status").to_pylist(),
+                              digests)
+    return {"shared": shared, "n": len(digests), "dataset": str(dataset.root)}
+
+
+def shared_with_kept(sha256s: Sequence[str | None], statuses: Sequence[str | None],
+                     digests: Sequence[str | None]) -> int:
+    """How many images of SHA-256 ``digests`` (None: unreadable) are among a dataset's kept images, given its
+    posts' ``image_sha256`` and ``clean_status`` columns."""
+    kept = {sha for sha, status in zip(sha256s, statuses) if status == "kept" and sha}
+    return sum(1 for digest in digests if digest in kept)
 
 
 def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32,
@@ -58,7 +63,10 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
     bench = load_benchmark(spec)
     if not bench.paths:
         raise BenchmarkError(f"{spec}: no labelled images found" + (f" ({bench.skipped[0]})" if bench.skipped else ""))
-    probs, statuses = model.predict_proba(bench.paths, batch_size=batch_size)
+    from visent.embed.cached import file_hashes
+
+    digests, _ = file_hashes(bench.paths)  # read once: for the features' cache keys and the training overlap
+    probs, statuses = model.predict_proba(bench.paths, hashes=digests, batch_size=batch_size)
     ok = ~np.isnan(probs).any(axis=1)
     report: dict[str, Any] = {
         "benchmark": str(spec),
@@ -75,7 +83,7 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
                              "relative paths in a CSV are read from the CSV's folder")
     scored_labels = [label for label, good in zip(bench.labels, ok) if good]
     report["kind"] = bench.kind
-    overlap = training_overlap(model, bench.paths)
+    overlap = training_overlap(model, digests)
     if overlap is not None:
         report["training_overlap"] = overlap
     report.update(compute_metrics(scored_labels, probs[ok]))

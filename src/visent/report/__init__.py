@@ -512,15 +512,14 @@ def _benchmark_overlap(report: dict[str, Any], posts: _Posts | None) -> tuple[in
     if posts is None or not posts.cleaned or not report.get("benchmark"):
         return None
     from visent.embed.cached import file_hashes
-    from visent.evaluate import BenchmarkError, load_benchmark
+    from visent.evaluate import BenchmarkError, load_benchmark, shared_with_kept
 
     try:
         bench = load_benchmark(report["benchmark"])
     except (BenchmarkError, OSError, ValueError):
         return None
-    kept = {sha for sha, status in zip(posts["image_sha256"], posts["clean_status"]) if status == "kept" and sha}
     digests, _ = file_hashes(bench.paths)
-    return sum(1 for d in digests if d in kept), len(bench.paths)
+    return shared_with_kept(posts["image_sha256"], posts["clean_status"], digests), len(bench.paths)
 
 
 def _images_section(context: _Context, posts: _Posts | None, top: int) -> str:
