@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 CLASSES: tuple[str, ...] = ("negative", "neutral", "positive")
@@ -34,6 +35,13 @@ def normalise_label(value: object, *, binary_digits: bool = False) -> str | None
     return {"0": "negative", "1": "neutral", "2": "positive"}.get(text)
 
 
+def digits_are_binary(labels: Iterable[object]) -> bool:
+    """Whether the digit labels among ``labels`` follow the 0/1 = negative/positive convention: they do unless a
+    digit other than 0 and 1 (a 2: XLM-T's 0/1/2) appears; False when there are no digit labels."""
+    digits = {text for text in (str(label).strip() for label in labels) if text.isdigit()}
+    return bool(digits) and digits <= {"0", "1"}
+
+
 def read_labelled_images(path: str | Path) -> tuple[list[str], list[str], list[str]]:
     """A CSV of ``path,label`` rows (a header row naming ``path`` and ``label`` is optional; labels are names, or
     0/1 with 0 = negative unless a 2 appears, then 0/1/2 as XLM-T): the image paths (relative ones from the CSV's folder), their
@@ -50,9 +58,7 @@ def read_labelled_images(path: str | Path) -> tuple[list[str], list[str], list[s
         label_col = header.index("label") if "label" in header else len(header) - 1
     else:
         path_col, label_col = 0, 1
-    # 0/1 are negative/positive (the Twitter n-agree files) unless a 2 says the XLM-T convention (0/1/2)
-    digits = {r[label_col].strip() for r in rows if len(r) > label_col and r[label_col].strip().isdigit()}
-    binary_digits = bool(digits) and digits <= {"0", "1"}
+    binary_digits = digits_are_binary(r[label_col] for r in rows if len(r) > label_col)
     paths, labels, skipped = [], [], []
     for number, row in enumerate(rows, start=1):
         if len(row) <= max(path_col, label_col):

@@ -231,12 +231,12 @@ class VisentModel:
         shares this one's backbone; :meth:`save` writes it with the files it carries."""
         import copy
 
-        from visent.core.labels import CLASS_INDEX, normalise_label
+        from visent.core.labels import CLASS_INDEX, digits_are_binary, normalise_label
         from visent.model.adapt import adapt_head
 
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        digits = {str(label).strip() for label in labels} <= {"0", "1"}
+        digits = digits_are_binary(labels)
         classes = [normalise_label(label, binary_digits=digits) for label in labels]
         skipped = [f"{image}: unknown label {label!r} (negative, neutral, positive; or 0/1)"
                    for image, label, name in zip(images, labels, classes) if name is None]
