@@ -71,14 +71,17 @@ class E5Weights:
         dtype, count, offset = self._tensors[name]
         if dtype == 0:
             return np.frombuffer(self._buffer, dtype="<f4", count=count, offset=offset).astype(np.float32)
+        return dequantize_q4(self._blocks(name)).reshape(-1)
+
+    def _blocks(self, name: str) -> np.ndarray:
+        """The Q4_0 blocks of a 4-bit tensor, (blocks, 18 bytes), memory-mapped."""
+        _, count, offset = self._tensors[name]
         blocks = np.frombuffer(self._buffer, dtype=np.uint8, count=count // QK * BLOCK_BYTES, offset=offset)
-        return dequantize_q4(blocks.reshape(-1, BLOCK_BYTES)).reshape(-1)
+        return blocks.reshape(-1, BLOCK_BYTES)
 
     @functools.cached_property
     def _word_blocks(self) -> np.ndarray:
-        dtype, count, offset = self._tensors["emb.word"]
-        blocks = np.frombuffer(self._buffer, dtype=np.uint8, count=count // QK * BLOCK_BYTES, offset=offset)
-        return blocks.reshape(self.vocab_size, self.hidden // QK, BLOCK_BYTES)
+        return self._blocks("emb.word").reshape(self.vocab_size, self.hidden // QK, BLOCK_BYTES)
 
     @functools.cached_property
     def _position_type(self) -> np.ndarray:
@@ -171,7 +174,6 @@ class E5Tokenizer:
         from tokenizers.models import Unigram
 
         self.weights = weights
-        self._table = {cp: out for cp, out in weights.normalisation.items()}
         vocab = list(zip(weights.pieces, weights.scores.astype(float).tolist()))
         tokenizer = Tokenizer(Unigram(vocab, weights.unk, False))
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=True)
@@ -179,7 +181,7 @@ class E5Tokenizer:
         self.window = weights.max_positions - 2  # content tokens per window, between <s> and </s>
 
     def normalise(self, text: str) -> str:
-        return re.sub(" {2,}", " ", text.translate(self._table))
+        return re.sub(" {2,}", " ", text.translate(self.weights.normalisation))
 
     def content_ids(self, texts: Sequence[str], prefix: str = QUERY_PREFIX) -> list[list[int]]:
         """Token ids of ``prefix + text``, without ``<s>``/``</s>`` and without truncation."""
