@@ -102,3 +102,61 @@ def test_the_shared_twitter_ii_copy_reads_as_published():
     bench = load_benchmark(SHARED_DATA / "twitter-ii")
     assert len(bench.paths) == 603 and bench.labels.count("positive") == 470
     assert sorted(set(bench.folds)) == [0, 1, 2, 3, 4]
+
+
+def test_published_rows_are_cited_and_match_registered_benchmarks():
+    from visent.evaluate import PUBLISHED, published_for
+
+    assert PUBLISHED, "the table ships with at least one published figure"
+    for row in PUBLISHED:
+        assert row.benchmark in BENCHMARKS and 0 < row.value <= 1
+        assert row.citation and row.doi.startswith("10.") and row.protocol and row.model
+    subset_rows = [r for r in PUBLISHED if r.benchmark == "twitter-i" and r.subset]
+    assert published_for("twitter-i") == published_for("twitter-i", None)
+    assert len(published_for("twitter-i", ["5-agree", "4-agree", "3-agree"])) == len(subset_rows)
+    assert published_for("twitter-i", ["no-such-subset"]) == [] and published_for("csv") == []
+
+
+def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(tmp_path, photos):
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+    from visent.report import render_report
+
+    root = tmp_path / "Twitter-I"
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for i, photo in enumerate(photos):
+        (root / "images" / f"{i}.jpg").write_bytes(photo.read_bytes())
+        lines.append(f"{i}.jpg {i % 2}")
+    (root / "ground_truth").mkdir()
+    (root / "ground_truth" / "twitter_three_agrees.txt").write_text("\n".join(lines) + "\n")
+    (root / "ground_truth" / "twitter_four_agrees.txt").write_text("\n".join(lines[:12]) + "\n")
+    (root / "ground_truth" / "twitter_five_agrees.txt").write_text("\n".join(lines[:8]) + "\n")
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["evaluate", "default", "--benchmark", f"twitter-i={root}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {name: figures["n"] for name, figures in report["subsets"].items()} == {"5-agree": 8, "4-agree": 12,
+                                                                                    "3-agree": 16}
+    published = report["published"]
+    assert published and all(row["benchmark"] == "twitter-i" for row in published)
+    output = " ".join(result.output.split())  # the console wraps long lines
+    assert "published figures for this benchmark" in output and "not re-measured" in output
+    for row in published:
+        assert f"{row['subset']}: {row['metric']} {row['value']:.3f}" in output and f"doi:{row['doi']}" in output
+
+    page = render_report("default", evaluation=out, top=0)
+    section = dict(re.findall(r'<section id="([\w-]+)">(.*?)</section>', page, re.S))["evaluation"]
+    assert "Published figures for this benchmark" in section and "not re-measured by visent" in section
+    published_table = re.search(r'<table class="published">(.*?)</table>', section, re.S).group(1)
+    assert all(row["doi"] in published_table and f"{row['value']:.3f}" in published_table for row in published)
+    subsets_table = re.search(r'<table class="subsets">(.*?)</table>', section, re.S).group(1)
+    assert all(name in subsets_table for name in ("5-agree", "4-agree", "3-agree"))
+
+    # a benchmark with no published figures gets no such table
+    del report["published"]
+    assert "Published figures" not in render_report("default", evaluation=report, top=0)

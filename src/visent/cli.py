@@ -354,6 +354,15 @@ def _nothing_done(done: str, n: int, errors: int, failed: list[dict[str, Any]]) 
                       "@list.txt files with one path per line")
 
 
+def _print_published(rows: list[dict[str, Any]]) -> None:
+    """The papers' own figures for the benchmark: beside visent's, never re-measured here."""
+    stdout.print("[bold]published figures for this benchmark[/] (as the papers report them; not re-measured by visent, "
+                 "and their models, data and protocols differ from this student's):")
+    for row in rows:
+        stdout.print(f"  {escape(row['subset'] or 'all')}: {row['metric']} {row['value']:.3f}, {escape(row['model'])}; "
+                     f"{escape(row['protocol'])}. {escape(row['citation'])}, doi:{row['doi']}", highlight=False)
+
+
 def _print_kfold(kfold: dict[str, Any]) -> None:
     names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
              "from_imagenet": "fine-tuned from ImageNet features"}
@@ -440,6 +449,8 @@ def evaluate(
                                 f"{b['accuracy']:.4f} [{b['accuracy_ci95'][0]:.3f}, {b['accuracy_ci95'][1]:.3f}]",
                                 f"{b['balanced_accuracy']:.4f}")
         stdout.print(subsets)
+    if report.get("published"):
+        _print_published(report["published"])
     if "kfold" in report:
         _print_kfold(report["kfold"])
     if out is not None:

@@ -20,9 +20,10 @@ from visent.core.store import atomic_write_json
 from visent.evaluate.benchmarks import BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
 from visent.evaluate.kfold import kfold_finetune
 from visent.evaluate.metrics import compute_metrics
+from visent.evaluate.published import PUBLISHED, published_for
 
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate",
-           "shared_with_kept", "training_overlap"]
+__all__ = ["BENCHMARKS", "PUBLISHED", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate",
+           "published_for", "shared_with_kept", "training_overlap"]
 
 
 def training_overlap(model: Any, digests: Sequence[str | None]) -> dict[str, Any] | None:
@@ -93,6 +94,9 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
             rows = [i for i in members if ok[i]]
             if rows:
                 report["subsets"][name] = {"n": len(rows), **compute_metrics([bench.labels[i] for i in rows], probs[rows])}
+    published = published_for(bench.kind, list(bench.subsets) if bench.subsets else None)
+    if published:  # the papers' own figures for this benchmark, shown beside these, never as re-measured
+        report["published"] = published
     if finetune and not folds:
         folds = 5
     if folds:

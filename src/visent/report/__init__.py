@@ -495,6 +495,20 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
     if not bins:
         parts.append(_note("This evaluation has no reliability bins (made by an older visent): run `visent evaluate "
                            "MODEL --benchmark SPEC --out FILE` again, or give `--benchmark`, for the reliability diagram."))
+    if report.get("subsets"):
+        srows = [[name, f"{b['n']:,}", _num(b.get("accuracy")), _num(b.get("balanced_accuracy"))]
+                 for name, figures in report["subsets"].items() if (b := figures.get("binary"))]
+        if srows:
+            parts.append("<h3>Binary, per subset</h3>")
+            parts.append(_table(["subset", "images", "accuracy", "balanced accuracy"], srows, "subsets"))
+    if report.get("published"):
+        prows = [[row["subset"] or "all", row["metric"], _num(row["value"]), row["model"], row["protocol"],
+                  f"{row['citation']}, doi:{row['doi']}"] for row in report["published"]]
+        parts.append("<h3>Published figures for this benchmark</h3>")
+        parts.append(_note("As the papers report them, beside visent's figures above; not re-measured by visent. "
+                           "Their models, training data and protocols differ from this student's: each row says "
+                           "which."))
+        parts.append(_table(["subset", "metric", "published", "model", "protocol", "source"], prows, "published"))
     if "kfold" in report:
         kfold = report["kfold"]
         krows = [[name] + [f"{v[0]:.3f} ± {v[1]:.3f}" for v in summary.values()]
