@@ -49,7 +49,8 @@ def main() -> None:
     parser.add_argument("--folds-dir", type=Path, required=True, help="fold0..foldK made by mvsa_zero_label.py")
     parser.add_argument("--mvsa", type=Path, default=SHARED / "mvsa-single")
     parser.add_argument("--twitter-ii", type=Path, default=SHARED / "twitter-ii")
-    parser.add_argument("--sizes", default="25,50,100,200,400")
+    parser.add_argument("--sizes", default="25,50,100,200,400,all",
+                        help="label counts; 'all' is every labelled training post of the fold (the ceiling)")
     parser.add_argument("--draws", type=int, default=3, help="seeded draws of the N labels per fold")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -58,7 +59,8 @@ def main() -> None:
     data_dir = (args.mvsa / "data").resolve()
     twitter = load_benchmark(f"twitter-ii={args.twitter_ii}")
     y_twitter = np.array([CLASS_INDEX[label] for label in twitter.labels])
-    sizes = [int(s) for s in args.sizes.split(",")]
+    ALL = 10**9  # 'all': every labelled training post of the fold
+    sizes = [ALL if s == "all" else int(s) for s in args.sizes.split(",")]
     folds = sorted(p for p in args.folds_dir.glob("fold*") if (p / "model" / "config.json").exists())
     if not folds:
         raise SystemExit(f"{args.folds_dir}: no fold*/model; run benchmarks/mvsa_zero_label.py first")
@@ -82,13 +84,13 @@ def main() -> None:
         def score(predict, name: str, n: int, draw: int) -> None:
             mvsa = binary_scores(predict(X_test[test_ok]), y_test[test_ok])
             tw = binary_scores(predict(X_tw[tw_ok]), y_twitter[tw_ok])
-            rows.append({"fold": fold_dir.name, "n": n, "draw": draw, "head": name, "mvsa_bal": mvsa[0],
-                         "mvsa_acc": mvsa[1], "twitter_bal": tw[0], "twitter_acc": tw[1]})
+            rows.append({"fold": fold_dir.name, "n": "all" if n == ALL else n, "draw": draw, "head": name,
+                         "mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0], "twitter_acc": tw[1]})
 
         score(head.predict_proba, "student", 0, 0)
         candidates = np.flatnonzero(pool_ok)
         for n in sizes:
-            for draw in range(args.draws):
+            for draw in range(1 if n >= len(candidates) else args.draws):
                 rng = np.random.default_rng(1000 * n + draw)
                 pick = rng.choice(candidates, size=min(n, len(candidates)), replace=False)
                 Xd, yd = X_pool[pick], y_pool[pick]
@@ -110,14 +112,15 @@ def main() -> None:
     summary: dict = {}
     for n in [0] + sizes:
         for name in (["student"] if n == 0 else ["adapted", "scratch"]):
-            sel = [r for r in rows if r["n"] == n and r["head"] == name]
+            key = "all" if n == ALL else n
+            sel = [r for r in rows if r["n"] == key and r["head"] == name]
             if not sel:
                 continue
             stats = {k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])))
                      for k in ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc")}
-            summary[f"{n}/{name}"] = stats
+            summary[f"{key}/{name}"] = stats
             cell = lambda b, a: f"{stats[b][0]:.4f} ± {stats[b][1]:.4f} ({stats[a][0]:.3f})"  # noqa: E731
-            print(f"{n:>5} {name:<8} {cell('mvsa_bal', 'mvsa_acc'):>28} {cell('twitter_bal', 'twitter_acc'):>28}")
+            print(f"{key:>5} {name:<8} {cell('mvsa_bal', 'mvsa_acc'):>28} {cell('twitter_bal', 'twitter_acc'):>28}")
     print("\naims (balanced accuracy points):")
     for n in (100, 200):
         for bench in ("mvsa_bal", "twitter_bal"):

@@ -59,12 +59,19 @@ def main() -> None:
     if not (crawl / "data").exists():
         os.symlink(data_dir, crawl / "data")
     splits = list(KFold(n_splits=5, shuffle=True, random_state=0).split(ids))
+    # rows are kept as they come, so an interrupted curve resumes where it stopped
+    done_file = args.work / "rows.jsonl"
+    done = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
     rows = []
     for seed in range(args.seeds):
         train_idx, test_idx = splits[seed % 5]
         pool = [ids[i] for i in train_idx]
         test = [(ids[i], labels[ids[i]][1]) for i in test_idx if labels.get(ids[i], (None, None))[1]]
         for size in args.sizes.split(","):
+            previous = [r for r in done if r["seed"] == seed and r["size"] == size and r["teacher"] == args.teacher]
+            if previous:
+                rows.append(previous[-1])
+                continue
             n = len(pool) if size == "all" else int(size)
             rng = np.random.default_rng(seed)
             chosen = sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))
@@ -92,8 +99,11 @@ def main() -> None:
                                  [label for label, good in zip(twitter.labels, tw_ok) if good])
             row = {"seed": seed, "size": size, "posts": len(posts), "kept": summary["train"]["n_train_posts"],
                    "mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0], "twitter_acc": tw[1],
-                   "human_mvsa_bal": h_mvsa[0], "human_twitter_bal": h_tw[0], "seconds": round(time.time() - started)}
+                   "human_mvsa_bal": h_mvsa[0], "human_twitter_bal": h_tw[0], "seconds": round(time.time() - started),
+                   "teacher": args.teacher}
             rows.append(row)
+            with done_file.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
             print(f"seed {seed} N={size:>4}: kept {row['kept']:>5} | student MVSA {mvsa[0]:.4f} Twitter-II {tw[0]:.4f}"
                   f" | human-label head MVSA {h_mvsa[0]:.4f} Twitter-II {h_tw[0]:.4f} | {row['seconds']} s", flush=True)
 
