@@ -43,6 +43,26 @@ def test_adapting_fits_the_labels_from_the_students_calibrated_weights():
     assert (adapted.predict_proba(X).argmax(1) == y).mean() > (head.predict_proba(X).argmax(1) == y).mean()
 
 
+def test_labels_that_tell_nothing_keep_the_student_and_informative_ones_move_it():
+    from visent.model.adapt import C_GRID, choose_C
+
+    # a student that already knows what the labels say: a few labels can only add noise, so it is kept
+    rng = np.random.default_rng(3)
+    y_all = rng.integers(0, 3, 3000)
+    X_all = rng.normal(0, 0.8, (3, 6))[y_all] + rng.normal(size=(3000, 6))
+    right = StudentHead(C=1.0).fit(X_all, y_all)
+    for draw in range(20):  # the lowest CV loss alone moved it in 3 of these 20 draws of 30 labels
+        pick = np.random.default_rng(100 + draw).choice(len(y_all), 30, replace=False)
+        Z = (X_all[pick] - right.mean_) / right.scale_
+        C, how = choose_C(Z, y_all[pick], right.coef_, right.intercept_, seed=draw)
+        assert C == C_GRID[0] == 0.0 and "one-standard-error" in how, draw
+    # a student taught by a noisy teacher, and many labels the features predict well: it is moved
+    head, X, y = _head_and_blobs(n=300)
+    Z = (X - head.mean_) / head.scale_
+    C, _ = choose_C(Z, y, head.coef_ / head.temperature_, head.intercept_ / head.temperature_, seed=0)
+    assert C > 0.0
+
+
 def test_a_class_without_labels_keeps_the_students_weights():
     head, X, y = _head_and_blobs()
     binary = y != CLASS_INDEX["neutral"]

@@ -3,8 +3,8 @@
 The head is refitted on the labelled images' features with the penalty ``||W - W0||² / 2`` toward the student's
 calibrated weights (``coef_ / T``, ``intercept_ / T``) instead of toward zero: with few labels the student's
 weights carry what the crawl taught, the labels move them where they disagree. The strength C is chosen by an
-inner stratified cross-validation (log-loss) when every labelled class has enough images, else the middle of
-the grid. Classes absent from the labels (e.g. neutral, when the labels are positive / negative) are never
+inner stratified cross-validation (log-loss, the one-standard-error rule toward the student) when every labelled
+class has enough images, else the middle of the grid. Classes absent from the labels (e.g. neutral, when the labels are positive / negative) are never
 pushed down: the likelihood is that of the labelled classes among themselves (a softmax over those columns),
 so the rows of the other classes stay at the student's weights.
 
@@ -63,8 +63,15 @@ def fit_towards(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, C:
 
 def choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed: int,
              classes: Sequence[int] | None = None) -> tuple[float, str]:
-    """The C of :data:`C_GRID` with the lowest inner-CV log-loss (3 folds, or fewer when a class is rare), and
-    how it was chosen; the middle of the grid when a labelled class has fewer than 2 images."""
+    """The C of :data:`C_GRID` chosen by inner cross-validation (3 folds, or fewer when a class is rare); the
+    middle of the grid when a labelled class has fewer than 2 images.
+
+    Every image gets an out-of-fold log-loss under each C (weighted as the fit is, so a class's rarity does not
+    make learning the class mix pay). The choice is the smallest C, the one that stays closest to the student,
+    whose loss is within one standard error of the best C's, the error taken over the images' paired
+    differences (the one-standard-error rule): with few labels the CV cannot tell most C apart, and the
+    student, which learnt from the whole crawl, is then the safer head. From a zero start (a head from scratch)
+    C = 0 would be no model at all, so the grid starts at its first positive C."""
     from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(y, minlength=N_CLASSES)
@@ -73,17 +80,18 @@ def choose_C(Z: np.ndarray, y: np.ndarray, W0: np.ndarray, b0: np.ndarray, seed:
         return C_GRID[len(C_GRID) // 2], "grid middle: a labelled class has fewer than 2 images"
     cols = np.arange(N_CLASSES) if classes is None else np.asarray(sorted(classes))
     inner = StratifiedKFold(splits, shuffle=True, random_state=seed)
-    losses = []
-    for C in C_GRID:
-        total = 0.0
+    grid = C_GRID if np.any(W0) or np.any(b0) else tuple(C for C in C_GRID if C > 0)
+    losses = np.zeros((len(grid), len(y)))
+    for k, C in enumerate(grid):
         for train, test in inner.split(Z, y):
             W, b = fit_towards(Z[train], y[train], W0, b0, C, classes)
             log_p = log_softmax(Z[test] @ W[cols].T + b[cols])
-            # weighted as the fit is, so a class's rarity does not make learning the class mix pay
             weight = _balanced_weights(y[test])
-            total -= float((weight * log_p[np.arange(len(test)), np.searchsorted(cols, y[test])]).sum())
-        losses.append(total)
-    return C_GRID[int(np.argmin(losses))], f"{splits}-fold inner cross-validation"
+            losses[k, test] = -weight * log_p[np.arange(len(test)), np.searchsorted(cols, y[test])]
+    best = int(np.argmin(losses.sum(axis=1)))
+    differences = losses[: best + 1] - losses[best]  # the grid ascends: the first eligible C is nearest the start
+    within = differences.mean(axis=1) <= differences.std(axis=1, ddof=1) / np.sqrt(len(y))
+    return grid[int(np.argmax(within))], f"{splits}-fold inner cross-validation, one-standard-error rule"
 
 
 def adapt_head(head: Any, X: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Any, dict[str, Any]]:
