@@ -11,7 +11,8 @@ folds train a head on their human labels and the fold itself is scored, three wa
 - ``from_imagenet``: the same fit from scratch (L2 towards zero) on the plain ImageNet backbone's features.
 
 The penalty strength C is chosen for each fold and each start by an inner 3-fold cross-validation on the
-training folds (log-loss), over the same grid for both starts, so the two differ only in where they start.
+training folds (log-loss, the one-standard-error rule toward the start), over the same grid for both starts
+(less C = 0, no model at all, for the start from zero), so the two differ only in where they start.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 The head is refitted on the labelled images' features with the penalty ``||W - W0||² / 2`` toward the student's
 calibrated weights (``coef_ / T``, ``intercept_ / T``) instead of toward zero: with few labels the student's
-weights carry what the crawl taught, the labels move them where they disagree. The strength C is chosen by an
-inner stratified cross-validation (log-loss, the one-standard-error rule toward the student) when every labelled
-class has enough images, else the middle of the grid. Classes absent from the labels (e.g. neutral, when the labels are positive / negative) are never
-pushed down: the likelihood is that of the labelled classes among themselves (a softmax over those columns),
-so the rows of the other classes stay at the student's weights.
+weights carry what the crawl taught, the labels move them where they disagree. The strength C is chosen by an inner
+stratified cross-validation (log-loss, the one-standard-error rule toward the student) when every labelled class
+has enough images, else the middle of the grid. Classes absent from the labels (e.g. neutral, when the labels are
+positive / negative) are never pushed down: the likelihood is that of the labelled classes among themselves (a
+softmax over those columns), so the rows of the other classes stay at the student's weights.
 
 :func:`fit_towards` and :func:`choose_C` also serve the k-fold protocol of :mod:`visent.evaluate.kfold`.
 """
