@@ -160,3 +160,18 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
     # a benchmark with no published figures gets no such table
     del report["published"]
     assert "Published figures" not in render_report("default", evaluation=report, top=0)
+
+
+def test_visent_benchmarks_lists_every_reader_and_what_is_published_for_it():
+    from typer.testing import CliRunner
+
+    from visent.cli import app
+    from visent.evaluate import published_for
+
+    result = CliRunner().invoke(app, ["benchmarks"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    for name in BENCHMARKS:
+        assert f"{name} " in output
+    n = len(published_for("twitter-i"))
+    assert f"{n} published figure" in output and "ground_truth/ as twitter-i" in output

@@ -654,11 +654,16 @@ def teachers() -> None:
 @app.command(cls=_Command)
 def benchmarks() -> None:
     """List the benchmarks `visent evaluate --benchmark NAME=PATH` reads."""
-    from visent.evaluate import BENCHMARKS
+    from visent.evaluate import BENCHMARKS, published_for
 
     for name, description in BENCHMARKS.describe().items():
-        console.print(f"[bold]{name}[/]  {escape(description)}")
-    console.print("A bare path is detected: a folder is read as MVSA, a file as a CSV of path,label.")
+        published = len(published_for(name))
+        console.print(f"[bold]{name}[/]  {escape(description)}"
+                      + (f" · {published} published figure{'s' if published > 1 else ''} shown beside visent's"
+                         if published else ""))
+    console.print("A bare path is read by the layout it has: ground_truth/ as twitter-i, groundTruthLabel.txt as "
+                  "twitter-ii, emotion folders as fi or emotionroi, class folders as folders, else mvsa; a file as a "
+                  "CSV of path,label (fi or emotionroi when its labels are emotions).")
 
 
 @app.command(cls=_Command)
