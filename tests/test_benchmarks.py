@@ -135,13 +135,21 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
     (root / "ground_truth").mkdir()
     (root / "ground_truth" / "twitter_three_agrees.txt").write_text("\n".join(lines) + "\n")
     (root / "ground_truth" / "twitter_four_agrees.txt").write_text("\n".join(lines[:12]) + "\n")
-    (root / "ground_truth" / "twitter_five_agrees.txt").write_text("\n".join(lines[:8]) + "\n")
+    (root / "ground_truth" / "twitter_five_agrees.txt").write_text("\n".join(lines[:3]) + "\n")
     out = tmp_path / "eval.json"
-    result = CliRunner().invoke(app, ["evaluate", "default", "--benchmark", f"twitter-i={root}", "--out", str(out)])
+    result = CliRunner().invoke(app, ["evaluate", "default", "--benchmark", f"twitter-i={root}", "--out", str(out),
+                                      "--folds", "3", "--finetune"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert {name: figures["n"] for name, figures in report["subsets"].items()} == {"5-agree": 8, "4-agree": 12,
+    assert {name: figures["n"] for name, figures in report["subsets"].items()} == {"5-agree": 3, "4-agree": 12,
                                                                                     "3-agree": 16}
+    # each subset cross-validated on its own images, as the literature does; one with too few images says why
+    assert report["kfold"]["n"] == 16
+    for name, n in (("4-agree", 12), ("3-agree", 16)):
+        kfold = report["subsets"][name]["kfold"]
+        assert kfold["n"] == n and kfold["folds"] == 3 and set(kfold["summary"]) == {"student", "from_student",
+                                                                                     "from_imagenet"}
+    assert "kfold" not in report["subsets"]["5-agree"] and "at least 2 images of every class" in report["subsets"]["5-agree"]["kfold_skipped"]
     published = report["published"]
     assert published and all(row["benchmark"] == "twitter-i" for row in published)
     output = " ".join(result.output.split())  # the console wraps long lines
@@ -156,6 +164,9 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
     assert all(row["doi"] in published_table and f"{row['value']:.3f}" in published_table for row in published)
     subsets_table = re.search(r'<table class="subsets">(.*?)</table>', section, re.S).group(1)
     assert all(name in subsets_table for name in ("5-agree", "4-agree", "3-agree"))
+    assert "3-fold protocol, 4-agree subset" in section and "3-agree subset" not in section  # 3-agree: every image
+    assert "4-agree subset's 12 images" in output and "no k-fold protocol on the 5-agree subset" in output
+    assert "the 3-agree subset holds every image" in output
 
     # a benchmark with no published figures gets no such table
     del report["published"]

@@ -363,11 +363,12 @@ def _print_published(rows: list[dict[str, Any]]) -> None:
                      f"{escape(row['protocol'])}. {escape(row['citation'])}, doi:{row['doi']}", highlight=False)
 
 
-def _print_kfold(kfold: dict[str, Any]) -> None:
+def _print_kfold(kfold: dict[str, Any], subset: str | None = None) -> None:
     names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
              "from_imagenet": "fine-tuned from ImageNet features"}
     split = f", {kfold['split']}" if kfold.get("split") else ""
-    table = Table(title=f"{kfold['folds']}-fold protocol on {kfold['n']} images{split} (mean ± std over folds)",
+    images = f"the {subset} subset's {kfold['n']} images" if subset else f"{kfold['n']} images"
+    table = Table(title=f"{kfold['folds']}-fold protocol on {images}{split} (mean ± std over folds)",
                   show_header=True, header_style="bold")
     columns = [("binary_balanced_accuracy", "balanced acc"), ("binary_accuracy", "binary acc"),
                ("binary_macro_f1", "macro-F1"), ("three_class_macro_f1", "3-class macro-F1"), ("ece", "ECE")]
@@ -453,6 +454,13 @@ def evaluate(
         _print_published(report["published"])
     if "kfold" in report:
         _print_kfold(report["kfold"])
+    for name, figures in (report.get("subsets") or {}).items():
+        if "kfold" in figures and figures["kfold"]["n"] == report["kfold"]["n"]:
+            stdout.print(f"the {escape(name)} subset holds every image: its k-fold protocol is the table above")
+        elif "kfold" in figures:
+            _print_kfold(figures["kfold"], subset=name)
+        elif "kfold_skipped" in figures:
+            console.print(f"no k-fold protocol on the {escape(name)} subset: {escape(figures['kfold_skipped'])}")
     if out is not None:
         console.print(f"report → {out}")
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from visent.core.errors import InputError
 from visent.core.store import atomic_write_json
 from visent.evaluate.benchmarks import BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
 from visent.evaluate.kfold import kfold_finetune
@@ -56,7 +57,8 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
     ``folds`` (k ≥ 2) adds ``report["kfold"]``: the student per fold and, with ``finetune``, heads fine-tuned
     on the other folds' human labels from the student and from ImageNet features (mean ± std over folds); a
     benchmark with folds of its own (Twitter-II's partitions) is split by them instead. A benchmark with named
-    subsets (Twitter-I's agreement levels) adds ``report["subsets"]``, the same figures per subset.
+    subsets (Twitter-I's agreement levels) adds ``report["subsets"]``, the same figures per subset, and with
+    ``folds`` each subset's own k-fold, as the literature cross-validates them.
     """
     from visent.model import VisentModel
 
@@ -107,6 +109,19 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
         own = [f for f, good in zip(bench.folds, ok) if good] if bench.folds else None
         report["kfold"] = kfold_finetune(model, scored_paths, scored_labels, folds=folds, seed=seed,
                                          finetune=finetune, batch_size=batch_size, fold_of=own)
+        # the literature cross-validates each subset on its own (Twitter-I: 5-fold on the 5-, 4- and 3-agree images)
+        for name, figures in report.get("subsets", {}).items():
+            rows = [i for i in bench.subsets[name] if ok[i]]
+            if len(rows) == report["kfold"]["n"]:  # the subset is every scored image (Twitter-I's 3-agree)
+                figures["kfold"] = report["kfold"]
+                continue
+            subset_folds = [bench.folds[i] for i in rows] if bench.folds else None
+            try:
+                figures["kfold"] = kfold_finetune(model, [bench.paths[i] for i in rows], [bench.labels[i] for i in rows],
+                                                  folds=folds, seed=seed, finetune=finetune, batch_size=batch_size,
+                                                  fold_of=subset_folds)
+            except InputError as error:  # too few images of a class in this subset: said, not fatal
+                figures["kfold_skipped"] = str(error)
     if out is not None:
         atomic_write_json(Path(out), report)
     return report

@@ -509,13 +509,15 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
                            "Their models, training data and protocols differ from this student's: each row says "
                            "which."))
         parts.append(_table(["subset", "metric", "published", "model", "protocol", "source"], prows, "published"))
-    if "kfold" in report:
-        kfold = report["kfold"]
+    kfolds = [("", report["kfold"])] if "kfold" in report else []
+    kfolds += [(f", {name} subset", figures["kfold"]) for name, figures in (report.get("subsets") or {}).items()
+               if "kfold" in figures and figures["kfold"]["n"] != report["kfold"]["n"]]  # a subset of every image: above
+    for label, kfold in kfolds:
         krows = [[name] + [f"{v[0]:.3f} ± {v[1]:.3f}" for v in summary.values()]
                  for name, summary in (kfold.get("summary") or {}).items()]
         keys = list(next(iter((kfold.get("summary") or {"": {}}).values())).keys())
         if krows:
-            parts.append(f"<h3>{kfold.get('folds')}-fold protocol (mean ± std over folds)</h3>")
+            parts.append(f"<h3>{kfold.get('folds')}-fold protocol{html.escape(label)} (mean ± std over folds)</h3>")
             parts.append(_table(["head"] + [k.replace("_", " ") for k in keys], krows, "kfold"))
     return "\n".join(parts)
 
