@@ -44,6 +44,28 @@ def test_twitter_i_reads_the_three_agreement_subsets_side_by_side(tmp_path):
         load_benchmark(f"twitter-i={tmp_path}")
 
 
+def test_twitter_i_subsets_take_campos_cross_validation_splits_when_they_are_beside_the_ground_truth(tmp_path):
+    root = tmp_path / "Twitter-I"
+    names = [f"{i}.jpg" for i in range(6)]
+    for name in names:
+        _touch(root / "images" / name)
+    truth = root / "ground_truth"
+    truth.mkdir()
+    (truth / "twitter_three_agrees.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names)))
+    (truth / "twitter_four_agrees.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names[:4])))
+    (truth / "twitter_five_agrees.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names[:4])))
+    for k, members in enumerate([["2.jpg", "3.jpg"], ["1.jpg", "0.jpg"]], start=1):  # the 5-agree splits
+        (truth / "five_agrees" / f"test{k}").mkdir(parents=True)
+        (truth / "five_agrees" / f"test{k}" / "test.txt").write_text("".join(f"{m} 1\n" for m in members))
+        (truth / "five_agrees" / f"test{k}" / "train.txt").write_text("")
+    (truth / "four_agrees" / "test1").mkdir(parents=True)  # splits that leave images out are not used
+    (truth / "four_agrees" / "test1" / "test.txt").write_text("0.jpg 0\n1.jpg 1\n")
+    bench = load_benchmark(root)
+    assert bench.subsets["5-agree"] == [0, 1, 2, 3] and bench.subset_folds["5-agree"] == [1, 1, 0, 0]
+    assert "4-agree" not in bench.subset_folds and "3-agree" not in bench.subset_folds
+    assert any("2 of the 4-agree subset's images are in no test<k>/test.txt" in s for s in bench.skipped)
+
+
 def test_twitter_ii_uses_only_ids_with_an_image_and_its_partitions_are_the_folds(tmp_path):
     root = tmp_path / "twitter-ii"
     _touch(root / "partition1" / "1.jpg")
@@ -136,6 +158,10 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
     (root / "ground_truth" / "twitter_three_agrees.txt").write_text("\n".join(lines) + "\n")
     (root / "ground_truth" / "twitter_four_agrees.txt").write_text("\n".join(lines[:12]) + "\n")
     (root / "ground_truth" / "twitter_five_agrees.txt").write_text("\n".join(lines[:3]) + "\n")
+    for k in range(3):  # Campos et al.'s splits of the 4-agree subset: its k-fold uses them
+        split = root / "ground_truth" / "four_agrees" / f"test{k + 1}"
+        split.mkdir(parents=True)
+        (split / "test.txt").write_text("\n".join(lines[k:12:3]) + "\n")
     out = tmp_path / "eval.json"
     result = CliRunner().invoke(app, ["evaluate", "default", "--benchmark", f"twitter-i={root}", "--out", str(out),
                                       "--folds", "3", "--finetune"])
@@ -145,10 +171,11 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
                                                                                     "3-agree": 16}
     # each subset cross-validated on its own images, as the literature does; one with too few images says why
     assert report["kfold"]["n"] == 16
-    for name, n in (("4-agree", 12), ("3-agree", 16)):
+    for name, n, split in (("4-agree", 12, "the benchmark's own folds"), ("3-agree", 16, "stratified, seed 0")):
         kfold = report["subsets"][name]["kfold"]
-        assert kfold["n"] == n and kfold["folds"] == 3 and set(kfold["summary"]) == {"student", "from_student",
-                                                                                     "from_imagenet"}
+        assert kfold["n"] == n and kfold["folds"] == 3 and kfold["split"] == split
+        assert set(kfold["summary"]) == {"student", "from_student", "from_imagenet"}
+    assert report["subsets"]["3-agree"].get("kfold_is_all") and "kfold_is_all" not in report["subsets"]["4-agree"]
     assert "kfold" not in report["subsets"]["5-agree"] and "at least 2 images of every class" in report["subsets"]["5-agree"]["kfold_skipped"]
     published = report["published"]
     assert published and all(row["benchmark"] == "twitter-i" for row in published)

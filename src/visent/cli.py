@@ -455,7 +455,7 @@ def evaluate(
     if "kfold" in report:
         _print_kfold(report["kfold"])
     for name, figures in (report.get("subsets") or {}).items():
-        if "kfold" in figures and figures["kfold"]["n"] == report["kfold"]["n"]:
+        if figures.get("kfold_is_all"):
             stdout.print(f"the {escape(name)} subset holds every image: its k-fold protocol is the table above")
         elif "kfold" in figures:
             _print_kfold(figures["kfold"], subset=name)

@@ -111,11 +111,16 @@ def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, bat
                                          finetune=finetune, batch_size=batch_size, fold_of=own)
         # the literature cross-validates each subset on its own (Twitter-I: 5-fold on the 5-, 4- and 3-agree images)
         for name, figures in report.get("subsets", {}).items():
-            rows = [i for i in bench.subsets[name] if ok[i]]
-            if len(rows) == report["kfold"]["n"]:  # the subset is every scored image (Twitter-I's 3-agree)
-                figures["kfold"] = report["kfold"]
-                continue
-            subset_folds = [bench.folds[i] for i in rows] if bench.folds else None
+            members = bench.subsets[name]
+            rows = [i for i in members if ok[i]]
+            own_folds = bench.subset_folds.get(name)
+            if own_folds is not None:  # the subset's own splits (Campos et al.'s for Twitter-I)
+                subset_folds = [fold for i, fold in zip(members, own_folds) if ok[i]]
+            else:
+                subset_folds = [bench.folds[i] for i in rows] if bench.folds else None
+                if len(rows) == report["kfold"]["n"]:  # the subset is every scored image, split the same way
+                    figures["kfold"], figures["kfold_is_all"] = report["kfold"], True
+                    continue
             try:
                 figures["kfold"] = kfold_finetune(model, [bench.paths[i] for i in rows], [bench.labels[i] for i in rows],
                                                   folds=folds, seed=seed, finetune=finetune, batch_size=batch_size,

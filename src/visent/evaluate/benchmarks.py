@@ -9,7 +9,9 @@ is detected from its layout (:func:`detect_kind`). To add a benchmark, register 
 The readers follow the benchmarks as distributed and as the literature uses them:
 
 * ``twitter-i`` (You et al., AAAI 2015): ``images/`` + ``ground_truth/twitter_{five,four,three}_agrees.txt``,
-  lines ``<file> <0|1>`` (1 = positive); the 5-, 4- and 3-agree subsets are reported side by side.
+  lines ``<file> <0|1>`` (1 = positive); the 5-, 4- and 3-agree subsets are reported side by side. With Campos
+  et al.'s cross-validation splits beside them (``ground_truth/{five,four,three}_agrees/test<k>/test.txt``, from
+  their repository), each subset's k-fold uses those splits.
 * ``twitter-ii`` (Borth et al., ACM MM 2013; ``twitter_testing_2``): ``partition1..5/<n>.jpg`` +
   ``groundTruthLabel.txt`` (``Image<TAB>Sentiment``); only ids with an image; its folds are the partitions.
 * ``fi`` (You et al., AAAI 2016) and ``emotionroi`` (Peng et al., 2016): one folder per emotion or a CSV
@@ -39,6 +41,9 @@ EMOTIONROI_POLARITY = {"joy": "positive", "surprise": "positive", "anger": "nega
 EMOTION_POLARITY = {"fi": FI_POLARITY, "emotionroi": EMOTIONROI_POLARITY}
 TWITTER_I_SUBSETS = {"5-agree": "twitter_five_agrees.txt", "4-agree": "twitter_four_agrees.txt",
                      "3-agree": "twitter_three_agrees.txt"}
+# Campos et al.'s cross-validation splits of each subset, as their repository distributes them beside the
+# ground truth: ground_truth/<five|four|three>_agrees/test<k>/test.txt, lines "<file> <0|1>"
+TWITTER_I_SPLITS = {"5-agree": "five_agrees", "4-agree": "four_agrees", "3-agree": "three_agrees"}
 
 
 class BenchmarkError(VisentError):
@@ -54,6 +59,7 @@ class Benchmark:
     kind: str = "csv"  # the registry name it was read as: published figures are looked up by it
     folds: list[int] | None = None  # the benchmark's own cross-validation fold of each image (0-based)
     subsets: dict[str, list[int]] = field(default_factory=dict)  # named subsets reported side by side
+    subset_folds: dict[str, list[int]] = field(default_factory=dict)  # a subset's own folds, one per member
 
     @property
     def has_neutral(self) -> bool:
@@ -130,7 +136,34 @@ def _load_twitter_i(folder: Path) -> Benchmark:
     if not subsets:
         raise BenchmarkError(f"{truth}: none of {', '.join(TWITTER_I_SUBSETS.values())} found")
     order = [name for name in TWITTER_I_SUBSETS if name in subsets]  # 5-, 4-, 3-agree, as the papers print them
-    return Benchmark(folder.name, paths, labels, skipped, kind="twitter-i", subsets={k: subsets[k] for k in order})
+    subset_folds = {}
+    for subset in order:
+        folds = _twitter_i_splits(truth / TWITTER_I_SPLITS[subset], [Path(paths[i]).name for i in subsets[subset]],
+                                  subset, skipped)
+        if folds is not None:
+            subset_folds[subset] = folds
+    return Benchmark(folder.name, paths, labels, skipped, kind="twitter-i", subsets={k: subsets[k] for k in order},
+                     subset_folds=subset_folds)
+
+
+def _twitter_i_splits(splits: Path, members: list[str], subset: str, skipped: list[str]) -> list[int] | None:
+    """The fold of each of a subset's ``members`` (file names) from Campos et al.'s ``test<k>/test.txt`` files
+    in ``splits``; None when there are none, or when they do not cover the subset (said in ``skipped``)."""
+    tests = sorted((d for d in splits.glob("test*") if (d / "test.txt").is_file() and d.name[4:].isdigit()),
+                   key=lambda d: int(d.name[4:])) if splits.is_dir() else []
+    if not tests:
+        return None
+    fold_of: dict[str, int] = {}
+    for fold, directory in enumerate(tests):
+        for line in (directory / "test.txt").read_text(encoding="utf-8-sig").splitlines():
+            if line.split():
+                fold_of.setdefault(line.split()[0], fold)
+    missing = [name for name in members if name not in fold_of]
+    if missing:
+        skipped.append(f"{splits}: {len(missing)} of the {subset} subset's images are in no test<k>/test.txt (first: "
+                       f"{missing[0]}); the subset is split by stratified folds instead")
+        return None
+    return [fold_of[name] for name in members]
 
 
 @BENCHMARKS.register("twitter-ii", "Twitter-II (Borth et al. 2013): partition1..5/<n>.jpg + groundTruthLabel.txt")

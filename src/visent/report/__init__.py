@@ -511,7 +511,7 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
         parts.append(_table(["subset", "metric", "published", "model", "protocol", "source"], prows, "published"))
     kfolds = [("", report["kfold"])] if "kfold" in report else []
     kfolds += [(f", {name} subset", figures["kfold"]) for name, figures in (report.get("subsets") or {}).items()
-               if "kfold" in figures and figures["kfold"]["n"] != report["kfold"]["n"]]  # a subset of every image: above
+               if "kfold" in figures and not figures.get("kfold_is_all")]  # a subset of every image: the table above
     for label, kfold in kfolds:
         krows = [[name] + [f"{v[0]:.3f} ± {v[1]:.3f}" for v in summary.values()]
                  for name, summary in (kfold.get("summary") or {}).items()]
