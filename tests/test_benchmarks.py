@@ -191,6 +191,8 @@ def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(
     assert all(row["doi"] in published_table and f"{row['value']:.3f}" in published_table for row in published)
     subsets_table = re.search(r'<table class="subsets">(.*?)</table>', section, re.S).group(1)
     assert all(name in subsets_table for name in ("5-agree", "4-agree", "3-agree"))
+    low, high = report["subsets"]["4-agree"]["binary"]["accuracy_ci95"]
+    assert f"{low:.3f}–{high:.3f}" in subsets_table
     assert "3-fold protocol, 4-agree subset" in section and "3-agree subset" not in section  # 3-agree: every image
     assert "4-agree subset's 12 images" in output and "no k-fold protocol on the 5-agree subset" in output
     assert "the 3-agree subset holds every image" in output

@@ -192,6 +192,8 @@ def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     metrics = {row[0]: row for row in table_rows(parts["evaluation"], "metrics")}
     assert metrics["3 classes (argmax)"][-1] == f"{report['three_class']['ece']:.3f}"
     assert metrics["binary (positive vs negative)"][3] == f"{report['binary']['balanced_accuracy']:.3f}"
+    low, high = report["binary"]["balanced_accuracy_ci95"]
+    assert f"balanced accuracy {low:.3f}–{high:.3f}" in parts["evaluation"]
 
     # the grid: the two most confident kept images per predicted class, with the model's probability
     kept = [r for r in built["dataset"].posts().to_pylist() if r["clean_status"] == "kept"]

@@ -479,6 +479,12 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
     rows.append(["3 classes (argmax)", f"{three.get('n', 0):,}", _num(three.get("accuracy")),
                  _num(three.get("balanced_accuracy")), _num(three.get("macro_f1")), _num(three.get("ece"))])
     parts.append(_table(["protocol", "images", "accuracy", "balanced accuracy", "macro-F1", "ECE"], rows, "metrics"))
+    intervals = [(name, binary.get(f"{key}_ci95")) for name, key in (("accuracy", "accuracy"),
+                                                                        ("balanced accuracy", "balanced_accuracy"))
+                 if binary and binary.get(f"{key}_ci95")]
+    if intervals:
+        parts.append('<p class="ci">Binary, 95% bootstrap intervals over the images: '
+                     + "; ".join(f"{name} {_num(low)}–{_num(high)}" for name, (low, high) in intervals) + ".</p>")
     matrices = []
     if "confusion" in three:
         matrices.append(("3 classes (argmax)", three["confusion"]["labels"], three["confusion"]["rows_true_cols_predicted"]))
@@ -496,11 +502,13 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
         parts.append(_note("This evaluation has no reliability bins (made by an older visent): run `visent evaluate "
                            "MODEL --benchmark SPEC --out FILE` again, or give `--benchmark`, for the reliability diagram."))
     if report.get("subsets"):
-        srows = [[name, f"{b['n']:,}", _num(b.get("accuracy")), _num(b.get("balanced_accuracy"))]
+        srows = [[name, f"{b['n']:,}", _num(b.get("accuracy")), "–".join(map(_num, b.get("accuracy_ci95") or [])),
+                  _num(b.get("balanced_accuracy"))]
                  for name, figures in report["subsets"].items() if (b := figures.get("binary"))]
         if srows:
             parts.append("<h3>Binary, per subset</h3>")
-            parts.append(_table(["subset", "images", "accuracy", "balanced accuracy"], srows, "subsets"))
+            parts.append(_table(["subset", "images", "accuracy", "its 95% interval", "balanced accuracy"], srows,
+                                "subsets"))
     if report.get("published"):
         prows = [[row["subset"] or "all", row["metric"], _num(row["value"]), row["model"], row["protocol"],
                   f"{row['citation']}, doi:{row['doi']}"] for row in report["published"]]
