@@ -463,7 +463,8 @@ def _evaluation_section(context: _Context, posts: _Posts | None) -> str:
     three = report.get("three_class") or {}
     parts = [f"<p>{html.escape(str(report.get('model', '?')))} on {html.escape(str(report.get('benchmark', '?')))}: "
              f"{_int(report.get('n_scored', three.get('n')))} images scored, {_int(report.get('n_unreadable', 0))} "
-             f"unreadable, {_int(report.get('n_skipped_labels', 0))} labels skipped.</p>"]
+             f"unreadable, {_int(report.get('n_skipped_labels', 0))} "
+             f"label{'' if report.get('n_skipped_labels', 0) == 1 else 's'} skipped.</p>"]
     given = report.get("training_overlap")  # measured by `visent evaluate` against the model's own dataset
     shared = (given["shared"], given["n"]) if given else _benchmark_overlap(report, posts)
     if shared and shared[0]:
