@@ -108,6 +108,26 @@ def test_emotion_benchmarks_map_emotions_to_polarity_from_folders_or_csv(tmp_pat
     assert detect_kind(table) == kind  # a CSV of emotions is recognised by its labels
 
 
+@pytest.mark.parametrize("kind, rows, expected", [
+    # T4SA 2.0's copies: path,class with the emotion as the folder, class numbers (FI: 0/2, EmotionROI: 0/1), and
+    # the paths relative to images/ beside the CSV
+    ("fi", ["amusement/amusement_1.jpg,2", "awe/awe_2.jpg,2", "fear/fear_3.jpg,0"],
+     ["positive", "positive", "negative"]),
+    ("emotionroi", ["sadness/232.jpg,0", "surprise/232.jpg,1", "joy/233.jpg,1", "anger/233.jpg,0"],
+     ["negative", "positive", "positive", "negative"]),
+])
+def test_emotion_csvs_as_t4sa_2_ships_them_read_and_are_detected(tmp_path, kind, rows, expected):
+    for row in rows:
+        _touch(tmp_path / "images" / row.split(",")[0])
+    table = tmp_path / f"{kind}_complete.csv"
+    table.write_text("\n".join(["path,class", *rows, "elsewhere.jpg,1"]) + "\n")
+    assert detect_kind(table) == kind
+    bench = load_benchmark(table)
+    assert bench.kind == kind and bench.labels == expected
+    assert [Path(p) for p in bench.paths] == [tmp_path / "images" / r.split(",")[0] for r in rows]
+    assert any(f"row {len(rows) + 2}: emotion '1' is not one of" in s for s in bench.skipped)  # no emotion folder
+
+
 def test_class_folders_and_csv_still_read(tmp_path):
     for label, names in {"positive": ["a.jpg", "b.png"], "negative": ["c.jpg"], "misc": ["d.jpg"]}.items():
         for name in names:

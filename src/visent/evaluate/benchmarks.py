@@ -15,7 +15,9 @@ The readers follow the benchmarks as distributed and as the literature uses them
 * ``twitter-ii`` (Borth et al., ACM MM 2013; ``twitter_testing_2``): ``partition1..5/<n>.jpg`` +
   ``groundTruthLabel.txt`` (``Image<TAB>Sentiment``); only ids with an image; its folds are the partitions.
 * ``fi`` (You et al., AAAI 2016) and ``emotionroi`` (Peng et al., 2016): one folder per emotion or a CSV
-  ``path,emotion``; emotions map to polarity as the literature maps them (:data:`EMOTION_POLARITY`).
+  ``path,emotion``; emotions map to polarity as the literature maps them (:data:`EMOTION_POLARITY`). T4SA
+  2.0's copies (``path,class`` with ``emotion/<file>`` paths under ``images/`` beside the CSV) read the emotion
+  from the path.
 * ``mvsa``: MVSA-Single or -Multiple folders (the image labels); ``csv``: ``path,label``; ``folders``: one
   folder per class (negative / neutral / positive).
 """
@@ -211,8 +213,14 @@ def _emotion_reader(kind: str):
                     if len(row) < 2 or number == 1 and row[-1].strip().lower() in ("emotion", "label", "class"):
                         continue
                     image = Path(row[0].strip())
-                    rows.append((str(image if image.is_absolute() else path.parent / image), row[-1],
-                                 f"{path}: row {number}"))
+                    if not image.is_absolute():  # from the CSV's folder, or its images/ (T4SA 2.0's copies)
+                        beside = path.parent / image
+                        image = beside if beside.exists() or not (path.parent / "images" / image).exists() \
+                            else path.parent / "images" / image
+                    # the emotion is the label, or, where the label is a class number (T4SA 2.0's copies),
+                    # the folder the image sits in
+                    emotion = row[-1] if row[-1].strip().lower() in polarity else _emotion_folder(row[0]) or row[-1]
+                    rows.append((str(image), emotion, f"{path}: row {number}"))
         else:
             for image in sorted(path.rglob("*")):
                 if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file():
@@ -228,6 +236,12 @@ def _emotion_reader(kind: str):
         return Benchmark(path.name, paths, labels, skipped, kind=kind)
 
     return load
+
+
+def _emotion_folder(path: str) -> str | None:
+    """The emotion folder of a relative image path such as ``anger/232.jpg``, if its first part is an emotion."""
+    first = Path(path.strip()).parts[0].lower() if path.strip() else ""
+    return first if any(first in polarity for polarity in EMOTION_POLARITY.values()) else None
 
 
 BENCHMARKS.register("fi", "FI (You et al. 2016): one folder per emotion, or CSV path,emotion; 8 emotions to polarity")(
@@ -256,9 +270,15 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):
             with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-                values = {row[-1].strip().lower() for _, row in zip(range(2000), csv.reader(handle)) if row}
+                rows = [row for _, row in zip(range(2000), csv.reader(handle)) if row]
+            values = {row[-1].strip().lower() for row in rows}
+            # T4SA 2.0's copies: emotion/<file> and a class number, so most paths start with an emotion folder
+            named = [folder for folder in map(_emotion_folder, (row[0] for row in rows[1:])) if folder]
+            folders = set(named) if 2 * len(named) >= len(rows) - 1 > 0 else set()
             for kind, polarity in EMOTION_POLARITY.items():
                 if values & set(polarity) and not values - set(polarity) - {"emotion", "label", "class"}:
+                    return kind
+                if folders and folders <= set(polarity) and folders - {"anger", "disgust", "fear", "sadness"}:
                     return kind
         return "csv"
     if (path / "ground_truth").is_dir():
