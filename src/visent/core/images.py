@@ -22,19 +22,17 @@ and RGB conversion.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import io
 import os
 import re
-import threading
-import warnings
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visent.core.errors import VisentError
+from visent.core.quiet import quiet_warnings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -42,19 +40,6 @@ FAULTS = ("missing", "empty", "not_image", "too_many_pixels", "truncated", "corr
 """The values of :attr:`ImageError.fault`."""
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
-
-# Guards the process-wide warning filters while Pillow is quieted: threads open images at once.
-_QUIET_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def quiet_pillow(category: type[Warning] = Warning) -> Iterator[None]:
-    """The warnings of ``category`` silenced for the block, the filters kept consistent across threads (every
-    part of visent that quiets Pillow goes through here)."""
-    with _QUIET_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", category)
-        yield
-
 
 class ImageError(VisentError, ValueError):
     """An image visent cannot use. ``fault`` is one of :data:`FAULTS`; ``reason`` says what is wrong in the
@@ -110,7 +95,7 @@ def open_image(source: Source, *, max_pixels: int | None = None,
         fp = name
     try:
         # Pillow warns about an image between its pixel limit and twice it; visent refuses it below, in its words
-        with quiet_pillow(Image.DecompressionBombWarning):
+        with quiet_warnings(Image.DecompressionBombWarning):
             image = Image.open(fp, formats=list(formats) if formats is not None else None)
     except UnidentifiedImageError as exc:
         what = describe_bytes(_head(source))

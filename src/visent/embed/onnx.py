@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from visent.core.errors import InputError, PathNotFound, UnknownName, UsageError
 from visent.core.onnx import cpu_session, onnx_cache_root
+from visent.core.quiet import quiet_warnings
 from visent.core.store import atomic_write_bytes
 from visent.embed.spec import BackboneError
 
@@ -122,8 +122,7 @@ def export_onnx(backbone: Backbone) -> bytes:
     backbone.module.eval()
     example = torch.zeros(2, 3, backbone.image_size, backbone.image_size, device=backbone.device)
     buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and constant-folding notes
+    with torch.no_grad(), quiet_warnings():  # the exporter's deprecation and constant-folding notes
         try:
             # the exporter restores the wrapper's mode afterwards, and with it the backbone's: eval, as found
             torch.onnx.export(_pooled(backbone.module).eval(), (example,), buffer, input_names=["images"],

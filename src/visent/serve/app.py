@@ -29,7 +29,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visent.core.errors import UsageError
-from visent.core.images import ImageError, as_image_error, decode, open_image, quiet_pillow
+from visent.core.images import ImageError, as_image_error, decode, open_image
+from visent.core.quiet import quiet_warnings
 from visent.core.labels import CLASSES
 from visent.core.version import __version__
 
@@ -210,7 +211,7 @@ class ImageChecker:
     def _describe_other(self, data: bytes) -> str | None:
         """The format of bytes visent does not accept, when Pillow can name it (header only, nothing decoded)."""
         try:
-            with quiet_pillow(), Image.open(io.BytesIO(data)) as other:
+            with quiet_warnings(), Image.open(io.BytesIO(data)) as other:
                 return other.format
         except Exception:  # noqa: BLE001 - only used to word the message
             return None

@@ -23,12 +23,13 @@ import functools
 import io
 import re
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from visent.core.quiet import quiet_warnings
 
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block: a float16 scale and 16 bytes of nibbles
@@ -271,8 +272,7 @@ def export_e5(weights: E5Weights) -> bytes:
     buffer = io.BytesIO()
     axes = {"embeddings": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             "features": {0: "batch"}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's tracing notes
+    with torch.no_grad(), quiet_warnings():  # the exporter's tracing notes
         torch.onnx.export(Encoder().eval(), example, buffer, input_names=["embeddings", "attention_mask"],
                           output_names=["features"], opset_version=17, dynamo=False, dynamic_axes=axes)
     return buffer.getvalue()

@@ -33,6 +33,7 @@ import numpy as np
 
 from visent.core.errors import UnknownName
 from visent.core.onnx import cpu_session, onnx_cache_root, usable_cores
+from visent.core.quiet import quiet_warnings
 from visent.core.progress import progress
 from visent.core.store import atomic_write_bytes
 from visent.teach.base import TeacherError
@@ -133,8 +134,7 @@ def export_member(encoder: Any, layers: Any) -> bytes:
     buffer = io.BytesIO()
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             "features": {0: "batch"}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's tracing and constant-folding notes
+    with torch.no_grad(), quiet_warnings():  # the exporter's tracing and constant-folding notes
         try:
             torch.onnx.export(Pooled().eval(), example, buffer, input_names=["input_ids", "attention_mask"],
                               output_names=["features"], opset_version=OPSET, dynamo=False, dynamic_axes=axes)
