@@ -157,9 +157,9 @@ def _twitter_i_splits(splits: Path, members: list[str], subset: str, skipped: li
         return None
     fold_of: dict[str, int] = {}
     for fold, directory in enumerate(tests):
-        for line in (directory / "test.txt").read_text(encoding="utf-8-sig").splitlines():
-            if line.split():
-                fold_of.setdefault(line.split()[0], fold)
+        for parts in map(str.split, (directory / "test.txt").read_text(encoding="utf-8-sig").splitlines()):
+            if parts:
+                fold_of.setdefault(parts[0], fold)
     missing = [name for name in members if name not in fold_of]
     if missing:
         skipped.append(f"{splits}: {len(missing)} of the {subset} subset's images are in no test<k>/test.txt (first: "
@@ -310,9 +310,7 @@ def load_benchmark(spec: str | Path) -> Benchmark:
     if not path.exists():
         raise BenchmarkError(f"{path}: benchmark not found; give NAME=PATH ({', '.join(BENCHMARKS)}), a CSV of "
                              "path,label or a benchmark folder")
-    file_kinds = {"csv"}
-    either = {"fi", "emotionroi"}  # a folder per emotion, or a CSV
-    if kind not in either and (kind in file_kinds) != path.is_file():
-        raise BenchmarkError(f"{path}: a {kind} benchmark is a {'file' if kind in file_kinds else 'folder'}")
-    bench = BENCHMARKS.create(kind, **{"folder" if kind in {"mvsa", "twitter-i", "twitter-ii", "folders"} else "path": path})
-    return bench
+    folder_kinds = {"mvsa", "twitter-i", "twitter-ii", "folders"}  # csv is a file; fi and emotionroi either
+    if kind == "csv" and not path.is_file() or kind in folder_kinds and path.is_file():
+        raise BenchmarkError(f"{path}: a {kind} benchmark is a {'file' if kind == 'csv' else 'folder'}")
+    return BENCHMARKS.create(kind, **{"folder" if kind in folder_kinds else "path": path})
