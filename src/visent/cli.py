@@ -1,4 +1,4 @@
-"""The ``visent`` command line: ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
+"""The ``visent`` command line: crawl bluesky, ingest, teach, clean, embed, train, build, predict, explain, evaluate, report, export,
 serve, demo (and backbones, teachers, benchmarks, cache, teacher train/predict)."""
 
 from __future__ import annotations
@@ -124,6 +124,63 @@ RUNTIME = typer.Option(None, "--runtime",
                        help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
                             "the dataset; the model directory carries its calibration). Default: "
                             f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
+
+
+crawl_app = typer.Typer(cls=_Commands, help="Gather posts that carry text and an image from the open social web "
+                                              "into a crawl folder that `visent ingest` and `visent build` read.",
+                        no_args_is_help=True)
+app.add_typer(crawl_app, name="crawl")
+
+
+@crawl_app.command("bluesky", cls=_Command)
+def crawl_bluesky(
+    out: Path = typer.Option(..., "--out", "-o", help="Crawl folder to create, or to continue (the same command "
+                                                      "resumes from its cursor)."),
+    source: str = typer.Option("jetstream", "--source", help="jetstream (JSON, default) or firehose (the relay's "
+                                                             "com.atproto.sync.subscribeRepos, DAG-CBOR)."),
+    endpoint: List[str] = typer.Option([], "--endpoint", help="WebSocket URL of the stream, repeatable (tried in "
+                                                              "turn); default: Bluesky's public hosts."),
+    posts: Optional[int] = typer.Option(None, "--posts", min=1, help="Stop once the crawl holds N image posts."),
+    duration: Optional[str] = typer.Option(None, "--duration", help="Stop after this long: 45s, 30m, 72h, 2d."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Keep posts in these languages only, e.g. en,fr (the "
+                                                            "post's own langs; default: every language)."),
+    replies: bool = typer.Option(True, "--replies/--no-replies", help="Keep replies."),
+    per_author: int = typer.Option(20, "--per-author", min=0, help="Posts kept from one author per hour at most, "
+                                                                   "against spam bots (0: no cap)."),
+    min_words: int = typer.Option(3, "--min-words", min=0, help="Leave out posts with fewer words of text."),
+    cdn: str = typer.Option("https://cdn.bsky.app/img", "--cdn", help="Base URL of the image CDN."),
+    image_size: str = typer.Option("thumbnail", "--image-size", help="thumbnail (default: enough for the student) "
+                                                                     "or fullsize."),
+    keep_labelled: bool = typer.Option(False, "--keep-labelled", help="Keep posts their authors labelled as adult "
+                                                                      "content (left out by default)."),
+    shard_posts: int = typer.Option(5000, "--shard-posts", min=1, help="Rows per shard."),
+    shard_seconds: float = typer.Option(60.0, "--shard-seconds", min=0.01, help="Commit a shard (and the cursor) "
+                                                                                "at least this often."),
+    cursor: Optional[int] = typer.Option(None, "--cursor", help="Start a new crawl at this stream position "
+                                                                "(Jetstream v1: unix microseconds; else a seq)."),
+) -> None:
+    """Crawl image posts from Bluesky (Jetstream or the relay firehose) for as long as asked, resumably."""
+    import signal
+
+    from visent.core.progress import status
+    from visent.crawl import crawl_bluesky as run_crawl
+    from visent.crawl.events import langs_option
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the shard in progress is committed
+    with status(f"crawl {source}") as say:
+        def _show(c: dict[str, Any]) -> None:
+            lag = "" if c["lag_s"] is None else f" · cursor {readable(c['lag_s'])} s behind now"
+            say(f"{readable(c['events_per_s'])} events/s · {c['posts']:,} posts kept · {c['images']:,} images · "
+                f"{c['tombstones']:,} deleted{lag} · shard {c['shards']}")
+
+        counts = _run("crawl", run_crawl, out, source=source, endpoints=list(endpoint) or None, posts=posts,
+                      duration=duration, langs=langs_option(lang), replies=replies, per_author_hour=per_author,
+                      min_words=min_words, cdn=cdn, image_size=image_size, keep_labelled=keep_labelled,
+                      shard_rows=shard_posts, shard_seconds=shard_seconds, cursor=cursor, on_progress=_show)
+    _print_counts(f"crawl → {out}", counts)
 
 
 @app.command(cls=_Command)

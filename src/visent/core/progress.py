@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -31,3 +31,14 @@ def progress(description: str, total: int | None) -> Iterator[Advance]:
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def status(description: str) -> Iterator[Callable[[str], None]]:
+    """``with status("crawl") as say: ... say("1,234 events/s")`` keeps one line of running figures on stderr, for
+    work with no end known in advance."""
+    if not _enabled():
+        yield lambda text: None
+        return
+    with console.status(f"[bold]{description}[/]") as line:
+        yield lambda text: line.update(f"[bold]{description}[/] {text}")
