@@ -208,6 +208,23 @@ CASES = {
     "serve: missing model": (lambda p: ["serve", p.nope], ["nope", "no visent model"], 1),
     "serve: port out of range": (lambda p: ["serve", "default", "--port", "0"], ["--port"], 2),
     # teacher train / predict
+    # crawl bluesky (each is refused before any connection is made)
+    "crawl bluesky: out is a file": (lambda p: ["crawl", "bluesky", "--out", p.image, "--duration", "1s"],
+                                     ["is a file", "crawl into a folder"], 1),
+    "crawl bluesky: folder that is no crawl": (lambda p: ["crawl", "bluesky", "--out", p.root, "--duration", "1s"],
+                                               ["not a visent crawl", "new or empty folder"], 1),
+    "crawl bluesky: bad duration": (lambda p: ["crawl", "bluesky", "--out", p.root / "c", "--duration", "soon"],
+                                    ["soon", "72h"], 1),
+    "crawl bluesky: unknown source": (lambda p: ["crawl", "bluesky", "--out", p.root / "c", "--source", "nope"],
+                                      ["unknown source 'nope'", "firehose", "jetstream"], 1),
+    "crawl bluesky: unknown image size": (lambda p: ["crawl", "bluesky", "--out", p.root / "c", "--image-size",
+                                                     "huge"], ["huge", "thumbnail", "fullsize"], 1),
+    "crawl bluesky: mixed Jetstream wires": (lambda p: ["crawl", "bluesky", "--out", p.root / "c", "--endpoint",
+                                                        "ws://127.0.0.1:9/subscribe", "--endpoint",
+                                                        "ws://127.0.0.1:9/xrpc/network.bsky.jetstream.subscribeEvents"],
+                                             ["cursors differ"], 1),
+    "crawl bluesky: posts out of range": (lambda p: ["crawl", "bluesky", "--out", p.root / "c", "--posts", "0"],
+                                          ["--posts"], 2),
     "teacher train: missing data": (lambda p: ["teacher", "train", "--data", p.nope, "--out", p.root / "t"],
                                     ["nope", "no such file or folder of labelled texts"], 1),
     "teacher train: folder without labelled texts": (lambda p: ["teacher", "train", "--data", p.crawl.parent,
@@ -242,8 +259,9 @@ def test_bad_input_is_one_clear_line(case, p):
 
 def test_every_command_is_driven_with_bad_input():
     group = typer.main.get_command(app)
-    listed = {name for name in group.commands if name != "teacher"}  # type: ignore[attr-defined]
-    listed |= {f"teacher {name}" for name in group.commands["teacher"].commands}  # type: ignore[attr-defined]
+    listed = {name for name in group.commands if name not in ("teacher", "crawl")}  # type: ignore[attr-defined]
+    for sub in ("teacher", "crawl"):
+        listed |= {f"{sub} {name}" for name in group.commands[sub].commands}  # type: ignore[attr-defined]
     driven = {case.split(":")[0] for case in CASES} | {"demo"}  # demo: test_demo_without_scikit_image_is_one_line
     assert listed <= driven, listed - driven
 

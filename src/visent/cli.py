@@ -185,7 +185,8 @@ def crawl_bluesky(
 
 @app.command(cls=_Command)
 def ingest(
-    source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), or a folder of them."),
+    source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), a crawl "
+                                                "folder of `visent crawl`, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create or resume."),
     workers: int = typer.Option(16, help="Concurrent image downloads."),
     timeout: float = typer.Option(10.0, help="Seconds per download request."),

@@ -28,6 +28,8 @@ from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_open, atomic_write_table, atomic_write_text
 from visent.core.version import __version__
+from visent.crawl.shards import CrawlError, committed_tombstones, is_crawl, post_uri
+from visent.ingest.crawl import author, read_tombstones
 
 __all__ = ["COLUMNS", "FORMATS", "SPLITS", "card_path", "dataset_card", "export_dataset", "parse_split", "split_of"]
 
@@ -60,8 +62,26 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicate_of", "For exact and near duplicates: the post kept in place of this one."),
     ("split", "`train`, `val` or `test` for kept rows, from the image's SHA-256; empty for dropped rows."),
 )
+# the column a dataset ingested from a crawl (``visent crawl``) adds after ``image_sha256``
+CRAWL_COLUMN = ("image_url", "The image's address on the platform's CDN, as the crawl found it: with `post_id`, what "
+                "lets anyone fetch the post and its image again while they are public.")
 _TYPES = {**{f.name: f.type for f in schema.POSTS}, **{f.name: f.type for f in schema.TEACH},
-          **{f.name: f.type for f in schema.CLEAN}, "split": pa.string()}
+          **{f.name: f.type for f in schema.CLEAN}, "split": pa.string(), "image_url": pa.string()}
+
+
+def _columns(with_text: bool, crawl: bool) -> list[tuple[str, str]]:
+    """The released columns and their descriptions."""
+    columns = [(name, text) for name, text in COLUMNS if with_text or name != "text"]
+    if crawl:
+        at = [name for name, _ in columns].index("image_sha256") + 1
+        columns.insert(at, CRAWL_COLUMN)
+    return columns
+
+
+def _crawl_record(ds: Dataset) -> dict[str, Any] | None:
+    """What the ingest recorded of the crawl the dataset was read from (``visent crawl``), or None."""
+    record = (ds.stage_info("ingest") or {}).get("crawl")
+    return record if isinstance(record, dict) else None
 
 
 def parse_split(text: str | Sequence[float]) -> tuple[float, float, float]:
@@ -122,6 +142,9 @@ def export_dataset(dataset: Dataset | str | os.PathLike[str], out: str | os.Path
     for stage in ("ingest", "teach", "clean"):
         ds.require_stage(stage)
     table = released_table(ds, with_text=with_text, split=split)
+    crawl = _crawl_record(ds) is not None
+    if crawl:
+        table, deleted = _without_deleted(ds, table)
     if fmt == ".parquet":
         atomic_write_table(out, table)
     else:
@@ -130,14 +153,37 @@ def export_dataset(dataset: Dataset | str | os.PathLike[str], out: str | os.Path
         with atomic_open(out, "wb") as handle:
             pcsv.write_csv(table, handle)
     counts = _counts(table)
+    if crawl:
+        ids = table.column("post_id").to_pylist()
+        counts["posts"] = len({post_uri(i) for i in ids if i.startswith("at://")})
+        counts["authors"] = len({a for a in map(author, ids) if a})
+        counts["deleted_by_author"] = deleted
     counts["out"] = str(out)
     counts["card"] = str(card_path(out))
     atomic_write_text(card_path(out), dataset_card(ds, out, counts, with_text=with_text, split=split))
     return counts
 
 
+def _without_deleted(ds: Dataset, table: pa.Table) -> tuple[pa.Table, int | str]:
+    """``table`` less the posts that the crawl the dataset was ingested from holds tombstones of now (deleted by their
+    authors after the ingest), and how many rows that left out; or ``table`` and why the deletions could not be
+    checked (the crawl folder is gone)."""
+    source = ((ds.stage_info("ingest") or {}).get("params") or {}).get("source")
+    if not source or not is_crawl(source):
+        return table, "not checked: the crawl folder was not found"
+    try:
+        deleted = read_tombstones(committed_tombstones(source))
+    except (CrawlError, OSError) as exc:
+        return table, f"not checked: the crawl's tombstones could not be read ({type(exc).__name__})"
+    gone = [post_uri(i) in deleted for i in table.column("post_id").to_pylist()]
+    if not any(gone):
+        return table, 0
+    return table.filter(pa.array([not g for g in gone], type=pa.bool_())), sum(gone)
+
+
 def released_table(ds: Dataset, *, with_text: bool = False, split: Sequence[float] = DEFAULT_SPLIT) -> pa.Table:
-    """The released table of a cleaned dataset, in the order of its posts, one row per post."""
+    """The released table of a cleaned dataset, in the order of its posts, one row per post (a dataset ingested
+    from a crawl adds ``image_url``; the posts deleted since are left out by :func:`export_dataset`)."""
     posts = ds.read_table("posts")
     ids = posts.column("post_id")
     if pc.count_distinct(ids).as_py() != posts.num_rows:
@@ -160,7 +206,8 @@ def released_table(ds: Dataset, *, with_text: bool = False, split: Sequence[floa
                               type=_TYPES["label"])
     parts["split"] = pa.array([split_of(sha, split) if k else ""
                                for sha, k in zip(posts.column("image_sha256").to_pylist(), kept)], type=pa.string())
-    names = [name for name, _ in COLUMNS if with_text or name != "text"]
+    parts["image_url"] = posts.column("image_ref")
+    names = [name for name, _ in _columns(with_text, _crawl_record(ds) is not None)]
     return pa.table({name: parts[name].cast(_TYPES[name]) for name in names})
 
 
@@ -252,10 +299,13 @@ def dataset_card(dataset: Dataset | str | os.PathLike[str], out: str | os.PathLi
     params = {**(ingest.get("params") or {}), "source": _source_name(ingest.get("params") or {})}
     lines += _table(["parameter", "value"], [[k, f"`{readable(v) if isinstance(v, (dict, list)) else v}`"]
                                              for k, v in sorted(params.items()) if v is not None])
+    crawl = _crawl_record(ds)
+    if crawl is not None:
+        lines += _card_crawl(crawl, ingest, counts)
     lines += _card_counts(ingest, teach, clean, counts)
     lines += _card_recipe(teach.get("params") or {}, clean.get("params") or {}, split)
     lines += _table(["column", "type", "description"],
-                    [[f"`{c}`", str(_TYPES[c]), d] for c, d in COLUMNS if with_text or c != "text"])
+                    [[f"`{c}`", str(_TYPES[c]), d] for c, d in _columns(with_text, crawl is not None)])
     lines += _card_provenance(ds, out, (ingest, teach, clean), with_text=with_text, split=split)
     return "\n".join(lines)
 
@@ -297,6 +347,51 @@ def _card_header(out: Path, counts: dict[str, Any]) -> list[str]:
         "label in `label`, split in `split`.",
         "",
         "## Sources",
+        "",
+    ]
+
+
+_SERVICES = {"bluesky": "Bluesky"}
+_STREAMS = {"jetstream": "Jetstream", "firehose": "the relay firehose"}
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def _card_crawl(crawl: dict[str, Any], ingest: dict[str, Any], counts: dict[str, Any]) -> list[str]:
+    """Where and when the crawl was made, how many posts and authors it gives, the deletions honoured, and the
+    terms; hosts and dates only, never a local folder."""
+    service = _SERVICES.get(str(crawl.get("service")), str(crawl.get("service") or "?"))
+    stream = _STREAMS.get(str(crawl.get("source")), str(crawl.get("source") or "?"))
+    hosts = ", ".join(f"`{h}`" for h in crawl.get("endpoints") or [])
+    at_ingest = int(crawl.get("deleted_by_author") or 0)
+    since = counts.get("deleted_by_author")
+    ingested = str(ingest.get("finished_at") or "?")
+    if isinstance(since, int):
+        deletions = (f"posts their authors deleted are left out: {_rows(at_ingest + since)} in all, "
+                     f"{at_ingest:,} when the crawl was ingested and {since:,} deleted since then (the crawl's "
+                     "tombstones were read again at export)")
+    else:
+        why = since.removeprefix("not checked: ") if isinstance(since, str) else "the export did not look"
+        deletions = (f"posts their authors deleted are left out: {_rows(at_ingest)} when the crawl was ingested "
+                     f"({ingested}); deletions after that date could not be checked ({why}): they are not honoured "
+                     "in this export")
+    rows, posts, authors = (readable(v) if v is not None else "?" for v in
+                            (counts.get("rows"), counts.get("posts", crawl.get("posts")),
+                             counts.get("authors", crawl.get("authors"))))
+    return [
+        "## Crawl",
+        "",
+        f"- crawled from {service} through {stream}" + (f" ({hosts})" if hosts else "")
+        + f", events from {crawl.get('first_event') or '?'} to {crawl.get('last_event') or '?'}",
+        f"- {rows} rows: the images of {posts} posts by {authors} authors (`post_id` is the post's `at://` URI, "
+        "which names its author's DID, then `#k` for its k-th image)",
+        f"- deletions honoured: {deletions}",
+        "- terms: these are public posts. The release keeps each post's id (`post_id`) and its image's URL "
+        "(`image_url`), so that anyone can fetch (rehydrate) the posts and images that are still public; posts "
+        "deleted by their authors are left out, and whoever shares the data again should leave out what has been "
+        "deleted since.",
         "",
     ]
 

@@ -27,6 +27,7 @@ from visent.core.errors import InputError, PathNotFound
 from visent.core.images import IMAGE_SUFFIXES
 from visent.core.labels import normalise_label
 from visent.core.registry import Registry
+from visent.crawl.shards import is_crawl
 from visent.ingest.archives import ArchiveError, extract, is_archive
 
 JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
@@ -579,11 +580,14 @@ def _is_dataset(directory: Path) -> bool:
         return False
 
 
-def _walk(source: Path) -> Iterator[tuple[Path, list[Path]]]:
-    """(directory, its files) in sorted order, skipping hidden entries and visent datasets."""
+def _walk(source: Path, crawls: list[Path] | None = None) -> Iterator[tuple[Path, list[Path]]]:
+    """(directory, its files) in sorted order, skipping hidden entries and visent datasets; the folders written by
+    ``visent crawl`` are not walked but added to ``crawls`` (their shards are read by their own reader)."""
     for current, dirs, files in os.walk(source):
         directory = Path(current)
-        if _is_dataset(directory):
+        if _is_dataset(directory) or (crawls is not None and is_crawl(directory)):
+            if crawls is not None and is_crawl(directory):
+                crawls.append(directory)
             dirs[:] = []
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -599,11 +603,14 @@ def read_folder(source: Path) -> Iterator[RawPost]:
     as an incomplete post; otherwise lone files are taken as assets of the data files and skipped.
     """
     source = Path(source)
-    tree = list(_walk(source))
+    crawls: list[Path] = []
+    tree = list(_walk(source, crawls))
     data_files = [p for _, files in tree for p in files if p.suffix.lower() in JSON_SUFFIXES | CSV_SUFFIXES]
     decoder = TextDecoder.learn(_txt_samples(p for _, files in tree for p in files if p.suffix.lower() == ".txt"))
     for path in data_files:
         yield from READERS.create(_file_format(path), source=path, root=source)
+    for crawl in crawls:  # deletions honoured there too (the reader is registered by visent.ingest.crawl)
+        yield from READERS.create("bluesky-crawl", source=crawl)
     for directory, _ in tree:
         yield from _pair_posts(directory, source, decoder, nested_ids=directory != source, lone=not data_files)
 
@@ -630,6 +637,8 @@ def detect_format(source: str | os.PathLike[str]) -> str:
             return "archive"
         raise InputError(f"cannot tell the format of {path}; give a folder, a .jsonl/.json/.csv/.tsv file, "
                          f"a .zip/.tar/.tar.gz archive of them, or pass format=")
+    if is_crawl(path):  # its reader is registered by visent.ingest.crawl
+        return "bluesky-crawl"
     return _folder_format(path)
 
 

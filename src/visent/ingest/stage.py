@@ -27,6 +27,7 @@ from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
 from visent.core.store import Dataset
+from visent.ingest import crawl
 from visent.ingest.download import ImageFetcher
 from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, detect_format
 
@@ -35,7 +36,7 @@ _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
 DEFAULT_PER_HOST = 8
 COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "text_repaired", "text_suspect",
-          "ignored_fields")  # the order of the counts
+          "ignored_fields", *crawl.COUNTS)  # the order of the counts
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
@@ -55,20 +56,33 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     certainty, ``text_suspect`` could not be (an error, with the reason; see :mod:`visent.core.encoding`).
     The fields of JSON/CSV post records that visent does not read are named in the counts
     (``ignored_fields``); posts none of whose fields visent reads get a warning, once per run.
+
+    A crawl folder (``visent crawl``) leaves out the posts their authors deleted (``deleted_by_author``), and
+    grows: run again after it has grown, the stage reads only the shards and tombstones committed since (see
+    :mod:`visent.ingest.crawl`; ``new_shards``, ``newly_deleted``), and gives the tables an ingest of the whole
+    crawl would; ``full_reingest`` says why it read everything again (a shard ingested before changed).
     """
     if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
         raise UsageError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
                          "and timeout > 0")
     src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
                                             max_bytes=max_bytes, limit=limit, ids=ids)
-    if finished(out, params):
+    plan = crawl.plan(out, src, params, STAGE, limit=limit) if reader == crawl.READER else None
+    if plan is not None and plan.mode == "noop":
+        return ordered(plan.counts, COUNTS)
+    if plan is None and finished(out, params):
         return ordered(Dataset(out).stage_info(STAGE)["counts"], COUNTS)
 
     # the source is opened before anything is written: an archive visent refuses leaves no dataset behind
     decoding: collections.Counter[str] = collections.Counter()
     fields = _Fields()
-    posts = fields.tally(_tally_decoding(read_posts(reader, src, ids, limit), decoding))
+    raw = read_posts(reader, src, ids, limit) if plan is None else None
     dataset = Dataset(out, create=True)
+    if plan is not None:  # the rows kept from an earlier ingest of the crawl go first into the checkpoint
+        plan.prepare(dataset, dataset.root / "work" / STAGE, CHECKPOINT)
+        raw = _select(_unique(plan.posts(ids), plan.seen), ids, limit)
+    assert raw is not None
+    posts = fields.tally(_tally_decoding(raw, decoding))
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
     done = checkpoint.done_keys()
@@ -86,6 +100,10 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         pool.shutdown(wait=True, cancel_futures=True)
 
     table = checkpoint.read(CHECKPOINT)
+    record: dict[str, Any] = {}
+    if plan is not None:
+        previous = dataset.read_table("posts", ["post_id", "image_file"]) if dataset.has_table("posts") else None
+        table, crawl_counts, record["crawl"], left_out = plan.finish(table, previous)
     dataset.write_table("posts", table.select(POSTS.names))
     labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
     if labelled.num_rows:
@@ -103,7 +121,10 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     counts.update({f"text_{how}": decoding[how] for how in ("repaired", "suspect") if decoding[how]})
     if fields.ignored:
         counts["ignored_fields"] = _names(fields.ignored)
-    dataset.finish_stage(STAGE, params, counts)
+    if plan is not None:
+        counts.update(crawl_counts)
+        crawl.without_images(dataset, left_out, table)  # a post deleted by its author leaves no image behind
+    dataset.finish_stage(STAGE, params, counts, **record)
     if fields.unread:
         fields.warn(src)
     return counts
@@ -284,9 +305,10 @@ def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, An
     }
 
 
-def _unique(posts: Iterable[RawPost]) -> Iterator[RawPost]:
-    """Posts with unique ids: a repeated id becomes "<id>#2", "<id>#3", ... and is marked an error."""
-    first_seen: dict[str, str] = {}
+def _unique(posts: Iterable[RawPost], seen: dict[str, str] | None = None) -> Iterator[RawPost]:
+    """Posts with unique ids: a repeated id becomes "<id>#2", "<id>#3", ... and is marked an error. ``seen``: the
+    ids (and sources) of posts read before these (the rows an incremental ingest keeps)."""
+    first_seen: dict[str, str] = dict(seen or {})
     for post in posts:
         if post.post_id in first_seen:
             n = 2
