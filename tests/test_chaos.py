@@ -172,3 +172,51 @@ def test_clean_killed_mid_way_resumes_to_the_same_table(tmp_path):
     assert_same(tmp_path / "a", tmp_path / "b", "clean")
     kept = Dataset(tmp_path / "a").read_table("clean").column("clean_status").to_pylist()
     assert "kept" in kept and len(set(kept)) > 1
+
+
+def _crawl_rows(root: Path) -> tuple[list[dict], list[dict]]:
+    """The rows and tombstones of a crawl folder, in order, across its shards."""
+    from visent.crawl.shards import committed_shards, committed_tombstones, read_rows
+
+    rows = [row for shard in committed_shards(root) for _, row in read_rows(shard)]
+    return rows, [row for path in committed_tombstones(root) for _, row in read_rows(path)]
+
+
+def test_crawl_killed_twice_mid_shard_resumes_to_the_same_crawl(tmp_path):
+    from blueskyserver import ReplayServer, synthetic_events
+
+    from visent.crawl.events import parse_jetstream
+
+    events = synthetic_events(2400, seed=11, image_share=0.5, delete_share=0.04)
+    image_posts = [e for e in map(lambda raw: parse_jetstream(json.dumps(raw)), events)
+                   if e.operation == "create" and (e.record or {}).get("embed", {}).get("$type", "").endswith(
+                       ("images", "recordWithMedia"))]
+    target = str(len(image_posts) * 9 // 10)  # stop before the end of the replay
+    with ReplayServer(events, rate=800) as server:
+        command = ["crawl", "bluesky", "--endpoint", server.url, "--posts", target, "--min-words", "0",
+                   "--per-author", "0", "--keep-labelled", "--shard-posts", "25"]
+        for min_shards in (3, 9):
+            root = tmp_path / "a"
+            proc = subprocess.Popen([sys.executable, "-m", "visent", *command, "--out", str(root)], env=_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                end = time.monotonic() + 60
+                while time.monotonic() < end and proc.poll() is None and \
+                        len(list(root.glob("posts-*.jsonl"))) < min_shards:
+                    time.sleep(0.005)
+                assert proc.poll() is None, "the crawl ended before it could be killed; give it more events"
+                time.sleep(0.01)  # into the next shard
+                proc.send_signal(signal.SIGKILL)
+                assert proc.wait(timeout=10) == -signal.SIGKILL
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        visent(*command, "--out", tmp_path / "a")
+        visent(*command, "--out", tmp_path / "b")
+    resumed, undisturbed = _crawl_rows(tmp_path / "a"), _crawl_rows(tmp_path / "b")
+    rows, tombstones = resumed
+    assert len(rows) > 100 and tombstones, "the replay should give rows and deletions of written posts"
+    assert len({row["id"] for row in rows}) == len(rows), "a row was written twice"
+    assert resumed == undisturbed
+    assert [p.name for p in (tmp_path / "a").glob(".*.tmp")] == []
