@@ -351,3 +351,24 @@ def test_firehose_crawl_equals_the_jetstream_crawl_of_the_same_window(tmp_path):
     for key in ("posts_seen", "posts", "images", "dropped", "deleted"):
         assert by_firehose[key] == by_jetstream[key], key
     assert by_firehose["cursor"] == 31527015471, "the firehose's cursor is the relay's seq"
+
+
+def test_hash_index_merges_and_loads_like_a_set():
+    import numpy as np
+
+    from visent.crawl.shards import HashIndex
+
+    rng = np.random.default_rng(0)
+    index, truth = HashIndex(), set()
+    for _ in range(20):
+        for key in rng.integers(0, 2**63, size=50, dtype=np.uint64).tolist() + list(truth)[:5]:
+            index.add(int(key))
+            truth.add(int(key))
+        assert all(k in index for k in truth)
+        index.take_pending()
+        assert len(index) == len(truth) and all(k in index for k in truth)
+    assert not any(int(k) in index for k in rng.integers(0, 2**63, size=200, dtype=np.uint64))
+    loaded = HashIndex()
+    keys = np.array(sorted(truth), dtype=np.uint64)
+    loaded.load([keys[::2], keys[1::2], keys[:10]])
+    assert len(loaded) == len(truth) and all(k in loaded for k in truth)

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from visent.core.errors import InputError, VisentError
-from visent.core.store import atomic_write_bytes, atomic_write_json
+from visent.core.store import atomic_open, atomic_write_bytes, atomic_write_json
 
 CRAWL_FILE = "crawl.json"
 FORMAT = 1
@@ -149,14 +149,20 @@ class HashIndex:
     def add(self, key: int) -> None:
         self.pending.add(key)
 
-    def extend(self, keys: np.ndarray) -> None:
-        self._sorted = np.union1d(self._sorted, keys.astype(np.uint64))
+    def load(self, arrays: list[np.ndarray]) -> None:
+        """Take the committed hashes of every shard at once (one sort, not one merge per shard)."""
+        self._sorted = np.unique(np.concatenate([self._sorted, *arrays]).astype(np.uint64))
 
     def take_pending(self) -> np.ndarray:
-        """The pending hashes as an array, merged into the sorted ones."""
+        """The pending hashes as an array, merged into the sorted ones (one new array: memory stays at twice the
+        index while it grows)."""
         keys = np.fromiter(sorted(self.pending), dtype=np.uint64, count=len(self.pending))
-        self.extend(keys)
         self.pending = set()
+        if len(keys):
+            at = np.searchsorted(self._sorted, keys)
+            present = at < len(self._sorted)
+            present[present] = self._sorted[at[present]] == keys[present]
+            self._sorted = np.insert(self._sorted, at[~present], keys[~present])
         return keys
 
 
@@ -171,7 +177,7 @@ class CrawlWriter:
         self.root = Path(root)
         self.info = info
         self.shard_rows = shard_rows
-        self.rows: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []              # the rows of the shard in progress, as JSON lines
         self.tombstones: list[dict[str, Any]] = []
         self.posts = HashIndex()                  # post URIs written or buffered
         self.deleted = HashIndex()                # post URIs tombstoned
@@ -219,15 +225,17 @@ class CrawlWriter:
                     path.unlink()  # written by a crawler killed before its commit: the replay writes it again
         for path in list(self.root.glob(".*.tmp")) + list((self.root / STATE_DIR).glob(".*.tmp")):
             path.unlink(missing_ok=True)
-        for n in range(1, last + 1):
-            for name, index in ((f"ids-{n:06d}.u64", self.posts), (f"del-{n:06d}.u64", self.deleted)):
-                path = self.root / STATE_DIR / name
+        for prefix, index in (("ids", self.posts), ("del", self.deleted)):
+            arrays = []
+            for n in range(1, last + 1):
+                path = self.root / STATE_DIR / f"{prefix}-{n:06d}.u64"
                 if path.exists():
                     data = path.read_bytes()
                     if len(data) % 8:
                         raise CrawlError(f"{path} is damaged (not a whole number of hashes); the crawl cannot tell "
                                          "which posts it wrote: continue it in a new folder")
-                    index.extend(np.frombuffer(data, dtype="<u8"))
+                    arrays.append(np.frombuffer(data, dtype="<u8"))
+            index.load(arrays)
         atomic_write_json(self.root / CRAWL_FILE, self.info)
 
     # ----------------------------------------------------------------- writing
@@ -241,7 +249,8 @@ class CrawlWriter:
     def add_post(self, uri: str, rows: list[dict[str, Any]]) -> None:
         """Buffer the rows of a post not yet written (see :meth:`has_post`)."""
         self.posts.add(uri_hash(uri))
-        self.rows.extend(rows)
+        self.lines.extend(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+                          for row in rows)
 
     def delete(self, uri: str, time_us: int | None) -> str:
         """A delete of ``uri``: "tombstoned" (a post of this crawl, written or still in the buffer: its rows stay in
@@ -257,17 +266,17 @@ class CrawlWriter:
         return "tombstoned"
 
     def full(self) -> bool:
-        return len(self.rows) >= self.shard_rows
+        return len(self.lines) >= self.shard_rows
 
     def commit(self, position: int | None, extra: dict[str, Any]) -> bool:
         """Write the buffer as the next shard and move the commit point to ``position`` (with ``extra``: counts,
         filter state). Returns False when there was nothing to write (only the cursor moved)."""
-        wrote = bool(self.rows or self.tombstones)
+        wrote = bool(self.lines or self.tombstones)
         number = self.shard + 1 if wrote else self.shard
         if wrote:
-            body = "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in self.rows)
-            if self.rows:
-                atomic_write_bytes(self.root / shard_name(number), body.encode("utf-8"))
+            if self.lines:
+                with atomic_open(self.root / shard_name(number), "wb") as handle:
+                    handle.writelines(self.lines)
             if self.tombstones:
                 lines = "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in self.tombstones)
                 atomic_write_bytes(self.root / tombstone_name(number), lines.encode("utf-8"))
@@ -277,7 +286,7 @@ class CrawlWriter:
                     atomic_write_bytes(self.root / STATE_DIR / name, keys.astype("<u8").tobytes())
         self.cursor = {**self.cursor, **extra, "shard": number, "position": position}
         atomic_write_json(self.root / STATE_DIR / "cursor.json", self.cursor)
-        self.rows, self.tombstones = [], []
+        self.lines, self.tombstones = [], []
         return wrote
 
     def update_info(self, info: dict[str, Any]) -> None:
