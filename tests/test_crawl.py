@@ -372,3 +372,27 @@ def test_hash_index_merges_and_loads_like_a_set():
     keys = np.array(sorted(truth), dtype=np.uint64)
     loaded.load([keys[::2], keys[1::2], keys[:10]])
     assert len(loaded) == len(truth) and all(k in loaded for k in truth)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_crawl_commits_what_it_holds_and_says_so(tmp_path, sig):
+    import signal
+    import time
+
+    events = synthetic_events(20_000, seed=10, image_share=0.5)
+    with ReplayServer(events, rate=2000) as server:
+        proc = subprocess.Popen([sys.executable, "-m", "visent", "crawl", "bluesky", "--out", str(tmp_path / "c"),
+                                 "--endpoint", server.url, "--min-words", "0", "--shard-posts", "100000"],
+                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cursor = tmp_path / "c" / ".state" / "cursor.json"
+        end = time.monotonic() + 60
+        while time.monotonic() < end and proc.poll() is None and server.events_sent < 1500:
+            time.sleep(0.02)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out and "Traceback" not in err
+    # the one shard the crawl had in memory (its size was never reached) was committed on the way out
+    state = json.loads(cursor.read_text())
+    rows = _rows(tmp_path / "c")
+    assert state["shard"] == 1 and len(rows) == state["totals"]["images"] > 100

@@ -172,7 +172,7 @@ def crawl_bluesky(
     signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the shard in progress is committed
     with status(f"crawl {source}") as say:
         def _show(c: dict[str, Any]) -> None:
-            lag = "" if c["lag_s"] is None else f" · cursor {readable(c['lag_s'])} s behind now"
+            lag = "" if c["lag"] is None else f" · cursor {c['lag']} behind now"
             say(f"{readable(c['events_per_s'])} events/s · {c['posts']:,} posts kept · {c['images']:,} images · "
                 f"{c['tombstones']:,} deleted{lag} · shard {c['shards']}")
 
@@ -180,7 +180,7 @@ def crawl_bluesky(
                       duration=duration, langs=langs_option(lang), replies=replies, per_author_hour=per_author,
                       min_words=min_words, cdn=cdn, image_size=image_size, keep_labelled=keep_labelled,
                       shard_rows=shard_posts, shard_seconds=shard_seconds, cursor=cursor, on_progress=_show)
-    _print_counts(f"crawl → {out}", counts)
+    _print_counts(f"crawl → {out}", {k: v for k, v in counts.items() if v not in ("", {}, None)})
 
 
 @app.command(cls=_Command)

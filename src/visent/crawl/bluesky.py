@@ -37,7 +37,7 @@ def _firehose(endpoints: list[str] | None = None) -> Source:
 
 
 COUNTS = ("events", "posts_seen", "posts", "images", "dropped", "replayed", "deleted", "tombstones", "malformed",
-          "last_malformed", "reconnects", "failures", "notices", "shards", "cursor", "first_event", "last_event", "lag_s",
+          "last_malformed", "reconnects", "failures", "notices", "shards", "cursor", "first_event", "last_event", "lag",
           "events_per_s", "stopped_by")
 
 
@@ -253,6 +253,19 @@ def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list
     return counts
 
 
+def _span(seconds: float) -> str:
+    """A time span as people read it: 0.4 s, 12 s, 5.2 min, 3.1 h, 154 days."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def _counts(crawl: _Crawl, connection: Connection, elapsed: float, writer: CrawlWriter) -> dict[str, Any]:
     c = crawl.counts
     lag = None if crawl.last_us is None else max(0.0, time.time() - crawl.last_us / 1e6)
@@ -275,6 +288,6 @@ def _counts(crawl: _Crawl, connection: Connection, elapsed: float, writer: Crawl
         "cursor": crawl.position,
         "first_event": us_to_iso(crawl.first_us),
         "last_event": us_to_iso(crawl.last_us),
-        "lag_s": None if lag is None else round(lag, 1),
+        "lag": None if lag is None else _span(lag),
         "events_per_s": round(c["events"] / elapsed, 1) if elapsed > 0 else None,
     }
