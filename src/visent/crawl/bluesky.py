@@ -29,7 +29,7 @@ SOURCES.register("jetstream", "Bluesky's Jetstream: every post as JSON (default;
     lambda endpoints=None: jetstream(tuple(endpoints)) if endpoints else jetstream())
 
 
-@SOURCES.register("firehose", "the relay firehose (com.atproto.sync.subscribeRepos): DAG-CBOR commits read with libipld")
+@SOURCES.register("firehose", "the relay firehose (com.atproto.sync.subscribeRepos): DAG-CBOR commits, libipld")
 def _firehose(endpoints: list[str] | None = None) -> Source:
     from visent.crawl.firehose import firehose
 

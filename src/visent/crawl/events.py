@@ -27,8 +27,8 @@ DEFAULT_CDN = "https://cdn.bsky.app/img"
 IMAGE_SIZES = ("thumbnail", "fullsize")
 MAX_TEXT = 10_000  # a post's text is at most 3,000 bytes on Bluesky; longer is hostile and cut
 
-_DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}")
-_RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
+DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}")
+RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
 _CID = re.compile(r"b[a-z2-7]{20,200}")
 
 
@@ -97,31 +97,37 @@ def _object(frame: str | bytes) -> dict[str, Any]:
     return obj
 
 
-def _int(value: Any, what: str) -> int:
+def need_int(value: Any, what: str) -> int:
+    """``value`` if it is an integer, else a :class:`FrameError` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise FrameError(f"{what} is not an integer")
     return value
 
 
-def _str(value: Any, what: str, pattern: re.Pattern[str] | None = None) -> str:
+def need_str(value: Any, what: str, pattern: re.Pattern[str] | None = None) -> str:
+    """``value`` if it is a string (matching ``pattern`` when given), else a :class:`FrameError` naming ``what``."""
     if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
         raise FrameError(f"{what} is missing or malformed")
     return value
 
 
-def _commit(body: dict[str, Any], *, did: Any, position: int | None, time_us: int | None) -> Event:
-    operation = _str(body.get("operation"), "commit.operation")
+def commit_event(body: dict[str, Any], *, did: Any, position: int | None, time_us: int | None) -> Event:
+    """The commit :class:`Event` of one record operation (``operation``, ``collection``, ``rkey``, ``record``,
+    ``cid``), checked as every wire checks it."""
+    operation = need_str(body.get("operation"), "commit.operation")
     record = body.get("record")
     if operation != "delete" and not isinstance(record, dict):
         raise FrameError(f"a {operation} without a record")
     cid = body.get("cid")
-    return Event("commit", did=_str(did, "did", _DID), position=position, time_us=time_us, operation=operation,
-                 collection=_str(body.get("collection"), "commit.collection"),
-                 rkey=_str(body.get("rkey"), "commit.rkey", _RKEY),
+    return Event("commit", did=need_str(did, "did", DID), position=position, time_us=time_us, operation=operation,
+                 collection=need_str(body.get("collection"), "commit.collection"),
+                 rkey=need_str(body.get("rkey"), "commit.rkey", RKEY),
                  record=record if operation != "delete" else None, cid=cid if isinstance(cid, str) else "")
 
 
-def _notice(kind: str, body: dict[str, Any], *, position: int | None = None, time_us: int | None = None) -> Event:
+def notice_event(kind: str, body: dict[str, Any], *, position: int | None = None,
+                 time_us: int | None = None) -> Event:
+    """An ``info`` or ``error`` :class:`Event` from a body with ``name`` (or ``error``) and ``message``."""
     name, message = body.get("name", body.get("error", "")), body.get("message", "")
     return Event(kind, position=position, time_us=time_us, name=str(name)[:200], message=str(message)[:1000])
 
@@ -134,18 +140,18 @@ def parse_jetstream(frame: str | bytes) -> Event:
     ``info`` (or whose ``$type`` ends in ``#info``) an ``info`` event. Raises :class:`FrameError` otherwise."""
     obj = _object(frame)
     if "error" in obj:
-        return _notice("error", obj)
+        return notice_event("error", obj)
     kind = obj.get("kind")
     if kind == "info" or str(obj.get("$type", "")).endswith("#info"):
-        return _notice("info", obj.get("info") if isinstance(obj.get("info"), dict) else obj)
-    time_us = _int(obj.get("time_us"), "time_us")
+        return notice_event("info", obj.get("info") if isinstance(obj.get("info"), dict) else obj)
+    time_us = need_int(obj.get("time_us"), "time_us")
     if kind == "commit":
         body = obj.get("commit")
         if not isinstance(body, dict):
             raise FrameError("a commit event without its commit")
-        return _commit(body, did=obj.get("did"), position=time_us, time_us=time_us)
+        return commit_event(body, did=obj.get("did"), position=time_us, time_us=time_us)
     if kind in ("identity", "account"):
-        return Event(kind, did=_str(obj.get("did"), "did", _DID), position=time_us, time_us=time_us)
+        return Event(kind, did=need_str(obj.get("did"), "did", DID), position=time_us, time_us=time_us)
     raise FrameError(f"unknown event kind {str(kind)[:40]!r}")
 
 
@@ -157,17 +163,17 @@ def parse_subscribe_events(frame: str | bytes) -> Event:
     obj = _object(frame)
     body = obj.get("body") if isinstance(obj.get("body"), dict) else obj
     if "error" in body or obj.get("op") == -1:
-        return _notice("error", body)
+        return notice_event("error", body)
     kind = str(obj.get("$type") or obj.get("t") or "").rpartition("#")[2]
     if kind == "info":
-        return _notice("info", body)
+        return notice_event("info", body)
     if kind not in ("commit", "identity", "account", "sync"):
         raise FrameError(f"unknown message type {str(obj.get('$type') or obj.get('t'))[:60]!r}")
-    seq = _int(body.get("seq"), "seq")
+    seq = need_int(body.get("seq"), "seq")
     time_us = iso_to_us(body.get("time"))
     if kind == "commit":
-        return _commit(body, did=body.get("did"), position=seq, time_us=time_us)
-    return Event(kind, did=_str(body.get("did"), "did", _DID), position=seq, time_us=time_us)
+        return commit_event(body, did=body.get("did"), position=seq, time_us=time_us)
+    return Event(kind, did=need_str(body.get("did"), "did", DID), position=seq, time_us=time_us)
 
 
 # --------------------------------------------------------------------------- image posts

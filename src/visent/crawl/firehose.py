@@ -22,8 +22,9 @@ from typing import Any
 import libipld
 
 # events' own checks and constructors, so that a post reads the same from every wire
-from visent.crawl.events import _DID, _RKEY, POST, Event, FrameError, _commit, _int, _notice, _str, iso_to_us
-from visent.crawl.stream import Source, _with_query
+from visent.crawl.events import (DID, POST, RKEY, Event, FrameError, commit_event, iso_to_us, need_int, need_str,
+                                 notice_event)
+from visent.crawl.stream import Source, with_query
 
 FIREHOSE_HOSTS = ("wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos",)
 DAG_CBOR = 0x71   # the multicodec of a record block
@@ -36,7 +37,7 @@ def firehose(endpoints: tuple[str, ...] = FIREHOSE_HOSTS) -> Source:
     """A relay's firehose: every repository's events as DAG-CBOR frames (cursor: ``seq``, the last event handled;
     the relay sends those after it). Nothing is filtered server-side: the crawl keeps the posts itself."""
     return Source("firehose", tuple(endpoints), parse_firehose,
-                  lambda e, c: _with_query(e, [("cursor", c)]) if c is not None else e,
+                  lambda e, c: with_query(e, [("cursor", c)]) if c is not None else e,
                   lambda position: position)
 
 
@@ -69,7 +70,7 @@ def parse_firehose(frame: str | bytes) -> list[Event]:
     if op == -1:
         if not isinstance(body.get("error"), str):
             raise FrameError("an error frame without its error")
-        return [_notice("error", body)]
+        return [notice_event("error", body)]
     if op != 1:
         raise FrameError(f"unknown frame op {str(op)[:20]!r}")
     kind = header.get("t")
@@ -78,17 +79,17 @@ def parse_firehose(frame: str | bytes) -> list[Event]:
     if kind == "#info":
         if not isinstance(body.get("name"), str):
             raise FrameError("an #info without its name")
-        return [_notice("info", body)]
+        return [notice_event("info", body)]
     if kind in _KINDS:
-        return [Event(_KINDS[kind], did=_str(body.get("did"), "did", _DID), position=_int(body.get("seq"), "seq"),
-                      time_us=iso_to_us(body.get("time")))]
+        return [Event(_KINDS[kind], did=need_str(body.get("did"), "did", DID),
+                      position=need_int(body.get("seq"), "seq"), time_us=iso_to_us(body.get("time")))]
     raise FrameError(f"unknown message type {str(kind)[:60]!r}")
 
 
 def _commit_events(body: dict[str, Any]) -> list[Event]:
     """The events of a ``#commit`` body, one per op."""
-    seq = _int(body.get("seq"), "seq")
-    did = _str(body.get("repo"), "repo", _DID)
+    seq = need_int(body.get("seq"), "seq")
+    did = need_str(body.get("repo"), "repo", DID)
     time_us = iso_to_us(body.get("time"))
     ops = body.get("ops")
     if not isinstance(ops, list):
@@ -101,7 +102,7 @@ def _commit_events(body: dict[str, Any]) -> list[Event]:
         action, path, raw = op.get("action"), op.get("path"), op.get("cid")
         if action not in _ACTIONS:
             raise FrameError(f"unknown op action {str(action)[:20]!r}")
-        collection, _, rkey = _str(path, "op.path").partition("/")
+        collection, _, rkey = need_str(path, "op.path").partition("/")
         if not collection:
             raise FrameError("op.path is missing or malformed")
         cid = ""
@@ -114,7 +115,7 @@ def _commit_events(body: dict[str, Any]) -> list[Event]:
                 raise FrameError("op.cid is malformed") from None
         if collection != POST:
             events.append(Event("commit", did=did, position=seq, time_us=time_us, operation=action,
-                                collection=collection, rkey=_str(rkey, "op.path", _RKEY), cid=cid))
+                                collection=collection, rkey=need_str(rkey, "op.path", RKEY), cid=cid))
             continue
         record = None
         if action != "delete":
@@ -123,7 +124,7 @@ def _commit_events(body: dict[str, Any]) -> list[Event]:
             record = _record(blocks.get(raw), raw)
             if record is None:
                 continue
-        events.append(_commit({"operation": action, "collection": collection, "rkey": rkey, "record": record,
+        events.append(commit_event({"operation": action, "collection": collection, "rkey": rkey, "record": record,
                                "cid": cid}, did=did, position=seq, time_us=time_us))
     return events
 

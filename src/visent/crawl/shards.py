@@ -299,7 +299,7 @@ def check_options(root: Path, info: dict[str, Any], options: dict[str, Any]) -> 
     before = info.get("options")
     if before is None or before == options:
         return
-    changed = ", ".join(f"{k}: {before.get(k)!r} then, {options.get(k)!r} now" for k in sorted(set(before) | set(options))
-                        if before.get(k) != options.get(k))
+    changed = ", ".join(f"{k}: {before.get(k)!r} then, {options.get(k)!r} now"
+                        for k in sorted(set(before) | set(options)) if before.get(k) != options.get(k))
     raise InputError(f"{root} was crawled with other options ({changed}); continue it with the same options, or "
                      "crawl into a new folder")

@@ -43,7 +43,8 @@ class Source:
     resume: Callable[[int], int]  # the cursor to ask for once the event at this position has been handled
 
 
-def _with_query(endpoint: str, params: list[tuple[str, Any]]) -> str:
+def with_query(endpoint: str, params: list[tuple[str, Any]]) -> str:
+    """``endpoint`` with ``params`` added to its query string."""
     joiner = "&" if urlsplit(endpoint).query else "?"
     return f"{endpoint}{joiner}{urlencode(params)}"
 
@@ -58,12 +59,12 @@ def jetstream(endpoints: tuple[str, ...] = JETSTREAM_HOSTS) -> Source:
     if all(xrpc):
         return Source(
             "jetstream", endpoints, lambda frame: [parse_subscribe_events(frame)],
-            lambda e, c: _with_query(e, [("collections", POST), ("kinds", "commit")]
+            lambda e, c: with_query(e, [("collections", POST), ("kinds", "commit")]
                                      + ([("cursor", c)] if c is not None else [])),
             lambda position: position)
     return Source(
         "jetstream", endpoints, lambda frame: [parse_jetstream(frame)],
-        lambda e, c: _with_query(e, [("wantedCollections", POST)] + ([("cursor", c)] if c is not None else [])),
+        lambda e, c: with_query(e, [("wantedCollections", POST)] + ([("cursor", c)] if c is not None else [])),
         lambda position: max(0, position - REPLAY_US))
 
 
