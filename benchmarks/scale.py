@@ -1,0 +1,198 @@
+"""`visent build` at growing crawl sizes: each stage's wall time, peak RSS and disk, and how time grows with N.
+
+For each N the script makes a synthetic crawl that behaves like a real one: a JSONL of N posts whose texts are
+SemEval training tweets (``../shared/data/semeval2017-task4a/train``) and whose images are real photos made
+distinct: a 2 x 2 mosaic of crops of four different MVSA photos (``../shared/data/mvsa-single``), jittered and
+re-encoded as JPEG, so neither the exact nor the near-duplicate check merges them; ``--broken`` of the posts
+(default 3%) name a missing file, a truncated JPEG or a file that is not an image. Then it runs the stages of
+`visent build` as users run them, one whole process each (``visent ingest``, ``teach``, ``clean``, ``train``, in
+one dataset, a fresh HOME and feature cache per N), and prints per stage: wall time, peak RSS (``ru_maxrss``) and
+the dataset's size after it; then the log-log slope of each stage's time over N (1.0 = linear).
+
+``--grow F`` then appends F x N new posts to the crawl and runs the same stages again on the same dataset: the
+time of that second build against the first says how much of the work is redone.
+
+    python benchmarks/scale.py --posts 10000 30000 100000
+    python benchmarks/scale.py --posts 2000 --grow 0.1 --teacher vader       # a quick look
+
+Name the CPU beside the figures (printed first): the stages' speed depends on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STAGES = ("ingest", "teach", "clean", "train")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers when the name alone is terse ("AMD EPYC")."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()[:30]
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines) if v}
+    name = info.get("model name", "unknown CPU")
+    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if len(name) < 20 else name
+
+
+def tweets(limit: int | None = None) -> list[str]:
+    texts = []
+    for path in sorted((DATA / "semeval2017-task4a" / "train").glob("*.tsv")):
+        if "2016test" in path.name:
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[2].strip():
+                texts.append(parts[2].strip())
+    return texts[:limit]
+
+
+class Photos:
+    """MVSA photos, decoded once at 192 px, from which distinct mosaics are made."""
+
+    def __init__(self, count: int = 600, seed: int = 0):
+        paths = sorted((DATA / "mvsa-single" / "data").glob("*.jpg"))
+        random.Random(seed).shuffle(paths)
+        self.tiles: list[Image.Image] = []
+        for path in paths:
+            if len(self.tiles) >= count:
+                break
+            try:
+                with Image.open(path) as image:
+                    image.draft("RGB", (384, 384))
+                    self.tiles.append(image.convert("RGB").resize((192, 192)))
+            except OSError:
+                continue
+
+    def mosaic(self, i: int) -> bytes:
+        rng = random.Random(i)
+        canvas = Image.new("RGB", (256, 256))
+        for k, (x, y) in enumerate(((0, 0), (128, 0), (0, 128), (128, 128))):
+            tile = self.tiles[(i * 7 + k * 131 + rng.randrange(len(self.tiles))) % len(self.tiles)]
+            left, top = rng.randrange(0, 64), rng.randrange(0, 64)
+            canvas.paste(tile.crop((left, top, left + 128, top + 128)), (x, y))
+        buffer = io.BytesIO()
+        canvas.save(buffer, "JPEG", quality=rng.randrange(80, 93))
+        return buffer.getvalue()
+
+
+def make_crawl(folder: Path, start: int, n: int, texts: list[str], photos: Photos, broken: float) -> None:
+    """Append posts ``start .. start + n - 1`` to ``folder/posts.jsonl``, their images under ``folder/images``."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(start)
+    with open(folder / "posts.jsonl", "a", encoding="utf-8") as out:
+        for i in range(start, start + n):
+            name = f"images/{i}.jpg"
+            fault = rng.random() < broken
+            data = photos.mosaic(i)
+            if fault:
+                kind = i % 3
+                if kind == 0:
+                    name = f"images/missing-{i}.jpg"  # never written
+                elif kind == 1:
+                    (folder / name).write_bytes(data[: len(data) // 2])
+                else:
+                    (folder / name).write_bytes(b"<html>not an image</html>")
+            else:
+                (folder / name).write_bytes(data)
+            out.write(json.dumps({"id": str(i), "text": texts[i % len(texts)], "image": name}) + "\n")
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def run_stage(stage: str, crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str) -> dict:
+    args = {"ingest": ["ingest", str(crawl / "posts.jsonl"), "--out", str(dataset)],
+            "teach": ["teach", str(dataset), "--teacher", teacher],
+            "clean": ["clean", str(dataset)],
+            "train": ["train", str(dataset), "--out", str(model)]}[stage]
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "visent", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"visent {stage} failed on {crawl}: {proc.stderr.read().decode()[-3000:]}")  # type: ignore
+    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "disk_mb": du(dataset) / 1e6}
+
+
+def build(crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str) -> dict[str, dict]:
+    return {stage: run_stage(stage, crawl, dataset, model, env, teacher) for stage in STAGES}
+
+
+def slope(ns: list[int], times: list[float]) -> float:
+    xs, ys = [math.log(n) for n in ns], [math.log(max(t, 1e-3)) for t in times]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--grow", type=float, default=0.0, help="append this share of new posts and build again")
+    parser.add_argument("--broken", type=float, default=0.03)
+    parser.add_argument("--teacher", default="default")
+    parser.add_argument("--keep", type=Path, help="keep the crawls, datasets and models in this folder")
+    args = parser.parse_args()
+    if not (DATA / "mvsa-single").exists() or not (DATA / "semeval2017-task4a").exists():
+        raise SystemExit(f"needs {DATA}/mvsa-single and {DATA}/semeval2017-task4a")
+    print(f"visent build, stage by stage; {cpu_model()}, {os.cpu_count()} cores; teacher {args.teacher}")
+    texts, photos = tweets(), Photos()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="visent-scale-"))
+    results: dict[int, dict[str, dict]] = {}
+    try:
+        for n in args.posts:
+            base = work / f"n{n}"
+            shutil.rmtree(base, ignore_errors=True)
+            made = time.perf_counter()
+            make_crawl(base / "crawl", 0, n, texts, photos, args.broken)
+            print(f"\nN = {n:,} posts (crawl made in {time.perf_counter() - made:.0f} s, "
+                  f"{du(base / 'crawl') / 1e6:.0f} MB)", flush=True)
+            (base / "home").mkdir()
+            env = {**os.environ, "HOME": str(base / "home"), "VISENT_CACHE": str(base / "cache"),
+                   "VISENT_PROGRESS": "0"}
+            results[n] = build(base / "crawl", base / "dataset", base / "model", env, args.teacher)
+            for stage, r in results[n].items():
+                print(f"  {stage:<7} {r['wall_s']:8.1f} s  {r['peak_mb']:8.0f} MB peak  {r['disk_mb']:8.0f} MB on disk",
+                      flush=True)
+            total = sum(r["wall_s"] for r in results[n].values())
+            print(f"  {'build':<7} {total:8.1f} s  {max(r['peak_mb'] for r in results[n].values()):8.0f} MB peak")
+            if args.grow > 0:
+                extra = max(1, int(n * args.grow))
+                make_crawl(base / "crawl", n, extra, texts, photos, args.broken)
+                again = build(base / "crawl", base / "dataset", base / "model", env, args.teacher)
+                second = sum(r["wall_s"] for r in again.values())
+                print(f"  + {extra:,} posts ({args.grow:.0%}): second build {second:.1f} s = "
+                      f"{second / total:.0%} of the first; " +
+                      ", ".join(f"{stage} {r['wall_s']:.1f} s" for stage, r in again.items()), flush=True)
+        if len(results) >= 2:
+            ns = sorted(results)
+            print("\nlog-log slope of time over N (1.0 = linear): " + ", ".join(
+                f"{stage} {slope(ns, [results[n][stage]['wall_s'] for n in ns]):.2f}" for stage in STAGES)
+                + f", build {slope(ns, [sum(r['wall_s'] for r in results[n].values()) for n in ns]):.2f}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
