@@ -181,3 +181,27 @@ def test_int8_model_directory_carries_its_calibration(lite0: Backbone, photos: l
     probs, status = VisentModel.load(tmp_path / "model").predict_proba(photos[:2], cache=False)
     assert [s.state for s in status] == ["ok", "ok"]
     np.testing.assert_allclose(probs, expected, atol=1e-6)
+
+
+def test_a_rewritten_network_file_gets_a_new_session(tmp_path):
+    """A model retrained into the same directory within one process must not run the old network."""
+    import time
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from visent.core.onnx import cpu_session
+
+    def write(scale: float) -> None:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        k = helper.make_tensor("k", TensorProto.FLOAT, [1], [scale])
+        graph = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "g", [x], [y], [k])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "net.onnx")
+
+    write(2.0)
+    first = cpu_session(tmp_path / "net.onnx").run(None, {"x": np.ones(1, np.float32)})[0]
+    time.sleep(0.01)
+    write(3.0)
+    second = cpu_session(tmp_path / "net.onnx").run(None, {"x": np.ones(1, np.float32)})[0]
+    assert first[0] == 2.0 and second[0] == 3.0

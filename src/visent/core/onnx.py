@@ -30,12 +30,15 @@ def usable_cores() -> int:
 
 
 def cpu_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path``, kept for reuse within the process (the last few)."""
-    return _cpu_session(str(path), max(1, threads or usable_cores()))
+    """An ONNX Runtime CPU session for ``path``, kept for reuse within the process (the last few). A file written
+    again since (a model retrained into the same directory) gets a new session: the cache knows a file by its
+    path, size and modification time, never by its path alone."""
+    stat = os.stat(path)
+    return _cpu_session(str(path), max(1, threads or usable_cores()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=SESSIONS_KEPT)
-def _cpu_session(path: str, threads: int):
+def _cpu_session(path: str, threads: int, size: int, mtime_ns: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
