@@ -1,4 +1,15 @@
-"""``build``: the four stages in a row (ingest → teach → clean → train) with good defaults."""
+"""``build``: the four stages in a row (ingest → teach → clean → train) with good defaults.
+
+Each stage does only what is left to do: a build run again on the same source is a no-op, and on a source that grew
+(or changed) ingest fetches only the new posts' images, teach teaches only the new texts, clean checks only the new
+images (and finds duplicates across old and new), and train embeds only the images the feature cache lacks before
+it fits the head again. The summary says so: ingest's counts (``source_changed``, ``new_posts``, ``changed_posts``,
+``removed_posts``, ``reused``), what teach and clean recorded of the run (teach's ``taught`` and ``reused``, clean's
+``images_checked`` and ``images_reused``; absent when the stage had nothing to do or did it all from scratch) and
+``images_embedded`` (the images whose features train computed). With the int8 runtime (the default) train calibrates
+its network on the kept images, so a grown crawl whose calibration images changed gets another network, and every
+kept image is embedded again under it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from visent.core.cache import FEATURES, cache_root
+from visent.core.display import ordered
 from visent.core.store import Dataset
 from visent.train import DEFAULT_BACKBONE
 
@@ -41,7 +56,9 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     """Run every stage on ``source`` and write the model to ``out``; returns each stage's counts.
 
     The dataset store goes to ``dataset`` (default: ``<out>-dataset`` beside the model). Finished
-    stages are skipped, so an interrupted build picks up where it stopped.
+    stages are skipped, so an interrupted build picks up where it stopped, and a source that grew costs only
+    its new posts (see the module's docstring). ``summary["images_embedded"]`` counts the images whose
+    features train computed (the others came from the feature cache).
     """
     from visent.clean import clean
     from visent.ingest import ingest
@@ -57,9 +74,13 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     summary: dict[str, Any] = {"dataset": str(dataset_dir), "model": str(out)}
     summary["ingest"] = ingest(source, dataset_dir, **options.ingest)
     store = Dataset(dataset_dir)
-    summary["teach"] = teach(store, options.teacher)
-    summary["clean"] = clean(store, thresholds=options.thresholds, near_dup_distance=options.near_dup_distance,
-                             min_side=options.min_side, balance=options.balance, seed=options.seed)
+    before = _finished(store, "teach")
+    summary["teach"] = {**teach(store, options.teacher), **_run_record(store, "teach", before)}
+    before = _finished(store, "clean")
+    summary["clean"] = {**clean(store, thresholds=options.thresholds, near_dup_distance=options.near_dup_distance,
+                                min_side=options.min_side, balance=options.balance, seed=options.seed),
+                        **_run_record(store, "clean", before)}
+    shards = _feature_shards()
     model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
                   tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
                   runtime=options.runtime, signals=options.signals, target_temperature=options.target_temperature,
@@ -67,4 +88,43 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
                   signal_teacher=options.teacher)  # the posts' teacher also reads the text inside images
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]
+    summary["images_embedded"] = _images_in(_feature_shards() - shards)  # beside train's summary, which a no-op repeats
     return summary
+
+
+def _finished(store: Dataset, stage: str) -> tuple[int, int] | None:
+    """Which table ``stage`` last wrote (a run writes a new file; a no-op leaves it)."""
+    try:
+        stat = store.table_path(stage).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _run_record(store: Dataset, stage: str, before: tuple[int, int] | None) -> dict[str, Any]:
+    """What ``stage`` recorded it did (its ``run``: taught and reused, images checked and reused) when it ran
+    in this build and took work from an earlier run; nothing for a no-op or a run from scratch (as ingest's
+    counts)."""
+    if before is not None and _finished(store, stage) == before:
+        return {}
+    run = (Dataset(store.root).stage_info(stage) or {}).get("run") or {}
+    if not any(value for key, value in run.items() if key.endswith("reused")):
+        return {}
+    return ordered(run, ("taught", "reused", "images_checked", "images_reused"))  # the manifest sorts them
+
+
+def _feature_shards() -> set[Path]:
+    """The shard files of the feature cache now (train adds one per batch of images it embeds)."""
+    return set((cache_root() / FEATURES).glob("*/shard-*.npz"))
+
+
+def _images_in(shards: set[Path]) -> int:
+    """How many distinct images the feature cache shards ``shards`` hold features of."""
+    images: set[str] = set()
+    for shard in shards:
+        try:
+            with np.load(shard, allow_pickle=False) as data:
+                images.update(data["hashes"].tolist())
+        except Exception:  # noqa: BLE001 - a shard another process is writing or damaged: not counted
+            continue
+    return len(images)

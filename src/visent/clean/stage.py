@@ -7,8 +7,14 @@ in ``clean_reason``:
 2. image checks            5. no teacher label               8. balanced out (optional)
 3. exact duplicate image   6. low teacher confidence
 
-Decoding and hashing images is the slow part, so its results are cached per image (by SHA-256) in
-``work/clean-images.parquet``: running again with other thresholds decodes nothing.
+Decoding and hashing images is the slow part, so its results are kept per image (by SHA-256, with the recipe that
+computed them, :data:`visent.clean.checks.METHOD`) in ``work/clean-images.parquet``, which outlives the stage's runs
+(written atomically; ``work/clean-images/`` holds the batches of a pass under way, so an interrupted pass resumes):
+running again with other thresholds decodes nothing, and after the crawl grew only the new images are decoded. The
+steps over all posts (exact and near duplicates across old and new images, thresholds, balance) are cheap and run
+over every post each time, so the table is the one a run from scratch gives. The stage's manifest entry says how
+many images the run checked and how many results it took from earlier runs: ``run`` = ``{"images_checked": N,
+"images_reused": M}``.
 """
 
 from __future__ import annotations
@@ -112,7 +118,8 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
     posts = _ordered_posts(ds)
     funnel = _Funnel(posts)
     funnel.drop_ingest_errors()
-    funnel.check_images(_image_results(ds, funnel.images_to_check()), min_side)
+    results, reused = _image_results(ds, funnel.images_to_check())
+    funnel.check_images(results, min_side)
     labels, confidence = _teacher_labels(posts)
     # representatives of duplicate groups: a usable teacher label first, then the highest confidence,
     # then the earliest post
@@ -133,7 +140,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
         funnel.balance(labels, seed)
     ds.write_table("clean", funnel.table(labels))
     counts = {**funnel.counts, "kept": len(funnel.alive())}
-    ds.finish_stage("clean", params, counts)
+    ds.finish_stage("clean", params, counts, run={"images_checked": len(results) - reused, "images_reused": reused})
     return counts
 
 
@@ -342,11 +349,14 @@ def _near_duplicates(alive: np.ndarray, hashes: np.ndarray, distance: int, posit
             duplicate_of[member] = post_ids[keep]
 
 
-def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[checks.ImageCheck, int | None]]:
-    """Check and hash every wanted image (sha256 -> file), reusing and extending the per-image cache."""
+def _image_results(ds: Dataset, wanted: dict[str, str]
+                   ) -> tuple[dict[str, tuple[checks.ImageCheck, int | None]], int]:
+    """Check and hash every wanted image (sha256 -> file), reusing and extending the per-image cache; returns the
+    results and how many of them came from an earlier run's cache (not from this run, interrupted or not)."""
     cache_path = ds.root / "work" / _CACHE_FILE
     parts = Checkpoint(ds.root / "work" / _CACHE_PARTS, key="image_sha256")
-    results = _read_cache(cache_path, parts)
+    results, earlier = _read_cache(cache_path, parts)
+    reused = sum(sha in earlier for sha in wanted)
     todo = [(sha, rel) for sha, rel in wanted.items() if sha not in results]
     if todo:
         with progress("clean: checking images", len(todo)) as advance, \
@@ -362,7 +372,7 @@ def _image_results(ds: Dataset, wanted: dict[str, str]) -> dict[str, tuple[check
     if todo or parts.done_keys():
         atomic_write_table(cache_path, _cache_rows(list(results), list(results.values())))
         parts.clear()
-    return {sha: results[sha] for sha in wanted}
+    return {sha: results[sha] for sha in wanted}, reused
 
 
 def _cache_rows(shas: list[str], found: list[tuple[checks.ImageCheck, int | None]]) -> pa.Table:
@@ -378,7 +388,10 @@ def _cache_rows(shas: list[str], found: list[tuple[checks.ImageCheck, int | None
     }, schema=_CACHE_SCHEMA)
 
 
-def _read_cache(cache_path: Path, parts: Checkpoint) -> dict[str, tuple[checks.ImageCheck, int | None]]:
+def _read_cache(cache_path: Path, parts: Checkpoint
+                ) -> tuple[dict[str, tuple[checks.ImageCheck, int | None]], set[str]]:
+    """The cached results (those of the cache file, then those of a pass under way), and the SHA-256s of the cache
+    file's (what earlier runs checked)."""
     tables = [parts.read(_CACHE_SCHEMA)]
     if cache_path.exists():
         try:
@@ -386,9 +399,12 @@ def _read_cache(cache_path: Path, parts: Checkpoint) -> dict[str, tuple[checks.I
         except (OSError, pa.ArrowException):
             pass  # a damaged cache is only lost work: the images are checked again
     results: dict[str, tuple[checks.ImageCheck, int | None]] = {}
-    for table in tables:
+    earlier: set[str] = set()
+    for k, table in enumerate(tables):
         table = table.filter(pc.equal(table.column("method"), checks.METHOD))
         rows = zip(*(table.column(name).to_pylist() for name in _CACHE_SCHEMA.names))
         for sha, _, ok, reason, width, height, fmt, value in rows:
             results[sha] = (checks.ImageCheck(ok, reason, width, height, fmt), value)
-    return results
+            if k == 0 and len(tables) == 2:
+                earlier.add(sha)
+    return results, earlier

@@ -4,6 +4,18 @@ Work goes in batches of ``batch_size`` posts; each finished batch is one checkpo
 interrupted run resumes where it stopped and memory stays bounded whatever the source size. Up to
 :data:`LOOKAHEAD` batches download at once; their parts are written in source order, so a run
 killed at any point (``kill -9`` included) and started again gives the tables of an uninterrupted run.
+
+A source that is not a crawl folder (a file, a folder, an archive) is fingerprinted: the size and SHA-256 of each
+of its files (a folder's files in sorted order), recorded in the stage's manifest entry (``source_fingerprint``),
+never in its parameters. Run again with the same options, the stage is a no-op while the fingerprint is the same;
+when it is not, the stage runs again and says why (``source_changed``): the posts whose id and image reference are
+those of the last ingest keep the image it stored (nothing fetched again, unless the image file is gone or, for a
+local file, the file is no longer the one read), the others are fetched, and the tables are those of an ingest
+from scratch. ``work/ingest-files.parquet`` remembers the size, modification time and SHA-256 of the source's files
+and of the local images read (so an unchanged file is not hashed again, and a local image is known unchanged
+without reading it); ``work/ingest/previous.parquet`` and ``work/ingest/source.json`` hold, while a run is under
+way, the rows of the last ingest and the fingerprint the run reads, so an interrupted run resumes as it was.
+Crawl folders have their own incremental reading (:mod:`visent.ingest.crawl`).
 """
 
 from __future__ import annotations
@@ -11,32 +23,44 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import json
 import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from visent.core.display import ordered
 from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
-from visent.core.store import Dataset
+from visent.core.store import Checkpoint, Dataset, atomic_write_json, atomic_write_table
 from visent.ingest import crawl
 from visent.ingest.download import ImageFetcher
-from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, detect_format
+from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, _walk, detect_format, find_mvsa_layout
 
 STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
 DEFAULT_PER_HOST = 8
+# what a run over a changed source adds: why it ran, and its posts against the last ingest's (not repeated by a no-op)
+RUN_COUNTS = ("source_changed", "new_posts", "changed_posts", "removed_posts", "reused")
 COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "text_repaired", "text_suspect",
-          "ignored_fields", *crawl.COUNTS)  # the order of the counts
+          "ignored_fields", *crawl.COUNTS, *RUN_COUNTS)  # the order of the counts
+FINGERPRINT = "source_fingerprint"  # the manifest entry's key of the source's fingerprint
+FILES = "ingest-files.parquet"      # in work/: size, modification time and SHA-256 of the files the stage read
+PREVIOUS = "previous.parquet"       # in work/ingest/: the rows of the last ingest, while a run over a changed source
+STATE = "source.json"               # in work/ingest/: the fingerprint of the source the running ingest reads
+_FILES_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                           ("sha256", pa.string()), ("role", pa.string())])
+_PREVIOUS_COLUMNS = ["post_id", "text", "lang", "created_at", "image_ref", "image_sha256", "image_file"]
 
 
 def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
@@ -70,8 +94,12 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     plan = crawl.plan(out, src, params, STAGE, limit=limit) if reader == crawl.READER else None
     if plan is not None and plan.mode == "noop":
         return ordered(plan.counts, COUNTS)
-    if plan is None and finished(out, params):
-        return ordered(Dataset(out).stage_info(STAGE)["counts"], COUNTS)
+    source = _Source(out, src, reader) if plan is None else None
+    if source is not None and finished(out, params):
+        info = Dataset(out).stage_info(STAGE)
+        if info.get(FINGERPRINT) == source.fingerprint:
+            source.unchanged(Dataset(out))
+            return ordered({k: v for k, v in info["counts"].items() if k not in RUN_COUNTS}, COUNTS)
 
     # the source is opened before anything is written: an archive visent refuses leaves no dataset behind
     decoding: collections.Counter[str] = collections.Counter()
@@ -83,8 +111,12 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         raw = _select(_unique(plan.posts(ids), plan.seen), ids, limit)
     assert raw is not None
     posts = fields.tally(_tally_decoding(raw, decoding))
+    if source is not None:  # before begin_stage, which forgets that the last ingest finished
+        source.prepare(dataset, params)
+        posts = source.watch(posts)
     checkpoint = dataset.begin_stage(STAGE, params)
     _sweep(dataset)
+    reuse = source.start(dataset) if source is not None else None
     done = checkpoint.done_keys()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
     try:
@@ -92,7 +124,8 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
                           per_host=per_host, backoff=backoff) as fetcher, \
                 progress("ingest", limit) as advance:
             batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
-            for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host):
+            for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host,
+                                                reuse=reuse, read=None if source is None else source.read):
                 if rows:
                     checkpoint.write(rows, CHECKPOINT)
                 advance(len(batch))
@@ -124,6 +157,9 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     if plan is not None:
         counts.update(crawl_counts)
         crawl.without_images(dataset, left_out, table)  # a post deleted by its author leaves no image behind
+    if source is not None:
+        counts.update(source.finish(dataset, table))
+        record[FINGERPRINT] = source.fingerprint
     dataset.finish_stage(STAGE, params, counts, **record)
     if fields.unread:
         fields.warn(src)
@@ -191,9 +227,14 @@ class _Batch:
 
 
 def _fetched_batches(batches: Iterator[list[RawPost]], done: set[str], pool: ThreadPoolExecutor,
-                     fetcher: ImageFetcher, dataset: Dataset, workers: int,
-                     per_host: int) -> Iterator[tuple[list[RawPost], list[dict[str, Any]]]]:
+                     fetcher: ImageFetcher, dataset: Dataset, workers: int, per_host: int, *,
+                     reuse: Callable[[RawPost], dict[str, Any] | None] | None = None,
+                     read: dict[str, tuple[int, int, str]] | None = None,
+                     ) -> Iterator[tuple[list[RawPost], list[dict[str, Any]]]]:
     """``(batch, rows of its posts not in done)`` for each batch, in order, the rows in post order.
+
+    ``reuse`` gives the row of a post whose image need not be fetched (None: fetch it); ``read`` collects the
+    local image files fetched (path -> size, modification time before the read, SHA-256).
 
     Downloads of up to :data:`LOOKAHEAD` batches run at once, with at most ``per_host`` of them
     from one host in flight: posts of a busy host wait in its queue while the workers fetch from
@@ -214,6 +255,11 @@ def _fetched_batches(batches: Iterator[list[RawPost]], done: set[str], pool: Thr
             batch = _Batch(batch_posts, [post for post in batch_posts if post.post_id not in done])
             window.append(batch)
             for i, post in enumerate(batch.todo):
+                row = reuse(post) if reuse is not None else None
+                if row is not None:
+                    batch.rows[i] = row
+                    batch.missing -= 1
+                    continue
                 queues.setdefault(_host(post.image_ref), collections.deque()).append((batch, i))
         while window and window[0].missing == 0:
             batch = window.popleft()
@@ -226,7 +272,7 @@ def _fetched_batches(batches: Iterator[list[RawPost]], done: set[str], pool: Thr
             queue = queues[host]
             while queue and len(running) < workers and (host is None or active[host] < per_host):
                 batch, i = queue.popleft()
-                running[pool.submit(_row, batch.todo[i], fetcher, dataset)] = (batch, i, host)
+                running[pool.submit(_fetch, batch.todo[i], fetcher, dataset, read)] = (batch, i, host)
                 active[host] += 1
             if not queue:
                 del queues[host]
@@ -287,6 +333,18 @@ def stage_params(source: str | os.PathLike[str], *, format: str, timeout: float,
     return src, reader, ids, params
 
 
+def _fetch(post: RawPost, fetcher: ImageFetcher, dataset: Dataset,
+           read: dict[str, tuple[int, int, str]] | None) -> dict[str, Any]:
+    """:func:`_row`; a local image file it read goes into ``read`` with its size and modification time as they
+    were before the read (a file changed since then has others: it is read again next time)."""
+    local = _local_file(post.image_ref, post.base_dir) if read is not None else None
+    stat = _stat(local) if local is not None else None
+    row = _row(post, fetcher, dataset)
+    if read is not None and stat is not None and row["image_sha256"]:
+        read[str(local)] = (*stat, row["image_sha256"])
+    return row
+
+
 def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, Any]:
     """The table row of one post, its image fetched and stored."""
     reasons = [post.error] if post.error else []
@@ -297,6 +355,11 @@ def _row(post: RawPost, fetcher: ImageFetcher, dataset: Dataset) -> dict[str, An
             sha256, image_file = dataset.put_image(fetched.data, fetched.ext)
         else:
             reasons.append(fetched.reason)
+    return _post_row(post, sha256, image_file, reasons)
+
+
+def _post_row(post: RawPost, sha256: str | None, image_file: str | None, reasons: list[str]) -> dict[str, Any]:
+    """The table row of ``post`` with its image stored as ``image_file`` (None: ``reasons`` say why not)."""
     return {
         "post_id": post.post_id, "source": post.source, "text": post.text, "lang": post.lang,
         "created_at": post.created_at, "image_ref": post.image_ref, "image_sha256": sha256,
@@ -337,3 +400,293 @@ def _digest(ids: set[str] | None) -> dict[str, Any] | None:
         return None
     joined = "\n".join(sorted(map(str, ids))).encode("utf-8")
     return {"count": len(ids), "sha256": hashlib.sha256(joined).hexdigest()}
+
+
+# --------------------------------------------------------------------------- a source that changed
+class _Source:
+    """A source other than a crawl folder: its fingerprint now, and what the last ingest into ``out`` read of it
+    (see the module's docstring). :meth:`prepare` (before the stage begins) and :meth:`start` (after) ready a run
+    over a changed source, whose :meth:`reuse` gives the rows of the posts that need no fetching; :meth:`finish`
+    records the files read and says what changed.
+
+    The fingerprint covers the source's files and the local image files the last ingest read (a JSONL file's
+    images beside it): a file whose size and modification time are those recorded is not read again."""
+
+    def __init__(self, out: str | os.PathLike[str], src: Path, reader: str):
+        self.src = src
+        # an archive's images are read from a temporary extraction: never known unchanged, never recorded
+        self.record_images = reader != "archive"
+        self.base = src if src.is_dir() else src.parent
+        known = _read_files(Path(out) / "work" / FILES)  # path -> (size, mtime_ns, sha256, role)
+        self.before = {path: entry[:3] for path, entry in known.items() if entry[3] == "source"}
+        self.rehashed = 0
+        # the source's files now, and the local images the last ingest read as they are now: path -> (size, mtime_ns,
+        # sha256); an image file that is gone has none
+        self.files = self._hashed(_source_files(src, reader), known)
+        self.images: dict[str, tuple[int, int, str] | None] = {}
+        for path, entry in known.items():
+            if entry[3] == "image" and path not in self.files:
+                self.images[path] = self._hashed([Path(path)], known).get(path)
+        self.recorded = {path: entry[:3] for path, entry in known.items() if entry[3] == "image"}
+        self.fingerprint = self._fingerprint(self.files, self.images)
+        self.read: dict[str, tuple[int, int, str]] = {}   # local images fetched by this run
+        self.used: dict[str, tuple[int, int, str]] = {}   # local images of the last ingest that this run kept
+        self.local: dict[str, str] = {}                   # post_id -> the local image file it names
+        self.previous: dict[str, dict[str, Any]] = {}     # post_id -> row of the last ingest (a changed source)
+        self.changed: str | None = None
+        self.root: Path | None = None
+
+    def _hashed(self, paths: list[Path], known: dict[str, tuple[int, int, str, str]]
+                ) -> dict[str, tuple[int, int, str]]:
+        """(size, mtime_ns, SHA-256) of the readable files of ``paths``, hashing only those not as ``known``."""
+        out: dict[str, tuple[int, int, str]] = {}
+        for path in paths:
+            stat = _stat(path)
+            if stat is None:
+                continue
+            entry = known.get(str(path))
+            if entry is not None and (entry[0], entry[1]) == stat:
+                out[str(path)] = (*stat, entry[2])
+                continue
+            try:
+                out[str(path)] = (*stat, _file_sha256(path))
+            except OSError:
+                continue
+            self.rehashed += 1
+        return out
+
+    def _fingerprint(self, files: dict[str, tuple[int, int, str]],
+                     images: dict[str, tuple[int, int, str] | None]) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        for path, (size, _, sha) in files.items():
+            name = os.path.relpath(path, self.base).encode("utf-8", "surrogateescape")
+            digest.update(name + f"\0{size}\0{sha}\n".encode())
+        digest.update(b"\0images\n")
+        for path in sorted(images):
+            entry = images[path]
+            digest.update(path.encode("utf-8", "surrogateescape") + f"\0{entry[2] if entry else 'gone'}\n".encode())
+        return {"files": len(files), "bytes": sum(entry[0] for entry in files.values()), "images": len(images),
+                "sha256": digest.hexdigest()}
+
+    def prepare(self, dataset: Dataset, params: dict[str, Any]) -> None:
+        """Before the stage begins: when the last ingest finished with ``params`` (the source changed, else the stage
+        was a no-op), keep its rows in ``work/ingest/``; when an interrupted run read another state of the source,
+        drop its rows."""
+        info = dataset.stage_info(STAGE)
+        if info is None or not crawl._same(info.get("params"), params):
+            return  # a run from scratch: begin_stage clears the checkpoint
+        work = dataset.root / "work" / STAGE
+        if info.get("status") == "done" and dataset.has_table("posts"):
+            Checkpoint(work).clear()
+            posts = dataset.read_table("posts")
+            previous = pa.table({name: posts.column(name) if name in posts.column_names
+                                 else pa.nulls(posts.num_rows, pa.string()) for name in _PREVIOUS_COLUMNS})
+            atomic_write_table(work / PREVIOUS, previous)
+            atomic_write_json(work / STATE, {"fingerprint": self.fingerprint, "changed": self._why(info)})
+            return
+        state = _read_json(work / STATE)
+        if state is not None and state.get("fingerprint") != self.fingerprint:
+            for part in work.glob("part-*.parquet"):  # rows of another state of the source
+                part.unlink()
+            changed = self._why(None) if (work / PREVIOUS).is_file() else None
+            atomic_write_json(work / STATE, {"fingerprint": self.fingerprint, "changed": changed})
+
+    def start(self, dataset: Dataset) -> Callable[[RawPost], dict[str, Any] | None] | None:
+        """After the stage began: the function that gives the row of a post that needs no fetching (None when the
+        last ingest's rows are not at hand)."""
+        work = dataset.root / "work" / STAGE
+        state = _read_json(work / STATE)
+        if state is None:  # a run from scratch (or one an engine began): its checkpoint holds this source's rows
+            state = {"fingerprint": self.fingerprint, "changed": None}
+            atomic_write_json(work / STATE, state)
+        self.changed = state.get("changed")
+        self.root = dataset.root
+        if not (work / PREVIOUS).is_file():
+            return None
+        self.previous = {row["post_id"]: row for row in pq.read_table(work / PREVIOUS).to_pylist()}
+        return self.reuse
+
+    def watch(self, posts: Iterable[RawPost]) -> Iterator[RawPost]:
+        """``posts``, noting the local image file of each (see :meth:`finish`)."""
+        for post in posts:
+            local = _local_file(post.image_ref, post.base_dir)
+            if local is not None:
+                self.local[post.post_id] = str(local)
+            yield post
+
+    def reuse(self, post: RawPost) -> dict[str, Any] | None:
+        """The row of ``post`` with the image the last ingest stored for it, when it has the same id and image
+        reference, the image file is still in the dataset, and a local image file is still the one read."""
+        old = self.previous.get(post.post_id)
+        if old is None or not post.image_ref or old["image_ref"] != post.image_ref:
+            return None
+        sha, image_file = old["image_sha256"], old["image_file"]
+        if not sha or not image_file or self.root is None or not (self.root / image_file).is_file():
+            return None
+        local = self.local.get(post.post_id)
+        if local is not None:
+            entry = self.files.get(local) or self.images.get(local)
+            if entry is None or entry[2] != sha:
+                return None
+            self.used[local] = entry
+        return _post_row(post, sha, image_file, [post.error] if post.error else [])
+
+    def finish(self, dataset: Dataset, table: pa.Table) -> dict[str, Any]:
+        """Record the files read (the fingerprint, returned in :attr:`fingerprint`, is then theirs); remove the
+        images of the last ingest that no post has now; the counts of a run over a changed source
+        (:data:`RUN_COUNTS`; none for a run from scratch)."""
+        images = {**self.used, **self.read}
+        # the local images of posts a run interrupted before this one stored: read now, if still what was stored
+        for post_id, sha in zip(table.column("post_id").to_pylist(), table.column("image_sha256").to_pylist()):
+            path = self.local.get(post_id)
+            if sha and path is not None and path not in images and path not in self.files and self.record_images:
+                entry = self._hashed([Path(path)], {})
+                if entry.get(path) and entry[path][2] == sha:
+                    images[path] = entry[path]
+        images = {path: entry for path, entry in images.items() if path not in self.files and self.record_images}
+        self._save(dataset, images)
+        self.fingerprint = self._fingerprint(self.files, images)  # type: ignore[arg-type]
+        if not self.previous:
+            return {}
+        ids = table.column("post_id").to_pylist()
+        columns = {name: table.column(name).to_pylist() for name in _PREVIOUS_COLUMNS[1:]}
+        new = changed = reused = 0
+        for k, post_id in enumerate(ids):
+            old = self.previous.get(post_id)
+            if old is None:
+                new += 1
+                continue
+            changed += any(old[name] != columns[name][k] for name in ("text", "lang", "created_at", "image_ref"))
+            reused += bool(old["image_sha256"]) and old["image_ref"] == columns["image_ref"][k] and \
+                (old["image_sha256"], old["image_file"]) == (columns["image_sha256"][k], columns["image_file"][k])
+        removed = len(self.previous.keys() - set(ids))
+        crawl.without_images(dataset, [row["image_file"] for row in self.previous.values() if row["image_file"]], table)
+        return {"source_changed": self.changed or f"{self.src.name} changed since the last ingest", "new_posts": new,
+                "changed_posts": changed, "removed_posts": removed, "reused": reused}
+
+    def unchanged(self, dataset: Dataset) -> None:
+        """On a no-op: record the files hashed again (touched, not changed), so the next run need not."""
+        if self.rehashed:
+            self._save(dataset, {path: entry for path, entry in self.images.items() if entry is not None})
+
+    def _save(self, dataset: Dataset, images: dict[str, tuple[int, int, str]]) -> None:
+        """Write ``work/ingest-files.parquet``: the source's files and the local images ``images``."""
+        rows = [(path, *entry, "source") for path, entry in self.files.items()]
+        rows += [(path, *entry, "image") for path, entry in images.items()]
+        rows = [row for row in rows if _utf8(row[0])]
+        table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(_FILES_SCHEMA.names)},
+                         schema=_FILES_SCHEMA)
+        atomic_write_table(dataset.root / "work" / FILES, table)
+
+    def _why(self, info: dict[str, Any] | None) -> str:
+        """Why the source is not what the last ingest read, in a few words."""
+        name = self.src.name
+        if info is not None and not info.get(FINGERPRINT):
+            return f"the last ingest recorded no fingerprint of {name}: read again"
+        what: list[str] = []
+        names: list[str] = []
+        if self.before and self.src.is_dir():
+            added = [path for path in self.files if path not in self.before]
+            changed = [path for path in self.files
+                       if path in self.before and self.before[path][2] != self.files[path][2]]
+            removed = [path for path in self.before if path not in self.files]
+            what += [f"{len(paths)} {how}" for paths, how in ((added, "added"), (changed, "changed"),
+                                                               (removed, "removed")) if paths]
+            names += [os.path.relpath(path, self.src) for path in added + changed + removed]
+            what = [f"files {', '.join(what)}"] if what else []
+        elif self.before and any(self.before.get(path, (0, 0, ""))[2] != entry[2]
+                                 for path, entry in self.files.items()):
+            what.append("the file itself")
+        images = [path for path, entry in self.images.items()
+                  if entry is None or entry[2] != self.recorded.get(path, (0, 0, ""))[2]]
+        if images:
+            what.append(f"{len(images)} local image{'s' if len(images) > 1 else ''} changed or gone")
+            names += [os.path.relpath(path, self.base) for path in images]
+        if not what or what == ["the file itself"]:
+            return f"{name} changed since the last ingest"
+        more = ", ..." if len(names) > 3 else ""
+        detail = f" ({', '.join(names[:3])}{more})" if names else ""
+        return f"{name} changed since the last ingest: {'; '.join(what)}{detail}"
+
+
+def _source_files(src: Path, reader: str) -> list[Path]:
+    """The files the reader ``reader`` reads of ``src`` (for a folder: its files, hidden ones and datasets left
+    out), in sorted order."""
+    if src.is_file():
+        return [src]
+    if reader == "mvsa":
+        data, labels = find_mvsa_layout(src)
+        files = [path for _, names in _walk(data) for path in names] + ([labels] if labels else [])
+        return sorted(set(path for path in files if path.is_file()), key=str)
+    return [path for _, names in _walk(src) for path in names if path.is_file()]
+
+
+def _local_file(ref: str | None, base: Path | None) -> Path | None:
+    """The local file an image reference names, as the image fetcher reads it (absolute); None for a URL."""
+    if not ref:
+        return None
+    try:
+        parts = urlsplit(ref)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        path = Path(url2pathname(parts.path))
+    elif len(scheme) > 1:
+        return None
+    else:
+        try:
+            path = Path(ref).expanduser()
+        except RuntimeError:
+            return None
+        if not path.is_absolute() and base is not None:
+            path = base / path
+    try:
+        return Path(os.path.abspath(path))
+    except ValueError:  # a NUL byte
+        return None
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file; None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_files(path: Path) -> dict[str, tuple[int, int, str, str]]:
+    """What ``work/ingest-files.parquet`` says of each file (empty when it is missing or damaged)."""
+    if not path.is_file():
+        return {}
+    try:
+        table = pq.read_table(path).cast(_FILES_SCHEMA)
+    except (OSError, pa.ArrowException):
+        return {}
+    columns = [table.column(name).to_pylist() for name in _FILES_SCHEMA.names]
+    return {row[0]: tuple(row[1:]) for row in zip(*columns)}  # type: ignore[misc]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

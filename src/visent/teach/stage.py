@@ -1,4 +1,15 @@
-"""The ``teach`` stage: teacher probabilities for every post of a dataset."""
+"""The ``teach`` stage: teacher probabilities for every post of a dataset.
+
+A teacher gives each text the same probabilities whatever else it is asked about, so a post taught before keeps its
+row: when the posts changed (a crawl that grew, a text edited), the stage teaches only the posts whose id, text or
+language code is new, and takes the other rows from the last teach table by the same teacher (same name and
+fingerprint). ``work/teach-inputs.parquet`` says what that table was taught from (a digest of each post's text and
+language code) and which posts it was written for; the rows taken go first into the stage's checkpoint, marked as
+taken, so that an interrupted run resumes with them. The table is the one a run from scratch gives, provided the
+teacher scores a text alike whatever texts share its batch (VADER does; the shipped default teacher on its default
+``onnx-int8`` runtime does not: it quantises activations per batch). The stage's manifest entry says what the run
+did: ``run`` = ``{"taught": N, "reused": M}``.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +20,14 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from visent.core import schema
 from visent.core.display import ordered
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
-from visent.core.store import Dataset
+from visent.core.store import Checkpoint, Dataset, atomic_write_table
 from visent.engine import get_engine
 from visent.teach.base import Teacher
 from visent.teach.teachers import is_teacher_dir, load_teacher
@@ -23,6 +35,9 @@ from visent.teach.text import preprocess_tweet
 
 STAGE = "teach"
 COUNTS = ("posts", "ok", "skipped", *CLASSES)  # the order of the counts
+INPUTS = "teach-inputs.parquet"  # in work/: what the teach table was taught from
+_INPUTS_SCHEMA = pa.schema([("post_id", pa.string()), ("input", pa.string())])
+_TAKEN = b"visent_teach_taken"  # schema metadata of a checkpoint part of rows taken from the last teach table
 
 
 def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str], langs: Sequence[str | None]) -> str:
@@ -34,6 +49,12 @@ def _posts_fingerprint(ids: Sequence[str], texts: Sequence[str], langs: Sequence
         if lang:
             digest.update(f"\x1d{lang}".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def _inputs(texts: Sequence[str], langs: Sequence[str | None]) -> list[str]:
+    """A digest per post of what its teacher row depends on: its text and language code."""
+    return [hashlib.sha256(f"{text}\x1e{lang or ''}\x1d{lang is None}".encode("utf-8", "surrogatepass"))
+            .hexdigest()[:32] for text, lang in zip(texts, langs)]
 
 
 def _row(post_id: str, teacher: str, probs: np.ndarray | None, reason: str) -> dict[str, Any]:
@@ -135,10 +156,19 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
         if "thresholds" not in ds.stage_info(STAGE):  # taught by a visent that did not record them
             ds.record_stage(STAGE, thresholds=dict(model.thresholds))
+        if not _inputs_written(ds, params):  # taught by a visent that did not write them: the next change needs them
+            _write_inputs(ds, ids, _inputs(texts, langs), params)
         return ordered(ds.stage_info(STAGE)["counts"], COUNTS)  # type: ignore[index]
 
+    inputs = _inputs(texts, langs)
+    taken = _taught_before(ds, params, ids, inputs)  # read before begin_stage, which forgets the last run finished
     checkpoint = ds.begin_stage(STAGE, params)
     done = checkpoint.done_keys()
+    if taken is not None:
+        taken = taken.filter(pc.invert(pc.is_in(taken.column("post_id"), value_set=pa.array(list(done), pa.string()))))
+        if taken.num_rows:
+            checkpoint.write(taken.replace_schema_metadata({_TAKEN: b"1"}))
+            done.update(taken.column("post_id").to_pylist())
     todo = [i for i, post_id in enumerate(ids) if post_id not in done]
     run = get_engine(engine)
     pending = pa.table({"post_id": [ids[i] for i in todo], "text": [texts[i] for i in todo],
@@ -155,9 +185,13 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
         raise RuntimeError(f"teach checkpoint in {ds.root} lacks {order.null_count} posts")
     table = rows.take(order)
     ds.write_table(STAGE, table)
+    _write_inputs(ds, ids, inputs, params)
     counts = _counts(table)
-    # the clean stage reads the teacher's thresholds from here, never the teacher itself
-    ds.finish_stage(STAGE, params, counts, thresholds=dict(model.thresholds))
+    reused = _taken_rows(checkpoint)
+    # the clean stage reads the teacher's thresholds from here, never the teacher itself; ``run`` says what this run
+    # did: the posts it taught (an interrupted run's included) and those whose rows it took from the last table
+    ds.finish_stage(STAGE, params, counts, thresholds=dict(model.thresholds),
+                    run={"taught": table.num_rows - reused, "reused": reused})
     return counts
 
 
@@ -167,3 +201,71 @@ def _counts(table: pa.Table) -> dict[str, int]:
     counts = {"posts": table.num_rows, "ok": status.count("ok"), "skipped": status.count("skipped")}
     counts.update({name: labels.count(name) for name in CLASSES})
     return counts
+
+
+def _taught_before(ds: Dataset, params: dict[str, Any], ids: list[str], inputs: list[str]) -> pa.Table | None:
+    """The rows of the last teach table that a run now would give again (:data:`schema.TEACH`): those of the posts
+    whose id, text and language code it was taught from, by the same teacher; None when there is no such table.
+
+    The table counts only when the stage last finished (its entry has ``finished_at``, which begin_stage removes)
+    with this teacher, and ``work/teach-inputs.parquet`` was written for that run (it names the posts' digest of
+    its parameters); a table of the same posts needs no inputs file (one taught by an older visent)."""
+    info = ds.stage_info(STAGE)
+    if not info or not info.get("finished_at") or not ds.has_table(STAGE):
+        return None
+    recorded = info.get("params") or {}
+    if recorded.get("teacher") != params["teacher"] or recorded.get("teacher_id") != params["teacher_id"]:
+        return None
+    try:
+        table = ds.read_table(STAGE).cast(schema.TEACH)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    wanted = dict(zip(ids, inputs))
+    if recorded.get("posts") == params["posts"]:  # the same posts: every row holds
+        before = wanted
+    else:
+        path = ds.root / "work" / INPUTS
+        try:
+            written = pq.read_table(path)
+        except (OSError, pa.ArrowException):
+            return None
+        if (written.schema.metadata or {}).get(b"posts") != str(recorded.get("posts")).encode():
+            return None  # written for another run than the one the manifest records
+        before = dict(zip(written.column("post_id").to_pylist(), written.column("input").to_pylist()))
+    keep = [post_id in wanted and before.get(post_id) == wanted[post_id]
+            for post_id in table.column("post_id").to_pylist()]
+    table = table.filter(pa.array(keep, pa.bool_()))
+    # one row per post (the table has one; a damaged one might not)
+    seen: set[str] = set()
+    first = []
+    for post_id in table.column("post_id").to_pylist():
+        first.append(post_id not in seen)
+        seen.add(post_id)
+    return table.filter(pa.array(first, pa.bool_())) if table.num_rows else None
+
+
+def _write_inputs(ds: Dataset, ids: list[str], inputs: list[str], params: dict[str, Any]) -> None:
+    """Write ``work/teach-inputs.parquet``: the digest of each post's text and language code the table was taught
+    from, for the run with ``params`` (its metadata names their digest of the posts)."""
+    table = pa.table({"post_id": pa.array(ids, pa.string()), "input": pa.array(inputs, pa.string())},
+                     schema=_INPUTS_SCHEMA.with_metadata({b"posts": str(params["posts"]).encode()}))
+    atomic_write_table(ds.root / "work" / INPUTS, table)
+
+
+def _inputs_written(ds: Dataset, params: dict[str, Any]) -> bool:
+    """Whether ``work/teach-inputs.parquet`` was written for the posts of ``params``."""
+    try:
+        metadata = pq.read_schema(ds.root / "work" / INPUTS).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    return metadata.get(b"posts") == str(params["posts"]).encode()
+
+
+def _taken_rows(checkpoint: Checkpoint) -> int:
+    """How many rows of the checkpoint were taken from the last teach table rather than taught."""
+    total = 0
+    for part in sorted(checkpoint.directory.glob("part-*.parquet")):
+        metadata = pq.read_metadata(part)
+        if (metadata.schema.to_arrow_schema().metadata or {}).get(_TAKEN) == b"1":
+            total += metadata.num_rows
+    return total
