@@ -2,18 +2,20 @@
 
 Layout: ``<root>/<backbone-slug>-<hash of key>/shard-<uuid>.npz``, each shard holding arrays ``hashes``
 and ``features`` for one batch group, written atomically. ``key.txt`` in the directory records the full
-backbone key. An in-memory index (hash → shard, row) is built lazily from the ``hashes`` arrays only.
+backbone key. An in-memory index (hash → shard, row) is built lazily from the ``hashes`` arrays only; inside
+:func:`shared_indexes`, the caches of one root share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +28,26 @@ def default_cache_root() -> Path:
     return cache_root() / FEATURES
 
 
+_shared: dict[Path, tuple[dict, dict]] | None = None  # root → (index, shards seen) while shared_indexes() runs
+
+
+@contextlib.contextmanager
+def shared_indexes() -> Iterator[None]:
+    """While the block runs, the :class:`FeatureCache` objects of one root made in this process share their index,
+    so that each looks only at the shards written since the last look: reading a million cached vectors a block
+    of rows at a time (a new cache object per block, as ``VisentModel.features`` makes) indexes the shards once,
+    not once per block. The index is dropped when the outermost block ends."""
+    global _shared
+    outermost = _shared is None
+    if outermost:
+        _shared = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            _shared = None
+
+
 class FeatureCache:
     """Features per (backbone key, image SHA-256); safe to share between runs and processes."""
 
@@ -33,6 +55,8 @@ class FeatureCache:
         self.root = Path(root) if root is not None else default_cache_root()
         self._index: dict[str, dict[str, tuple[Path, int]]] = {}
         self._shards: dict[str, set[Path]] = {}
+        if _shared is not None:
+            self._index, self._shards = _shared.setdefault(self.root.resolve(), (self._index, self._shards))
 
     def directory(self, backbone_key: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone_key.split("|", 1)[0])[:60]

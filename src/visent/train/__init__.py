@@ -10,27 +10,33 @@ import copy
 import hashlib
 import json
 import math
+import os
+import tempfile
 import time
 import warnings
+from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from visent.clean import STEPS as CLEAN_STEPS
 from visent.core.display import ordered, readable
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
-from visent.core.numeric import LOG_TEMPERATURE_BOUNDS, expected_calibration_error
+from visent.core.numeric import (LOG_TEMPERATURE_BOUNDS, expected_calibration_error, fit_temperature,
+                                  softmax)
 from visent.core.progress import Advance, console, progress
 from visent.core.schema import PROB_COLUMNS
 from visent.core.store import Dataset, atomic_write_bytes
 from visent.core.version import __version__
 from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, ModelError, VisentModel
-from visent.model.head import StudentHead, as_targets
+from visent.model.head import StudentHead, as_targets, default_block_rows
 from visent.train.noisy import self_train, sharpen
 
 __all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError", "WeakModelWarning"]
@@ -43,17 +49,206 @@ class TrainError(VisentError):
     """Training cannot start: the dataset is not ready or has too few usable examples."""
 
 
+class _ImagePaths(SequenceABC):
+    """The image path of each training row, made when asked for: a million paths held at once would cost as
+    much memory as the rest of the training rows together."""
+
+    def __init__(self, dataset: Dataset, files: list[str | None]):
+        self._dataset, self._files = dataset, files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._path(f) for f in self._files[index]]
+        return self._path(self._files[index])
+
+    def _path(self, rel: str | None) -> Path | None:
+        return None if rel is None else self._dataset.image_path(rel)
+
+
 def _training_rows(dataset: Dataset) -> dict[str, Any]:
+    """The kept posts, column by column: ids, image paths (:class:`_ImagePaths`), image hashes, the teacher's
+    probabilities (float32, n × 3) and labels, in the order of :meth:`Dataset.posts`."""
     dataset.require_stage("clean")
     table = dataset.posts()
-    kept = [row for row in table.to_pylist() if row.get("clean_status") == "kept"]
-    return {
-        "post_id": [r["post_id"] for r in kept],
-        "path": [dataset.image_path(r["image_file"]) for r in kept],
-        "sha256": [r["image_sha256"] for r in kept],
-        "soft": np.array([[r[c] for c in PROB_COLUMNS] for r in kept], dtype=np.float64).reshape(-1, len(CLASSES)),
-        "label": [r["label"] for r in kept],
-    }
+    if "clean_status" in table.column_names:
+        table = table.filter(pc.equal(table["clean_status"], "kept"))  # a null status is not kept
+    else:
+        table = table.slice(0, 0)
+    names = ["post_id", "image_file", "image_sha256", "label", *PROB_COLUMNS]
+    table = table.select([name for name in names if name in table.column_names])
+
+    def column(name: str) -> list[Any]:
+        return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
+
+    soft = np.empty((table.num_rows, len(CLASSES)), dtype=np.float32)
+    for k, name in enumerate(PROB_COLUMNS):
+        soft[:, k] = table[name].to_numpy(zero_copy_only=False) if name in table.column_names else np.nan
+    rows = {"post_id": column("post_id"), "path": _ImagePaths(dataset, column("image_file")),
+            "sha256": column("image_sha256"), "soft": soft, "label": column("label")}
+    del table
+    # Arrow's allocator keeps what the joined tables freed (1.25 GB of 1M posts) for later tables: give it back.
+    pa.default_memory_pool().release_unused()
+    return rows
+
+
+# Memory of the student's features (float32), in MB: beyond it they are kept in a file under the dataset's work/train
+# and the head is fitted by StudentHead.fit_streamed, block by block.
+MEMORY_ENV = "VISENT_TRAIN_MEMORY_MB"
+DEFAULT_MEMORY_MB = 1024
+# StudentHead.fit peaks at about 5.5 times the float32 matrix on top of it (a float64 copy and its standardised
+# temporaries, then the rows repeated once per class of the soft targets): measured with 10,000 and 20,000 rows of
+# 2,576 features. It runs as it always has while the matrix times this fits the budget.
+IN_MEMORY_FIT_FACTOR = 6
+# Rows whose features are computed (or read from the cache) at a time: 169 MB of the default backbone's 2,576.
+FEATURE_BLOCK_ROWS = 16384
+# Rows C is chosen and the temperature fitted on when the head is streamed: 515 MB of 2,576 features in memory.
+C_SUBSAMPLE = 50_000
+
+
+def memory_budget() -> int:
+    """Bytes the student's features may take in memory: ``$VISENT_TRAIN_MEMORY_MB`` megabytes (default
+    :data:`DEFAULT_MEMORY_MB`)."""
+    raw = os.environ.get(MEMORY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MEMORY_MB << 20
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise UsageError(f"{MEMORY_ENV} must be a number of megabytes, not {raw!r}") from None
+    if not megabytes >= 0:
+        raise UsageError(f"{MEMORY_ENV} must be a number of megabytes, not {raw!r}")
+    return int(megabytes * 2**20)
+
+
+class _FeatureFile:
+    """Float32 feature rows (n, d) in a temporary file with no name (gone when closed, or when the process ends,
+    however it ends): appended in order, read back by row slices and index arrays with plain reads. Not a memory
+    map: the pages a map touches would count in the process's resident memory until it is unmapped. The bytes are
+    those ``np.memmap(..., dtype=np.float32, shape=(n, d))`` would map."""
+
+    dtype = np.dtype(np.float32)
+    SPAN_ROWS = 4096  # rows read at once when gathering an index array
+    GAP_ROWS = 64     # rows an index array may skip inside one read
+
+    def __init__(self, directory: Path, n_features: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="features-")
+        self.n_features, self.n_rows = int(n_features), 0
+        self._row_bytes = 4 * self.n_features
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_rows, self.n_features
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != self.n_features:
+            raise ValueError(f"rows of {self.n_features} features expected, got shape {block.shape}")
+        if not block.size:
+            return
+        view, offset = memoryview(block.reshape(-1)).cast("B"), self.n_rows * self._row_bytes
+        while view:
+            written = os.pwrite(self._file.fileno(), view, offset)
+            view, offset = view[written:], offset + written
+        self.n_rows += len(block)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, self.n_features), dtype=np.float32)
+        if not out.size:
+            return out
+        view, offset = memoryview(out.reshape(-1)).cast("B"), start * self._row_bytes
+        while view:
+            got = os.preadv(self._file.fileno(), [view], offset)
+            if got <= 0:
+                raise EOFError(f"the feature file ends before row {stop}")
+            view, offset = view[got:], offset + got
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.n_rows)
+            if step != 1:
+                raise IndexError("feature file rows are read by slices of step 1")
+            return self._read(start, max(start, stop))
+        index = np.asarray(key)
+        if index.ndim != 1 or (index.size and index.dtype.kind not in "iu"):
+            raise IndexError("feature file rows are read by slices or 1-D integer arrays")
+        index = index.astype(np.int64)
+        out = np.empty((len(index), self.n_features), dtype=np.float32)
+        if not len(index):
+            return out
+        if index.min() < 0 or index.max() >= self.n_rows:
+            raise IndexError(f"row index out of range for {self.n_rows} rows")
+        order = np.argsort(index, kind="stable")
+        ordered = index[order]
+        first = 0
+        for i in range(1, len(ordered) + 1):  # one read per run of nearby rows, at most SPAN_ROWS long
+            if (i < len(ordered) and ordered[i] - ordered[i - 1] <= self.GAP_ROWS
+                    and ordered[i] - ordered[first] < self.SPAN_ROWS):
+                continue
+            low = int(ordered[first])
+            span = self._read(low, int(ordered[i - 1]) + 1)
+            out[order[first:i]] = span[ordered[first:i] - low]
+            first = i
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _embed(reader: VisentModel, rows: dict[str, Any], *, batch_size: int, budget: int,
+           work: Path) -> tuple[Any, np.ndarray, list[str]]:
+    """The features of the kept rows whose images could be embedded, float32 (n_usable, d), computed (or read from
+    the feature cache) :data:`FEATURE_BLOCK_ROWS` rows at a time: an array when they fit the memory ``budget``, else a
+    :class:`_FeatureFile` under ``work``; with the mask of usable rows and the first 20 errors."""
+    from visent.embed.cache import shared_indexes
+
+    n = len(rows["sha256"])
+    usable = np.zeros(n, dtype=bool)
+    errors: list[str] = []
+    store: Any = None
+    filled = 0
+    try:
+        with shared_indexes():  # the cache's index is read once, not once per block
+            for start in range(0, n, FEATURE_BLOCK_ROWS):
+                stop = min(n, start + FEATURE_BLOCK_ROWS)
+                features, statuses = reader.features(rows["path"][start:stop], rows["sha256"][start:stop],
+                                                     batch_size=batch_size)
+                ok = ~np.isnan(features).any(axis=1)
+                usable[start:stop] = ok
+                errors += [str(s) for s in statuses if s.failed][:20 - len(errors)]
+                d = features.shape[1]
+                if store is None:
+                    if n * d * 4 <= budget:
+                        if stop == n:  # every row at once, as training always embedded them
+                            return features[ok], usable, errors
+                        store = np.empty((n, d), dtype=np.float32)
+                    else:
+                        store = _FeatureFile(work, d)
+                kept = features if ok.all() else features[ok]
+                if isinstance(store, np.ndarray):
+                    store[filled:filled + len(kept)] = kept
+                else:
+                    store.append(kept)
+                filled += len(kept)
+                del features, statuses, kept
+    except BaseException:
+        if isinstance(store, _FeatureFile):
+            store.close()
+        raise
+    if store is None:
+        return np.empty((0, 0), dtype=np.float32), usable, errors
+    return (store[:filled] if isinstance(store, np.ndarray) else store), usable, errors
 
 
 def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,19 +258,26 @@ def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
 
 
 def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
-              grid: tuple[float, ...], advance: Advance = lambda n=1: None) -> tuple[float, dict[str, Any], StudentHead]:
+              grid: tuple[float, ...], advance: Advance = lambda n=1: None, *, streamed: bool = False,
+              rows: np.ndarray | None = None) -> tuple[float, dict[str, Any], StudentHead]:
     """Pick the regularisation strength on a validation split of the teacher's labels (no human labels).
-    Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows."""
+    Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows.
+    ``streamed`` fits each head with :meth:`StudentHead.fit_streamed` and predicts a block of rows at a time (the
+    same heads and figures, without copies of X); the targets and labels are then those of X's ``rows`` when given."""
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
+    at_train, at_val = (idx_train, idx_val) if rows is None else (rows[idx_train], rows[idx_val])
     scores, heads = [], {}
     # Along the grid (strong to weak regularisation) each fit starts from the last one's solution: the same
     # optima in fewer solver steps.
     head = StudentHead(warm_start=True)
     for C in grid:
-        head.set_params(C=C).fit(X[idx_train], targets[idx_train])
+        if streamed:
+            head.set_params(C=C).fit_streamed(X, targets[idx_train], rows=at_train)
+        else:
+            head.set_params(C=C).fit(X[idx_train], targets[idx_train])
         heads[C] = copy.deepcopy(head)
         advance()
-        probs = head.predict_proba(X[idx_val])
+        probs = _predict_rows(head, X, at_val) if streamed else head.predict_proba(X[idx_val])
         pred = np.array(CLASSES)[probs.argmax(axis=1)]
         scores.append({
             "C": C,
@@ -268,22 +470,35 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
                                                         seed=seed)
     reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
     reader._backbone, reader._extra_backbones = model_backbone, extra_loaded
-    features, statuses = reader.features(rows["path"], rows["sha256"], batch_size=batch_size)
-    usable = ~np.isnan(features).any(axis=1)
-    if usable.sum() < 10:
-        raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean table")
-    X, targets, labels = features[usable], targets[usable], labels[usable]
-
-    head, C, selection, calibration = _fit_head(
-        X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
-        self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate)
+    budget = memory_budget()
+    X, usable, embed_errors = _embed(reader, rows, batch_size=batch_size, budget=budget,
+                                     work=dataset.root / "work" / "train")
+    try:
+        if usable.sum() < 10:
+            raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean "
+                             "table")
+        targets, labels = targets[usable], labels[usable]
+        # Today's fit copies the matrix several times over (IN_MEMORY_FIT_FACTOR): beyond the budget, the streamed
+        # fit reaches the same head reading the rows block by block.
+        streamed = not (isinstance(X, np.ndarray) and X.nbytes * IN_MEMORY_FIT_FACTOR <= budget)
+        head, C, selection, calibration = _fit_head(
+            X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
+            self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate,
+            streamed=streamed)
+        fit = {"streamed": streamed, "features_on_disk": isinstance(X, _FeatureFile),
+               "memory_budget_mb": round(budget / 2**20, 1)}
+        if streamed:
+            fit["passes"] = int(getattr(head, "n_passes_", 0))
+    finally:
+        if isinstance(X, _FeatureFile):
+            X.close()
 
     class_counts = {name: int(np.sum(labels == name)) for name in CLASSES}
     notes = weak_model_notes(class_counts, selection, calibration)
     metrics = {
         "n_train_posts": int(usable.sum()),
         "n_embed_errors": int((~usable).sum()),
-        "embed_errors": [str(s) for s in statuses if s.failed][:20],
+        "embed_errors": embed_errors,
         "class_counts": class_counts,
         "target": target,
         "C": C,
@@ -292,6 +507,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         "self_training": {"rounds": self_training, "alpha": self_training_alpha},
         "calibration": calibration,
         "finetune": finetune_report,
+        "fit": fit,
         "seconds": round(time.time() - started, 1),
         **_provenance(dataset),
         "params": params,
@@ -303,12 +519,21 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     return model
 
 
-def _fit_head(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
-              seed: int, self_training: int, self_training_alpha: float,
-              calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
+def _fit_head(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
+              seed: int, self_training: int, self_training_alpha: float, calibrate: bool,
+              streamed: bool = False) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
     """The head on the teacher's (sharpened) targets: C chosen on a teacher-label split unless given, the
     self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration.
-    A progress bar counts the fits (each C of the grid, the head on every row, the calibration's)."""
+    A progress bar counts the fits (each C of the grid, the head on every row, the calibration's).
+
+    ``streamed`` (features beyond the memory budget, ``X`` an array or a :class:`_FeatureFile`): C is chosen, and
+    the temperature fitted, on a stratified subsample of at most :data:`C_SUBSAMPLE` rows held in memory (every
+    row when there are no more), and every head is fitted by :meth:`StudentHead.fit_streamed`, the head of every
+    row starting from the split head of the chosen C."""
+    if streamed:
+        return _fit_head_streamed(X, targets, labels, C=C, val_fraction=val_fraction, seed=seed,
+                                  self_training=self_training, self_training_alpha=self_training_alpha,
+                                  calibrate=calibrate)
     split_head = None
     fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
     with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features)", fits) as advance:
@@ -323,6 +548,101 @@ def _fit_head(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, *, C: floa
         calibration = _calibrate(head, X, learnt, labels, val_fraction, seed, reuse) if calibrate else None
         advance(int(calibrate))
     return head, C, selection, calibration
+
+
+def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
+                       seed: int, self_training: int, self_training_alpha: float,
+                       calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
+    """:func:`_fit_head` for features beyond the memory budget (see there)."""
+    sub = _subsample(labels, C_SUBSAMPLE, seed)
+    whole = len(sub) == len(labels)
+    # Features on disk: the subsample is read into memory once (each C reads it many times); in memory, it is
+    # addressed where it lies.
+    in_memory = isinstance(X, np.ndarray)
+    X_sub, at = (X, None if whole else sub) if in_memory else (X[sub], None)
+    targets_sub, labels_sub = (targets, labels) if whole else (targets[sub], labels[sub])
+    split_head = None
+    fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
+    with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features, streamed; C chosen on "
+                  f"{len(sub):,})", fits) as advance:
+        if C is None:
+            C, selection, split_head = _select_C(X_sub, targets_sub, labels_sub, val_fraction, seed, C_GRID, advance,
+                                                 streamed=True, rows=at)
+        else:
+            selection = {"chosen": {"C": C}}
+        selection["subsample"] = int(len(sub))
+        head, learnt = _self_train_streamed(X, targets, C, rounds=self_training, alpha=self_training_alpha,
+                                            seed=seed, start=split_head)
+        advance()
+        reuse = split_head if self_training == 0 else None
+        calibration = None
+        if calibrate:
+            calibration = _calibrate(head, X_sub, learnt if whole else learnt[sub], labels_sub, val_fraction, seed,
+                                     reuse, streamed=True, rows=at)
+        advance(int(calibrate))
+    return head, C, selection, calibration
+
+
+def _subsample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``size`` rows, stratified by label (every row when there are no more)."""
+    n = len(labels)
+    if n <= size:
+        return np.arange(n)
+    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None
+    chosen = train_test_split(np.arange(n), train_size=size, random_state=seed, stratify=stratify)[0]
+    return np.sort(chosen)
+
+
+def _fit_streamed(X: Any, targets: np.ndarray, C: float, *, rows: np.ndarray | None = None,
+                  start: StudentHead | None = None) -> StudentHead:
+    """:meth:`StudentHead.fit_streamed` of C, from ``start``'s solution when given (the same optimum, in fewer
+    passes over the rows)."""
+    head = StudentHead(C=C)
+    if start is not None and getattr(start, "_solution", None) is not None:
+        head.set_params(warm_start=True)
+        head._solution = start._solution
+    head.fit_streamed(X, targets, rows=rows)
+    return head.set_params(warm_start=False)
+
+
+def _decision_rows(head: StudentHead, X: Any, rows: np.ndarray) -> np.ndarray:
+    """The head's logits of those rows of X, a block at a time."""
+    size = default_block_rows(X.shape[1])
+    out = np.empty((len(rows), len(CLASSES)))
+    for start in range(0, len(rows), size):
+        out[start:start + size] = head.decision_function(X[rows[start:start + size]])
+    return out
+
+
+def _predict_rows(head: StudentHead, X: Any, rows: np.ndarray) -> np.ndarray:
+    """The head's probabilities of those rows of X, a block at a time."""
+    return softmax(_decision_rows(head, X, rows) / head.temperature_)
+
+
+def _self_train_streamed(X: Any, targets: np.ndarray, C: float, *, rounds: int, alpha: float, seed: int,
+                         start: StudentHead | None = None) -> tuple[StudentHead, np.ndarray]:
+    """:func:`visent.train.noisy.self_train` with streamed fits: the head of every row, then ``rounds`` times the
+    rows relabelled out of fold (as :func:`visent.train.noisy.out_of_fold_proba`: stratified folds of the
+    targets' argmax) and the head fitted again on ``alpha * targets + (1 - alpha) * student``."""
+    if rounds < 0 or not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"self-training needs rounds >= 0 and 0 <= alpha <= 1, got {rounds}, {alpha}")
+    current = np.asarray(targets, dtype=np.float64)
+    head = _fit_streamed(X, current, C, start=start)
+    for _ in range(rounds):
+        hard = current.argmax(axis=1)
+        counts = np.bincount(hard)
+        folds = int(min(5, counts[counts > 0].min()))
+        every = np.arange(len(current))
+        if folds < 2:
+            student = _predict_rows(_fit_streamed(X, current, C), X, every)
+        else:
+            student = np.empty_like(current)
+            for train_rows, held in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(every,
+                                                                                                              hard):
+                student[held] = _predict_rows(_fit_streamed(X, current[train_rows], C, rows=train_rows), X, held)
+        current = alpha * targets + (1.0 - alpha) * student
+        head = _fit_streamed(X, current, C, start=head)
+    return head, current
 
 
 def _provenance(dataset: Dataset) -> dict[str, Any]:
@@ -397,16 +717,29 @@ def _carry_graph(config: ModelConfig, out: Path, backbone: Any) -> None:
 
 
 def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float,
-               seed: int, split_head: StudentHead | None = None) -> dict[str, Any]:
+               seed: int, split_head: StudentHead | None = None, *, streamed: bool = False,
+               rows: np.ndarray | None = None) -> dict[str, Any]:
     """Set ``head.temperature_``: fitted on the validation split's teacher targets by a head of the same C trained
     on the rest (no human labels; ``split_head`` when that head is at hand, as after choosing C). Returns the
-    temperature and the validation ECE against the teacher's labels before and after."""
+    temperature and the validation ECE against the teacher's labels before and after. ``streamed`` and ``rows`` as
+    for :func:`_select_C`."""
     from visent.core.labels import CLASS_INDEX
 
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
+    y_val = np.array([CLASS_INDEX[label] for label in labels[idx_val]])
+    if streamed:
+        at_train, at_val = (idx_train, idx_val) if rows is None else (rows[idx_train], rows[idx_val])
+        if split_head is None:
+            split_head = _fit_streamed(X, targets[idx_train], head.C, rows=at_train)
+        logits = _decision_rows(split_head, X, at_val)  # StudentHead.calibrate's, a block of rows at a time
+        before = expected_calibration_error(y_val, softmax(logits / split_head.temperature_))
+        split_head.temperature_ = fit_temperature(logits, as_targets(targets[idx_val]))
+        after = expected_calibration_error(y_val, softmax(logits / split_head.temperature_))
+        head.temperature_ = split_head.temperature_
+        return {"temperature": head.temperature_, "val_ece_before": before, "val_ece_after": after,
+                "n_val": len(idx_val)}
     if split_head is None:
         split_head = StudentHead(C=head.C).fit(X[idx_train], targets[idx_train])
-    y_val = np.array([CLASS_INDEX[label] for label in labels[idx_val]])
     before = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))
     split_head.calibrate(X[idx_val], targets[idx_val])
     after = expected_calibration_error(y_val, split_head.predict_proba(X[idx_val]))

@@ -1,0 +1,281 @@
+"""train at scale: the kept rows read as Arrow columns, the features kept on disk beyond the memory budget, and the
+head fitted block by block (StudentHead.fit_streamed) to the head the in-memory fit gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+import visent.train as train_module
+from test_pipeline import loose_options, make_crawl
+from visent import Dataset
+from visent.clean import clean
+from visent.core.errors import UsageError
+from visent.core.labels import CLASSES
+from visent.core.status import OK, ImageStatus
+from visent.ingest import ingest
+from visent.model.head import StudentHead
+from visent.teach import teach
+from visent.train import _FeatureFile, _fit_head, _training_rows, memory_budget
+from visent.train import train as _train
+from visent.train.noisy import self_train
+
+
+def _problem(n=900, d=60, seed=0, classes=3):
+    """Features with a little signal about the class, a noisy teacher's soft targets, and its labels."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, n, p=np.arange(1, classes + 1) / np.arange(1, classes + 1).sum())  # unbalanced
+    X = (rng.normal(size=(n, d)) + 0.8 * np.eye(3, d)[y] + 2.0).astype(np.float32)  # not centred: standardised
+    soft = 0.5 * np.eye(3)[y] + 0.5 * rng.dirichlet(np.ones(3), n)
+    if classes == 2:
+        soft[:, 2] = 0.0  # a class that never occurs
+    soft /= soft.sum(axis=1, keepdims=True)
+    return X, soft, np.array(CLASSES)[soft.argmax(axis=1)]
+
+
+def _same_head(a: StudentHead, b: StudentHead, X: np.ndarray, y: np.ndarray) -> None:
+    """The equality asked of the streamed fit: coefficients to 1e-3, the same predictions, balanced accuracy
+    within 0.2 point."""
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-3, atol=1e-3 * np.abs(a.coef_).max())
+    np.testing.assert_allclose(b.intercept_, a.intercept_, rtol=1e-3, atol=1e-3)  # intercepts near 0: L-BFGS's gtol
+    np.testing.assert_allclose(b.decision_function(X), a.decision_function(X), atol=2e-3)
+    np.testing.assert_allclose(b.mean_, a.mean_, rtol=1e-6)
+    np.testing.assert_allclose(b.scale_, a.scale_, rtol=1e-6)
+    pa, pb = a.predict_proba(X), b.predict_proba(X)
+    top = np.sort(pa, axis=1)
+    clear = top[:, -1] - top[:, -2] > 1e-3  # a near tie may go either way within the solver's tolerance
+    assert np.array_equal(pa.argmax(axis=1)[clear], pb.argmax(axis=1)[clear])
+    assert np.mean(pa.argmax(axis=1) == pb.argmax(axis=1)) >= 0.99
+    assert abs(balanced_accuracy_score(y, a.predict(X)) - balanced_accuracy_score(y, b.predict(X))) <= 0.002
+
+
+@pytest.fixture
+def feature_file(tmp_path):
+    files = []
+
+    def make(X: np.ndarray, block: int = 128) -> _FeatureFile:
+        store = _FeatureFile(tmp_path / "work", X.shape[1])
+        for start in range(0, len(X), block):
+            store.append(X[start:start + block])
+        files.append(store)
+        return store
+
+    yield make
+    for store in files:
+        store.close()
+
+
+@pytest.mark.parametrize("classes", [3, 2])
+@pytest.mark.parametrize("C", [1e-3, 0.1])
+def test_the_streamed_fit_is_the_in_memory_fit(classes, C, feature_file):
+    X, soft, labels = _problem(classes=classes)
+    for y in (soft, labels):
+        memory = StudentHead(C=C).fit(X, y)
+        for source in (X, feature_file(X)):
+            streamed = StudentHead(C=C).fit_streamed(source, y, block_rows=100)
+            _same_head(memory, streamed, X, labels)
+            assert streamed.n_passes_ >= streamed.n_iter_[0] >= 1
+    unweighted = StudentHead(C=C, class_weight=None)
+    _same_head(unweighted.fit(X, soft), StudentHead(C=C, class_weight=None).fit_streamed(X, soft), X, labels)
+
+
+def test_the_streamed_fit_on_some_rows_warm_starts_and_refuses_what_fit_refuses(feature_file):
+    X, soft, labels = _problem(n=600, seed=1)
+    rows = np.random.default_rng(0).permutation(600)[:450]  # unsorted, as a teacher split gives them
+    memory = StudentHead(C=0.01).fit(X[rows], soft[rows])
+    _same_head(memory, StudentHead(C=0.01).fit_streamed(feature_file(X), soft[rows], rows=rows, block_rows=64),
+               X, labels)
+    warm = StudentHead(C=0.01, warm_start=True).fit_streamed(X, soft)
+    cold_passes = warm.n_passes_
+    assert warm.fit_streamed(X, soft).n_passes_ <= 3 < cold_passes  # started at its own optimum
+    _same_head(StudentHead(C=0.01).fit(X, soft), warm, X, labels)
+    with pytest.raises(ValueError, match="two classes"):
+        StudentHead().fit_streamed(X[:5], ["positive"] * 5)
+    with pytest.raises(ValueError, match="targets"):
+        StudentHead().fit_streamed(X[:5], soft[:4])
+    bad = X[:20].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        StudentHead().fit_streamed(bad, soft[:20])
+
+
+def test_feature_files_give_back_their_rows_and_leave_nothing_behind(tmp_path, feature_file):
+    X = np.random.default_rng(0).normal(size=(1000, 7)).astype(np.float32)
+    store = feature_file(X, block=333)
+    assert store.shape == (1000, 7) and len(store) == 1000
+    assert np.array_equal(store[:], X) and np.array_equal(store[990:2000], X[990:])
+    assert store[5:5].shape == (0, 7)
+    index = np.array([999, 3, 3, 500, 0, 70, 71, 600])  # unsorted, repeated, near and far apart
+    assert np.array_equal(store[index], X[index])
+    spread = np.sort(np.random.default_rng(1).choice(1000, 300, replace=False))
+    assert np.array_equal(store[spread], X[spread])
+    with pytest.raises(IndexError):
+        store[np.array([1000])]
+    with pytest.raises(ValueError):
+        store.append(np.ones((2, 3), np.float32))
+    assert list((tmp_path / "work").iterdir()) == []  # the file has no name: nothing to clean up, even after kill -9
+
+
+def test_memory_budget_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("VISENT_TRAIN_MEMORY_MB", raising=False)
+    assert memory_budget() == 1024 * 2**20
+    monkeypatch.setenv("VISENT_TRAIN_MEMORY_MB", "0.5")
+    assert memory_budget() == 2**19
+    for bad in ("lots", "-1", "nan"):
+        monkeypatch.setenv("VISENT_TRAIN_MEMORY_MB", bad)
+        with pytest.raises(UsageError, match="VISENT_TRAIN_MEMORY_MB"):
+            memory_budget()
+
+
+@pytest.mark.parametrize("self_training", [0, 1])
+def test_the_streamed_head_choice_and_calibration_are_the_in_memory_ones(self_training, feature_file):
+    X, soft, labels = _problem(n=700, d=40, seed=2)
+    options = dict(C=None, val_fraction=0.2, seed=0, self_training=self_training, self_training_alpha=0.5,
+                   calibrate=True)
+    head, C, selection, calibration = _fit_head(X, soft, labels, **options)
+    for source in (X, feature_file(X)):
+        s_head, s_C, s_selection, s_calibration = _fit_head(source, soft, labels, streamed=True, **options)
+        assert s_C == C and s_selection["subsample"] == len(X) and s_selection["n_train"] == selection["n_train"]
+        for ours, theirs in zip(s_selection["grid"], selection["grid"]):
+            assert ours["val_cross_entropy"] == pytest.approx(theirs["val_cross_entropy"], rel=1e-4)
+            assert ours["val_balanced_accuracy"] == pytest.approx(theirs["val_balanced_accuracy"], abs=0.002)
+        _same_head(head, s_head, X, labels)
+        assert s_calibration["temperature"] == pytest.approx(calibration["temperature"], rel=1e-3)
+        assert s_head.temperature_ == pytest.approx(head.temperature_, rel=1e-3)
+
+
+def test_streamed_self_training_is_noisy_self_training():
+    X, soft, labels = _problem(n=500, d=30, seed=3)
+    memory, learnt = self_train(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)
+    streamed, s_learnt = train_module._self_train_streamed(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)
+    np.testing.assert_allclose(s_learnt, learnt, atol=1e-3)
+    _same_head(memory, streamed, X, labels)
+
+
+def test_beyond_the_budget_C_is_chosen_on_a_stratified_subsample(monkeypatch, feature_file):
+    X, soft, labels = _problem(n=1200, d=20, seed=4)
+    monkeypatch.setattr(train_module, "C_SUBSAMPLE", 400)
+    options = dict(C=None, val_fraction=0.2, seed=0, self_training=0, self_training_alpha=0.5, calibrate=True,
+                   streamed=True)
+    head, C, selection, calibration = _fit_head(feature_file(X), soft, labels, **options)
+    assert selection["subsample"] == 400 and selection["n_train"] + selection["n_val"] == 400
+    assert calibration["n_val"] == selection["n_val"]
+    # features in memory: the subsample is addressed where it lies, not copied; the same choice and head
+    in_memory, C_memory, selection_memory, calibration_memory = _fit_head(X, soft, labels, **options)
+    assert C_memory == C and selection_memory["chosen"] == pytest.approx(selection["chosen"], rel=1e-6)
+    assert calibration_memory["temperature"] == pytest.approx(calibration["temperature"], rel=1e-6)
+    _same_head(head, in_memory, X, labels)
+    sub = train_module._subsample(labels, 400, 0)
+    assert np.all(np.diff(sub) > 0)
+    share = {name: np.mean(labels == name) for name in CLASSES}
+    assert all(abs(np.mean(labels[sub] == name) - share[name]) < 0.01 for name in CLASSES)
+    _same_head(StudentHead(C=C).fit(X, soft), head, X, labels)  # the head of every row, whatever C was chosen on
+
+
+class _Reader:
+    """VisentModel.features of made-up images: a row per hash, NaN (and an error) where the hash says so."""
+
+    def __init__(self, d=5):
+        self.d, self.calls = d, []
+
+    def features(self, paths, hashes, batch_size=32):
+        self.calls.append(len(paths))
+        rows = np.array([[int(h[1:]) + k / 10 for k in range(self.d)] for h in hashes], dtype=np.float32)
+        status = []
+        for i, h in enumerate(hashes):
+            if int(h[1:]) % 7 == 3:
+                rows[i] = np.nan
+                status.append(ImageStatus.failure(f"{paths[i]}: unreadable"))
+            else:
+                status.append(OK)
+        return rows, status
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 0])
+def test_features_are_embedded_a_block_at_a_time_into_memory_or_a_file(budget, tmp_path, monkeypatch):
+    n = 100
+    rows = {"sha256": [f"h{i}" for i in range(n)], "path": [f"img{i}.jpg" for i in range(n)]}
+    one = _Reader()
+    whole, usable, errors = train_module._embed(one, rows, batch_size=8, budget=1 << 30, work=tmp_path)
+    assert one.calls == [n] and isinstance(whole, np.ndarray)
+    assert usable.sum() == n - 14 and len(errors) == 14 and "img3.jpg" in errors[0]
+    monkeypatch.setattr(train_module, "FEATURE_BLOCK_ROWS", 30)
+    blocks = _Reader()
+    X, s_usable, s_errors = train_module._embed(blocks, rows, batch_size=8, budget=budget, work=tmp_path)
+    try:
+        assert blocks.calls == [30, 30, 30, 10]
+        assert isinstance(X, np.ndarray if budget else _FeatureFile)
+        assert np.array_equal(X[:], whole) and np.array_equal(s_usable, usable) and s_errors == errors
+    finally:
+        if isinstance(X, _FeatureFile):
+            X.close()
+
+
+@pytest.fixture(scope="module")
+def cleaned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    crawl = make_crawl(root / "crawl", n_per_class=12)
+    ingest(crawl, root / "ds")
+    teach(root / "ds")
+    clean(root / "ds", thresholds=loose_options().thresholds)
+    return Dataset(root / "ds")
+
+
+def test_training_rows_are_the_kept_rows_read_as_columns(cleaned):
+    rows = _training_rows(cleaned)
+    kept = [r for r in cleaned.posts().to_pylist() if r.get("clean_status") == "kept"]  # as training read them
+    assert rows["post_id"] == [r["post_id"] for r in kept]
+    assert rows["sha256"] == [r["image_sha256"] for r in kept]
+    assert rows["label"] == [r["label"] for r in kept]
+    assert list(rows["path"]) == [cleaned.image_path(r["image_file"]) for r in kept]
+    assert rows["path"][1:3] == [cleaned.image_path(r["image_file"]) for r in kept[1:3]]
+    assert rows["soft"].dtype == np.float32 and rows["soft"].shape == (len(kept), 3)
+    old = np.array([[r[c] for c in ("p_negative", "p_neutral", "p_positive")] for r in kept], dtype=np.float64)
+    assert np.array_equal(rows["soft"].astype(np.float64), old)
+    assert train_module._rows_fingerprint(rows) == train_module._rows_fingerprint({**rows, "soft": old})
+
+
+@pytest.mark.slow
+def test_training_beyond_the_budget_gives_the_in_memory_model(cleaned, tmp_path, monkeypatch):
+    """The whole stage with features on disk and the head streamed (a budget of 0 MB) against the in-memory run."""
+    memory = _train(cleaned, tmp_path / "memory", backbone="efficientnet-lite0", runtime="torch")
+    assert memory.metrics["fit"] == {"streamed": False, "features_on_disk": False, "memory_budget_mb": 1024.0}
+    monkeypatch.setenv("VISENT_TRAIN_MEMORY_MB", "0")
+    disk = _train(cleaned, tmp_path / "disk", backbone="efficientnet-lite0", runtime="torch")
+    fit = disk.metrics["fit"]
+    assert fit["streamed"] and fit["features_on_disk"] and fit["memory_budget_mb"] == 0 and fit["passes"] > 0
+    assert disk.metrics["C"] == memory.metrics["C"]
+    assert disk.metrics["n_train_posts"] == memory.metrics["n_train_posts"]
+    assert disk.metrics["validation"]["subsample"] == memory.metrics["n_train_posts"]
+    rows = _training_rows(cleaned)
+    X, _ = memory.features(rows["path"], rows["sha256"])
+    labels = np.array(rows["label"])
+    _same_head(memory.head, disk.head, X, labels)
+    assert disk.head.temperature_ == pytest.approx(memory.head.temperature_, rel=1e-3)
+    assert not any((cleaned.root / "work" / "train").iterdir())
+
+
+def test_inside_shared_indexes_new_feature_caches_read_only_the_shards_written_since(tmp_path, monkeypatch):
+    """VisentModel.features makes a FeatureCache per call: while train embeds block by block, the caches of a root
+    share one index, so the shards are indexed once, not once per block."""
+    from visent.embed.cache import FeatureCache, shared_indexes
+
+    rng = np.random.default_rng(0)
+    vectors = {f"h{i}": rng.normal(size=4).astype(np.float32) for i in range(6)}
+    FeatureCache(tmp_path).put_many("key", dict(list(vectors.items())[:3]))
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    with shared_indexes():
+        first = FeatureCache(tmp_path)
+        assert set(first.get_many("key", ["h0", "h1"])) == {"h0", "h1"}
+        indexed = len(loads)  # the shard's hashes, then its features
+        FeatureCache(tmp_path).put_many("key", dict(list(vectors.items())[3:]))  # written by another cache object
+        second = FeatureCache(tmp_path)
+        found = second.get_many("key", list(vectors))
+        assert second._index is first._index
+        assert all(np.array_equal(found[h], v) for h, v in vectors.items())
+        assert len(loads) - indexed == 2  # the two shards' features: neither shard's hashes were read again
+    outside = FeatureCache(tmp_path)
+    assert outside._index is not first._index and set(outside.get_many("key", list(vectors))) == set(vectors)
