@@ -51,15 +51,16 @@ def visent(*args: str | Path, timeout: float = 120) -> None:
     assert done.returncode == 0, f"visent {' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
 
 
-def visent_killed(*args: str | Path, parts: Path, min_parts: int, timeout: float = 60) -> int:
-    """Start ``visent ARGS``, SIGKILL it once ``parts`` holds ``min_parts`` checkpoint parts; returns
-    how many there were. Fails if the command ended before it could be killed mid-way."""
+def visent_killed(*args: str | Path, parts: Path, min_parts: int, timeout: float = 60,
+                  pattern: str = "part-*.parquet") -> int:
+    """Start ``visent ARGS``, SIGKILL it once ``parts`` holds ``min_parts`` checkpoint parts (files matching
+    ``pattern``); returns how many there were. Fails if the command ended before it could be killed mid-way."""
     proc = subprocess.Popen([sys.executable, "-m", "visent", *map(str, args)], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + timeout
         while time.monotonic() < end and proc.poll() is None:
-            if len(list(parts.glob("part-*.parquet"))) >= min_parts:
+            if len(list(parts.glob(pattern))) >= min_parts:
                 break
             time.sleep(0.005)
         assert proc.poll() is None, f"visent {args[0]} ended ({proc.returncode}) before it could be killed; " \
@@ -70,7 +71,7 @@ def visent_killed(*args: str | Path, parts: Path, min_parts: int, timeout: float
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return len(list(parts.glob("part-*.parquet")))
+    return len(list(parts.glob(pattern)))
 
 
 def snapshot(root: Path) -> dict:
@@ -195,23 +196,9 @@ def test_crawl_killed_twice_mid_shard_resumes_to_the_same_crawl(tmp_path):
     with ReplayServer(events, rate=800) as server:
         command = ["crawl", "bluesky", "--endpoint", server.url, "--posts", target, "--min-words", "0",
                    "--per-author", "0", "--keep-labelled", "--shard-posts", "25"]
-        for min_shards in (3, 9):
-            root = tmp_path / "a"
-            proc = subprocess.Popen([sys.executable, "-m", "visent", *command, "--out", str(root)], env=_env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                end = time.monotonic() + 60
-                while time.monotonic() < end and proc.poll() is None and \
-                        len(list(root.glob("posts-*.jsonl"))) < min_shards:
-                    time.sleep(0.005)
-                assert proc.poll() is None, "the crawl ended before it could be killed; give it more events"
-                time.sleep(0.01)  # into the next shard
-                proc.send_signal(signal.SIGKILL)
-                assert proc.wait(timeout=10) == -signal.SIGKILL
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        for min_shards in (3, 9):  # killed mid-shard: the shard after these is in memory
+            visent_killed(*command, "--out", tmp_path / "a", parts=tmp_path / "a", min_parts=min_shards,
+                          pattern="posts-*.jsonl")
         visent(*command, "--out", tmp_path / "a")
         visent(*command, "--out", tmp_path / "b")
     resumed, undisturbed = _crawl_rows(tmp_path / "a"), _crawl_rows(tmp_path / "b")

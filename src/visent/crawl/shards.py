@@ -109,17 +109,37 @@ def committed_tombstones(root: str | os.PathLike[str]) -> list[Path]:
     return [root / tombstone_name(n) for n in range(1, last + 1) if (root / tombstone_name(n)).exists()]
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """``(line number, row)`` of a JSONL file; ``None`` for a line that is not a JSON object."""
+def read_lines(path: Path) -> Iterator[tuple[int, Any, str]]:
+    """``(line number, JSON object, problem)`` of each non-empty line of a JSONL file; ``problem`` says why a line
+    is not a JSON object (the object is then None). Never raises on bad content."""
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            yield number, row if isinstance(row, dict) else None
+                value = json.loads(line)
+            except UnicodeDecodeError:
+                yield number, None, "not UTF-8"
+                continue
+            except json.JSONDecodeError as exc:
+                yield number, None, f"invalid JSON: {exc.msg}"
+                continue
+            except RecursionError:
+                yield number, None, "invalid JSON: nested too deeply"
+                continue
+            except ValueError as exc:
+                yield number, None, f"invalid JSON: {exc}"
+                continue
+            if not isinstance(value, dict):
+                yield number, None, f"a JSON {type(value).__name__}, not an object"
+                continue
+            yield number, value, ""
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(line number, row)`` of a JSONL file; ``None`` for a line that is not a JSON object."""
+    for number, row, _ in read_lines(path):
+        yield number, row
 
 
 def tombstoned(root: str | os.PathLike[str], files: list[Path] | None = None) -> set[str]:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from visent.core.store import Checkpoint, Dataset, atomic_write_json
-from visent.crawl.shards import committed_shards, committed_tombstones, post_uri, read_info
+from visent.crawl.shards import committed_shards, committed_tombstones, post_uri, read_info, read_lines
 from visent.ingest.readers import READERS, RawPost, _valid_unicode
 
 READER = "bluesky-crawl"
@@ -52,38 +52,11 @@ _SHARD_NUMBER = re.compile(r"-(\d{6,})\.jsonl$")
 
 
 # --------------------------------------------------------------------------- reading
-def _lines(path: Path) -> Iterator[tuple[int, Any, str]]:
-    """``(line number, JSON value, problem)`` of each non-empty line of a JSONL file; ``problem`` says why a line
-    is not a JSON object (its value is then None). Never raises on bad content."""
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except UnicodeDecodeError:
-                yield number, None, "not UTF-8"
-                continue
-            except json.JSONDecodeError as exc:
-                yield number, None, f"invalid JSON: {exc.msg}"
-                continue
-            except RecursionError:
-                yield number, None, "invalid JSON: nested too deeply"
-                continue
-            except ValueError as exc:
-                yield number, None, f"invalid JSON: {exc}"
-                continue
-            if not isinstance(value, dict):
-                yield number, None, f"a JSON {type(value).__name__}, not an object"
-                continue
-            yield number, value, ""
-
-
 def read_tombstones(paths: Iterable[Path]) -> set[str]:
     """The post URIs the tombstone files ``paths`` name (lines that are not tombstones are skipped)."""
     uris: set[str] = set()
     for path in paths:
-        uris.update(row["id"] for _, row, _ in _lines(path) if row is not None and isinstance(row.get("id"), str))
+        uris.update(row["id"] for _, row, _ in read_lines(path) if row is not None and isinstance(row.get("id"), str))
     return uris
 
 
@@ -134,7 +107,7 @@ class CrawlSource:
         """One post per row of ``shards`` (default: every committed shard), in order, the posts in ``deleted``
         left out and counted in ``left_out`` (only those among ``ids`` when ids are given)."""
         for path in self.shards if shards is None else shards:
-            for number, row, problem in _lines(path):
+            for number, row, problem in read_lines(path):
                 where = f"{path.name}:{number}"
                 if row is None:
                     yield RawPost(post_id=where, source=where, error=f"{problem} at {where}")
