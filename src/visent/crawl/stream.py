@@ -136,11 +136,7 @@ def frames(source: Source, cursor: Callable[[], int | None], *, state: Connectio
                     failures = 0
                     yield frame
         except Exception as exc:  # noqa: BLE001 - every failure reconnects (Ctrl-C and close() are not Exceptions)
-            kind, detail = _failure(exc)
-            if not (kind == "connection closed" and delivered and not detail):
-                state.fail(kind, detail)
-            else:
-                state.fail(kind, "closed by the server")
+            state.fail(*_failure(exc))
         failures = 0 if delivered else failures + 1
         turn += 1
         delay = min(max_backoff, backoff * (2 ** min(failures, 16))) * rng.uniform(0.5, 1.5) if failures else 0.0
