@@ -5,7 +5,7 @@ Public surface: :func:`crawl_bluesky` (``visent crawl bluesky``), :data:`SOURCES
 Jetstream, the relay firehose), and the crawl directory's format in :mod:`visent.crawl.shards`.
 """
 
-from visent.crawl.bluesky import COUNTS, SOURCES, crawl_bluesky, parse_duration
+from visent.crawl.bluesky import SOURCES, crawl_bluesky, parse_duration
 from visent.crawl.shards import CrawlError, is_crawl
 
-__all__ = ["COUNTS", "SOURCES", "CrawlError", "crawl_bluesky", "is_crawl", "parse_duration"]
+__all__ = ["SOURCES", "CrawlError", "crawl_bluesky", "is_crawl", "parse_duration"]

@@ -36,11 +36,6 @@ def _firehose(endpoints: list[str] | None = None) -> Source:
     return firehose(tuple(endpoints)) if endpoints else firehose()
 
 
-COUNTS = ("events", "posts_seen", "posts", "images", "dropped", "replayed", "deleted", "tombstones", "malformed",
-          "last_malformed", "reconnects", "failures", "notices", "shards", "cursor", "first_event", "last_event", "lag",
-          "events_per_s", "stopped_by")
-
-
 def parse_duration(text: str | float | None) -> float | None:
     """``"72h"``, ``"30m"``, ``"45s"``, ``"2d"``, ``"1h30m"`` or a number of seconds → seconds."""
     if text is None or text == "":

@@ -142,12 +142,17 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
         yield number, row
 
 
-def tombstoned(root: str | os.PathLike[str], files: list[Path] | None = None) -> set[str]:
-    """The post URIs the crawl's tombstones name (every committed tombstone file, or ``files``)."""
+def read_tombstones(paths: list[Path]) -> set[str]:
+    """The post URIs the tombstone files ``paths`` name (lines that are not tombstones are skipped)."""
     uris: set[str] = set()
-    for path in committed_tombstones(root) if files is None else files:
-        uris.update(row["id"] for _, row in read_rows(path) if row and isinstance(row.get("id"), str))
+    for path in paths:
+        uris.update(row["id"] for _, row, _ in read_lines(path) if row is not None and isinstance(row.get("id"), str))
     return uris
+
+
+def tombstoned(root: str | os.PathLike[str]) -> set[str]:
+    """The post URIs the committed tombstones of the crawl at ``root`` name."""
+    return read_tombstones(committed_tombstones(root))
 
 
 class HashIndex:

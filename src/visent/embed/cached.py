@@ -8,7 +8,6 @@ batch at once; a signal computes one image at a time (:func:`per_image`).
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from visent.core.progress import progress
 from visent.core.status import CACHED, OK, ImageStatus
+from visent.core.store import file_sha256
 from visent.embed.cache import FeatureCache
 
 T = TypeVar("T")
@@ -60,14 +60,6 @@ def prefetched(batches: Iterable[list[T]], load: Callable[[T], R], workers: int,
             yield [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_hashes(paths: Sequence[Path | str | None], hashes: Sequence[str | None] | None = None,

@@ -28,8 +28,8 @@ from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.store import Dataset, DatasetError, atomic_open, atomic_write_table, atomic_write_text
 from visent.core.version import __version__
-from visent.crawl.shards import CrawlError, committed_tombstones, is_crawl, post_uri
-from visent.ingest.crawl import author, read_tombstones
+from visent.crawl.shards import CrawlError, is_crawl, post_uri, tombstoned
+from visent.ingest.crawl import author
 
 __all__ = ["COLUMNS", "FORMATS", "SPLITS", "card_path", "dataset_card", "export_dataset", "parse_split", "split_of"]
 
@@ -172,7 +172,7 @@ def _without_deleted(ds: Dataset, table: pa.Table) -> tuple[pa.Table, int | str]
     if not source or not is_crawl(source):
         return table, "not checked: the crawl folder was not found"
     try:
-        deleted = read_tombstones(committed_tombstones(source))
+        deleted = tombstoned(source)
     except (CrawlError, OSError) as exc:
         return table, f"not checked: the crawl's tombstones could not be read ({type(exc).__name__})"
     gone = [post_uri(i) in deleted for i in table.column("post_id").to_pylist()]

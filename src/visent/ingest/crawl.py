@@ -24,7 +24,6 @@ ones too: the old tombstones were honoured when they were read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from visent.core.store import Checkpoint, Dataset, atomic_write_json
-from visent.crawl.shards import committed_shards, committed_tombstones, post_uri, read_info, read_lines
+from visent.core.store import Checkpoint, Dataset, atomic_write_json, file_sha256
+from visent.crawl.shards import (committed_shards, committed_tombstones, post_uri, read_info, read_lines,
+                                 read_tombstones)
 from visent.ingest.readers import READERS, RawPost, _valid_unicode
 
 READER = "bluesky-crawl"
@@ -52,14 +52,6 @@ _SHARD_NUMBER = re.compile(r"-(\d{6,})\.jsonl$")
 
 
 # --------------------------------------------------------------------------- reading
-def read_tombstones(paths: Iterable[Path]) -> set[str]:
-    """The post URIs the tombstone files ``paths`` name (lines that are not tombstones are skipped)."""
-    uris: set[str] = set()
-    for path in paths:
-        uris.update(row["id"] for _, row, _ in read_lines(path) if row is not None and isinstance(row.get("id"), str))
-    return uris
-
-
 def author(post_id: str) -> str | None:
     """The DID in ``at://<did>/app.bsky.feed.post/<rkey>#<k>``; None for an id that is not an ``at://`` URI."""
     if not post_id.startswith("at://"):
@@ -144,12 +136,8 @@ def read_crawl(source: Path) -> Iterator[RawPost]:
 # --------------------------------------------------------------------------- what an ingest must do
 def file_record(path: Path) -> dict[str, Any]:
     """Name, size, modification time and SHA-256 of a crawl file: how a later ingest tells it is unchanged."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
     stat = path.stat()
-    return {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+    return {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(path)}
 
 
 def _changed(root: Path, record: dict[str, Any], committed: set[str]) -> str:

@@ -88,6 +88,28 @@ class _Retry(Exception):
         self.after = after
 
 
+def local_file(ref: str, base: Path | None = None) -> tuple[Path | None, str]:
+    """The local file an image reference names, as :meth:`ImageFetcher.fetch` reads it: ``(path, "")`` for a path
+    (a relative one taken from ``base``) or a ``file:`` URL, ``(None, "")`` for an http(s) URL, ``(None, reason)``
+    for a reference that names neither."""
+    try:
+        parts = urlsplit(ref)
+    except ValueError as exc:
+        return None, f"invalid URL ({exc})"
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return None, ""
+    if scheme == "file":
+        return Path(url2pathname(parts.path)), ""
+    if len(scheme) > 1:  # one letter is a Windows drive
+        return None, f"unsupported URL scheme '{scheme}'"
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:  # "~user/..." of a user this machine does not have
+        return None, f"image file not found ({ref}: no such home directory)"
+    return (path if path.is_absolute() or base is None else base / path), ""
+
+
 class ImageFetcher:
     """Reads images from local paths, ``file://`` and ``http(s)://`` URLs.
 
@@ -134,22 +156,10 @@ class ImageFetcher:
 
     def fetch(self, ref: str, base: Path | None = None) -> Fetched:
         """The image named by ``ref`` (a relative path is taken from ``base``); never raises on bad input."""
-        try:
-            parts = urlsplit(ref)
-        except ValueError as exc:
-            return Fetched(reason=f"invalid URL ({exc})")
-        scheme = parts.scheme.lower()
-        if scheme in ("http", "https"):
-            return self._download(ref)
-        if scheme == "file":
-            return self._read(Path(url2pathname(parts.path)), ref)
-        if len(scheme) > 1:  # one letter is a Windows drive
-            return Fetched(reason=f"unsupported URL scheme '{scheme}'")
-        try:
-            path = Path(ref).expanduser()
-        except RuntimeError:  # "~user/..." of a user this machine does not have
-            return Fetched(reason=f"image file not found ({ref}: no such home directory)")
-        return self._read(path if path.is_absolute() or base is None else base / path, ref)
+        path, reason = local_file(ref, base)
+        if path is not None:
+            return self._read(path, ref)
+        return Fetched(reason=reason) if reason else self._download(ref)
 
     # ------------------------------------------------------------------ local files
     def _read(self, path: Path, ref: str) -> Fetched:

@@ -31,7 +31,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,9 +40,9 @@ from visent.core.display import ordered
 from visent.core.errors import PathNotFound, UnknownName, UsageError
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
-from visent.core.store import Checkpoint, Dataset, atomic_write_json, atomic_write_table
-from visent.ingest import crawl
-from visent.ingest.download import ImageFetcher
+from visent.core.store import Checkpoint, Dataset, atomic_write_json, atomic_write_table, file_sha256
+import visent.ingest.crawl as crawl
+from visent.ingest.download import ImageFetcher, local_file
 from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, _walk, detect_format, find_mvsa_layout
 
 STAGE = "ingest"
@@ -449,7 +448,7 @@ class _Source:
                 out[str(path)] = (*stat, entry[2])
                 continue
             try:
-                out[str(path)] = (*stat, _file_sha256(path))
+                out[str(path)] = (*stat, file_sha256(path))
             except OSError:
                 continue
             self.rehashed += 1
@@ -622,25 +621,11 @@ def _source_files(src: Path, reader: str) -> list[Path]:
 
 
 def _local_file(ref: str | None, base: Path | None) -> Path | None:
-    """The local file an image reference names, as the image fetcher reads it (absolute); None for a URL."""
-    if not ref:
+    """The local file an image reference names, as the image fetcher reads it (:func:`local_file`), made absolute;
+    None for a URL or a reference that names no file."""
+    path = local_file(ref, base)[0] if ref else None
+    if path is None:
         return None
-    try:
-        parts = urlsplit(ref)
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        path = Path(url2pathname(parts.path))
-    elif len(scheme) > 1:
-        return None
-    else:
-        try:
-            path = Path(ref).expanduser()
-        except RuntimeError:
-            return None
-        if not path.is_absolute() and base is not None:
-            path = base / path
     try:
         return Path(os.path.abspath(path))
     except ValueError:  # a NUL byte
@@ -654,14 +639,6 @@ def _stat(path: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return stat.st_size, stat.st_mtime_ns
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_files(path: Path) -> dict[str, tuple[int, int, str, str]]:
