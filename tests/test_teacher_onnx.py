@@ -68,3 +68,15 @@ def test_missing_onnxruntime_falls_back_to_torch_or_says_what_to_do(monkeypatch)
     member = _member("onnx")
     with pytest.raises(teach_onnx.TeacherRuntimeError, match="VISENT_TEACHER_RUNTIME=torch"):
         member.predict_proba(["I love it"])
+
+
+def test_int8_member_reads_a_text_the_same_whatever_texts_come_with_it(monkeypatch):
+    # dynamic int8 scales activations per call: a text taught in a batch would be read differently beside others,
+    # so a crawl taught in two parts (a grown crawl) would not get the labels of one taught at once
+    monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "onnx-int8")
+    member = _member("onnx-int8")
+    many = TEXTS * 3 + [f"{text} and then some more words about it all" for text in TEXTS]
+    together = member.predict_proba(many)
+    for i in (0, 3, len(TEXTS) * 3 + 1):  # the same features; the head's sums may round in another order
+        assert np.abs(member.predict_proba([many[i]])[0] - together[i]).max() < 1e-12
+    assert np.abs(member.predict_proba(many[::-1])[::-1] - together).max() < 1e-12

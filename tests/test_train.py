@@ -332,6 +332,31 @@ def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, t
     assert (tmp_path / "int8" / "backbone.onnx").is_file() and model.config.graph["runtime"] == "onnx-int8"
 
 
+def test_the_default_backbone_runs_the_shipped_int8_network_unless_asked_to_measure_one(cleaned, tmp_path,
+                                                                                       monkeypatch):
+    # one int8 network for every dataset: an image's features do not depend on the other images of the crawl, so a
+    # crawl that grows embeds only its new images; even a dataset too small to calibrate gets it
+    from visent.embed import onnx as visent_onnx
+    from visent.model.student import packaged_model_dir
+
+    shipped = packaged_model_dir()
+    monkeypatch.setattr(visent_onnx, "MIN_CALIBRATION_IMAGES", 1000)
+    model = _train(cleaned, tmp_path / "packaged", C=0.1)
+    assert model.config.runtime == "onnx-int8" and model.metrics["params"]["int8_calibration"] == "packaged"
+    for name in ("int8-calibration.json", "backbone.onnx"):
+        assert (tmp_path / "packaged" / name).read_bytes() == (shipped / name).read_bytes()
+    assert model.config.graph["calib_id"] == json.loads((shipped / "config.json").read_text())["graph"]["calib_id"]
+    probs, _ = model.predict_proba([cleaned.image_path(cleaned.posts().column("image_file")[0].as_py())])
+    assert probs.shape == (1, 3) and np.isfinite(probs).all()
+
+    monkeypatch.setattr(visent_onnx, "MIN_CALIBRATION_IMAGES", 16)
+    measured = _train(cleaned, tmp_path / "measured", C=0.1, int8_calibration="dataset")
+    assert measured.config.runtime == "onnx-int8" and measured.metrics["params"]["int8_calibration"] == "dataset"
+    assert measured.config.graph["calib_id"] != model.config.graph["calib_id"]  # ranges of these 20 images
+    with pytest.raises(ValueError, match="packaged, dataset"):
+        _train(cleaned, tmp_path / "other", C=0.1, int8_calibration="imagenet")
+
+
 def test_model_card_is_readable():
     """The card shows figures to three decimals, dicts as key: value lists, counts per step in the funnel's order
     and the source by name: never a Python dict, 0.3333333333333333 or the user's folders."""

@@ -121,9 +121,13 @@ RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the c
                                                       "host:port); default: $RAY_ADDRESS, else start a local Ray on "
                                                       "127.0.0.1.")
 RUNTIME = typer.Option(None, "--runtime",
-                       help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8, calibrated on "
-                            "the dataset; the model directory carries its calibration). Default: "
+                       help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8; the model "
+                            "directory carries its calibration). Default: "
                             f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
+INT8_CALIBRATION = typer.Option("packaged", "--int8-calibration",
+                                help="With onnx-int8: packaged (the int8 network shipped for the backbone, one for "
+                                     "every dataset, so a grown crawl embeds only its new images; other weights are "
+                                     "measured on the dataset) or dataset (measure its ranges on the kept images).")
 
 
 crawl_app = typer.Typer(cls=_Commands, help="Gather posts that carry text and an image from the open social web "
@@ -242,16 +246,17 @@ def clean(
 def embed(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
+    int8_calibration: str = INT8_CALIBRATION,
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
     chunk_size: int = typer.Option(256, min=1, help="Images per engine task and per cache file."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Fill the feature cache with the kept images' features, so that `visent train` with the same --backbone,
-    --runtime and --tta reads them instead of computing them."""
+    --runtime, --tta and --int8-calibration reads them instead of computing them."""
     from visent.embed.dataset import embed_dataset
 
     counts = _run("embed", embed_dataset, dataset, backbone, runtime=runtime, tta=tta, batch_size=batch_size,
-                  chunk_size=chunk_size, engine=_engine(engine, ray_address))
+                  chunk_size=chunk_size, engine=_engine(engine, ray_address), int8_calibration=int8_calibration)
     for name, values in counts.items():
         _print_counts(f"embed ({name})", values)
 
@@ -273,6 +278,7 @@ def train(
     c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
     seed: int = SEED, runtime: Optional[str] = RUNTIME, signal: List[str] = SIGNALS,
     target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING, calibrate: bool = CALIBRATE,
+    int8_calibration: str = INT8_CALIBRATION,
     force: bool = typer.Option(False, "--force", help="Train again even when --out holds a model of the same kept "
                                                       "posts and options."),
 ) -> None:
@@ -283,7 +289,7 @@ def train(
     model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
                  finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime,
                  signals=signal, target_temperature=target_temperature, self_training=self_training,
-                 calibrate=calibrate, force=force)
+                 calibrate=calibrate, int8_calibration=int8_calibration, force=force)
     _print_train_summary(model.metrics, out)
 
 
@@ -312,7 +318,7 @@ def build(
     backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
     finetune_blocks: int = FINETUNE, seed: int = SEED, runtime: Optional[str] = RUNTIME,
     signal: List[str] = SIGNALS, target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING,
-    calibrate: bool = CALIBRATE,
+    calibrate: bool = CALIBRATE, int8_calibration: str = INT8_CALIBRATION,
     limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
@@ -324,7 +330,8 @@ def build(
         near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
         weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
         seed=seed, runtime=runtime, signals=tuple(signal), target_temperature=target_temperature,
-        self_training=self_training, calibrate=calibrate, ingest={"limit": limit} if limit else {},
+        self_training=self_training, calibrate=calibrate, int8_calibration=int8_calibration,
+        ingest={"limit": limit} if limit else {},
     )
     summary = _run("build", run_build, source, out, dataset=dataset, options=options)
     _print_counts("ingest", summary["ingest"])

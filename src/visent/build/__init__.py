@@ -6,9 +6,10 @@ images (and finds duplicates across old and new), and train embeds only the imag
 it fits the head again. The summary says so: ingest's counts (``source_changed``, ``new_posts``, ``changed_posts``,
 ``removed_posts``, ``reused``), what teach and clean recorded of the run (teach's ``taught`` and ``reused``, clean's
 ``images_checked`` and ``images_reused``; absent when the stage had nothing to do or did it all from scratch) and
-``images_embedded`` (the images whose features train computed). With the int8 runtime (the default) train calibrates
-its network on the kept images, so a grown crawl whose calibration images changed gets another network, and every
-kept image is embedded again under it.
+``images_embedded`` (the images whose features train computed). The int8 runtime (the default) runs the network
+shipped for the backbone, whatever the dataset; a calibration measured on the dataset
+(``int8_calibration="dataset"``, or a backbone with other weights) changes as the crawl grows, and every kept image
+is embedded again under the new network.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class BuildOptions:
     target_temperature: float = 1.0
     self_training: int = 0
     calibrate: bool = True
+    int8_calibration: str = "packaged"  # "dataset": measure the int8 ranges on the kept images
     seed: int = 0
     runtime: str | None = None  # None: visent.embed.DEFAULT_RUNTIME
     signals: tuple[str, ...] = ()  # image signals fused with the backbone: "ocr", "faces"
@@ -85,6 +87,7 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
                   tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
                   runtime=options.runtime, signals=options.signals, target_temperature=options.target_temperature,
                   self_training=options.self_training, calibrate=options.calibrate,
+                  int8_calibration=options.int8_calibration,
                   signal_teacher=options.teacher)  # the posts' teacher also reads the text inside images
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]

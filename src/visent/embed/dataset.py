@@ -62,9 +62,10 @@ def kept_images(dataset: Dataset) -> tuple[list[str], list[Path]]:
 
 def embed_dataset(dataset: Dataset | str | Path, backbone: str = DEFAULT_BACKBONE, *,
                   runtime: str | None = None, tta: bool | str = False, batch_size: int = 32, chunk_size: int = CHUNK,
-                  cache: FeatureCache | None = None, engine: Any = None) -> dict[str, dict[str, int]]:
+                  cache: FeatureCache | None = None, engine: Any = None,
+                  int8_calibration: str = "packaged") -> dict[str, dict[str, int]]:
     """Cache the features of the kept images for each backbone of ``backbone``, as ``visent train`` with the same
-    ``backbone``, ``runtime`` (default ``DEFAULT_RUNTIME``) and ``tta`` reads them. ``engine`` runs the chunks
+    ``backbone``, ``runtime`` (default ``DEFAULT_RUNTIME``), ``tta`` and ``int8_calibration`` reads them. ``engine`` runs the chunks
     of ``chunk_size`` images ("local" by default, "ray", or an engine of :func:`visent.engine.get_engine`).
     Returns per backbone the counts: images, already cached, computed now, errors."""
     from visent.engine import get_engine
@@ -86,11 +87,12 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = DEFAULT_BACKBON
         name_runtime = runtime
         if runtime == "onnx-int8" and position > 0:
             name_runtime = "onnx"  # as train: the int8 calibration belongs to the first backbone
-        elif runtime == "onnx-int8":  # measured on the kept images, as train measures it
+        elif runtime == "onnx-int8":  # shipped, or measured on the kept images, as train chooses it
             from visent.embed.features import calibration_images
             from visent.embed.onnx import calibrate_int8
 
-            calibration = calibrate_int8(model, lambda: calibration_images(model, paths, digests), digests)
+            calibration = calibrate_int8(model, lambda: calibration_images(model, paths, digests), digests,
+                                         calibration=int8_calibration)
         key = feature_key(model, tta, name_runtime, calibration_id(Path(calibration)) if calibration else None)
         found = cache.get_many(key, digests)
         todo = [i for i, digest in enumerate(digests) if digest not in found]

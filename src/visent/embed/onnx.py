@@ -5,9 +5,14 @@ A backbone is exported once to ONNX (dynamic batch axis) and kept under ``$VISEN
 give another file.
 
 int8 is static quantisation (QDQ, per-channel int8 weights, uint8 activations, min-max ranges). Its
-*calibration* is the activation ranges measured on up to 128 images of the dataset (the smallest content
-hashes: a stable random sample); they are kept as a small JSON file (ONNX Runtime's calibration cache),
-and the int8 network is rebuilt from the fp32 export and that file alone. A model directory carries the
+*calibration* is the activation ranges measured on up to 128 photos (the smallest content hashes: a stable random
+sample); they are kept as a small JSON file (ONNX Runtime's calibration cache), and the int8 network is rebuilt
+from the fp32 export and that file alone. For a backbone with its packaged weights, the calibration (and the int8
+network) of the model shipped with visent is used (:func:`packaged_int8`, measured on 128 photos of the MVSA
+crawl): every dataset, and a crawl as it grows, then runs one network, so an image's features are computed once
+whatever dataset it is in, and a grown crawl embeds only its new images (a calibration measured on each dataset
+changed as soon as new images came among the 128, and every image was embedded again). Otherwise (other weights,
+a fine-tuned backbone, or ``calibration="dataset"``) it is measured on the dataset's images. A model directory carries the
 file (``int8-calibration.json``), so ``predict`` runs the very network its student was trained on, on any
 machine, without the training images. The first convolutions stay fp32 (:data:`INT8_RECIPES`): quantising the
 normalised input costs most of the fidelity (mean cosine to fp32 features 0.89 → 0.96 on MVSA photos) for little
@@ -80,6 +85,30 @@ def _stem(backbone: Backbone) -> str:
 def choose_calibration(digests: Sequence[str], n: int = CALIBRATION_IMAGES) -> list[str]:
     """The ``n`` smallest distinct content hashes: a uniform random sample that does not depend on order."""
     return sorted(set(digests))[:n]
+
+
+def packaged_int8(key: str, recipe: int = INT8_RECIPE) -> tuple[Path, Path] | None:
+    """The int8 network a model shipped with visent carries for the backbone whose key is ``key``, quantised with
+    ``recipe``: (its calibration, its graph); None when no shipped model has one (other weights, another backbone).
+
+    The shipped default model's calibration is measured on 128 photos of the MVSA crawl by its build command
+    (README, *Shipped files*), with ``--int8-calibration dataset``."""
+    from importlib import resources
+
+    root = Path(str(resources.files("visent") / "resources" / "models"))
+    for config in sorted(root.glob("*/config.json")):
+        try:
+            record = json.loads(config.read_text(encoding="utf-8"))
+            graph = record.get("graph") or {}
+            if (graph.get("key") != key or graph.get("runtime") != "onnx-int8" or record.get("backbone_weights")
+                    or int(graph.get("int8_recipe", 1)) != recipe or not record.get("int8_calibration")):
+                continue
+            calibration, network = config.parent / record["int8_calibration"], config.parent / graph["file"]
+            if network.is_file() and calibration_id(calibration) == graph.get("calib_id"):
+                return calibration, network
+        except (OSError, ValueError, TypeError, InputError):  # a damaged shipped model is not used
+            continue
+    return None
 
 
 def canonical_ranges(calibration: Path) -> bytes:
@@ -191,16 +220,29 @@ def _quantize(prepared: Path, out: Path, calibration: Path, reader=None, recipe:
                     calibration_cache_path=str(calibration))
 
 
-def calibrate_int8(backbone: Backbone, images: Callable[[], np.ndarray], digests: Sequence[str],
-                   root: Path | None = None, recipe: int = INT8_RECIPE) -> Path:
-    """The int8 calibration (ranges file) for the images with content hashes ``digests``.
+CALIBRATIONS = ("packaged", "dataset")  # where an int8 calibration comes from (see the module's docstring)
 
-    Cached by the identity of the chosen calibration images; ``images()`` gives them, preprocessed
-    (n, 3, S, S), in ``choose_calibration(digests)`` order, and is only called when not cached yet.
+
+def check_calibration(calibration: str) -> str:
+    """``calibration`` if it is one of :data:`CALIBRATIONS`, else an error that lists them."""
+    if calibration not in CALIBRATIONS:
+        raise UnknownName(f"unknown int8 calibration {calibration!r}; choose one of: {', '.join(CALIBRATIONS)}")
+    return calibration
+
+
+def calibrate_int8(backbone: Backbone, images: Callable[[], np.ndarray], digests: Sequence[str],
+                   root: Path | None = None, recipe: int = INT8_RECIPE, calibration: str = "packaged") -> Path:
+    """The int8 calibration (ranges file): with ``calibration="packaged"`` the shipped one for the backbone when
+    there is one (:func:`packaged_int8`), else the one measured on the images with content hashes ``digests``.
+
+    Measured ranges are cached by the identity of the chosen calibration images; ``images()`` gives them,
+    preprocessed (n, 3, S, S), in ``choose_calibration(digests)`` order, and is only called when not cached yet.
     """
     from onnxruntime.quantization import CalibrationDataReader
 
     require_onnxruntime()
+    if check_calibration(calibration) == "packaged" and (shipped := packaged_int8(backbone.key, recipe)) is not None:
+        return shipped[0]
     chosen = choose_calibration(digests)
     image_set = hashlib.sha256("\n".join(chosen).encode()).hexdigest()[:16]
     root = root or onnx_cache_root()
@@ -238,6 +280,9 @@ def quantize_int8(backbone: Backbone, calibration: Path, root: Path | None = Non
     """The backbone's int8 model for a calibration (ranges file) and recipe, built now from the fp32 export unless
     cached."""
     require_onnxruntime()
+    shipped = packaged_int8(backbone.key, recipe)
+    if shipped is not None and calibration_id(shipped[0]) == calibration_id(calibration):
+        return shipped[1]  # the very network the shipped model runs: no export, no quantiser
     path = int8_path(backbone, calibration, root, recipe)
     if not path.exists():
         prepared = _prepared(backbone, root)

@@ -398,7 +398,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
           seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
           signal_teacher: str = "vader", target_temperature: float = 1.0, self_training: int = 0,
-          self_training_alpha: float = 0.5, calibrate: bool = True, force: bool = False) -> "VisentModel":
+          self_training_alpha: float = 0.5, calibrate: bool = True, int8_calibration: str = "packaged",
+          force: bool = False) -> "VisentModel":
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
 
     Training is a stage like the others: the model records its options and a digest of the kept posts it learnt
@@ -417,14 +418,17 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     student`` (:mod:`visent.train.noisy`). ``calibrate`` temperature-scales the student's probabilities against
     the teacher's targets on the validation split (the predicted class never changes).
     ``runtime`` runs the backbone with PyTorch or ONNX Runtime (``visent.embed.RUNTIMES``, default
-    ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration measured on the kept images.
+    ``DEFAULT_RUNTIME``); the model keeps it, and for int8 its calibration: ``int8_calibration="packaged"`` the
+    one shipped for the backbone where there is one (packaged weights, not fine-tuned: one network for every
+    dataset, so a grown crawl embeds only its new images), else (or ``"dataset"``) measured on the kept images.
     """
     from visent.embed import load_backbone
-    from visent.embed.onnx import MIN_CALIBRATION_IMAGES
+    from visent.embed.onnx import MIN_CALIBRATION_IMAGES, check_calibration
 
     asked = runtime
     runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=tta, runtime=runtime,
                                  signals=signals)
+    check_calibration(int8_calibration)
     dataset = Dataset.of(dataset)
     started = time.time()
     rows = _training_rows(dataset)
@@ -438,14 +442,16 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
               "batch_size": batch_size, "seed": seed, "runtime": runtime, "signals": list(signals),
               "signal_teacher": signal_teacher if signals else None, "target_temperature": target_temperature,
               "self_training": self_training, "self_training_alpha": self_training_alpha if self_training else None,
-              "calibrate": calibrate, "visent": __version__}
+              "calibrate": calibrate, "int8_calibration": int8_calibration if runtime == "onnx-int8" else None,
+              "visent": __version__}
     if not force and (done := _trained(out, params)) is not None:
         console.print(f"train: the model in {out} is up to date (same kept posts of {dataset.root}, same options); "
                       "nothing to do (`visent train --force` trains it again)", markup=False, highlight=False,
                       soft_wrap=True)
         _warn_weak(out, dataset, done.metrics.get("warnings") or [])
         return done
-    if asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES:
+    if (asked is None and runtime == "onnx-int8" and len(set(rows["sha256"])) < MIN_CALIBRATION_IMAGES
+            and not _shipped_int8(backbone, weights, finetune_blocks, int8_calibration)):
         warnings.warn(f"{dataset.root}: {len(set(rows['sha256']))} distinct images are too few to calibrate the int8 "
                       f"network (it needs {MIN_CALIBRATION_IMAGES}); the model runs in fp32 (runtime 'onnx')",
                       stacklevel=2)
@@ -467,7 +473,7 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     model_backbone, finetune_report = _student_backbone(config, out, weights, rows, targets,
                                                         finetune_blocks=finetune_blocks,
                                                         finetune_epochs=finetune_epochs, batch_size=batch_size,
-                                                        seed=seed)
+                                                        seed=seed, int8_calibration=int8_calibration)
     reader = VisentModel(config, head=None, directory=out)  # type: ignore[arg-type]  # features only: as predict
     reader._backbone, reader._extra_backbones = model_backbone, extra_loaded
     budget = memory_budget()
@@ -645,6 +651,16 @@ def _self_train_streamed(X: Any, targets: np.ndarray, C: float, *, rounds: int, 
     return head, current
 
 
+def _shipped_int8(backbone: str, weights: str | Path | None, finetune_blocks: int, int8_calibration: str) -> bool:
+    """Whether the student's int8 network is the one shipped for its backbone (no calibration measured)."""
+    from visent.embed import load_backbone
+    from visent.embed.onnx import packaged_int8
+
+    if int8_calibration != "packaged" or weights is not None or finetune_blocks > 0:
+        return False
+    return packaged_int8(load_backbone(backbone.split("+")[0].strip()).key) is not None
+
+
 def _provenance(dataset: Dataset) -> dict[str, Any]:
     """Where the training posts came from: the dataset and the parameters and counts of its stages."""
     return {"dataset": str(dataset.root),
@@ -654,10 +670,11 @@ def _provenance(dataset: Dataset) -> dict[str, Any]:
 
 def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None, rows: dict[str, Any],
                       targets: np.ndarray, *, finetune_blocks: int, finetune_epochs: int, batch_size: int,
-                      seed: int) -> tuple[Any, list[dict[str, Any]] | None]:
+                      seed: int, int8_calibration: str = "packaged") -> tuple[Any, list[dict[str, Any]] | None]:
     """The student's first backbone, as the model directory ``out`` will carry it: fine-tuned on the weak
     labels (``finetune_blocks > 0``), or loaded from a local ``weights`` file copied into ``out``, else the
-    packaged weights; with the int8 runtime, its calibration measured on the kept images. Fills in ``config``'s
+    packaged weights; with the int8 runtime, its calibration (``int8_calibration``: the shipped one where there is
+    one, else measured on the kept images). Fills in ``config``'s
     file names; returns the backbone and the fine-tuning history."""
     from visent.embed import load_backbone
 
@@ -682,13 +699,14 @@ def _student_backbone(config: ModelConfig, out: Path, weights: str | Path | None
         config.backbone_weights = weights_path.name
         model_backbone = load_backbone(backbone, weights=weights_path)
 
-    if config.runtime == "onnx-int8":  # measured on the kept images, then carried by the model directory
+    if config.runtime == "onnx-int8":  # shipped or measured on the kept images, then carried by the model directory
         from visent.embed.features import calibration_images
         from visent.embed.onnx import CALIBRATION_FILE, INT8_RECIPE, calibrate_int8, canonical_ranges
 
         config.int8_recipe = INT8_RECIPE
         measured = calibrate_int8(
-            model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"])
+            model_backbone, lambda: calibration_images(model_backbone, rows["path"], rows["sha256"]), rows["sha256"],
+            calibration=int8_calibration)
         atomic_write_bytes(out / CALIBRATION_FILE, canonical_ranges(measured))
         config.int8_calibration = CALIBRATION_FILE
     if config.runtime != "torch":
