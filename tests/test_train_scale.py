@@ -1,11 +1,13 @@
 """train at scale: the kept rows read as Arrow columns, the features kept on disk beyond the memory budget, and the
-head fitted block by block (StudentHead.fit_streamed) to the head the in-memory fit gives."""
+head fitted block by block (StudentHead.fit_streamed) to the head scikit-learn's solver gives."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
+from sklearn.utils.class_weight import compute_sample_weight
 
 import visent.train as train_module
 from test_pipeline import loose_options, make_crawl
@@ -50,6 +52,24 @@ def _same_head(a: StudentHead, b: StudentHead, X: np.ndarray, y: np.ndarray) -> 
     assert abs(balanced_accuracy_score(y, a.predict(X)) - balanced_accuracy_score(y, b.predict(X))) <= 0.002
 
 
+def _reference(X: np.ndarray, y: np.ndarray, C: float, class_weight: str | None = "balanced") -> StudentHead:
+    """The head's objective as scikit-learn's solver fits it: the standardised rows in float64, one copy of each row
+    per class of its (soft) target, weighted by the target times the row's class weight."""
+    from visent.model.head import as_targets
+
+    targets = as_targets(y)
+    head = StudentHead(C=C, class_weight=class_weight)
+    X64 = X.astype(np.float64)
+    head.mean_, head.scale_ = X64.mean(axis=0), X64.std(axis=0) + 1e-6
+    head.classes_, head.temperature_, head.n_features_in_ = np.array(CLASSES), 1.0, X.shape[1]
+    weight = compute_sample_weight("balanced", targets.argmax(axis=1)) if class_weight else np.ones(len(X))
+    rows, cols = np.nonzero(targets > 0)
+    model = LogisticRegression(C=C, max_iter=5000, tol=1e-10)
+    model.fit(((X64 - head.mean_) / head.scale_)[rows], cols, sample_weight=targets[rows, cols] * weight[rows])
+    head._set_solution(model.classes_.astype(int), X.shape[1], model.coef_, model.intercept_)
+    return head
+
+
 @pytest.fixture
 def feature_file(tmp_path):
     files = []
@@ -68,16 +88,16 @@ def feature_file(tmp_path):
 
 @pytest.mark.parametrize("classes", [3, 2])
 @pytest.mark.parametrize("C", [1e-3, 0.1])
-def test_the_streamed_fit_is_the_in_memory_fit(classes, C, feature_file):
+def test_the_head_is_scikit_learns_logistic_regression_in_memory_or_streamed(classes, C, feature_file):
     X, soft, labels = _problem(classes=classes)
     for y in (soft, labels):
-        memory = StudentHead(C=C).fit(X, y)
+        reference = _reference(X, y, C)
+        _same_head(reference, StudentHead(C=C).fit(X, y), X, labels)
         for source in (X, feature_file(X)):
             streamed = StudentHead(C=C).fit_streamed(source, y, block_rows=100)
-            _same_head(memory, streamed, X, labels)
+            _same_head(reference, streamed, X, labels)
             assert streamed.n_passes_ >= streamed.n_iter_[0] >= 1
-    unweighted = StudentHead(C=C, class_weight=None)
-    _same_head(unweighted.fit(X, soft), StudentHead(C=C, class_weight=None).fit_streamed(X, soft), X, labels)
+    _same_head(_reference(X, soft, C, class_weight=None), StudentHead(C=C, class_weight=None).fit(X, soft), X, labels)
 
 
 def test_the_streamed_fit_on_some_rows_warm_starts_and_refuses_what_fit_refuses(feature_file):

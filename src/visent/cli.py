@@ -205,10 +205,12 @@ def ingest(
     """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
     from visent.ingest.worker import ingest as run_ingest
 
-    counts = _run("ingest", run_ingest, source, out, engine=_engine(engine, ray_address), workers=workers,
+    runner = _engine(engine, ray_address)
+    counts = _run("ingest", run_ingest, source, out, engine=runner, workers=workers,
                   timeout=timeout, retries=retries, max_bytes=max_bytes, limit=limit, per_host=per_host,
                   backoff=backoff, batch_size=batch_size)
     _print_counts(f"ingest → {out}", counts)
+    _print_placement(runner)
 
 
 @app.command(cls=_Command)
@@ -221,8 +223,10 @@ def teach(
     """Label every post's text with the teacher's negative / neutral / positive probabilities."""
     from visent.teach import teach as run_teach
 
-    counts = _run("teach", run_teach, dataset, teacher, engine=_engine(engine, ray_address))
+    runner = _engine(engine, ray_address)
+    counts = _run("teach", run_teach, dataset, teacher, engine=runner)
     _print_counts(f"teach ({teacher})", counts)
+    _print_placement(runner)
 
 
 @app.command(cls=_Command)
@@ -255,10 +259,12 @@ def embed(
     --runtime, --tta and --int8-calibration reads them instead of computing them."""
     from visent.embed.dataset import embed_dataset
 
+    runner = _engine(engine, ray_address)
     counts = _run("embed", embed_dataset, dataset, backbone, runtime=runtime, tta=tta, batch_size=batch_size,
-                  chunk_size=chunk_size, engine=_engine(engine, ray_address), int8_calibration=int8_calibration)
+                  chunk_size=chunk_size, engine=runner, int8_calibration=int8_calibration)
     for name, values in counts.items():
         _print_counts(f"embed ({name})", values)
+    _print_placement(runner)
 
 
 def _engine(name: str, address: Optional[str]) -> Any:
@@ -266,6 +272,12 @@ def _engine(name: str, address: Optional[str]) -> Any:
     from visent.engine import get_engine
 
     return get_engine(name, address=address)
+
+
+def _print_placement(engine: Any) -> None:
+    """Where a cluster ran the stage's batches (nothing for the local engine, or when no batch ran)."""
+    if getattr(engine, "placement", None):
+        console.print(f"{engine.name}: {engine.describe()}", markup=False, highlight=False)
 
 
 @app.command(cls=_Command)
@@ -378,6 +390,7 @@ def predict(
         _print_predictions(shown)
     console.print(f"{_images(counts['rows'])}: {counts['rows'] - counts['errors']} predicted, "
                   f"{counts['errors']} unreadable")
+    _print_placement(runner)
     _nothing_done("predicted", counts["rows"], counts["errors"], failed[:1])
 
 

@@ -30,6 +30,7 @@ else:
 
 TEMP_DIR = "/tmp/visent-ray"  # short: Ray's socket paths live below it
 ENV_PASSED = ("VISENT_CACHE",)  # the driver's settings the workers must share
+NODE_COLUMN = "__visent_node"  # added by an actor to its output (the node it ran on), removed by the driver
 
 
 class _Actor:
@@ -43,9 +44,11 @@ class _Actor:
         os.environ.update(env)
         os.environ["VISENT_PROGRESS"] = "0"  # progress is the driver's to show
         self.worker = worker(*args)
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return self.worker(batch)
+        out = self.worker(batch)
+        return out.append_column(NODE_COLUMN, pa.array([self.node] * out.num_rows, pa.string()))
 
 
 def _checked(address: str | None) -> str | None:
@@ -85,6 +88,14 @@ class RayEngine:
         self.address = _checked(address)
         self.num_cpus = num_cpus
         self.actors = actors
+        self.placement: dict[str, int] = {}  # node id -> batches it ran, over this engine's runs
+
+    def describe(self) -> str:
+        """Where the batches ran: "12 batches on 2 nodes of the cluster (6 + 6)"."""
+        counts = sorted(self.placement.values(), reverse=True)
+        nodes = sum(bool(node.get("Alive")) for node in ray.nodes()) if ray.is_initialized() else len(counts)
+        return (f"{sum(counts):,} batches on {len(counts)} of the cluster's {nodes} node{'s' * (nodes != 1)}"
+                + (f" ({' + '.join(str(c) for c in counts)})" if len(counts) > 1 else ""))
 
     def connect(self) -> None:
         """Join (or start) the cluster once; set Ray Data to keep the input order and stay quiet."""
@@ -127,4 +138,8 @@ class RayEngine:
         data = ray.data.from_arrow(shards).map_batches(
             actor, batch_size=None, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.pool_size(len(shards))))
-        yield from data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0)
+        for out in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+            if out.num_rows:
+                node = out.column(NODE_COLUMN)[0].as_py()
+                self.placement[node] = self.placement.get(node, 0) + 1
+            yield out.drop_columns([NODE_COLUMN])

