@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--target-temperature", type=float, default=1.0)
     parser.add_argument("--self-training", type=int, default=0)
     parser.add_argument("--no-calibrate", action="store_true", help="leave the student's probabilities uncalibrated")
+    parser.add_argument("--int8-calibration", default="packaged", choices=["packaged", "dataset"],
+                        help="int8: the network shipped for the backbone, or ranges measured on each fold's images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--human-probe", action="store_true",
                         help="also train the same head on the training folds' human image labels (a reference line)")
@@ -88,7 +90,7 @@ def main() -> None:
                            backbone=args.backbone, target=args.target, tta=args.tta, balance=args.balance,
                            seed=args.seed, runtime=args.runtime, signals=tuple(args.signal),
                            target_temperature=args.target_temperature, self_training=args.self_training,
-                           calibrate=not args.no_calibrate)
+                           calibrate=not args.no_calibrate, int8_calibration=args.int8_calibration)
     tta_tag = {"none": "0", "flip": "1"}.get(args.tta, args.tta)  # the names earlier runs used
     tag = f"{args.backbone}-{args.teacher}-{args.target}-tta{tta_tag}-t{args.thresholds or 'teacher'}-b{int(args.balance)}"
     tag += f"-{args.runtime}" if args.runtime != "torch" else ""
@@ -96,6 +98,7 @@ def main() -> None:
     tag += f"-T{args.target_temperature:g}" if args.target_temperature != 1.0 else ""
     tag += f"-st{args.self_training}" if args.self_training else ""
     tag += "-uncal" if args.no_calibrate else ""
+    tag += "-int8dataset" if args.int8_calibration == "dataset" and args.runtime == "onnx-int8" else ""
     work = args.work / tag
 
     # The crawl as the pipeline sees it: images and texts, no labels file.

@@ -12,8 +12,14 @@ the dataset's size after it; then the log-log slope of each stage's time over N 
 ``--grow F`` then appends F x N new posts to the crawl and runs the same stages again on the same dataset: the
 time of that second build against the first says how much of the work is redone.
 
+``--engine ray`` starts a Ray cluster of ``--nodes`` nodes on this machine (``ray start --head``, then ``ray start
+--address`` for each other node, ``--cpus-per-node`` CPUs each; ``ray stop`` at the end stops every Ray process of
+the machine) and runs the stages that scale out on it (``ingest``, ``teach``, ``embed`` with ``--engine ray
+--ray-address``; ``clean`` and ``train``, which read the cached features, in the visent process).
+
     python benchmarks/scale.py --posts 10000 30000 100000
     python benchmarks/scale.py --posts 2000 --grow 0.1 --teacher vader       # a quick look
+    python benchmarks/scale.py --posts 2000 --engine ray --nodes 2           # a two-node Ray cluster
 
 Name the CPU beside the figures (printed first): the stages' speed depends on it.
 """
@@ -39,6 +45,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 STAGES = ("ingest", "teach", "clean", "train")
+RAY_STAGES = ("ingest", "teach", "embed")  # with --engine ray: the stages that run on the cluster
 
 
 def cpu_model() -> str:
@@ -120,11 +127,15 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def run_stage(stage: str, crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str) -> dict:
+def run_stage(stage: str, crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str,
+              ray_address: str | None = None) -> dict:
     args = {"ingest": ["ingest", str(crawl / "posts.jsonl"), "--out", str(dataset)],
             "teach": ["teach", str(dataset), "--teacher", teacher],
             "clean": ["clean", str(dataset)],
+            "embed": ["embed", str(dataset)],
             "train": ["train", str(dataset), "--out", str(model)]}[stage]
+    if ray_address and stage in RAY_STAGES:
+        args += ["--engine", "ray", "--ray-address", ray_address]
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "visent", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -135,8 +146,22 @@ def run_stage(stage: str, crawl: Path, dataset: Path, model: Path, env: dict[str
     return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "disk_mb": du(dataset) / 1e6}
 
 
-def build(crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str) -> dict[str, dict]:
-    return {stage: run_stage(stage, crawl, dataset, model, env, teacher) for stage in STAGES}
+def build(crawl: Path, dataset: Path, model: Path, env: dict[str, str], teacher: str,
+          ray_address: str | None = None) -> dict[str, dict]:
+    stages = STAGES if ray_address is None else ("ingest", "teach", "clean", "embed", "train")
+    return {stage: run_stage(stage, crawl, dataset, model, env, teacher, ray_address) for stage in stages}
+
+
+def start_cluster(nodes: int, cpus: int, port: int = 6399) -> str:
+    """A Ray cluster of ``nodes`` nodes on this machine, ``cpus`` CPUs each; returns the head's address."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # 127.0.0.1 only (a real cluster keeps Ray's token)
+    common = [f"--num-cpus={cpus}", "--disable-usage-stats"]
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--include-dashboard=false",
+                    "--temp-dir=/tmp/visent-ray-scale", *common], env=env, check=True, capture_output=True)
+    for _ in range(nodes - 1):
+        subprocess.run(["ray", "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
+                       capture_output=True)
+    return f"127.0.0.1:{port}"
 
 
 def slope(ns: list[int], times: list[float]) -> float:
@@ -152,13 +177,21 @@ def main() -> None:
     parser.add_argument("--broken", type=float, default=0.03)
     parser.add_argument("--teacher", default="default")
     parser.add_argument("--keep", type=Path, help="keep the crawls, datasets and models in this folder")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local")
+    parser.add_argument("--nodes", type=int, default=2, help="--engine ray: nodes of the local cluster")
+    parser.add_argument("--cpus-per-node", type=int, default=1, help="--engine ray: CPUs of each node")
     args = parser.parse_args()
     if not (DATA / "mvsa-single").exists() or not (DATA / "semeval2017-task4a").exists():
         raise SystemExit(f"needs {DATA}/mvsa-single and {DATA}/semeval2017-task4a")
-    print(f"visent build, stage by stage; {cpu_model()}, {os.cpu_count()} cores; teacher {args.teacher}")
+    print(f"visent build, stage by stage; {cpu_model()}, {os.cpu_count()} cores; teacher {args.teacher}"
+          + (f"; engine ray, {args.nodes} nodes of {args.cpus_per_node} CPU on this machine" if args.engine == "ray"
+             else ""))
     texts, photos = tweets(), Photos()
     work = args.keep or Path(tempfile.mkdtemp(prefix="visent-scale-"))
     results: dict[int, dict[str, dict]] = {}
+    address = start_cluster(args.nodes, args.cpus_per_node) if args.engine == "ray" else None
+    if address:
+        os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
         for n in args.posts:
             base = work / f"n{n}"
@@ -170,7 +203,7 @@ def main() -> None:
             (base / "home").mkdir()
             env = {**os.environ, "HOME": str(base / "home"), "VISENT_CACHE": str(base / "cache"),
                    "VISENT_PROGRESS": "0"}
-            results[n] = build(base / "crawl", base / "dataset", base / "model", env, args.teacher)
+            results[n] = build(base / "crawl", base / "dataset", base / "model", env, args.teacher, address)
             for stage, r in results[n].items():
                 print(f"  {stage:<7} {r['wall_s']:8.1f} s  {r['peak_mb']:8.0f} MB peak  {r['disk_mb']:8.0f} MB on disk",
                       flush=True)
@@ -179,7 +212,7 @@ def main() -> None:
             if args.grow > 0:
                 extra = max(1, int(n * args.grow))
                 make_crawl(base / "crawl", n, extra, texts, photos, args.broken)
-                again = build(base / "crawl", base / "dataset", base / "model", env, args.teacher)
+                again = build(base / "crawl", base / "dataset", base / "model", env, args.teacher, address)
                 second = sum(r["wall_s"] for r in again.values())
                 print(f"  + {extra:,} posts ({args.grow:.0%}): second build {second:.1f} s = "
                       f"{second / total:.0%} of the first; " +
@@ -187,9 +220,11 @@ def main() -> None:
         if len(results) >= 2:
             ns = sorted(results)
             print("\nlog-log slope of time over N (1.0 = linear): " + ", ".join(
-                f"{stage} {slope(ns, [results[n][stage]['wall_s'] for n in ns]):.2f}" for stage in STAGES)
+                f"{stage} {slope(ns, [results[n][stage]['wall_s'] for n in ns]):.2f}" for stage in results[ns[0]])
                 + f", build {slope(ns, [sum(r['wall_s'] for r in results[n].values()) for n in ns]):.2f}")
     finally:
+        if address:
+            subprocess.run(["ray", "stop", "--force"], capture_output=True)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 

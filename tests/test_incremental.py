@@ -23,6 +23,7 @@ from visent.build import BuildOptions, build
 from visent.clean import clean
 from visent.cli import app
 from visent.ingest import ingest
+from visent.model import VisentModel
 from visent.model.student import packaged_model_dir
 from visent.teach import load_teacher, teach
 
@@ -207,11 +208,20 @@ def test_a_grown_crawl_is_built_incrementally_and_equals_a_build_from_scratch(tm
     assert "source_changed" not in scratch["ingest"] and "taught" not in scratch["teach"]
     assert Dataset(tmp_path / "scratch-dataset").stage_info("teach")["run"] == {"taught": 221, "reused": 0}
     assert_same_dataset(tmp_path / "model-dataset", tmp_path / "scratch-dataset")
+    # the grown crawl's head started from the last training's solutions, the scratch one from zero: the same
+    # optimum to the solver's tolerance
+    assert VisentModel.load(model).metrics["fit"]["warm_start"]
+    assert not VisentModel.load(tmp_path / "scratch").metrics["fit"]["warm_start"]
     with np.load(model / "head.npz") as a, np.load(tmp_path / "scratch" / "head.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         for name in a.files:
             assert a[name].shape == b[name].shape
-            assert np.allclose(a[name], b[name], rtol=0, atol=1e-6), name
+            if name != "temperature":  # fitted on 40 validation posts: it follows the logits' small differences
+                assert np.allclose(a[name], b[name], rtol=1e-3, atol=1e-4 * max(1.0, np.abs(a[name]).max())), name
+        assert float(a["temperature"]) == pytest.approx(float(b["temperature"]), rel=0.02)
+    images = sorted(str(p) for p in (tmp_path / "model-dataset" / "images").glob("*/*"))
+    grown, scratch = (VisentModel.load(m).predict_proba(images)[0] for m in (model, tmp_path / "scratch"))
+    assert np.abs(grown - scratch).max() < 5e-3 and (grown.argmax(1) == scratch.argmax(1)).all()
     monkeypatch.setenv("VISENT_CACHE", cache)
 
     # the same crawl again: nothing to do

@@ -260,7 +260,8 @@ def test_training_rows_are_the_kept_rows_read_as_columns(cleaned):
 def test_training_beyond_the_budget_gives_the_in_memory_model(cleaned, tmp_path, monkeypatch):
     """The whole stage with features on disk and the head streamed (a budget of 0 MB) against the in-memory run."""
     memory = _train(cleaned, tmp_path / "memory", backbone="efficientnet-lite0", runtime="torch")
-    assert memory.metrics["fit"] == {"streamed": False, "features_on_disk": False, "memory_budget_mb": 1024.0}
+    assert memory.metrics["fit"] == {"streamed": False, "features_on_disk": False, "memory_budget_mb": 1024.0,
+                                     "warm_start": False}
     monkeypatch.setenv("VISENT_TRAIN_MEMORY_MB", "0")
     disk = _train(cleaned, tmp_path / "disk", backbone="efficientnet-lite0", runtime="torch")
     fit = disk.metrics["fit"]

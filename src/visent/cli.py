@@ -218,13 +218,15 @@ def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
     teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
                                                 "made by `visent teacher train`."),
+    batch_size: int = typer.Option(2048, min=1, help="Posts per batch: a checkpoint, and what one ray actor "
+                                                     "teaches at a time."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Label every post's text with the teacher's negative / neutral / positive probabilities."""
     from visent.teach import teach as run_teach
 
     runner = _engine(engine, ray_address)
-    counts = _run("teach", run_teach, dataset, teacher, engine=runner)
+    counts = _run("teach", run_teach, dataset, teacher, engine=runner, batch_size=batch_size)
     _print_counts(f"teach ({teacher})", counts)
     _print_placement(runner)
 
@@ -361,6 +363,8 @@ def predict(
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write CSV here (path,negative,neutral,positive,label,status,error)."),
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
+    chunk_size: int = typer.Option(2048, min=1, help="Images per chunk: rows written at a time, and what one ray "
+                                                     "actor predicts at a time."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
@@ -372,7 +376,7 @@ def predict(
     failed: list[dict[str, Any]] = []  # the first unreadable row, for the message when nothing was predicted
 
     def rows() -> Iterator[dict[str, Any]]:
-        for row in iter_predict(model, paths, batch_size=batch_size, engine=runner):
+        for row in iter_predict(model, paths, batch_size=batch_size, chunk_size=chunk_size, engine=runner):
             counts["rows"] += 1
             counts["errors"] += row["status"] != "ok"
             if out is None or len(shown) <= 50:

@@ -94,7 +94,8 @@ class RayEngine:
         """Where the batches ran: "12 batches on 2 nodes of the cluster (6 + 6)"."""
         counts = sorted(self.placement.values(), reverse=True)
         nodes = sum(bool(node.get("Alive")) for node in ray.nodes()) if ray.is_initialized() else len(counts)
-        return (f"{sum(counts):,} batches on {len(counts)} of the cluster's {nodes} node{'s' * (nodes != 1)}"
+        return (f"{sum(counts):,} batch{'es' * (sum(counts) != 1)} on {len(counts)} of the cluster's {nodes} "
+                f"node{'s' * (nodes != 1)}"
                 + (f" ({' + '.join(str(c) for c in counts)})" if len(counts) > 1 else ""))
 
     def connect(self) -> None:
@@ -137,7 +138,9 @@ class RayEngine:
         actor = type(f"Visent{worker.__name__}", (_Actor,), {"spec": (worker, args, env)})
         data = ray.data.from_arrow(shards).map_batches(
             actor, batch_size=None, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.pool_size(len(shards))))
+            # a fixed pool, one actor per CPU up to one per batch: Ray Data's autoscaling pool started with one
+            # actor and kept every batch of a small stage on one node of a two-node cluster
+            compute=ray.data.ActorPoolStrategy(size=self.pool_size(len(shards))))
         for out in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             if out.num_rows:
                 node = out.column(NODE_COLUMN)[0].as_py()

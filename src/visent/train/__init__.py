@@ -259,11 +259,14 @@ def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
 
 def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
               grid: tuple[float, ...], advance: Advance = lambda n=1: None, *, streamed: bool = False,
-              rows: np.ndarray | None = None) -> tuple[float, dict[str, Any], StudentHead]:
+              rows: np.ndarray | None = None,
+              warm: dict[str, Any] | None = None) -> tuple[float, dict[str, Any], StudentHead]:
     """Pick the regularisation strength on a validation split of the teacher's labels (no human labels).
     Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows.
     ``streamed`` fits each head with :meth:`StudentHead.fit_streamed` and predicts a block of rows at a time (the
-    same heads and figures, without copies of X); the targets and labels are then those of X's ``rows`` when given."""
+    same heads and figures, without copies of X); the targets and labels are then those of X's ``rows`` when given.
+    ``warm`` (see :class:`WarmStart`): each C's fit starts from that C's solution of the previous training of the
+    dataset when there is one, and its solutions are put there for the next."""
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
     at_train, at_val = (idx_train, idx_val) if rows is None else (rows[idx_train], rows[idx_val])
     scores, heads = [], {}
@@ -271,11 +274,15 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     # optima in fewer solver steps.
     head = StudentHead(warm_start=True)
     for C in grid:
+        if warm is not None and warm.get(C) is not None:
+            head._solution = warm[C]
         if streamed:
             head.set_params(C=C).fit_streamed(X, targets[idx_train], rows=at_train)
         else:
             head.set_params(C=C).fit(X[idx_train], targets[idx_train])
         heads[C] = copy.deepcopy(head)
+        if warm is not None:
+            warm[C] = head._solution
         advance()
         probs = _predict_rows(head, X, at_val) if streamed else head.predict_proba(X[idx_val])
         pred = np.array(CLASSES)[probs.argmax(axis=1)]
@@ -487,12 +494,17 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         # Today's fit copies the matrix several times over (IN_MEMORY_FIT_FACTOR): beyond the budget, the streamed
         # fit reaches the same head reading the rows block by block.
         streamed = not (isinstance(X, np.ndarray) and X.nbytes * IN_MEMORY_FIT_FACTOR <= budget)
+        # the solutions of the dataset's previous training with these options: a grown crawl's head starts there
+        warm_path, warm_key = dataset.root / "work" / WARM_FILE, _warm_key(params, int(X.shape[1]))
+        warm = _load_warm(warm_path, warm_key)
+        warm_started = bool(warm)
         head, C, selection, calibration = _fit_head(
             X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
             self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate,
-            streamed=streamed)
+            streamed=streamed, warm=warm)
+        _save_warm(warm_path, warm_key, warm)
         fit = {"streamed": streamed, "features_on_disk": isinstance(X, _FeatureFile),
-               "memory_budget_mb": round(budget / 2**20, 1)}
+               "memory_budget_mb": round(budget / 2**20, 1), "warm_start": warm_started}
         if streamed:
             fit["passes"] = int(getattr(head, "n_passes_", 0))
     finally:
@@ -527,10 +539,16 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
 
 def _fit_head(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
               seed: int, self_training: int, self_training_alpha: float, calibrate: bool,
-              streamed: bool = False) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
+              streamed: bool = False,
+              warm: dict[Any, Any] | None = None) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
     """The head on the teacher's (sharpened) targets: C chosen on a teacher-label split unless given, the
     self-training rounds, then the temperature. Returns the head, C, how C was chosen and the calibration.
     A progress bar counts the fits (each C of the grid, the head on every row, the calibration's).
+
+    Every fit starts from a nearby solution (the problem is convex: the same optimum, in fewer solver steps): each
+    C of the grid from the one before it, the head of every row from the split head of the chosen C, and with
+    ``warm`` (the solutions of the dataset's previous training, see :func:`_load_warm`) each from its own previous
+    solution; ``warm`` is then updated with this training's solutions.
 
     ``streamed`` (features beyond the memory budget, ``X`` an array or a :class:`_FeatureFile`): C is chosen, and
     the temperature fitted, on a stratified subsample of at most :data:`C_SUBSAMPLE` rows held in memory (every
@@ -539,15 +557,18 @@ def _fit_head(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | Non
     if streamed:
         return _fit_head_streamed(X, targets, labels, C=C, val_fraction=val_fraction, seed=seed,
                                   self_training=self_training, self_training_alpha=self_training_alpha,
-                                  calibrate=calibrate)
+                                  calibrate=calibrate, warm=warm)
     split_head = None
     fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
     with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features)", fits) as advance:
         if C is None:
-            C, selection, split_head = _select_C(X, targets, labels, val_fraction, seed, C_GRID, advance)
+            C, selection, split_head = _select_C(X, targets, labels, val_fraction, seed, C_GRID, advance, warm=warm)
         else:
             selection = {"chosen": {"C": C}}
-        head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed)
+        head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed,
+                                  start=_final_start(warm, C, split_head))
+        if warm is not None:
+            warm[("final", C)] = head._solution
         advance()
         # Without self-training the calibration's split head is the one C was chosen with: same rows, targets, C.
         reuse = split_head if self_training == 0 else None
@@ -557,8 +578,9 @@ def _fit_head(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | Non
 
 
 def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | None, val_fraction: float,
-                       seed: int, self_training: int, self_training_alpha: float,
-                       calibrate: bool) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
+                       seed: int, self_training: int, self_training_alpha: float, calibrate: bool,
+                       warm: dict[Any, Any] | None = None,
+                       ) -> tuple[StudentHead, float, dict[str, Any], dict[str, Any] | None]:
     """:func:`_fit_head` for features beyond the memory budget (see there)."""
     sub = _subsample(labels, C_SUBSAMPLE, seed)
     whole = len(sub) == len(labels)
@@ -573,12 +595,16 @@ def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: fl
                   f"{len(sub):,})", fits) as advance:
         if C is None:
             C, selection, split_head = _select_C(X_sub, targets_sub, labels_sub, val_fraction, seed, C_GRID, advance,
-                                                 streamed=True, rows=at)
+                                                 streamed=True, rows=at, warm=warm)
         else:
             selection = {"chosen": {"C": C}}
         selection["subsample"] = int(len(sub))
+        start = StudentHead(C=C)
+        start._solution = _final_start(warm, C, split_head)
         head, learnt = _self_train_streamed(X, targets, C, rounds=self_training, alpha=self_training_alpha,
-                                            seed=seed, start=split_head)
+                                            seed=seed, start=start)
+        if warm is not None:
+            warm[("final", C)] = head._solution
         advance()
         reuse = split_head if self_training == 0 else None
         calibration = None
@@ -587,6 +613,57 @@ def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: fl
                                      reuse, streamed=True, rows=at)
         advance(int(calibrate))
     return head, C, selection, calibration
+
+
+def _final_start(warm: dict[Any, Any] | None, C: float, split_head: StudentHead | None) -> tuple | None:
+    """Where the head of every row starts: its previous solution for this C, else the split head's."""
+    previous = (warm or {}).get(("final", C))
+    if previous is not None:
+        return previous
+    return getattr(split_head, "_solution", None)
+
+
+WARM_FILE = "head-solutions.npz"  # under the dataset's work/: the head's solutions of its last training
+
+
+def _warm_key(params: dict[str, Any], dim: int) -> str:
+    """What the solutions depend on besides the posts: the options and the features' width."""
+    kept = {k: v for k, v in params.items() if k not in ("posts", "dataset", "visent")}
+    return hashlib.sha256(json.dumps([kept, dim], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_warm(path: Path, key: str) -> dict[Any, Any]:
+    """The solutions a previous training of the dataset with the same options left (empty when there are none,
+    or they belong to other options or are damaged: the fits then start from scratch)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                return {}
+            warm: dict[Any, Any] = {}
+            for i, name in enumerate(data["names"].tolist()):
+                kind, _, value = name.partition(":")
+                solution = ((tuple(int(c) for c in data[f"seen{i}"]), int(data[f"coef{i}"].shape[1])),
+                            data[f"coef{i}"], data[f"intercept{i}"])
+                warm[float(value) if kind == "C" else ("final", float(value))] = solution
+            return warm
+    except (OSError, KeyError, ValueError, IndexError):
+        return {}
+
+
+def _save_warm(path: Path, key: str, warm: dict[Any, Any]) -> None:
+    import io
+
+    arrays: dict[str, np.ndarray] = {"key": np.array(key)}
+    names = []
+    for i, (name, ((seen, _), coef, intercept)) in enumerate(warm.items()):
+        names.append(f"final:{name[1]!r}" if isinstance(name, tuple) else f"C:{name!r}")
+        arrays.update({f"seen{i}": np.array(seen, dtype=np.int64), f"coef{i}": np.asarray(coef),
+                       f"intercept{i}": np.asarray(intercept)})
+    arrays["names"] = np.array(names)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _subsample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
