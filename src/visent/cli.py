@@ -125,9 +125,10 @@ RUNTIME = typer.Option(None, "--runtime",
                             "directory carries its calibration). Default: "
                             f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
 INT8_CALIBRATION = typer.Option("packaged", "--int8-calibration",
-                                help="With onnx-int8: packaged (the int8 network shipped for the backbone, one for "
-                                     "every dataset, so a grown crawl embeds only its new images; other weights are "
-                                     "measured on the dataset) or dataset (measure its ranges on the kept images).")
+                                help="With onnx-int8: packaged (the default backbone's int8 network, shipped with "
+                                     "the default model: one for every dataset, so a grown crawl embeds only its new "
+                                     "images; other backbones and weights are measured on the dataset) or dataset "
+                                     "(measure its ranges on the kept images).")
 
 
 crawl_app = typer.Typer(cls=_Commands, help="Gather posts that carry text and an image from the open social web "

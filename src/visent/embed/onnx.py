@@ -7,8 +7,8 @@ give another file.
 int8 is static quantisation (QDQ, per-channel int8 weights, uint8 activations, min-max ranges). Its
 *calibration* is the activation ranges measured on up to 128 photos (the smallest content hashes: a stable random
 sample); they are kept as a small JSON file (ONNX Runtime's calibration cache), and the int8 network is rebuilt
-from the fp32 export and that file alone. For a backbone with its packaged weights, the calibration (and the int8
-network) of the model shipped with visent is used (:func:`packaged_int8`, measured on 128 photos of the MVSA
+from the fp32 export and that file alone. For a backbone a model shipped with visent carries (the default backbone
+with its packaged weights), that model's calibration (and int8 network) is used (:func:`packaged_int8`, measured on 128 photos of the MVSA
 crawl): every dataset, and a crawl as it grows, then runs one network, so an image's features are computed once
 whatever dataset it is in, and a grown crawl embeds only its new images (a calibration measured on each dataset
 changed as soon as new images came among the 128, and every image was embedded again). Otherwise (other weights,

@@ -103,9 +103,10 @@ def _training_rows(dataset: Dataset) -> dict[str, Any]:
 # and the head is fitted by StudentHead.fit_streamed, block by block.
 MEMORY_ENV = "VISENT_TRAIN_MEMORY_MB"
 DEFAULT_MEMORY_MB = 1024
-# StudentHead.fit peaks at about 5.5 times the float32 matrix on top of it (a float64 copy and its standardised
-# temporaries, then the rows repeated once per class of the soft targets): measured with 10,000 and 20,000 rows of
-# 2,576 features. It runs as it always has while the matrix times this fits the budget.
+# The in-memory fit while the float32 matrix times this fits the budget. Measured when StudentHead.fit ran
+# scikit-learn's solver (a float64 copy, then the rows repeated once per class of the soft targets: 5.5 times the
+# matrix, at 10,000 and 20,000 rows of 2,576 features); the block solver needs a copy of the split's rows, so the
+# factor is now generous.
 IN_MEMORY_FIT_FACTOR = 6
 # Rows whose features are computed (or read from the cache) at a time: 169 MB of the default backbone's 2,576.
 FEATURE_BLOCK_ROWS = 16384
@@ -270,7 +271,7 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
     Returns C, the figures of every C, and the head of the chosen C fitted on the split's training rows.
     ``streamed`` fits each head with :meth:`StudentHead.fit_streamed` and predicts a block of rows at a time (the
     same heads and figures, without copies of X); the targets and labels are then those of X's ``rows`` when given.
-    ``warm`` (see :class:`WarmStart`): each C's fit starts from that C's solution of the previous training of the
+    ``warm`` (see :func:`_load_warm`): each C's fit starts from that C's solution of the previous training of the
     dataset when there is one, and its solutions are put there for the next."""
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
     at_train, at_val = (idx_train, idx_val) if rows is None else (rows[idx_train], rows[idx_val])
@@ -500,8 +501,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
             raise TrainError(f"{dataset.root}: only {int(usable.sum())} images could be embedded; see the clean "
                              "table")
         targets, labels = targets[usable], labels[usable]
-        # Today's fit copies the matrix several times over (IN_MEMORY_FIT_FACTOR): beyond the budget, the streamed
-        # fit reaches the same head reading the rows block by block.
+        # Beyond the budget (IN_MEMORY_FIT_FACTOR), C is chosen on a subsample and the head of every row is fitted
+        # reading the rows block by block, from disk when they do not fit in memory.
         streamed = not (isinstance(X, np.ndarray) and X.nbytes * IN_MEMORY_FIT_FACTOR <= budget)
         # the solutions of the dataset's previous training with these options: a grown crawl's head starts there
         warm_path, warm_key = dataset.root / "work" / WARM_FILE, _warm_key(params, int(X.shape[1]))
