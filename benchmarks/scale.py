@@ -20,6 +20,10 @@ the machine) and runs the stages that scale out on it (``ingest``, ``teach``, ``
     python benchmarks/scale.py --posts 10000 30000 100000
     python benchmarks/scale.py --posts 2000 --grow 0.1 --teacher vader       # a quick look
     python benchmarks/scale.py --posts 2000 --engine ray --nodes 2           # a two-node Ray cluster
+    python benchmarks/scale.py --stages train --posts 100000 300000 1000000  # train alone, on fake upstream tables
+
+``--stages train`` runs ``benchmarks/scale_train.py`` (fake posts, teach and clean tables and a feature cache, so
+train reaches a million rows without a million images).
 
 Name the CPU beside the figures (printed first): the stages' speed depends on it.
 """
@@ -180,7 +184,17 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--nodes", type=int, default=2, help="--engine ray: nodes of the local cluster")
     parser.add_argument("--cpus-per-node", type=int, default=1, help="--engine ray: CPUs of each node")
+    parser.add_argument("--stages", choices=["build", "train"], default="build",
+                        help="train: the train stage alone on fake upstream tables (benchmarks/scale_train.py)")
     args = parser.parse_args()
+    if args.stages == "train":
+        sys.path.insert(0, str(Path(__file__).parent))
+        import scale_train
+
+        scale_train.run(argparse.Namespace(rows=args.posts, work=Path("/tmp/visent-scale-train"),
+                                           backbone="efficientnet-lite0-ms", src=None, seed=0, keep=False,
+                                           json=None, runtime="onnx-int8"))
+        return
     if not (DATA / "mvsa-single").exists() or not (DATA / "semeval2017-task4a").exists():
         raise SystemExit(f"needs {DATA}/mvsa-single and {DATA}/semeval2017-task4a")
     print(f"visent build, stage by stage; {cpu_model()}, {os.cpu_count()} cores; teacher {args.teacher}"

@@ -11,8 +11,9 @@ ru_maxrss), how the head was fitted (``metrics.json``'s ``fit``) and the log-log
     python benchmarks/scale_train.py --rows 100000 300000 1000000
     python benchmarks/scale_train.py --rows 20000 --src /tmp/visent-old/src   # another source tree (before/after)
 
-The backbone runs as PyTorch (``--runtime torch``): the ONNX runtimes would measure an int8 calibration on the
-images, which a fake dataset does not have; the features and the head are the same code whatever the runtime.
+The student is the default one (int8, the network shipped with the default model), so the cache is written under
+the key `visent train` reads with its defaults; ``--runtime torch`` writes and reads PyTorch's key instead (the
+features and the head are the same code whatever the runtime).
 Each N takes about 10.3 GB of disk per million rows for the cache, and as much again while train runs (the
 features beyond ``VISENT_TRAIN_MEMORY_MB`` go to a file under the dataset's ``work/train``).
 """
@@ -39,6 +40,7 @@ from visent.core.schema import CLEAN, POSTS, TEACH
 from visent.core.store import Dataset
 from visent.embed import FeatureCache, load_backbone
 from visent.embed.features import feature_key
+from visent.embed.onnx import INT8_RECIPE, calibration_id, packaged_int8
 
 WORDS = ("love this view so happy today what a day great sad awful never again tired rain sun friends coffee train "
          "late city night music best worst ever beautiful broken morning home").split()
@@ -130,13 +132,14 @@ def fake_cache(cache: Path, key: str, dim: int, hashes: list[str], labels: np.nd
         store.put_many(key, dict(zip(hashes[start:stop], block)))
 
 
-def run_train(dataset: Path, out: Path, cache: Path, backbone: str, src: Path | None) -> tuple[float, float, int]:
+def run_train(dataset: Path, out: Path, cache: Path, backbone: str, src: Path | None,
+              runtime: str = "onnx-int8") -> tuple[float, float, int]:
     """``python -m visent train`` as a process: wall seconds, peak RSS in MB, exit status."""
     env = {**os.environ, "VISENT_CACHE": str(cache), "VISENT_PROGRESS": "0"}
     if src is not None:
         env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "visent", "train", str(dataset), "--out", str(out), "--backbone", backbone,
-               "--runtime", "torch"]
+               "--runtime", runtime]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env)
     _, status, usage = os.wait4(process.pid, 0)
@@ -160,10 +163,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep each N's dataset and cache (they are large)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--runtime", default="onnx-int8", choices=["onnx-int8", "torch"])
     args = parser.parse_args()
+    run(args)
 
+
+def run(args: argparse.Namespace) -> None:
     backbone = load_backbone(args.backbone)
-    key = feature_key(backbone, False, "torch")
+    if args.runtime == "onnx-int8":
+        shipped = packaged_int8(backbone.key)
+        if shipped is None:
+            raise SystemExit(f"{args.backbone}: no int8 network is shipped for it; use --runtime torch")
+        key = feature_key(backbone, False, "onnx-int8", calibration_id(shipped[0]), INT8_RECIPE)
+    else:
+        key = feature_key(backbone, False, "torch")
     print(f"CPU: {cpu_model()}; VISENT_TRAIN_MEMORY_MB={os.environ.get('VISENT_TRAIN_MEMORY_MB', 'default')}; "
           f"backbone {args.backbone} ({backbone.dim:,} features, key {key.split('|')[0]})", flush=True)
     rows = []
@@ -176,7 +189,8 @@ def main() -> None:
         fake_cache(root / "cache", key, backbone.dim, hashes, labels, args.seed)
         setup = time.perf_counter() - started
         del hashes, labels
-        seconds, peak_mb, code = run_train(root / "dataset", root / "model", root / "cache", args.backbone, args.src)
+        seconds, peak_mb, code = run_train(root / "dataset", root / "model", root / "cache", args.backbone, args.src,
+                                           args.runtime)
         metrics = json.loads((root / "model" / "metrics.json").read_text()) if code == 0 else {}
         row = {"rows": n, "setup_seconds": round(setup, 1), "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb),
                "exit": code, "n_train_posts": metrics.get("n_train_posts"), "C": metrics.get("C"),
