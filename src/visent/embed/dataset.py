@@ -65,7 +65,8 @@ def embed_dataset(dataset: Dataset | str | Path, backbone: str = DEFAULT_BACKBON
                   cache: FeatureCache | None = None, engine: Any = None,
                   int8_calibration: str = "packaged") -> dict[str, dict[str, int]]:
     """Cache the features of the kept images for each backbone of ``backbone``, as ``visent train`` with the same
-    ``backbone``, ``runtime`` (default ``DEFAULT_RUNTIME``), ``tta`` and ``int8_calibration`` reads them. ``engine`` runs the chunks
+    ``backbone``, ``runtime`` (default ``DEFAULT_RUNTIME``), ``tta`` and ``int8_calibration`` reads
+    them. ``engine`` runs the chunks
     of ``chunk_size`` images ("local" by default, "ray", or an engine of :func:`visent.engine.get_engine`).
     Returns per backbone the counts: images, already cached, computed now, errors."""
     from visent.engine import get_engine

@@ -8,13 +8,13 @@ int8 is static quantisation (QDQ, per-channel int8 weights, uint8 activations, m
 *calibration* is the activation ranges measured on up to 128 photos (the smallest content hashes: a stable random
 sample); they are kept as a small JSON file (ONNX Runtime's calibration cache), and the int8 network is rebuilt
 from the fp32 export and that file alone. For a backbone a model shipped with visent carries (the default backbone
-with its packaged weights), that model's calibration (and int8 network) is used (:func:`packaged_int8`, measured on 128 photos of the MVSA
-crawl): every dataset, and a crawl as it grows, then runs one network, so an image's features are computed once
-whatever dataset it is in, and a grown crawl embeds only its new images (a calibration measured on each dataset
-changed as soon as new images came among the 128, and every image was embedded again). Otherwise (other weights,
-a fine-tuned backbone, or ``calibration="dataset"``) it is measured on the dataset's images. A model directory carries the
-file (``int8-calibration.json``), so ``predict`` runs the very network its student was trained on, on any
-machine, without the training images. The first convolutions stay fp32 (:data:`INT8_RECIPES`): quantising the
+with its packaged weights), that model's calibration and int8 network are used (:func:`packaged_int8`, measured on
+128 photos of the MVSA crawl): every dataset, and a crawl as it grows, then runs one network, so an image's
+features are computed once whatever dataset it is in, and a grown crawl embeds only its new images (a calibration
+measured on each dataset changed as soon as new images came among the 128, and every image was embedded again).
+Otherwise (another backbone, other weights, a fine-tuned backbone, or ``calibration="dataset"``) it is measured on
+the dataset's images. A model directory carries the file (``int8-calibration.json``), so ``predict`` runs the
+very network its student was trained on, on any machine, without the training images. The first convolutions stay fp32 (:data:`INT8_RECIPES`): quantising the
 normalised input costs most of the fidelity (mean cosine to fp32 features 0.89 → 0.96 on MVSA photos) for little
 speed, and keeping the stem and the first two blocks (six convolutions, at high resolution but with few channels)
 cuts the error of the multi-stage features by a quarter (RMS error in units of each feature's spread 0.205 → 0.150
