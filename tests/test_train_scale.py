@@ -300,3 +300,20 @@ def test_inside_shared_indexes_new_feature_caches_read_only_the_shards_written_s
         assert len(loads) - indexed == 2  # the two shards' features: neither shard's hashes were read again
     outside = FeatureCache(tmp_path)
     assert outside._index is not first._index and set(outside.get_many("key", list(vectors))) == set(vectors)
+
+
+def test_the_head_solutions_of_a_damaged_file_are_not_used_and_the_file_is_written_again(tmp_path):
+    from visent.train import _load_warm, _save_warm
+
+    path = tmp_path / "work" / "head-solutions.npz"
+    solution = ((0, 1, 2), 4), np.arange(12.0).reshape(3, 4), np.array([0.5, -0.5, 0.0])
+    _save_warm(path, "options", {1e-4: solution, ("final", 1e-4): solution})
+    warm = _load_warm(path, "options")
+    assert set(warm) == {1e-4, ("final", 1e-4)} and warm[1e-4][0] == ((0, 1, 2), 4)
+    assert np.array_equal(warm[("final", 1e-4)][1], solution[1])
+    assert _load_warm(path, "other options") == {}  # another training's: not used, nothing said
+    assert _load_warm(tmp_path / "none.npz", "options") == {}
+    for damage in (path.read_bytes()[:100], b"not an npz file"):
+        path.write_bytes(damage)
+        with pytest.warns(RuntimeWarning, match="damaged.*start from scratch"):
+            assert _load_warm(path, "options") == {}

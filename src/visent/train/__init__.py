@@ -644,7 +644,12 @@ def _warm_key(params: dict[str, Any], dim: int) -> str:
 
 def _load_warm(path: Path, key: str) -> dict[Any, Any]:
     """The solutions a previous training of the dataset with the same options left (empty when there are none,
-    or they belong to other options or are damaged: the fits then start from scratch)."""
+    or they belong to other options or are damaged: the fits then start from scratch, and a damaged file is said
+    and written again after the fit)."""
+    import zipfile
+
+    if not path.exists():
+        return {}
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["key"]) != key:
@@ -656,7 +661,9 @@ def _load_warm(path: Path, key: str) -> dict[Any, Any]:
                             data[f"coef{i}"], data[f"intercept{i}"])
                 warm[float(value) if kind == "C" else ("final", float(value))] = solution
             return warm
-    except (OSError, KeyError, ValueError, IndexError):
+    except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"{path}: damaged ({type(exc).__name__}: {exc}); the head's fits start from scratch and the "
+                      "file is written again", RuntimeWarning, stacklevel=2)
         return {}
 
 
