@@ -364,8 +364,8 @@ def predict(
     paths: List[str] = typer.Argument(..., help="Image files, folders, or @list.txt (one path per line)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write CSV here (path,negative,neutral,positive,label,status,error)."),
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
-    chunk_size: int = typer.Option(2048, min=1, help="Images per chunk: rows written at a time, and what one ray "
-                                                     "actor predicts at a time."),
+    chunk_size: int = typer.Option(2048, min=1, help="Images per chunk, written at a time; with --engine ray, the "
+                                                     "images of one actor task (at most 128)."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
 ) -> None:
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""

@@ -6,10 +6,10 @@ images (and finds duplicates across old and new), and train embeds only the imag
 it fits the head again. The summary says so: ingest's counts (``source_changed``, ``new_posts``, ``changed_posts``,
 ``removed_posts``, ``reused``), what teach and clean recorded of the run (teach's ``taught`` and ``reused``, clean's
 ``images_checked`` and ``images_reused``; absent when the stage had nothing to do or did it all from scratch) and
-``images_embedded`` (the images whose features train computed). The int8 runtime (the default) runs the network
-shipped for the backbone, whatever the dataset; a calibration measured on the dataset
-(``int8_calibration="dataset"``, or a backbone with other weights) changes as the crawl grows, and every kept image
-is embedded again under the new network.
+``images_embedded`` (the images whose features train computed). The default student runs the int8 network shipped
+with the default model, whatever the dataset; a calibration measured on the dataset (``int8_calibration="dataset"``,
+another backbone or other weights) changes as the crawl grows, and every kept image is embedded again under the new
+network.
 """
 
 from __future__ import annotations
