@@ -38,7 +38,7 @@ from visent.core import schema
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES, SERRA_THRESHOLDS, normalise_label
 from visent.core.progress import progress
-from visent.core.store import Checkpoint, Dataset, atomic_write_table
+from visent.core.store import Checkpoint, Dataset, atomic_write_table, writes
 
 DEFAULT_THRESHOLDS = SERRA_THRESHOLDS  # for a teacher that declared none (the teach stage records them)
 
@@ -89,6 +89,7 @@ def _resolve_thresholds(thresholds: dict[str, float] | None, ds: Dataset) -> dic
     return merged
 
 
+@writes("clean")
 def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, float] | None = None,
           near_dup_distance: int = 4, min_side: int = 32, balance: bool = False, drop_neutral: bool = False,
           seed: int = 0) -> dict[str, int]:

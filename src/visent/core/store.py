@@ -12,20 +12,24 @@ Layout of a dataset directory::
 
 Every write goes to a temporary file in the same directory and is moved into place with
 ``os.replace``, so a reader never sees half a file and an interrupted run leaves the last good
-state behind.
+state behind. A stage writes while it holds the dataset's writer lock (:meth:`Dataset.writing`, an OS lock on
+``.writer.lock``): a second process that would write the same dataset is refused at once, naming the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,6 +38,10 @@ from visent.core.errors import VisentError
 
 STAGES: tuple[str, ...] = ("ingest", "teach", "clean")
 FORMAT_VERSION = 1
+
+
+WRITER_LOCK = ".writer.lock"  # in a dataset directory: held by the process writing it (Dataset.writing)
+_WRITING: dict[str, list[Any]] = {}  # resolved dataset root -> [lock file, depth], for this process's own writers
 
 
 class DatasetError(VisentError):
@@ -179,6 +187,44 @@ class Dataset:
     def manifest(self) -> dict[str, Any]:
         return self._manifest
 
+    @contextlib.contextmanager
+    def writing(self, stage: str) -> Iterator["Dataset"]:
+        """Hold the dataset's writer lock while ``stage`` writes: an OS lock (``flock``) on ``.writer.lock`` in the
+        dataset, released when the block ends or the process ends, however it ends. A second process that asks for
+        it is refused at once with a :class:`DatasetBusy` naming the command and process that hold it (two writers
+        of one dataset would mix their tables). The same process may nest it (``build`` runs the stages in a row).
+        On entry the manifest is read again: it is the holder's now."""
+        key = str(self.root.resolve())
+        if key in _WRITING:
+            _WRITING[key][1] += 1
+            try:
+                yield self
+            finally:
+                _WRITING[key][1] -= 1
+            return
+        handle = open(self.root / WRITER_LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            handle.close()
+            raise DatasetBusy(f"{self.root}: {holder} is writing this dataset; wait for it to finish (or stop it), "
+                              f"then run `visent {stage}` again") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "command": _command(), "stage": stage,
+                                     "since": _now()}) + "\n")
+            handle.flush()
+            _WRITING[key] = [handle, 1]
+            self._manifest = json.loads((self.root / "manifest.json").read_text(encoding="utf-8"))
+            yield self
+        finally:
+            _WRITING.pop(key, None)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
+
     def _save_manifest(self) -> None:
         atomic_write_json(self.root / "manifest.json", self._manifest)
 
@@ -289,6 +335,47 @@ class Dataset:
 
     def image_path(self, rel: str) -> Path:
         return self.root / rel
+
+
+class DatasetBusy(DatasetError):
+    """Another process holds the dataset's writer lock."""
+
+
+_Stage = TypeVar("_Stage", bound=Callable[..., Any])
+
+
+def writes(stage: str) -> Callable[[_Stage], _Stage]:
+    """Run the decorated stage (its first argument: the dataset, a :class:`Dataset` or its path) holding the
+    dataset's writer lock (:meth:`Dataset.writing`); a path that is not a dataset goes to the stage as it is, which
+    says why."""
+    def wrap(func: _Stage) -> _Stage:
+        @functools.wraps(func)
+        def run(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                ds = Dataset.of(dataset)
+            except DatasetError:
+                return func(dataset, *args, **kwargs)
+            with ds.writing(stage):
+                return func(ds, *args, **kwargs)
+        return run  # type: ignore[return-value]
+    return wrap
+
+
+def _command() -> str:
+    """This process's command line, as a user would recognise it (``visent teach runs/ds``)."""
+    args = list(sys.argv)
+    if args and Path(args[0]).name in ("__main__.py", "visent"):
+        args[0] = "visent"
+    return " ".join(args) or "python"
+
+
+def _holder(record: str) -> str:
+    """Who holds a writer lock, from what the holder wrote in the lock file."""
+    try:
+        info = json.loads(record.strip().splitlines()[-1])
+        return f"`{info['command']}` (process {info['pid']}, {info['stage']} since {info['since']})"
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "another process"
 
 
 def _canonical(params: dict[str, Any]) -> str:

@@ -105,64 +105,65 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     fields = _Fields()
     raw = read_posts(reader, src, ids, limit) if plan is None else None
     dataset = Dataset(out, create=True)
-    if plan is not None:  # the rows kept from an earlier ingest of the crawl go first into the checkpoint
-        plan.prepare(dataset, dataset.root / "work" / STAGE, CHECKPOINT)
-        raw = _select(_unique(plan.posts(ids), plan.seen), ids, limit)
-    assert raw is not None
-    posts = fields.tally(_tally_decoding(raw, decoding))
-    if source is not None:  # before begin_stage, which forgets that the last ingest finished
-        source.prepare(dataset, params)
-        posts = source.watch(posts)
-    checkpoint = dataset.begin_stage(STAGE, params)
-    _sweep(dataset)
-    reuse = source.start(dataset) if source is not None else None
-    done = checkpoint.done_keys()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
-    try:
-        with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
-                          per_host=per_host, backoff=backoff) as fetcher, \
-                progress("ingest", limit) as advance:
-            batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
-            for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host,
-                                                reuse=reuse, read=None if source is None else source.read):
-                if rows:
-                    checkpoint.write(rows, CHECKPOINT)
-                advance(len(batch))
-    finally:  # on an interruption, drop the queued downloads instead of waiting for them
-        pool.shutdown(wait=True, cancel_futures=True)
+    with dataset.writing("ingest"):  # one writer at a time (see Dataset.writing)
+        if plan is not None:  # the rows kept from an earlier ingest of the crawl go first into the checkpoint
+            plan.prepare(dataset, dataset.root / "work" / STAGE, CHECKPOINT)
+            raw = _select(_unique(plan.posts(ids), plan.seen), ids, limit)
+        assert raw is not None
+        posts = fields.tally(_tally_decoding(raw, decoding))
+        if source is not None:  # before begin_stage, which forgets that the last ingest finished
+            source.prepare(dataset, params)
+            posts = source.watch(posts)
+        checkpoint = dataset.begin_stage(STAGE, params)
+        _sweep(dataset)
+        reuse = source.start(dataset) if source is not None else None
+        done = checkpoint.done_keys()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
+        try:
+            with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
+                              per_host=per_host, backoff=backoff) as fetcher, \
+                    progress("ingest", limit) as advance:
+                batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
+                for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host,
+                                                    reuse=reuse, read=None if source is None else source.read):
+                    if rows:
+                        checkpoint.write(rows, CHECKPOINT)
+                    advance(len(batch))
+        finally:  # on an interruption, drop the queued downloads instead of waiting for them
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    table = checkpoint.read(CHECKPOINT)
-    record: dict[str, Any] = {}
-    if plan is not None:
-        previous = dataset.read_table("posts", ["post_id", "image_file"]) if dataset.has_table("posts") else None
-        table, crawl_counts, record["crawl"], left_out = plan.finish(table, previous)
-    dataset.write_table("posts", table.select(POSTS.names))
-    labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
-    if labelled.num_rows:
-        dataset.write_table("human_labels", labelled.select(HUMAN_LABELS.names))
-    else:  # labels of an earlier source must not outlive it
-        dataset.table_path("human_labels").unlink(missing_ok=True)
-    ok = pc.sum(pc.equal(table["ingest_status"], "ok")).as_py() or 0
-    counts = {
-        "posts": table.num_rows,
-        "ok": ok,
-        "error": table.num_rows - ok,
-        "images": pc.count_distinct(table["image_sha256"]).as_py(),
-        "with_human_labels": labelled.num_rows,
-    }
-    counts.update({f"text_{how}": decoding[how] for how in ("repaired", "suspect") if decoding[how]})
-    if fields.ignored:
-        counts["ignored_fields"] = _names(fields.ignored)
-    if plan is not None:
-        counts.update(crawl_counts)
-        crawl.without_images(dataset, left_out, table)  # a post deleted by its author leaves no image behind
-    if source is not None:
-        counts.update(source.finish(dataset, table))
-        record[FINGERPRINT] = source.fingerprint
-    dataset.finish_stage(STAGE, params, counts, **record)
-    if fields.unread:
-        fields.warn(src)
-    return counts
+        table = checkpoint.read(CHECKPOINT)
+        record: dict[str, Any] = {}
+        if plan is not None:
+            previous = dataset.read_table("posts", ["post_id", "image_file"]) if dataset.has_table("posts") else None
+            table, crawl_counts, record["crawl"], left_out = plan.finish(table, previous)
+        dataset.write_table("posts", table.select(POSTS.names))
+        labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
+        if labelled.num_rows:
+            dataset.write_table("human_labels", labelled.select(HUMAN_LABELS.names))
+        else:  # labels of an earlier source must not outlive it
+            dataset.table_path("human_labels").unlink(missing_ok=True)
+        ok = pc.sum(pc.equal(table["ingest_status"], "ok")).as_py() or 0
+        counts = {
+            "posts": table.num_rows,
+            "ok": ok,
+            "error": table.num_rows - ok,
+            "images": pc.count_distinct(table["image_sha256"]).as_py(),
+            "with_human_labels": labelled.num_rows,
+        }
+        counts.update({f"text_{how}": decoding[how] for how in ("repaired", "suspect") if decoding[how]})
+        if fields.ignored:
+            counts["ignored_fields"] = _names(fields.ignored)
+        if plan is not None:
+            counts.update(crawl_counts)
+            crawl.without_images(dataset, left_out, table)  # a post deleted by its author leaves no image behind
+        if source is not None:
+            counts.update(source.finish(dataset, table))
+            record[FINGERPRINT] = source.fingerprint
+        dataset.finish_stage(STAGE, params, counts, **record)
+        if fields.unread:
+            fields.warn(src)
+        return counts
 
 
 def finished(out: str | os.PathLike[str], params: dict[str, Any]) -> bool:

@@ -99,19 +99,20 @@ def _fetch(run: Engine, source: str | os.PathLike[str], out: str | os.PathLike[s
         return None
     posts = stage.read_posts(reader, src, ids, limit)  # before anything is written, as the local stage does
     dataset = Dataset(out, create=True)
-    checkpoint = dataset.begin_stage(stage.STAGE, params)
-    done = checkpoint.done_keys()
-    fetcher = dict(timeout=timeout, retries=retries, max_bytes=max_bytes, **options)
-    fetcher = {k: v for k, v in fetcher.items() if k in _fetcher_options()}
-    with progress(f"ingest ({run.name})", limit) as advance:
-        for window in _windows(posts, batch_size * WINDOW):
-            todo = [_record(post) for post in window if post.post_id not in done]
-            advance(len(window) - len(todo))
-            table = pa.Table.from_pylist(todo, schema=_RAW)
-            for rows in run.map_batches(IngestWorker, (str(dataset.root.resolve()), workers, fetcher), table,
-                                        batch_size=batch_size):
-                checkpoint.write(rows.cast(stage.CHECKPOINT))
-                advance(rows.num_rows)
+    with dataset.writing("ingest"):
+        checkpoint = dataset.begin_stage(stage.STAGE, params)
+        done = checkpoint.done_keys()
+        fetcher = dict(timeout=timeout, retries=retries, max_bytes=max_bytes, **options)
+        fetcher = {k: v for k, v in fetcher.items() if k in _fetcher_options()}
+        with progress(f"ingest ({run.name})", limit) as advance:
+            for window in _windows(posts, batch_size * WINDOW):
+                todo = [_record(post) for post in window if post.post_id not in done]
+                advance(len(window) - len(todo))
+                table = pa.Table.from_pylist(todo, schema=_RAW)
+                for rows in run.map_batches(IngestWorker, (str(dataset.root.resolve()), workers, fetcher), table,
+                                            batch_size=batch_size):
+                    checkpoint.write(rows.cast(stage.CHECKPOINT))
+                    advance(rows.num_rows)
     return params
 
 

@@ -27,7 +27,7 @@ from visent.core.display import ordered
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.progress import progress
-from visent.core.store import Checkpoint, Dataset, atomic_write_table
+from visent.core.store import Checkpoint, Dataset, atomic_write_table, writes
 from visent.engine import get_engine
 from visent.teach.base import Teacher
 from visent.teach.teachers import is_teacher_dir, load_teacher
@@ -133,6 +133,7 @@ def _portable(teacher: str) -> str:
     return teacher
 
 
+@writes("teach")
 def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048,
           engine: Any = None) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.

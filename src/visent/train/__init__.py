@@ -32,7 +32,7 @@ from visent.core.numeric import (LOG_TEMPERATURE_BOUNDS, expected_calibration_er
                                   softmax)
 from visent.core.progress import Advance, console, progress
 from visent.core.schema import PROB_COLUMNS
-from visent.core.store import Dataset, atomic_write_bytes
+from visent.core.store import Dataset, atomic_write_bytes, writes
 from visent.core.version import __version__
 from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, ModelError, VisentModel
@@ -410,6 +410,7 @@ def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | Non
     return check_runtime(runtime or DEFAULT_RUNTIME), tta_mode(tta)
 
 
+@writes("train")  # its work files and head solutions live in the dataset
 def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEFAULT_BACKBONE,
           weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
           tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
