@@ -202,10 +202,18 @@ class Dataset:
             finally:
                 _WRITING[key][1] -= 1
             return
-        handle = open(self.root / WRITER_LOCK, "a+", encoding="utf-8")
+        try:
+            handle = open(self.root / WRITER_LOCK, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise DatasetError(f"{self.root / WRITER_LOCK}: cannot open the dataset's writer lock ({exc.strerror}); "
+                               "the dataset directory must be writable") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if not isinstance(exc, BlockingIOError):  # no locks on this filesystem, not another writer
+                handle.close()
+                raise DatasetError(f"{self.root}: cannot lock the dataset for writing ({exc.strerror}); put it on a "
+                                   "filesystem with file locks") from None
             handle.seek(0)
             holder = _holder(handle.read())
             handle.close()
