@@ -145,6 +145,13 @@ class StudentHead(ClassifierMixin, BaseEstimator):
             raise ValueError("StudentHead requires y to be passed, but the target y is None")
         return self.fit_streamed(X, y)
 
+    def start_from(self, solution: tuple | None) -> "StudentHead":
+        """This head, its next fit starting from ``solution`` (another head's ``_solution``: the same optimum in
+        fewer solver steps), or from zero when it is None; returns self."""
+        self.set_params(warm_start=solution is not None)
+        self._solution = solution
+        return self
+
     def _set_solution(self, seen: np.ndarray, n_features: int, coef: np.ndarray, intercept: np.ndarray) -> None:
         """The learned ``coef_`` and ``intercept_`` from the solver's: one row per class of ``seen``, or one row for
         two classes (the logit of ``seen[1]`` against ``seen[0]``), as scikit-learn's LogisticRegression keeps them."""

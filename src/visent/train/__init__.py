@@ -285,7 +285,7 @@ def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fracti
             advance(len(grid) - position)  # the rest of the grid, not fitted
             break
         if warm is not None and warm.get(C) is not None:
-            head._solution = warm[C]
+            head.start_from(warm[C])
         if streamed:
             head.set_params(C=C).fit_streamed(X, targets[idx_train], rows=at_train)
         else:
@@ -610,10 +610,8 @@ def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: fl
         else:
             selection = {"chosen": {"C": C}}
         selection["subsample"] = int(len(sub))
-        start = StudentHead(C=C)
-        start._solution = _final_start(warm, C, split_head)
         head, learnt = _self_train_streamed(X, targets, C, rounds=self_training, alpha=self_training_alpha,
-                                            seed=seed, start=start)
+                                            seed=seed, start=_final_start(warm, C, split_head))
         if warm is not None:
             warm[("final", C)] = head._solution
         advance()
@@ -695,15 +693,10 @@ def _subsample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def _fit_streamed(X: Any, targets: np.ndarray, C: float, *, rows: np.ndarray | None = None,
-                  start: StudentHead | None = None) -> StudentHead:
-    """:meth:`StudentHead.fit_streamed` of C, from ``start``'s solution when given (the same optimum, in fewer
+                  start: tuple | None = None) -> StudentHead:
+    """:meth:`StudentHead.fit_streamed` of C, from the solution ``start`` when given (the same optimum, in fewer
     passes over the rows)."""
-    head = StudentHead(C=C)
-    if start is not None and getattr(start, "_solution", None) is not None:
-        head.set_params(warm_start=True)
-        head._solution = start._solution
-    head.fit_streamed(X, targets, rows=rows)
-    return head.set_params(warm_start=False)
+    return StudentHead(C=C).start_from(start).fit_streamed(X, targets, rows=rows).set_params(warm_start=False)
 
 
 def _decision_rows(head: StudentHead, X: Any, rows: np.ndarray) -> np.ndarray:
@@ -721,7 +714,7 @@ def _predict_rows(head: StudentHead, X: Any, rows: np.ndarray) -> np.ndarray:
 
 
 def _self_train_streamed(X: Any, targets: np.ndarray, C: float, *, rounds: int, alpha: float, seed: int,
-                         start: StudentHead | None = None) -> tuple[StudentHead, np.ndarray]:
+                         start: tuple | None = None) -> tuple[StudentHead, np.ndarray]:
     """:func:`visent.train.noisy.self_train` with streamed fits: the head of every row, then ``rounds`` times the
     rows relabelled out of fold (as :func:`visent.train.noisy.out_of_fold_proba`: stratified folds of the
     targets' argmax) and the head fitted again on ``alpha * targets + (1 - alpha) * student``."""
@@ -742,7 +735,7 @@ def _self_train_streamed(X: Any, targets: np.ndarray, C: float, *, rounds: int, 
                                                                                                               hard):
                 student[held] = _predict_rows(_fit_streamed(X, current[train_rows], C, rows=train_rows), X, held)
         current = alpha * targets + (1.0 - alpha) * student
-        head = _fit_streamed(X, current, C, start=head)
+        head = _fit_streamed(X, current, C, start=head._solution)
     return head, current
 
 

@@ -57,9 +57,7 @@ def self_train(X: np.ndarray, targets: np.ndarray, C: float, *, rounds: int, alp
     if rounds < 0 or not 0.0 <= alpha <= 1.0:
         raise UsageError(f"self-training needs rounds >= 0 and 0 <= alpha <= 1, got {rounds}, {alpha}")
     current = np.asarray(targets, dtype=np.float64)
-    head = StudentHead(C=C, warm_start=start is not None)
-    head._solution = start
-    head = head.fit(X, current).set_params(warm_start=False)
+    head = StudentHead(C=C).start_from(start).fit(X, current).set_params(warm_start=False)
     for _ in range(rounds):
         student = out_of_fold_proba(X, current, C, seed=seed)
         current = alpha * targets + (1.0 - alpha) * student
