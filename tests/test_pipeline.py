@@ -74,6 +74,19 @@ def loose_options(**kwargs) -> BuildOptions:
     return BuildOptions(thresholds={"negative": 0.4, "neutral": 0.9, "positive": 0.4}, **kwargs)
 
 
+def cleaned_dataset(root: Path, n_per_class: int) -> Dataset:
+    """A crawl of ``n_per_class`` posts per class under ``root``, ingested, taught (default teacher) and cleaned
+    with :func:`loose_options`' thresholds into ``root / "ds"``."""
+    from visent.clean import clean
+    from visent.ingest import ingest
+    from visent.teach import teach
+
+    ingest(make_crawl(root / "crawl", n_per_class=n_per_class), root / "ds")
+    teach(root / "ds")
+    clean(root / "ds", thresholds=loose_options().thresholds)
+    return Dataset(root / "ds")
+
+
 @pytest.mark.slow
 def test_build_predict_evaluate_through_the_cli(tmp_path):
     crawl = make_crawl(tmp_path / "crawl")

@@ -9,13 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from test_pipeline import loose_options, make_crawl
-from visent import Dataset
+from test_pipeline import cleaned_dataset, loose_options, make_crawl
 from visent.clean import clean
 from visent.core.store import DatasetError
 from visent.ingest import ingest
 from visent.model import VisentModel
-from visent.teach import teach
 from visent.train import train as _train
 
 LITE0 = "efficientnet-lite0"
@@ -30,12 +28,7 @@ def train(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def cleaned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    crawl = make_crawl(root / "crawl", n_per_class=10)
-    ingest(crawl, root / "ds")
-    teach(root / "ds")
-    clean(root / "ds", thresholds=loose_options().thresholds)
-    return Dataset(root / "ds")
+    return cleaned_dataset(tmp_path_factory.mktemp("train"), n_per_class=10)
 
 
 @pytest.mark.slow
@@ -101,10 +94,7 @@ def _files(directory):
 
 @pytest.mark.slow
 def test_training_again_on_the_same_kept_posts_and_options_is_a_no_op(tmp_path, capsys):
-    dataset = tmp_path / "ds"
-    ingest(make_crawl(tmp_path / "crawl", n_per_class=10), dataset)
-    teach(dataset)
-    clean(dataset, thresholds=loose_options().thresholds)
+    dataset = cleaned_dataset(tmp_path, n_per_class=10)
     out = tmp_path / "model"
     first = train(dataset, out, C=0.1, runtime="onnx")
     files = _files(out)
@@ -226,10 +216,7 @@ def test_a_healthy_student_gets_no_warning(tmp_path):
 
     from visent.train import WeakModelWarning
 
-    dataset = tmp_path / "ds"
-    ingest(make_crawl(tmp_path / "crawl", n_per_class=24), dataset)
-    teach(dataset)
-    clean(dataset, thresholds=loose_options().thresholds)
+    dataset = cleaned_dataset(tmp_path, n_per_class=24)
     with warnings.catch_warnings():
         warnings.simplefilter("error", WeakModelWarning)
         model = train(dataset, tmp_path / "model", runtime="torch")

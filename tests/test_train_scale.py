@@ -10,15 +10,11 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_sample_weight
 
 import visent.train as train_module
-from test_pipeline import loose_options, make_crawl
-from visent import Dataset
-from visent.clean import clean
+from test_pipeline import cleaned_dataset
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.status import OK, ImageStatus
-from visent.ingest import ingest
 from visent.model.head import StudentHead
-from visent.teach import teach
 from visent.train import _FeatureFile, _fit_head, _training_rows, memory_budget
 from visent.train import train as _train
 from visent.train.noisy import self_train
@@ -234,12 +230,7 @@ def test_features_are_embedded_a_block_at_a_time_into_memory_or_a_file(budget, t
 
 @pytest.fixture(scope="module")
 def cleaned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scale")
-    crawl = make_crawl(root / "crawl", n_per_class=12)
-    ingest(crawl, root / "ds")
-    teach(root / "ds")
-    clean(root / "ds", thresholds=loose_options().thresholds)
-    return Dataset(root / "ds")
+    return cleaned_dataset(tmp_path_factory.mktemp("scale"), n_per_class=12)
 
 
 def test_training_rows_are_the_kept_rows_read_as_columns(cleaned):
