@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("VISENT_PROGRESS", "0")
+# Ray Data's usage reporting (an actor and a poll thread in the driver) keeps working in the background: after the
+# Ray tests' ray.shutdown() such a thread touching Ray ends the whole test process with exit status 1
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 SHARED_DATA = Path(os.environ.get("VISENT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MVSA = SHARED_DATA / "mvsa-single"
