@@ -9,7 +9,7 @@ Every path names the fault it serves::
     /slow                waits ``slow_s`` seconds before answering (past a client's timeout)
     /reset               reads the request, then resets the connection (SO_LINGER 0)
     /403, /404, /500     that status, a short text body
-    /429                 429 with ``Retry-After: 0``; /429/long says ``Retry-After: 3600``
+    /429                 429 with ``Retry-After: 0``; /429/long says ``Retry-After: 3600``, /429/date an HTTP date a year ahead
     /html                an HTML page as text/html (``?type=image/jpeg``: announced as that type)
     /truncated.jpg       the first two thirds of a JPEG
     /endless/fast        a body with no length that never ends (until the client hangs up)
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import email.utils
 import functools
 import io
 import socket
@@ -53,7 +54,7 @@ ENDLESS_LIMIT_BYTES = 1 << 28  # ... or this many bytes, whichever comes first
 LINGERING = ("/slow", "/endless/", "/huge/streamed")
 
 FAULTS = ("/redirect/{n}", "/flaky/{n}", "/wrongtype/{n}.jpg", "/slow", "/reset", "/404", "/500", "/429",
-          "/429/long", "/html", "/truncated.jpg", "/endless/fast", "/endless/slow", "/huge", "/huge/streamed",
+          "/429/long", "/429/date", "/html", "/truncated.jpg", "/endless/fast", "/endless/slow", "/huge", "/huge/streamed",
           "/loop")
 
 
@@ -175,6 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, b"slow down", headers={"Retry-After": "0"})
         elif path == "/429/long":
             self._send(429, b"slow down", headers={"Retry-After": "3600"})
+        elif path == "/429/date":  # an HTTP date a year from now: the wait it asks changes with the clock
+            self._send(429, b"slow down", headers={"Retry-After": email.utils.formatdate(time.time() + 365 * 86400,
+                                                                                       usegmt=True)})
         elif path == "/html":
             self._send(200, b"<!doctype html><html><body>not a photo</body></html>",
                        query.get("type", ["text/html; charset=utf-8"])[0])

@@ -96,8 +96,10 @@ def test_retry_after_is_honoured_when_small_and_ends_when_long(server, fetcher):
     assert server.hits["/429?t=ra"] == 3
     assert time.monotonic() - start < 1.0  # Retry-After: 0 is honoured over the backoff
     got = fetcher.fetch(url(server, "/429/long?t=ra"))
-    assert got.reason == "HTTP 429 (asked to retry after 3600 s)"
+    assert got.reason == "HTTP 429 (asked to retry later than the 30 s the crawl allows)"
     assert server.hits["/429/long?t=ra"] == 1
+    # an HTTP date gives the same reason, not a number of seconds that changes with the clock
+    assert fetcher.fetch(url(server, "/429/date?t=ra")).reason == got.reason
 
 
 def test_backoff_grows_between_tries(server):
@@ -237,7 +239,8 @@ EXPECTED = {
     "/404": ("error", "HTTP 404"),
     "/500": ("error", "HTTP 500 after 2 tries"),
     "/429": ("error", "HTTP 429 after 2 tries"),
-    "/429/long": ("error", "HTTP 429 (asked to retry after 3600 s)"),
+    "/429/long": ("error", "HTTP 429 (asked to retry later than the 30 s the crawl allows)"),
+    "/429/date": ("error", "HTTP 429 (asked to retry later than the 30 s the crawl allows)"),
     "/html": ("error", "not an image (HTML)"),
     "/truncated.jpg": ("error", "truncated JPEG image"),
     "/endless/fast": ("error", f"larger than {CAP} bytes"),

@@ -210,7 +210,10 @@ class ImageFetcher:
                 last = exc.reason
                 if exc.after is not None:
                     if exc.after > self.max_retry_after:
-                        return Fetched(reason=f"{exc.reason} (asked to retry after {exc.after:.0f} s)")
+                        # the limit, not the asked wait: an HTTP date makes that wait change with the clock, and the
+                        # same fault must give the same reason
+                        return Fetched(reason=f"{exc.reason} (asked to retry later than the "
+                                              f"{self.max_retry_after:g} s the crawl allows)")
                     wait = exc.after
             except httpx.TimeoutException:
                 last = "timeout"
