@@ -118,18 +118,31 @@ def test_jsonl_posts_with_local_images_and_labels(tmp_path):
     assert detect_format(source) == "jsonl"
     ingest(source, tmp_path / "ds", workers=2)
     posts = rows(tmp_path / "ds")
-    assert list(posts) == ["p1", "2", "3", "7", "5"]
+    assert list(posts) == ["p1", "posts.jsonl:2", "3", "7", "posts.jsonl:5"]
     assert posts["p1"]["image_file"].endswith(".png") and posts["p1"]["lang"] == "en"
     assert posts["p1"]["created_at"] == "2015-02-01" and posts["p1"]["ingest_status"] == "ok"
-    assert posts["2"]["source"] == "posts.jsonl:2"
-    assert posts["2"]["ingest_reason"].startswith("invalid JSON at posts.jsonl:2")
+    assert posts["posts.jsonl:2"]["source"] == "posts.jsonl:2"
+    assert posts["posts.jsonl:2"]["ingest_reason"].startswith("invalid JSON at posts.jsonl:2")
     assert posts["3"]["text"] == "no id, no picture" and posts["3"]["ingest_reason"] == "no image in post"
     assert posts["7"]["ingest_reason"] == "image file not found (img/none.jpg)"
-    assert posts["5"]["ingest_reason"] == "expected a JSON object at posts.jsonl:5, got list"
+    assert posts["posts.jsonl:5"]["ingest_reason"] == "expected a JSON object at posts.jsonl:5, got list"
     labels = rows(tmp_path / "ds", "human_labels")
     assert labels == {"p1": {"post_id": "p1", "text_label": None, "image_label": "positive"},
                       "7": {"post_id": "7", "text_label": "negative", "image_label": None}}
     assert "image_label" not in Dataset(tmp_path / "ds").read_table("posts").column_names
+
+
+def test_a_broken_line_never_takes_the_id_of_a_real_post(tmp_path):
+    """A line that is no post is named by its place in the file, not by its line number, which a real post may
+    have as its id (here post "2", one line below the junk)."""
+    source = tmp_path / "t.jsonl"
+    source.write_text(json.dumps({"id": "1", "text": "first"}) + "\n{junk\n" + json.dumps({"id": "2", "text": "second"})
+                      + "\n[1, 2]\n" + json.dumps({"id": "4", "text": "fourth"}) + "\n")
+    ingest(source, tmp_path / "ds")
+    posts = rows(tmp_path / "ds")
+    assert list(posts) == ["1", "t.jsonl:2", "2", "t.jsonl:4", "4"]
+    assert [posts[i]["ingest_reason"] for i in ("1", "2", "4")] == ["no image in post"] * 3  # no duplicate
+    assert posts["t.jsonl:2"]["ingest_reason"].startswith("invalid JSON at t.jsonl:2")
 
 
 def test_csv_posts(tmp_path):
@@ -318,13 +331,13 @@ def test_v2_response_pages_in_jsonl(tmp_path):
     source.write_text(json.dumps(page) + "\n" + "{broken\n" + json.dumps(second) + "\n")
     assert detect_format(source) == "tweets"
     posts = read("tweets", source)
-    assert [p.post_id for p in posts] == ["20", "20_1", "21", "22", "2", "30"]
+    assert [p.post_id for p in posts] == ["20", "20_1", "21", "22", "pages.jsonl:2", "30"]
     by_id = {p.post_id: p for p in posts}
     assert by_id["20"].text == "the whole long note" and by_id["20"].lang == "fr"
     assert (by_id["20"].image_ref, by_id["20_1"].image_ref) == ("https://pbs/1.jpg", "https://pbs/3.jpg")
     assert (by_id["21"].text, by_id["21"].image_ref) == ("hello from the source", "https://pbs/9.jpg")
     assert by_id["22"].error == "no image in post"
-    assert by_id["2"].error.startswith("invalid JSON at pages.jsonl:2") and by_id["30"].source == "pages.jsonl:3"
+    assert by_id["pages.jsonl:2"].error.startswith("invalid JSON at pages.jsonl:2") and by_id["30"].source == "pages.jsonl:3"
 
 
 def test_tweets_end_to_end_with_file_urls(tmp_path):
@@ -485,8 +498,8 @@ def test_odd_shapes_in_valid_json_never_crash(tmp_path):
     ]
     source.write_text("\n".join(json.dumps(o) for o in odd) + "\n")
     posts = {p.post_id: p for p in read("tweets", source)}
-    assert posts["1"].error.startswith("unexpected structure at odd.jsonl:1 (AttributeError")
-    assert posts["2"].error.startswith("unexpected structure at odd.jsonl:2 (TypeError")
+    assert posts["odd.jsonl:1"].error.startswith("unexpected structure at odd.jsonl:1 (AttributeError")
+    assert posts["odd.jsonl:2"].error.startswith("unexpected structure at odd.jsonl:2 (TypeError")
     assert posts["3"].error == "" and posts["3"].image_ref == "https://x/3.jpg"
 
 

@@ -543,16 +543,18 @@ def _read_json(source: Path, root: Path | None, tweets: bool) -> Iterator[RawPos
     decoder = TextDecoder.learn(_file_lines(source))
     for number, where, value, error, utf8 in _json_values(source, rel):
         fallback_id = f"{prefix}{number}"
+        # a value that is no post takes its place in the file as its id ("posts.jsonl:2"): its line number alone
+        # would take the id of a real post numbered so, which would then be refused as a duplicate
         if error:
-            yield RawPost(post_id=fallback_id, source=where, error=error)
+            yield RawPost(post_id=where, source=where, error=error)
         elif not isinstance(value, dict):
-            yield RawPost(post_id=fallback_id, source=where,
+            yield RawPost(post_id=where, source=where,
                           error=f"expected a JSON object at {where}, got {type(value).__name__}")
         else:
             try:
                 posts = mapper(value, where, fallback_id, source.parent)
             except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as exc:  # valid JSON, odd shape
-                posts = [RawPost(post_id=fallback_id, source=where,
+                posts = [RawPost(post_id=where, source=where,
                                  error=f"unexpected structure at {where} ({type(exc).__name__}: {exc})")]
             yield from posts if utf8 else (_read_bytes(post, decoder) for post in posts)
 
