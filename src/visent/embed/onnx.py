@@ -59,6 +59,39 @@ class RuntimeNotAvailable(BackboneError):
     """ONNX Runtime (or onnx) is not installed, or a backbone cannot be exported."""
 
 
+class ModelFileError(InputError):
+    """A file a model directory's ``config.json`` names lies outside the directory, or is not a network ONNX
+    Runtime can run: the message names the file and what to do."""
+
+
+def model_file(directory: str | Path, name: object, field: str) -> Path:
+    """The file ``name`` of the model directory ``directory``, as its ``config.json`` names it under ``field``
+    (``graph.file``, ``int8_calibration``, ``backbone_weights``): a plain relative path that stays inside the
+    directory once resolved. An absolute path, a ``..`` that climbs out or a symbolic link leading out is a
+    :class:`ModelFileError` naming config.json and the path; a model directory only ever names its own files."""
+    directory = Path(directory)
+    config = directory / "config.json"
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ModelFileError(f"{config}: {field} is {name!r}, not the name of a file of the model directory; "
+                             "the config is damaged: copy the whole model directory again, or train it again")
+    relative = Path(name)
+    if relative.is_absolute() or relative.drive or ".." in relative.parts:
+        raise ModelFileError(f"{config}: {field} {name!r} points outside the model directory; a model directory "
+                             "names only its own files: copy the whole model directory again, or train it again")
+    path = directory / relative
+    try:
+        root = directory.resolve()
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError) as exc:  # a loop of symbolic links
+        raise ModelFileError(f"{config}: {field} {name!r} cannot be resolved ({exc}); copy the whole model "
+                             "directory again, or train it again") from None
+    if not inside:
+        raise ModelFileError(f"{config}: {field} {name!r} is a symbolic link leading outside the model directory "
+                             f"(to {path.resolve()}); a model directory names only its own files: copy the files "
+                             "into it, or train it again")
+    return path
+
+
 def check_runtime(runtime: str) -> str:
     """``runtime`` if it is one of RUNTIMES, else a ValueError that lists them."""
     if runtime not in RUNTIMES:
@@ -103,7 +136,8 @@ def packaged_int8(key: str, recipe: int = INT8_RECIPE) -> tuple[Path, Path] | No
             if (graph.get("key") != key or graph.get("runtime") != "onnx-int8" or record.get("backbone_weights")
                     or int(graph.get("int8_recipe", 1)) != recipe or not record.get("int8_calibration")):
                 continue
-            calibration, network = config.parent / record["int8_calibration"], config.parent / graph["file"]
+            calibration = model_file(config.parent, record["int8_calibration"], "int8_calibration")
+            network = model_file(config.parent, graph["file"], "graph.file")
             if network.is_file() and calibration_id(calibration) == graph.get("calib_id"):
                 return calibration, network
         except (OSError, ValueError, TypeError, InputError):  # a damaged shipped model is not used

@@ -40,7 +40,7 @@ CHUNK = 2048  # images embedded per call: bounds memory (features, statuses) for
 
 
 class ModelError(VisentError):
-    """A model directory is missing or incomplete."""
+    """A model directory is missing, incomplete or damaged, or its config.json names a file outside it."""
 
 
 @dataclass
@@ -88,19 +88,78 @@ class VisentModel:
         self._signal_teacher: Teacher | None = None
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL) -> "VisentModel":
+    def load(cls, model: str | Path = DEFAULT_MODEL, *, check: bool = True) -> "VisentModel":
+        """The model of a directory (or ``"default"``). Every file its config.json names must lie inside the
+        directory; with ``check`` the network it carries is run once on a small image, so a damaged directory is a
+        :class:`ModelError` naming the file here rather than a failure at the first prediction."""
+        from visent.embed.onnx import ModelFileError
+
         directory = resolve_model_dir(model)
-        raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        config = ModelConfig(**{k: v for k, v in raw.items() if k in ModelConfig.__dataclass_fields__})
+        config_path = directory / "config.json"
+        try:
+            raw = json.loads(config_path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            config = ModelConfig(**{k: v for k, v in raw.items() if k in ModelConfig.__dataclass_fields__})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"{config_path}: not a visent model config ({' '.join(str(exc).split())}); copy the "
+                             "whole model directory again, or train it again") from None
         if tuple(config.classes) != CLASSES:
-            raise ModelError(f"{directory / 'config.json'}: the model predicts {config.classes}, not visent's "
+            raise ModelError(f"{config_path}: the model predicts {config.classes}, not visent's "
                              f"{list(CLASSES)}; it was not made by this visent")
         head_path = directory / "head.npz"
         if not head_path.exists():
             raise ModelError(f"{head_path} is missing; the model directory is incomplete, train it again")
         metrics_path = directory / "metrics.json"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-        return cls(config, StudentHead.load(head_path), directory, metrics)
+        try:
+            head = StudentHead.load(head_path)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ModelError(f"{head_path}: not a visent student head ({type(exc).__name__}); the model directory is "
+                             "damaged: copy it again, or train it again") from None
+        loaded = cls(config, head, directory, metrics)
+        try:
+            loaded.carried_paths()
+            if check and loaded.carries_graph:
+                loaded.feature_backbone.check()
+        except ModelFileError as error:
+            raise ModelError(str(error)) from None
+        return loaded
+
+    @property
+    def carries_graph(self) -> bool:
+        """Whether the features come from the ONNX graph the model directory carries (no PyTorch)."""
+        return bool(self.config.graph) and self.config.runtime != "torch" and self.directory is not None
+
+    def carried_paths(self) -> dict[str, Path]:
+        """The files of the model directory the config names (:meth:`carried_files`) by their config field, each
+        checked to lie inside the directory (:func:`visent.embed.onnx.model_file`)."""
+        from visent.embed.onnx import model_file
+
+        if self.directory is None:
+            return {}
+        fields = {"backbone_weights": self.config.backbone_weights, "int8_calibration": self.config.int8_calibration,
+                  "graph.file": (self.config.graph or {}).get("file") if isinstance(self.config.graph, dict) else None}
+        return {field: model_file(self.directory, name, field) for field, name in fields.items() if name}
+
+    def check(self) -> None:
+        """Score one small grey image through the very path :meth:`predict` takes (uncached): a model that cannot
+        (a damaged network, a head that does not fit its features) is a :class:`ModelError` naming its directory.
+        ``visent serve`` runs it before it answers its first request."""
+        from PIL import Image
+
+        where = self.directory or "the model in memory"
+        try:
+            row = self.predict([Image.new("RGB", (32, 32), (128, 128, 128))], cache=False).to_pylist()[0]
+        except VisentError as error:
+            raise ModelError(str(error)) from None
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise ModelError(f"{where}: the model cannot score an image ({type(exc).__name__}: {detail}); the model "
+                             "directory is damaged: copy it again from where it was made, or train it again") from None
+        if row["status"] != "ok" or row["label"] not in CLASSES:
+            raise ModelError(f"{where}: the model cannot score an image ({row['error'] or 'no probabilities'}); the "
+                             "model directory is damaged: copy it again from where it was made, or train it again")
 
     def trained_on(self) -> tuple[Any, str]:
         """The dataset (:class:`visent.core.store.Dataset`) this model was trained on, named in its metrics.json,
@@ -137,8 +196,8 @@ class VisentModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.directory is not None and self.directory.resolve() != directory.resolve():
-            for name in self.carried_files():
-                atomic_write_bytes(directory / name, (self.directory / name).read_bytes())
+            for source in self.carried_paths().values():
+                atomic_write_bytes(directory / source.relative_to(self.directory), source.read_bytes())
         self.head.save(directory / "head.npz")
         atomic_write_json(directory / "metrics.json", self.metrics)
         if card is not None:
@@ -157,7 +216,7 @@ class VisentModel:
             if self.config.backbone_weights:
                 if self.directory is None:
                     raise ModelError("a fine-tuned model must be loaded from its directory")
-                weights = self.directory / self.config.backbone_weights
+                weights = self.carried_paths()["backbone_weights"]
             self._backbone = load_backbone(self.config.backbone, weights=weights)
         return self._backbone
 
@@ -165,7 +224,7 @@ class VisentModel:
     def feature_backbone(self):
         """What computes the main features: the network the directory carries (an ONNX graph, no PyTorch), else
         :attr:`backbone`."""
-        if self.config.graph and self.config.runtime != "torch" and self.directory is not None:
+        if self.carries_graph:
             from visent.embed.graph import GraphBackbone
 
             return GraphBackbone.from_record(self.directory, self.config.graph)
@@ -183,7 +242,7 @@ class VisentModel:
         if self.config.int8_calibration:
             if self.directory is None:
                 raise ModelError("an int8 model must be loaded from its directory")
-            calibration = self.directory / self.config.int8_calibration
+            calibration = self.carried_paths()["int8_calibration"]
         paths = [Path(p) if p is not None else None for p in paths]
         if hashes is None and (self.config.extra_backbones or self.config.signals):
             hashes = file_hashes(paths)[0]  # once, for every pass below
@@ -348,6 +407,7 @@ def prediction_rows(paths: Sequence[str], probs: np.ndarray, statuses: Sequence[
     return rows
 
 
-def load(model: str | Path = DEFAULT_MODEL) -> VisentModel:
-    """A trained student: a model directory, or the name of a model shipped with visent (``"default"``)."""
-    return VisentModel.load(model)
+def load(model: str | Path = DEFAULT_MODEL, *, check: bool = True) -> VisentModel:
+    """A trained student: a model directory, or the name of a model shipped with visent (``"default"``); ``check``
+    as :meth:`VisentModel.load`."""
+    return VisentModel.load(model, check=check)

@@ -4,12 +4,18 @@
 ``GET /`` the page, ``/docs``); ``serve(model, host, port, ...)`` runs it with uvicorn on the socket of
 ``bind(host, port)`` (a port in use is a clear error before anything is announced); ``background(model)`` runs
 the ``visent serve`` command in a process of its own for as long as a ``with`` block (tests, benchmarks, scripts).
+
+Before it listens, ``serve`` scores a small grey image through the very path /predict takes
+(``VisentModel.check``): a damaged model directory is a one-line :class:`visent.model.ModelError`, never a service
+whose ``/health`` says ok and whose every /predict fails. Slow and idle clients are held to a header timeout, an
+idle timeout and a connection limit sized to the process's descriptors (:mod:`visent.serve.connections`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import socket
 import subprocess
@@ -19,22 +25,50 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from visent.core.errors import VisentError
-from visent.serve.app import create_app
+from visent.serve.app import DEFAULT_MAX_FILES, AdmissionMiddleware, create_app
+from visent.serve.connections import (DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE,
+                                      DEFAULT_MAX_CONNECTIONS, MAX_HEADER_BYTES, connection_budget, guarded_protocol)
+
+log = logging.getLogger("visent.serve")
 
 
 def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, *, sock: socket.socket | None = None,
-          **limits: Any) -> None:
+          max_connections: int | None = None, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+          idle_timeout: float = DEFAULT_IDLE_TIMEOUT, check: bool = True, **limits: Any) -> None:
     """Serve ``model`` (a loaded model, a model directory or ``"default"``) until interrupted, on ``sock`` (from
     :func:`bind`; by default bound here to ``host`` and ``port``).
 
-    ``limits`` are ``create_app``'s: ``max_upload_bytes``, ``max_pixels``, ``max_files``, ``formats``.
+    With ``check`` the model first scores a small grey image as /predict would (``VisentModel.check``): a model
+    that cannot is a :class:`visent.model.ModelError` and nothing listens. ``max_connections`` (default 1000, and
+    never more than the descriptor limit allows), ``header_timeout`` and ``idle_timeout`` (seconds) hold slow and
+    idle clients (:mod:`visent.serve.connections`). ``limits`` are ``create_app``'s: ``max_upload_bytes``,
+    ``max_pixels``, ``max_files``, ``formats``, ``max_concurrent``, ``max_queued``.
     """
     import uvicorn
 
     os.environ.setdefault("VISENT_PROGRESS", "0")  # a service logs its requests, not progress bars
+    if isinstance(model, (str, Path)):
+        from visent.model import VisentModel
+
+        model = VisentModel.load(model)
+    if check and hasattr(model, "check"):
+        model.check()
     app = create_app(model, **limits)
+    admitted = next(m.kwargs["limit"] for m in app.user_middleware if m.cls is AdmissionMiddleware)
+    budget = connection_budget(max_connections, requests=admitted,
+                               per_request=2 * int(limits.get("max_files") or DEFAULT_MAX_FILES) + 2)
+    if budget.max_connections < int(max_connections or DEFAULT_MAX_CONNECTIONS):
+        log.warning("visent serve: at most %d connections at once, as the process may open %s files; raise "
+                    "`ulimit -n` for more", budget.max_connections, budget.descriptor_limit)
     sock = sock or bind(host, port)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(sockets=[sock])
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info",
+        http=guarded_protocol(budget.max_connections, header_timeout, idle_timeout),
+        timeout_keep_alive=DEFAULT_KEEP_ALIVE, backlog=budget.backlog,
+        # the guarded protocol keeps the connections under the limit; uvicorn's own 503 is the backstop
+        limit_concurrency=budget.max_connections + 2 * budget.backlog + 1,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class ServerError(VisentError, RuntimeError):
@@ -77,17 +111,19 @@ def bind(host: str, port: int) -> socket.socket:
 @contextlib.contextmanager
 def background(model: str, *, host: str = "127.0.0.1", port: int | None = None, options: Sequence[str] = (),
                env: dict[str, str] | None = None, log: str | os.PathLike[str] | None = None,
-               timeout: float = 120.0) -> Iterator[str]:
+               timeout: float = 120.0, max_open_files: int | None = None) -> Iterator[str]:
     """Run ``visent serve MODEL`` as a process of its own (as a user would) and yield its base URL once ``/health``
     answers; the process is stopped on leaving, whatever happened. ``port`` defaults to a free one; ``options`` are
-    further command-line options (``["--max-files", "4"]``); the output goes to ``log`` (default: discarded)."""
+    further command-line options (``["--max-files", "4"]``); the output goes to ``log`` (default: discarded).
+    ``max_open_files`` sets the process's descriptor limit (``ulimit -n``), as a small server's would be."""
     import httpx
 
     port = port or _free_port(host)
     command = [sys.executable, "-m", "visent", "serve", str(model), "--host", host, "--port", str(port), *options]
     with open(log, "wb") if log else open(os.devnull, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})
+                                   env={**os.environ, **(env or {})},
+                                   preexec_fn=None if max_open_files is None else _file_limit(max_open_files))
     url = f"http://{host}:{port}"
 
     def failure(what: str) -> ServerError:
@@ -117,6 +153,17 @@ def background(model: str, *, host: str = "127.0.0.1", port: int | None = None, 
             process.wait(timeout=15)
 
 
+def _file_limit(files: int) -> Any:
+    """What runs in a child process before ``visent serve`` starts: its descriptor limit set to ``files``."""
+    def limit() -> None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files if hard == resource.RLIM_INFINITY else min(files, hard)))
+
+    return limit
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -134,4 +181,5 @@ def _free_port_near(host: str, port: int, tries: int = 20) -> int | None:
     return None
 
 
-__all__ = ["ServerError", "background", "bind", "create_app", "serve"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "ServerError", "background",
+           "bind", "create_app", "serve"]

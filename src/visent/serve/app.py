@@ -7,6 +7,10 @@ above ``max_upload_bytes``), each file's format is sniffed from its bytes with P
 as everywhere in visent (``visent.core.images``). A batch with one
 bad file is rejected as a whole, with every problem listed. The service reads uploaded bytes only; it
 never fetches a URL a client sends.
+
+The work is bounded too: at most ``max_concurrent`` /predict and /explain requests (one per core) decode and score
+at once, ``max_queued`` more wait for their turn before their body is read, and a request beyond those gets a prompt
+503 with ``Retry-After`` (:class:`AdmissionMiddleware`). ``/health`` and the page never wait behind them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visent.core.errors import UsageError
+from visent.core.onnx import usable_cores
 from visent.core.images import ImageError, as_image_error, decode, open_image
 from visent.core.quiet import quiet_warnings
 from visent.core.labels import CLASSES
@@ -42,6 +47,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_FILES = 10
 DEFAULT_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+RETRY_AFTER = 2  # seconds, in the 503 of a busy server
 
 TARGETS = ("predicted", *CLASSES, "all")
 Target = Literal["predicted", "negative", "neutral", "positive", "all"]
@@ -171,6 +177,48 @@ class BodyLimitMiddleware:
                 raise
         if state["exceeded"] and not state["started"]:
             await self._too_large()(scope, receive, send)
+
+
+# Admission ----------------------------------------------------------------------------------------------
+class AdmissionMiddleware:
+    """Lets at most ``limit`` requests to ``paths`` (POST /predict and /explain) in at once, those that decode and
+    score (``_Service.work``) and those that wait for their turn; one more is answered 503 with ``Retry-After`` at
+    once, before its body is read, and its connection closed. Other routes (/health, the page) always pass."""
+
+    def __init__(self, app: Any, limit: int, paths: Sequence[str] = ("/predict", "/explain")):
+        self.app = app
+        self.limit = int(limit)
+        self.paths = tuple(paths)
+        self.inside = 0
+        self.refused = 0
+        self._count = threading.Lock()  # the app may run in several event loops at once (test clients)
+
+    def _busy(self) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"visent serve is busy ({self.limit} requests in progress or waiting, its limit): retry in "
+                       f"{RETRY_AFTER} s"},
+            status_code=503, headers={"Retry-After": str(RETRY_AFTER), "Connection": "close"})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or \
+                not scope.get("path", "").rstrip("/").endswith(self.paths):
+            await self.app(scope, receive, send)
+            return
+        with self._count:
+            admitted = self.inside < self.limit
+            if admitted:
+                self.inside += 1
+            else:
+                self.refused += 1
+        if not admitted:
+            log.warning("visent serve: %d requests in progress or waiting: 503", self.limit)
+            await self._busy()(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._count:
+                self.inside -= 1
 
 
 # Reading uploads ----------------------------------------------------------------------------------------
@@ -307,11 +355,14 @@ def _validation_message(request: Request, errors: Sequence[dict]) -> str:
 
 
 def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_files: int = DEFAULT_MAX_FILES, formats: Iterable[str] = DEFAULT_FORMATS) -> FastAPI:
+               max_files: int = DEFAULT_MAX_FILES, formats: Iterable[str] = DEFAULT_FORMATS,
+               max_concurrent: int | None = None, max_queued: int | None = None) -> FastAPI:
     """The FastAPI app serving ``model`` (a ``visent.model.VisentModel``, a model directory or ``"default"``).
 
     ``max_upload_bytes`` bounds a request's body, ``max_pixels`` each image's width x height,
-    ``max_files`` the images per /predict request; ``formats`` are Pillow format names.
+    ``max_files`` the images per /predict request; ``formats`` are Pillow format names. ``max_concurrent``
+    /predict and /explain requests (default: one per core) decode and score at once and ``max_queued`` (default
+    twice as many) wait; one more is a 503 with ``Retry-After``.
     """
     if isinstance(model, (str, Path)):
         from visent.model import VisentModel
@@ -322,14 +373,19 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     unknown = [f for f in formats if f not in Image.OPEN]
     if not formats or unknown:
         raise UsageError(f"unknown image formats {unknown}: use Pillow format names such as {', '.join(DEFAULT_FORMATS)}")
-    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_files", max_files)):
+    max_concurrent = usable_cores() if max_concurrent is None else max_concurrent
+    max_queued = 2 * int(max_concurrent) if max_queued is None else max_queued
+    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_pixels", max_pixels), ("max_files", max_files),
+                        ("max_concurrent", max_concurrent)):
         if int(value) < 1:
             raise UsageError(f"{name} must be at least 1 (got {value})")
+    if int(max_queued) < 0:
+        raise UsageError(f"max_queued must be at least 0 (got {max_queued})")
     model_name, model_dir = _model_name(model)
     checker = ImageChecker(int(max_pixels), formats)
     limits = Limits(max_upload_bytes=int(max_upload_bytes), max_pixels=int(max_pixels), max_files=int(max_files),
                     formats=list(formats))
-    service = _Service(model, model_name, model_dir, limits, checker)
+    service = _Service(model, model_name, model_dir, limits, checker, threading.BoundedSemaphore(int(max_concurrent)))
 
     # FastAPIOffline: the /docs (Swagger UI) and /redoc pages with their scripts served by this app, not a CDN
     app = FastAPIOffline(
@@ -345,6 +401,7 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
         ),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(max_upload_bytes))
+    app.add_middleware(AdmissionMiddleware, limit=int(max_concurrent) + int(max_queued))  # outermost: nothing read
 
     _add_error_handlers(app)
     _add_page_routes(app, service)
@@ -354,14 +411,16 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
 
 @dataclass
 class _Service:
-    """What the routes of one app share: the model, its name, the limits and the upload checker, and a lock that
-    lets one inference run at a time (the model and its backbone are not shared across threads)."""
+    """What the routes of one app share: the model, its name, the limits and the upload checker, the turns of the
+    requests that decode and score (``work``, ``max_concurrent`` at once) and a lock that lets one inference run at
+    a time (the model and its backbone are not shared across threads)."""
 
     model: Any
     model_name: str
     model_dir: str | None
     limits: Limits
     checker: ImageChecker
+    work: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def read_images(self, uploads: Sequence[UploadFile]) -> list[Checked]:
@@ -441,7 +500,7 @@ def _add_page_routes(app: FastAPI, service: _Service) -> None:
     model_name, model_dir, limits = service.model_name, service.model_dir, service.limits
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
+    async def page() -> HTMLResponse:
         from visent.serve.page import PAGE_HTML
 
         # Everything the page needs is inline; the policy keeps the browser from loading anything else.
@@ -452,14 +511,15 @@ def _add_page_routes(app: FastAPI, service: _Service) -> None:
     @app.get("/health", response_model=Health, summary="Service status, model and limits",
              description="Whether the service is up, which model it serves, the visent version, the classes and "
                          "the upload limits a client must respect.")
-    def health() -> Health:
+    async def health() -> Health:  # async: it never waits for a worker thread behind the uploads
         return Health(status="ok", model=model_name, model_dir=model_dir, visent_version=__version__,
                       classes=list(CLASSES), limits=limits)
 
 
 def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
     """POST /predict and POST /explain."""
-    model, model_name, read_images, lock = service.model, service.model_name, service.read_images, service.lock
+    model, model_name, read_images, lock, work = (service.model, service.model_name, service.read_images,
+                                                  service.lock, service.work)
 
     @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
               summary="Sentiment probabilities for one or more images",
@@ -475,9 +535,10 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
                 file: List[UploadFile] | None = File(None, description="The same as `files`, for clients that name "
                                                                            "the field as /explain does.")
                 ) -> PredictResponse:
-        images = read_images(_uploads(request, files, file))
-        with lock:
-            table = model.predict([image.data for image in images])
+        with work:
+            images = read_images(_uploads(request, files, file))
+            with lock:
+                table = model.predict([image.data for image in images])
         rows = table.to_pylist()
         predictions, problems = [], []
         for index, (image, row) in enumerate(zip(images, rows)):
@@ -523,14 +584,15 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
             names = ", ".join(f"'{_display_name(upload, i)}'" for i, upload in enumerate(uploads))
             raise RequestRejected(422, f"{len(uploads)} files sent to /explain ({names}), which explains one image per "
                                        "request: send them one at a time, or to /predict for their probabilities")
-        image, = read_images(uploads)
-        name = image.name
-        try:
-            with lock:
-                result = explain_image(model, image.data)
-        except ExplainError as error:
-            raise RequestRejected(422, f"'{name}' could not be explained: {error}")
-        picture = result.panel() if target == "all" else result.overlay(None if target == "predicted" else target)
+        with work:
+            image, = read_images(uploads)
+            name = image.name
+            try:
+                with lock:
+                    result = explain_image(model, image.data)
+            except ExplainError as error:
+                raise RequestRejected(422, f"'{name}' could not be explained: {error}")
+            picture = result.panel() if target == "all" else result.overlay(None if target == "predicted" else target)
         probabilities = {c: float(result.probabilities[c]) for c in CLASSES}
         return Response(to_png(picture), media_type="image/png", headers={
             "X-Visent-Probabilities": json.dumps(probabilities), "X-Visent-Label": str(result.label),
