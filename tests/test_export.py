@@ -202,6 +202,10 @@ def test_a_clean_table_of_an_older_visent_is_cleaned_again_before_export(cleaned
     shutil.copytree(cleaned.root, copy)
     ds = Dataset(copy)
     pq.write_table(ds.read_table("clean").drop_columns(["clean_step"]), ds.table_path("clean"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest.pop("tables")  # an older visent recorded no tables
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    ds = Dataset(copy)
     with pytest.raises(DatasetError, match=r"older visent \(no clean_step column\); run `visent clean .*` again"):
         export_dataset(ds, tmp_path / "old.parquet")
     clean(ds, thresholds=THRESHOLDS)  # the same options: the stage runs again all the same

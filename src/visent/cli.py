@@ -16,7 +16,7 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from visent.core.display import readable
-from visent.core.errors import UsageError, VisentError
+from visent.core.errors import UsageError, VisentError, write_error
 from visent.core.progress import console
 from visent.embed.onnx import DEFAULT_RUNTIME
 from visent.embed.spec import DEFAULT_BACKBONE
@@ -42,15 +42,19 @@ class _Command(_Flags, TyperCommand):
 
 class _Commands(_Flags, TyperGroup):
     """The command group: a :class:`~visent.core.errors.VisentError` (bad input, a missing file, an option out of
-    range, a missing extra) from any command becomes one red line on stderr and exit status 1. Nothing else is
-    caught: a bug still shows its traceback."""
+    range, a missing extra) from any command becomes one red line on stderr and exit status 1, and so does a write
+    the system refused (no space left, quota, read-only filesystem, no permission: see
+    :func:`~visent.core.errors.write_error`). Nothing else is caught: a bug still shows its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except VisentError as error:
+        except (VisentError, OSError) as error:
+            line = error if isinstance(error, VisentError) else write_error(error)
+            if line is None:
+                raise
             command = " ".join([*ctx.command_path.split()[1:], ctx.invoked_subcommand or ""]).strip()
-            console.print(f"[bold red]error:[/] {escape(command + ': ' if command else '')}{escape(str(error))}",
+            console.print(f"[bold red]error:[/] {escape(command + ': ' if command else '')}{escape(str(line))}",
                           soft_wrap=True, highlight=False)
             raise typer.Exit(code=1) from None
 

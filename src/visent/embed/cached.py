@@ -115,7 +115,7 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
     status: list[ImageStatus | None] = list(errors)
 
     if cache is not None:
-        found = cache.get_many(key, [d for d in digests if d is not None])
+        found = cache.get_many(key, [d for d in digests if d is not None], dim)
         for i, digest in enumerate(digests):
             if digest in found and found[digest].shape == (dim,):
                 rows[i], status[i] = found[digest], CACHED

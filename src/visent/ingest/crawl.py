@@ -253,7 +253,7 @@ def plan(out: str | Path, source: Path, params: dict[str, Any], stage: str, *, l
         return full  # begin_stage starts over
     work = dataset.root / "work" / stage
     if info.get("status") == "done":
-        if not dataset.has_table("posts"):
+        if not dataset.has_table("posts") or not dataset.stage_done(stage, info.get("params")):  # damaged: it says so
             return Plan(crawl, "full", crawl.shards, crawl.tombstones, clear=True)
         recorded = info.get("crawl") or {}
         if not isinstance(recorded.get("shards"), list) or not isinstance(recorded.get("tombstones"), list):
@@ -268,7 +268,7 @@ def plan(out: str | Path, source: Path, params: dict[str, Any], stage: str, *, l
             base = json.loads((work / PLAN_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             base = None
-        if not isinstance(base, dict) or (base.get("rows") and not (work / "part-000000.parquet").is_file()):
+        if not isinstance(base, dict) or (base.get("rows") and Checkpoint(work).damage(work / "part-000000.parquet")):
             return Plan(crawl, "full", crawl.shards, crawl.tombstones, clear=True,
                         reason="the checkpoint of an interrupted ingest is damaged")
     else:

@@ -135,7 +135,7 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         table = checkpoint.read(CHECKPOINT)
         record: dict[str, Any] = {}
         if plan is not None:
-            previous = dataset.read_table("posts", ["post_id", "image_file"]) if dataset.has_table("posts") else None
+            previous = dataset.read_table("posts", ["post_id", "image_file"]) if dataset.intact("posts") else None
             table, crawl_counts, record["crawl"], left_out = plan.finish(table, previous)
         dataset.write_table("posts", table.select(POSTS.names))
         labelled = table.filter(pc.or_(pc.is_valid(table["text_label"]), pc.is_valid(table["image_label"])))
@@ -476,7 +476,7 @@ class _Source:
         if info is None or not crawl._same(info.get("params"), params):
             return  # a run from scratch: begin_stage clears the checkpoint
         work = dataset.root / "work" / STAGE
-        if info.get("status") == "done" and dataset.has_table("posts"):
+        if info.get("status") == "done" and dataset.intact("posts"):  # a damaged table: a run from scratch
             Checkpoint(work).clear()
             posts = dataset.read_table("posts")
             previous = pa.table({name: posts.column(name) if name in posts.column_names
