@@ -157,9 +157,15 @@ CASES = {
                                 ["unknown engine 'nope'"], 1),
     "predict: batch size out of range": (lambda p: ["predict", "default", p.image, "--batch-size", "0"],
                                          ["--batch-size"], 2),
+    "predict: a folder that does not exist": (lambda p: ["predict", "default", p.nope],
+                                              ["nope: no such file or folder"], 1),
+    "predict: no input that exists": (lambda p: ["predict", "default", p.nope, f"@{p.nope}"],
+                                      ["nope: no such file or folder (nor does the other path given)"], 1),
     # explain
     "explain: missing model": (lambda p: ["explain", p.nope, p.image, "--out", p.root / "maps"],
                                ["nope", "no visent model"], 1),
+    "explain: a missing image": (lambda p: ["explain", "default", p.nope, "--out", p.root / "maps"],
+                                 ["nope: no such file or folder"], 1),
     "explain: unknown method": (lambda p: ["explain", "default", p.image, "--out", p.root / "maps", "--method", "x"],
                                 ["--method: unknown method 'x'", "gradcam"], 1),
     # evaluate

@@ -350,3 +350,25 @@ def test_cli_predict_refuses_a_config_path_outside_in_one_line(model_copy, tmp_p
     code, lines = run_visent("predict", str(model_copy), str(image), tmp_path=tmp_path)
     assert code != 0 and len(lines) == 1, lines
     assert "config.json: graph.file '/etc/passwd' points outside the model directory" in lines[0]
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("::1", False),
+                                          ("0.0.0.0", True), ("::", True), ("192.0.2.7", True)])
+def test_serve_warns_when_it_listens_beyond_this_machine(host, warned, monkeypatch):
+    """`visent serve --host 0.0.0.0` says that the service has no authentication and is reachable from the
+    network; the options for slow clients and concurrent work reach the server."""
+    from typer.testing import CliRunner
+
+    import visent.serve
+    from visent.cli import app
+
+    ran = {}
+    monkeypatch.setattr(visent.serve, "bind", lambda host, port: None)  # nothing listens in this test
+    monkeypatch.setattr(visent.serve, "serve", lambda model, **kwargs: ran.update(kwargs))
+    result = CliRunner().invoke(app, ["serve", "default", "--host", host, "--port", "8123", "--max-connections", "50",
+                                      "--header-timeout", "3", "--max-concurrent", "2"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert ("no authentication" in output) is warned, output
+    assert (ran["max_connections"], ran["header_timeout"], ran["max_concurrent"]) == (50, 3.0, 2)
+    assert ran["check"] is False  # checked by the command, before its address is announced

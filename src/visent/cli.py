@@ -16,7 +16,7 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from visent.core.display import readable
-from visent.core.errors import UsageError, VisentError, write_error
+from visent.core.errors import PathNotFound, UsageError, VisentError, write_error
 from visent.core.progress import console
 from visent.embed.onnx import DEFAULT_RUNTIME
 from visent.embed.spec import DEFAULT_BACKBONE
@@ -375,6 +375,7 @@ def predict(
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
     from visent.predict import iter_predict, write_csv
 
+    _some_input_exists(paths)
     runner = _engine(engine, ray_address)
     counts = {"rows": 0, "errors": 0}
     shown: list[dict[str, Any]] = []  # the first rows, for the table; the CSV streams every row
@@ -417,11 +418,25 @@ def explain(
 
     if method not in METHODS:
         raise UsageError(f"--method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    _some_input_exists(paths)
     rows = _run("explain", explain_images, model, paths, out, method=method)
     _print_predictions(rows[:50])
     errors = sum(row["status"] != "ok" for row in rows)
     console.print(f"{_images(len(rows))}: {len(rows) - errors} explained, {errors} unreadable; maps → {out}")
     _nothing_done("explained", len(rows), errors, [row for row in rows if row["status"] != "ok"][:1])
+
+
+def _some_input_exists(paths: List[str]) -> None:
+    """A usage error when none of the paths given exists: a mistyped folder is not an unreadable image. When some
+    exist, the missing ones get their rows (status error, "file not found") beside the others."""
+    def exists(path: str) -> bool:
+        return Path(path[1:]).is_file() if path.startswith("@") else Path(path).exists()
+
+    missing = [path for path in paths if not exists(path)]
+    if paths and len(missing) == len(paths):
+        others = {1: "", 2: " (nor does the other path given)"}.get(len(missing),
+                                                                    f" (nor do the {len(missing) - 1} other paths given)")
+        raise PathNotFound(f"{missing[0]}: no such file or folder{others}")
 
 
 def _images(n: int) -> str:
@@ -623,6 +638,15 @@ def serve(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1,
                                              help="Largest image in pixels, width x height (default 25000000)."),
     max_files: Optional[int] = typer.Option(None, "--max-files", min=1, help="Most images per request (default 10)."),
+    max_connections: Optional[int] = typer.Option(None, "--max-connections", min=1,
+                                                  help="Most connections held at once (default 1000, fewer when "
+                                                       "`ulimit -n` is low); past it the one waiting longest for its "
+                                                       "headers is closed, or a newcomer gets 503."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", min=0.1,
+                                         help="Seconds a client has to send a request's headers."),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1,
+                                                 help="/predict and /explain requests at work at once (default: one "
+                                                      "per core); twice as many wait, more get 503."),
 ) -> None:
     """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
     from visent.model import load
@@ -630,13 +654,31 @@ def serve(
     from visent.serve import serve as run_serve
 
     loaded = load(model)
-    limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files,
+    loaded.check()  # a model that cannot score an image fails here, before its address is announced
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files, "max_concurrent": max_concurrent,
                               "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
     sock = bind(host, port)  # a port in use fails here, before the address is announced
     shown_host = f"[{host}]" if ":" in host else host
+    if not _loopback(host):
+        console.print(f"[bold yellow]warning:[/] {escape(host)} is reachable from the network and visent serve has "
+                      "no authentication: anyone who reaches it can send images and read predictions; put it "
+                      "behind a proxy that authenticates, or listen on 127.0.0.1", soft_wrap=True)
     console.print(f"visent serve: model [bold]{escape(model)}[/] at [bold]http://{shown_host}:{port}/[/] "
                   f"(API docs at /docs); Ctrl+C stops it", soft_wrap=True)
-    run_serve(loaded, host=host, port=port, sock=sock, **{k: v for k, v in limits.items() if v is not None})
+    run_serve(loaded, host=host, port=port, sock=sock, max_connections=max_connections,
+              header_timeout=header_timeout, check=False, **{k: v for k, v in limits.items() if v is not None})
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command(cls=_Command)
