@@ -12,18 +12,18 @@ from visent.ingest.readers import read_mvsa_labels
 
 
 @needs_mvsa
-def test_build_on_400_real_posts_and_evaluate_on_the_next_200(tmp_path):
+def test_build_on_1200_real_posts_and_evaluate_on_the_next_400(tmp_path):
     labels = read_mvsa_labels(MVSA / "labelResultAll.txt")
     ids = sorted((p.stem for p in (MVSA / "data").glob("*.jpg")), key=int)
-    train_ids, test_ids = set(ids[:400]), ids[400:600]
+    train_ids, test_ids = set(ids[:1200]), ids[1200:1600]
     options = BuildOptions(thresholds={"negative": 0.5, "neutral": 0.7, "positive": 0.5}, ingest={"ids": train_ids})
     summary = build(MVSA, tmp_path / "model", options=options)
 
-    assert summary["ingest"]["posts"] == 400
+    assert summary["ingest"]["posts"] == 1200
     clean_counts = summary["clean"]
-    assert clean_counts["posts"] == 400 and clean_counts["kept"] >= 80
+    assert clean_counts["posts"] == 1200 and clean_counts["kept"] >= 240
     store = Dataset(tmp_path / "model-dataset")
-    assert store.read_table("human_labels").num_rows == 400  # kept for evaluation, in their own table
+    assert store.read_table("human_labels").num_rows == 1200  # kept for evaluation, in their own table
     reasons = [r["clean_reason"] for r in store.read_table("clean").to_pylist() if r["clean_status"] == "dropped"]
     assert reasons and all(reasons)  # every dropped row says why
 
@@ -34,7 +34,10 @@ def test_build_on_400_real_posts_and_evaluate_on_the_next_200(tmp_path):
         for post_id in test_ids:
             writer.writerow([MVSA / "data" / f"{post_id}.jpg", labels[post_id][1]])
     report = evaluate(tmp_path / "model", bench)
-    assert report["n_scored"] == 200
+    assert report["n_scored"] == 400
     assert report["binary"]["n"] == sum(labels[i][1] != "neutral" for i in test_ids)
-    # 400 weakly labelled posts make a weak student; it must still beat chance on unseen posts
-    assert report["binary"]["balanced_accuracy"] > 0.5
+    # it beats chance on unseen posts, beyond doubt: the whole 95% interval lies above 0.5. 400 posts were too few
+    # for that (a student near chance: 0.49 on one machine, 0.55 on another); 1,200 gave 0.630 [0.572, 0.685] on
+    # AMD EPYC (Zen 4)
+    low, _ = report["binary"]["balanced_accuracy_ci95"]
+    assert low > 0.5, report["binary"]
