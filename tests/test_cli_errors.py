@@ -152,7 +152,8 @@ CASES = {
     # predict
     "predict: missing model": (lambda p: ["predict", p.nope, p.image], ["nope", "no visent model"], 1),
     "predict: dataset given as the model": (lambda p: ["predict", p.cleaned, p.image],
-                                            ["cleaned", "no visent model"], 1),
+                                            ["cleaned is a visent dataset, not a model",
+                                             "cleaned --out MODEL`"], 1),
     "predict: unknown engine": (lambda p: ["predict", "default", p.image, "--engine", "nope"],
                                 ["unknown engine 'nope'"], 1),
     "predict: batch size out of range": (lambda p: ["predict", "default", p.image, "--batch-size", "0"],
@@ -353,3 +354,15 @@ def test_teacher_names_and_folders(tmp_path):
     (tmp_path / "teacher.json").write_text("{broken", encoding="utf-8")
     with pytest.raises(TeacherError, match="not valid JSON"):
         load_teacher(str(tmp_path))
+
+
+def test_a_dataset_given_as_the_model_names_the_model_build_made_beside_it(tmp_path):
+    import shutil
+
+    from visent.model.student import packaged_model_dir
+
+    shutil.copytree(packaged_model_dir(), tmp_path / "runs" / "mine")
+    (tmp_path / "runs" / "mine-dataset").mkdir()
+    (tmp_path / "runs" / "mine-dataset" / "manifest.json").write_text('{"visent_dataset": 1, "stages": {}}')
+    fails(["predict", tmp_path / "runs" / "mine-dataset", tmp_path], "mine-dataset is a visent dataset, not a model",
+          f"`visent build` made its model beside it: {tmp_path / 'runs' / 'mine'}")

@@ -375,7 +375,7 @@ def predict(
     """Predict negative / neutral / positive for images; unreadable ones get a row with the error."""
     from visent.predict import iter_predict, write_csv
 
-    _some_input_exists(paths)
+    _some_input_exists(model, paths)
     runner = _engine(engine, ray_address)
     counts = {"rows": 0, "errors": 0}
     shown: list[dict[str, Any]] = []  # the first rows, for the table; the CSV streams every row
@@ -418,7 +418,7 @@ def explain(
 
     if method not in METHODS:
         raise UsageError(f"--method: unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    _some_input_exists(paths)
+    _some_input_exists(model, paths)
     rows = _run("explain", explain_images, model, paths, out, method=method)
     _print_predictions(rows[:50])
     errors = sum(row["status"] != "ok" for row in rows)
@@ -426,9 +426,12 @@ def explain(
     _nothing_done("explained", len(rows), errors, [row for row in rows if row["status"] != "ok"][:1])
 
 
-def _some_input_exists(paths: List[str]) -> None:
-    """A usage error when none of the paths given exists: a mistyped folder is not an unreadable image. When some
-    exist, the missing ones get their rows (status error, "file not found") beside the others."""
+def _some_input_exists(model: str, paths: List[str]) -> None:
+    """After the model is found: a usage error when none of the paths given exists, as a mistyped folder is not an
+    unreadable image. When some exist, the missing ones get their rows (status error, "file not found")."""
+    from visent.model import resolve_model_dir
+
+    resolve_model_dir(model)  # the first argument is the first to be wrong
     def exists(path: str) -> bool:
         return Path(path[1:]).is_file() if path.startswith("@") else Path(path).exists()
 

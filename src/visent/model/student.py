@@ -70,6 +70,12 @@ def resolve_model_dir(model: str | Path) -> Path:
         return path
     if isinstance(model, str) and "/" not in model and (packaged_model_dir(model) / "config.json").exists():
         return packaged_model_dir(model)
+    if (path / "manifest.json").is_file():  # a dataset given where its model was meant
+        beside = path.with_name(path.name.removesuffix("-dataset"))
+        made = (f"`visent build` made its model beside it: {beside}; " if path.name.endswith("-dataset")
+                and (beside / "config.json").is_file() else "")
+        raise ModelError(f"{model} is a visent dataset, not a model: {made}give a model directory, or train one on "
+                         f"it with `visent train {model} --out MODEL`")
     raise ModelError(f"{model}: no visent model here (config.json missing); train one with `visent build SOURCE --out DIR`"
                      " or use the shipped model `default`")
 
