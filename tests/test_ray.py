@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -239,3 +240,25 @@ def test_ray_engine_errors(cluster, tmp_path):
         get_engine("ray", address="ray://127.0.0.1:10001")
     with pytest.raises(EngineError, match="give auto or host:port"):
         get_engine("ray", address="head-node")
+
+
+
+def test_a_workers_error_reaches_the_driver_as_its_own_one_line(cluster):
+    """A VisentError raised on an actor (a refused write here) comes back as itself, one line, not as Ray's
+    exception around a remote traceback."""
+    from visent.core.errors import WriteError
+
+    class FullDisk:  # defined here, so that it travels to the actors by value
+        """A stage worker that finds the disk full, as an ingest worker writing an image would."""
+
+        def __call__(self, batch):
+            import errno
+
+            from visent.core.errors import write_error
+
+            raise write_error(OSError(errno.ENOSPC, "No space left on device"), "/data/ds/images/ab/x.jpg", 1000)
+
+    with pytest.raises(WriteError) as raised:
+        list(cluster.map_batches(FullDisk, (), pa.table({"x": [1, 2]}), batch_size=1))
+    assert str(raised.value).startswith("no space left on device writing /data/ds/images/ab/x.jpg")
+    assert "\n" not in str(raised.value)

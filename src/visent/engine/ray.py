@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from visent.core.errors import UsageError
+from visent.core.errors import UsageError, VisentError
 from visent.engine.base import EngineError
 
 try:
@@ -119,6 +119,7 @@ class RayEngine:
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False  # the stage shows visent's own bar, advanced per finished batch
         context.print_on_execution_start = False
+        context.raise_original_map_exception = True  # a worker's own error, not Ray's UserCodeException around it
 
     def pool_size(self, n_batches: int) -> int:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -141,8 +142,25 @@ class RayEngine:
             # a fixed pool, one actor per CPU up to one per batch: Ray Data's autoscaling pool started with one
             # actor and kept every batch of a small stage on one node of a two-node cluster
             compute=ray.data.ActorPoolStrategy(size=self.pool_size(len(shards))))
-        for out in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
-            if out.num_rows:
-                node = out.column(NODE_COLUMN)[0].as_py()
-                self.placement[node] = self.placement.get(node, 0) + 1
-            yield out.drop_columns([NODE_COLUMN])
+        try:
+            for out in data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+                if out.num_rows:
+                    node = out.column(NODE_COLUMN)[0].as_py()
+                    self.placement[node] = self.placement.get(node, 0) + 1
+                yield out.drop_columns([NODE_COLUMN])
+        except ray.exceptions.RayError as exc:
+            cause = _visent_cause(exc)
+            if cause is None:
+                raise
+            raise cause from None  # a worker's VisentError is its own one line, not Ray's remote traceback
+
+
+def _visent_cause(exc: BaseException | None) -> VisentError | None:
+    """The VisentError a worker raised, inside the exceptions Ray wraps it in (None when there is none)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, VisentError) and not isinstance(exc, ray.exceptions.RayError):
+            return exc
+        seen.add(id(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
