@@ -446,10 +446,16 @@ class Dataset:
     def require_stage(self, stage: str) -> None:
         """Stop with one line unless ``stage`` finished (its tables are checked as they are read:
         :meth:`read_table`)."""
-        if not self.stage_done(stage):
-            hint = {"ingest": "visent ingest SOURCE --out DIR", "teach": "visent teach DIR",
-                    "clean": "visent clean DIR"}.get(stage, f"visent {stage} DIR")
-            raise DatasetError(f"{self.root}: stage '{stage}' has not finished; run `{hint}` first")
+        if self.stage_done(stage):
+            return
+        # every stage up to this one that has not finished, in order, each with its command on this dataset
+        missing = [name for name in (STAGES[:STAGES.index(stage) + 1] if stage in STAGES else (stage,))
+                   if not self.stage_done(name)]
+        commands = ", then ".join(f"`{self.rebuild_command(name)}`" for name in missing)
+        source = ((self.stage_info("ingest") or {}).get("params") or {}).get("source") or "SOURCE"
+        stages = " and ".join(f"'{name}'" for name in missing)
+        raise DatasetError(f"{self.root}: stage '{stage}' has not finished ({stages} to run); run {commands} first "
+                           f"(or `visent build {source} --out MODEL`, which runs every stage and trains)")
 
     def rebuild_command(self, stage: str) -> str:
         """The command that runs ``stage`` again over this dataset, as far as the manifest tells."""
