@@ -24,9 +24,14 @@ from visent.embed.spec import DEFAULT_BACKBONE
 stdout = Console()  # results; progress and messages go to stderr
 
 
+RICH_HELP_WIDTH = 120  # narrower than this (an 80-column terminal, a pipe), --help is plain text
+
+
 class _Flags:
     """``--help`` shows a flag (``--help`` itself, ``--balance/--no-balance``) as a flag: typer's rich help would
-    give it a ``<bool>`` type, as if it took a value."""
+    give it a ``<bool>`` type, as if it took a value. Below :data:`RICH_HELP_WIDTH` columns (an 80-column terminal,
+    or help piped to another program, which rich gives 80 columns) the help is click's plain text: typer's rich
+    tables squeeze the option names there until they are cut ("--near-dup-dis…"); plain help never cuts one."""
 
     def get_params(self, ctx: click.Context) -> list:
         params = super().get_params(ctx)  # type: ignore[misc]
@@ -34,6 +39,20 @@ class _Flags:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
         return params
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from typer import rich_utils
+
+        if Console(width=rich_utils.MAX_WIDTH).width >= RICH_HELP_WIDTH:
+            return super().format_help(ctx, formatter)  # type: ignore[misc]
+        mode, self.rich_markup_mode = self.rich_markup_mode, None  # type: ignore[attr-defined]
+        start = len(formatter.buffer)
+        try:
+            super().format_help(ctx, formatter)  # type: ignore[misc]
+        finally:
+            self.rich_markup_mode = mode  # type: ignore[attr-defined]
+        # help strings escape rich markup ("visent\\[ray]"); plain text shows the bracket itself
+        formatter.buffer[start:] = [text.replace("\\[", "[") for text in formatter.buffer[start:]]
 
 
 class _Command(_Flags, TyperCommand):
@@ -251,6 +270,7 @@ def clean(
                   near_dup_distance=near_dup_distance, min_side=min_side, balance=balance,
                   drop_neutral=drop_neutral, seed=seed)
     _print_counts("clean: counts per step", counts)
+    _print_skipped_earlier(_lost_posts(dataset))
 
 
 @app.command(cls=_Command)
@@ -312,11 +332,19 @@ def train(
     _print_train_summary(model.metrics, out)
 
 
-def _print_train_summary(metrics: dict[str, Any], out: Path) -> None:
-    chosen = metrics.get("validation", {}).get("chosen", {})
+def _print_train_summary(metrics: dict[str, Any], out: Path, *, explain: bool = False) -> None:
+    """The model's line; with ``explain`` (build's summary) what its validation figure is, and is not."""
+    validation = metrics.get("validation", {})
+    chosen = validation.get("chosen", {})
     console.print(f"model → [bold]{escape(str(out))}[/]: {readable(metrics['n_train_posts'])} images "
                   f"({readable(metrics['class_counts'])}), C = {readable(metrics['C'])}, validation vs teacher: "
                   f"balanced accuracy {chosen.get('val_balanced_accuracy', float('nan')):.3f}")
+    classes = [n for n in (validation.get("val_class_counts") or {}).values() if n > 0]
+    if explain and "val_balanced_accuracy" in chosen and classes:
+        held_out = f"{validation['n_val']:,} " if validation.get("n_val") else ""
+        _indented(f"that is the student's agreement with the teacher's labels on {held_out}held-out kept posts, "
+                  f"balanced over {len(classes)} classes (chance {1 / len(classes):.2f}, full agreement 1), not its "
+                  "accuracy on human labels: `visent evaluate` measures that (see next)")
     notes = metrics.get("warnings") or []
     for note in notes:
         console.print(f"[bold yellow]warning:[/] the model is likely of no use: {escape(note)}", highlight=False)
@@ -356,10 +384,106 @@ def build(
     _print_counts("ingest", summary["ingest"])
     _print_counts("teach", summary["teach"])
     _print_counts("clean: counts per step", summary["clean"])
-    console.print(f"dataset → [bold]{summary['dataset']}[/]")
+    lost = _lost_posts(summary["dataset"])
+    _print_skipped_earlier(lost)
+    _print_reasons(lost)
+    console.print(f"dataset → [bold]{escape(str(summary['dataset']))}[/]")
     from visent.model import VisentModel
 
-    _print_train_summary(VisentModel.load(out).metrics, out)
+    _print_train_summary(VisentModel.load(out).metrics, out, explain=True)
+    _print_next(Path(summary["dataset"]), out)
+
+
+def _lost_posts(dataset: str | Path) -> dict[str, Any]:
+    """The posts each stage could not use and why, by kind of reason (:func:`visent.report.reason_kind`, as the
+    report counts them): ``ingest`` (errors), ``teach`` (texts skipped, posts ingest could not read left out),
+    ``clean`` (dropped: an ingest error is one kind, its reasons are ingest's), and ``skipped_earlier``, the steps
+    of clean that dropped posts the teacher skipped before their no-teacher-label step. Empty when the dataset
+    cannot be read (the summary then goes without it)."""
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from visent.core.store import Dataset
+    from visent.report import reason_kind
+    from visent.teach.stage import not_read_by_ingest
+
+    try:
+        ds = Dataset(dataset)
+        posts = ds.read_table("posts", columns=["post_id", "text", "ingest_status", "ingest_reason"])
+        teach = ds.read_table("teach", columns=["post_id", "teach_status", "teach_reason"])
+        clean = ds.read_table("clean", columns=["post_id", "clean_step", "clean_reason"])
+    except (VisentError, OSError, ValueError, pa.ArrowException):
+        return {}
+    unread = not_read_by_ingest(posts)
+    ingest = Counter(reason_kind(reason or "no reason given") for state, reason
+                     in zip(posts.column("ingest_status").to_pylist(), posts.column("ingest_reason").to_pylist())
+                     if state != "ok")
+    skipped = {post_id: (reason or "no reason given").split(":")[0].strip() for post_id, state, reason
+               in zip(*(teach.column(name).to_pylist() for name in ("post_id", "teach_status", "teach_reason")))
+               if state == "skipped" and post_id not in unread}
+    steps = dict(zip(clean.column("post_id").to_pylist(), clean.column("clean_step").to_pylist()))
+    dropped = Counter("ingest error" if step == "ingest_error" else reason_kind(reason) for step, reason
+                      in zip(clean.column("clean_step").to_pylist(), clean.column("clean_reason").to_pylist()) if step)
+    earlier = Counter(steps[post_id] for post_id in skipped if steps.get(post_id) not in (None, "no_teacher_label"))
+    return {"ingest": ingest, "teach": Counter(skipped.values()), "not_read": len(unread), "clean": dropped,
+            "skipped_earlier": earlier}
+
+
+def _print_skipped_earlier(lost: dict[str, Any]) -> None:
+    """Why clean's no_teacher_label is smaller than the posts the teacher skipped: earlier steps dropped some."""
+    earlier = lost.get("skipped_earlier")
+    if earlier:
+        teach = sum(lost["teach"].values())
+        _indented(f"no_teacher_label counts {teach - sum(earlier.values()):,} of the {teach:,} posts the teacher "
+                  "skipped: earlier steps dropped the others ("
+                  + ", ".join(f"{step} {n:,}" for step, n in earlier.most_common()) + ")", indent=0)
+
+
+def _print_reasons(lost: dict[str, Any], top: int = 4) -> None:
+    """The most frequent reasons each stage gave for the posts it could not use, with their counts."""
+    lines = []
+    for stage, what in (("ingest", "ingest errors"), ("teach", "teacher skipped"), ("clean", "clean dropped")):
+        kinds = lost.get(stage)
+        if not kinds:
+            continue
+        shown = "; ".join(f"{kind} {n:,}" for kind, n in kinds.most_common(top))
+        more = len(kinds) - top
+        lines.append(f"{what} ({sum(kinds.values()):,}): {shown}"
+                     + (f"; {more} other reason{'s' if more > 1 else ''}" if more > 0 else ""))
+    if lost.get("not_read"):
+        n = lost["not_read"]
+        lines.insert(1 if lost.get("ingest") else 0, f"not taught ({n:,}): ingest error and no text (among the "
+                                                     "ingest errors)")
+    if lines:
+        console.print("why posts were not used (most frequent first; `visent report` lists every reason):",
+                      highlight=False)
+        for line in lines:
+            _indented(line)
+
+
+def _print_next(dataset: Path, model: Path) -> None:
+    """What a user does with a built model: prove it, look at it, release its dataset (their real paths)."""
+    import shlex
+
+    d, m = shlex.quote(str(dataset)), shlex.quote(str(model))
+    console.print("next:", highlight=False)
+    for what, command in (
+            ("prove the model on images people labelled (a CSV of path,label or a folder, see `visent benchmarks`):",
+             f"visent evaluate {m} --benchmark LABELLED"),
+            ("see what was kept, dropped and why, and what the model sees:",
+             f"visent report {d} --model {m} --out report.html"),
+            ("release the dataset with its card:", f"visent export {d} --out dataset.parquet")):
+        _indented(what)
+        console.print("    " + command, markup=False, highlight=False, soft_wrap=True)  # one line, to copy
+
+
+def _indented(text: str, indent: int = 2) -> None:
+    """A line of the summary, its wrapped lines indented alike."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print(Padding(Text(text), (0, 0, 0, indent), expand=False), highlight=False)
 
 
 @app.command(cls=_Command)
@@ -524,7 +648,7 @@ def evaluate(
                       f"the images the student learnt from (its dataset {escape(overlap['dataset'])}, with the "
                       "teacher's labels): on those the figures are not held out; evaluate on images outside the crawl "
                       "or with held-out folds.")
-    table = Table(title=f"{model} on {benchmark}", show_header=True, header_style="bold")
+    table = Table(title=escape(f"{model} on {benchmark}: {_covered(report)}"), show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("images (scored / unreadable)", f"{report['n_scored']} / {report['n_unreadable']}")
@@ -568,6 +692,15 @@ def evaluate(
             console.print(f"no k-fold protocol on the {escape(name)} subset: {escape(figures['kfold_skipped'])}")
     if out is not None:
         console.print(f"report → {out}")
+
+
+def _covered(report: dict[str, Any]) -> str:
+    """Which images the figures of evaluate's first table are over: all those scored, and the subset they make up
+    where the benchmark names one (Twitter-I's 3-agree images are all of its images)."""
+    n = report["n_scored"]
+    images = f"all {n:,} {'readable ' if report.get('n_unreadable') else ''}image{'s' if n != 1 else ''}"
+    whole = [name for name, figures in (report.get("subsets") or {}).items() if figures.get("n") == n]
+    return images + (f" (the {report.get('kind', 'benchmark')} {whole[-1]} set)" if whole else "")
 
 
 @app.command(cls=_Command)
@@ -796,11 +929,15 @@ def benchmarks() -> None:
     """List the benchmarks `visent evaluate --benchmark NAME=PATH` reads."""
     from visent.evaluate import BENCHMARKS, published_for
 
+    listing = Table.grid(padding=(0, 2))  # the name in its own column, the description wrapped beside it
+    listing.add_column(no_wrap=True)
+    listing.add_column()
     for name, description in BENCHMARKS.describe().items():
         published = len(published_for(name))
-        console.print(f"[bold]{name}[/]  {escape(description)}"
-                      + (f" · {published} published figure{'s' if published > 1 else ''} shown beside visent's"
-                         if published else ""))
+        listing.add_row(f"[bold]{name}[/]", escape(description)
+                        + (f" · {published} published figure{'s' if published > 1 else ''} shown beside visent's"
+                           if published else ""))
+    console.print(listing)
     console.print("A bare path is read by the layout it has: ground_truth/ as twitter-i, groundTruthLabel.txt as "
                   "twitter-ii, emotion folders as fi or emotionroi, class folders as folders, else mvsa; a file as a "
                   "CSV of path,label (fi or emotionroi when its labels are emotions).")

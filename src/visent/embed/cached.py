@@ -135,7 +135,7 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     fresh: dict[str, np.ndarray] = {}
     try:
-        with progress(label, len(todo)) as advance:
+        with progress(_described(label, status, len(todo)), len(todo)) as advance:
             for batch, loaded in zip(batches, prefetched(batches, lambda item: load(item[1]), workers)):
                 good = []
                 for (digest, path), item in zip(batch, loaded):
@@ -162,6 +162,19 @@ def cached_image_pass(paths: Sequence[Path | str | None], key: str, dim: int, *,
         if cache is not None:
             cache.put_many(key, fresh)  # keep finished work even when interrupted
     return rows, status  # type: ignore[return-value]
+
+
+def _described(label: str, status: Sequence[ImageStatus | None], computing: int) -> str:
+    """The progress bar's label: the bar counts the distinct images computed, so where there are fewer than the
+    images asked for, the label says how many images there are and why the others need no computing."""
+    n = len(status)
+    if computing == n:
+        return label
+    cached = sum(1 for s in status if s is not None and s.state == "cached")
+    unreadable = sum(1 for s in status if s is not None and s.failed)
+    repeated = n - computing - cached - unreadable  # the same bytes as an image computed now
+    parts = {"from the cache": cached, "repeated": repeated, "unreadable": unreadable}
+    return f"{label} · {n:,} images, " + ", ".join(f"{count:,} {what}" for what, count in parts.items() if count)
 
 
 def attempt(function: Callable[[T], R], item: T) -> R | Exception:

@@ -34,7 +34,7 @@ from visent.teach.teachers import is_teacher_dir, load_teacher
 from visent.teach.text import preprocess_tweet
 
 STAGE = "teach"
-COUNTS = ("posts", "ok", "skipped", *CLASSES)  # the order of the counts
+COUNTS = ("posts", "ok", "skipped", "not_read", *CLASSES)  # the order of the counts
 INPUTS = "teach-inputs.parquet"  # in work/: what the teach table was taught from
 _INPUTS_SCHEMA = pa.schema([("post_id", pa.string()), ("input", pa.string())])
 _TAKEN = b"visent_teach_taken"  # schema metadata of a checkpoint part of rows taken from the last teach table
@@ -138,7 +138,9 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
           engine: Any = None) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.
 
-    Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"). Work is
+    Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"); the counts tell apart those
+    whose post ingest could not read (an ingest error and no text, such as a line that is not JSON: ``not_read``,
+    present when there are any) from the texts the teacher skipped (``skipped``). Work is
     checkpointed per batch; an interrupted run resumes where it stopped, and a run with the same
     teacher over the same posts is a no-op. ``engine`` runs the batches ("local" by default, "ray",
     or an engine of :func:`visent.engine.get_engine`); the table is the same. Returns the stage counts.
@@ -148,7 +150,13 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     ds = Dataset.of(dataset)
     ds.require_stage("ingest")
     model = load_teacher(teacher)
-    posts = ds.read_table("posts", columns=["post_id", "text", "lang"])
+    columns = ["post_id", "text", "lang"]
+    try:
+        if "ingest_status" in pq.read_schema(ds.table_path("posts")).names:
+            columns.append("ingest_status")  # tells the posts ingest could not read apart in the counts
+    except (OSError, pa.ArrowException):
+        pass  # read_table says what is wrong with the table
+    posts = ds.read_table("posts", columns=columns)
     ids = posts.column("post_id").to_pylist()
     texts = [t or "" for t in posts.column("text").to_pylist()]
     langs = posts.column("lang").to_pylist()
@@ -187,7 +195,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     table = rows.take(order)
     ds.write_table(STAGE, table)
     _write_inputs(ds, ids, inputs, params)
-    counts = _counts(table)
+    counts = _counts(table, not_read_by_ingest(posts))
     reused = _taken_rows(checkpoint)
     # the clean stage reads the teacher's thresholds from here, never the teacher itself; ``run`` says what this run
     # did: the posts it taught (an interrupted run's included) and those whose rows it took from the last table
@@ -196,12 +204,32 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     return counts
 
 
-def _counts(table: pa.Table) -> dict[str, int]:
+def _counts(table: pa.Table, not_read: set[str] | None = None) -> dict[str, int]:
+    """The stage's counts: ``skipped`` counts the texts the teacher skipped of posts ingest read; ``not_read`` (when
+    there are any) the posts skipped for no text that are among ``not_read``, those ingest could not read."""
+    not_read = not_read or set()
     status = table.column("teach_status").to_pylist()
     labels = table.column("teach_label").to_pylist()
-    counts = {"posts": table.num_rows, "ok": status.count("ok"), "skipped": status.count("skipped")}
+    reasons = table.column("teach_reason").to_pylist()
+    unread = sum(1 for post_id, state, reason in zip(table.column("post_id").to_pylist(), status, reasons)
+                 if state == "skipped" and reason == "no text" and post_id in not_read)
+    counts = {"posts": table.num_rows, "ok": status.count("ok"), "skipped": status.count("skipped") - unread}
+    if unread:
+        counts["not_read"] = unread
     counts.update({name: labels.count(name) for name in CLASSES})
     return counts
+
+
+def not_read_by_ingest(posts: pa.Table) -> set[str]:
+    """The ids of the posts ingest could not read, of a table with ``post_id``, ``text`` and ``ingest_status``: an
+    ingest error and no text (a line that is not JSON, a file that cannot be read). The teacher has nothing of theirs
+    to read, and the clean stage drops them as ingest errors."""
+    if "ingest_status" not in posts.column_names:
+        return set()
+    return {post_id for post_id, state, text in zip(posts.column("post_id").to_pylist(),
+                                                    posts.column("ingest_status").to_pylist(),
+                                                    posts.column("text").to_pylist())
+            if state not in (None, "ok") and not (text or "").strip()}
 
 
 def _taught_before(ds: Dataset, params: dict[str, Any], ids: list[str], inputs: list[str]) -> pa.Table | None:
