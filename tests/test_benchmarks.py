@@ -159,6 +159,7 @@ def test_published_rows_are_cited_and_match_registered_benchmarks():
     assert published_for("twitter-i", ["no-such-subset"]) == [] and published_for("csv") == []
 
 
+@pytest.mark.slow
 def test_evaluate_and_report_show_subsets_and_the_published_figures_beside_them(tmp_path, photos):
     import json
     import re

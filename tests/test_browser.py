@@ -48,6 +48,7 @@ def photo_png(name: str = "astronaut", side: int = 160) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_the_command_serves_health_and_predictions(server):
     health = httpx.get(server + "/health").json()
     assert health["status"] == "ok" and health["model"] == "default"
@@ -78,6 +79,7 @@ def test_an_oversized_body_is_refused_before_it_is_sent(server):
     assert b"larger than this server accepts" in answer
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
 @pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")
@@ -171,6 +173,7 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
             browser.close()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
 @pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")

@@ -103,6 +103,7 @@ def server():
         yield httpd
 
 
+@pytest.mark.slow
 def test_ingest_killed_mid_crawl_resumes_to_the_same_tables(server, tmp_path):
     faults = [fault for fault in FAULTS if fault != "/endless/slow"]  # its deadline would make the test slow
     lines = []
@@ -133,6 +134,7 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(0, 12)))) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_teach_killed_mid_way_resumes_to_the_same_table(tmp_path):
     source = tmp_path / "posts.jsonl"
     source.write_text("".join(json.dumps({"id": f"t{i}", "text": text}) + "\n"
@@ -147,6 +149,7 @@ def test_teach_killed_mid_way_resumes_to_the_same_table(tmp_path):
     assert_same(tmp_path / "a", tmp_path / "b", "teach")
 
 
+@pytest.mark.slow
 def test_clean_killed_mid_way_resumes_to_the_same_table(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -183,6 +186,7 @@ def _crawl_rows(root: Path) -> tuple[list[dict], list[dict]]:
     return rows, [row for path in committed_tombstones(root) for _, row in read_rows(path)]
 
 
+@pytest.mark.slow
 def test_crawl_killed_twice_mid_shard_resumes_to_the_same_crawl(tmp_path):
     from blueskyserver import ReplayServer, synthetic_events
 

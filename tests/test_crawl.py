@@ -57,6 +57,7 @@ NO_FILTER = dict(min_words=0, per_author_hour=0, keep_labelled=True)
 
 
 # --------------------------------------------------------------------------- the real captured window
+@pytest.mark.slow
 @pytest.mark.shared
 def test_real_capture_keeps_its_two_image_posts(tmp_path):
     if not CAPTURE.exists():
@@ -84,6 +85,7 @@ def test_real_capture_keeps_its_two_image_posts(tmp_path):
 
 
 # --------------------------------------------------------------------------- faults
+@pytest.mark.slow
 def test_every_image_post_once_through_faults(tmp_path):
     events = synthetic_events(3000, seed=1)
     post_filter = dict(min_words=2, per_author_hour=5)
@@ -107,6 +109,7 @@ def test_every_image_post_once_through_faults(tmp_path):
     assert info_file["gaps"], "an OutdatedCursor notice is a possible gap and must be recorded"
 
 
+@pytest.mark.slow
 def test_deleted_posts_become_tombstones(tmp_path):
     events = synthetic_events(1500, seed=2, delete_share=0.05)
     with ReplayServer(events) as server:
@@ -121,6 +124,7 @@ def test_deleted_posts_become_tombstones(tmp_path):
     assert _live(root) == _expected(events, PostFilter(**{k: v for k, v in NO_FILTER.items()}))
 
 
+@pytest.mark.slow
 def test_subscribe_events_protocol(tmp_path):
     events = synthetic_events(800, seed=3, protocol="xrpc")
     with ReplayServer(events, protocol="xrpc", drop_every=150) as server:
@@ -135,6 +139,7 @@ def test_subscribe_events_protocol(tmp_path):
     assert all(int(r["cursor"]) >= 1 for r in server.requests[1:])
 
 
+@pytest.mark.slow
 def test_refused_handshakes_are_retried(tmp_path):
     events = synthetic_events(300, seed=4)
     with ReplayServer(events, refuse_first=3) as server:
@@ -144,6 +149,7 @@ def test_refused_handshakes_are_retried(tmp_path):
 
 
 # --------------------------------------------------------------------------- resuming
+@pytest.mark.slow
 def test_resumed_crawl_equals_an_undisturbed_one(tmp_path):
     events = synthetic_events(2000, seed=5)
     options = dict(min_words=1, per_author_hour=3, shard_rows=32, **FAST)
@@ -160,6 +166,7 @@ def test_resumed_crawl_equals_an_undisturbed_one(tmp_path):
     assert resumed, "the second run must ask for the stream from its cursor"
 
 
+@pytest.mark.slow
 def test_a_second_crawler_on_the_same_folder_is_refused(tmp_path):
     root = tmp_path / "crawl"
     with ReplayServer(synthetic_events(50, seed=6)) as server:
@@ -170,6 +177,7 @@ def test_a_second_crawler_on_the_same_folder_is_refused(tmp_path):
                 crawl_bluesky(root, endpoints=[server.url], duration=1, **NO_FILTER, **FAST)
 
 
+@pytest.mark.slow
 def test_other_options_on_a_crawl_are_refused(tmp_path):
     root = tmp_path / "crawl"
     with ReplayServer(synthetic_events(50, seed=7)) as server:
@@ -183,6 +191,7 @@ def test_other_options_on_a_crawl_are_refused(tmp_path):
             crawl_bluesky(tmp_path / "other", endpoints=[server.url], duration=1, **FAST)
 
 
+@pytest.mark.slow
 def test_a_shard_above_the_cursor_is_dropped_and_written_again(tmp_path):
     """A crawler killed between writing a shard and committing its cursor leaves a shard the cursor does not name:
     the next run removes it and the replay writes the same rows once."""
@@ -293,6 +302,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_command_crawls_and_ingest_reads_the_crawl(tmp_path):
     events = synthetic_events(600, seed=9, image_share=0.6)
     with ReplayServer(events) as server, ImageServer() as cdn:
@@ -329,6 +339,7 @@ def test_command_errors_are_one_line(tmp_path):
     assert done.returncode == 1 and "write it like 72h" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_firehose_crawl_equals_the_jetstream_crawl_of_the_same_window(tmp_path):
     """The captured window in both forms: crawling the relay's frames and Jetstream's events gives the same rows
@@ -374,6 +385,7 @@ def test_hash_index_merges_and_loads_like_a_set():
     assert len(loaded) == len(truth) and all(k in loaded for k in truth)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_a_stopped_crawl_commits_what_it_holds_and_says_so(tmp_path, sig):
     import signal

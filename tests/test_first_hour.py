@@ -71,6 +71,7 @@ def test_a_crawl_without_ingest_errors_keeps_its_teach_counts(tmp_path):
 
 # 5 and 10. the build's summary guides ---------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.slow
 def test_build_summary_says_why_posts_were_not_used_what_validation_is_and_what_to_run_next(tmp_path):
     crawl = _crawl_with_gaps(tmp_path / "crawl")
     model_dir, dataset = tmp_path / "model", tmp_path / "model-dataset"

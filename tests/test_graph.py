@@ -41,6 +41,7 @@ def _model_dir(tmp_path: Path, lite0, photos: list[Path], runtime: str, carry: b
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
 def test_carried_graph_gives_the_trained_networks_probabilities(lite0, photos, tmp_path, runtime) -> None:
     plain = VisentModel.load(_model_dir(tmp_path, lite0, photos, runtime, carry=False))
@@ -58,6 +59,7 @@ def test_carried_graph_gives_the_trained_networks_probabilities(lite0, photos, t
         if runtime == "onnx-int8" else None, plain.config.int8_recipe)
 
 
+@pytest.mark.slow
 def test_carried_graph_needs_no_torch_export_or_quantisation(lite0, photos, tmp_path) -> None:
     model_dir = _model_dir(tmp_path, lite0, photos, "onnx-int8", carry=True)
     script = ("import sys; from visent.model import VisentModel; "

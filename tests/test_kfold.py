@@ -48,6 +48,7 @@ class _FakeModel:
         return self._X[[int(p) for p in paths]], ["ok"] * len(paths)
 
 
+@pytest.mark.slow
 def test_kfold_protocol_scores_every_fold_and_both_starts() -> None:
     X, y = _blobs(150, seed=3)
     noisy = y.copy()

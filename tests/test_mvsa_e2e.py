@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from conftest import MVSA, needs_mvsa
 from visent import Dataset
 from visent.build import BuildOptions, build
@@ -11,6 +13,7 @@ from visent.evaluate import evaluate
 from visent.ingest.readers import read_mvsa_labels
 
 
+@pytest.mark.slow
 @needs_mvsa
 def test_build_on_1200_real_posts_and_evaluate_on_the_next_400(tmp_path):
     labels = read_mvsa_labels(MVSA / "labelResultAll.txt")

@@ -30,6 +30,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+@pytest.mark.slow
 def test_onnx_fp32_matches_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
     features, status = embed_images(photos, None, lite0, runtime="onnx", batch_size=5)  # uneven last batch
     assert [s.state for s in status] == ["ok"] * len(photos)
@@ -38,6 +39,7 @@ def test_onnx_fp32_matches_torch(lite0: Backbone, photos: list[Path], torch_feat
     assert np.abs(features - torch_features).max() < 1e-3 * scale
 
 
+@pytest.mark.slow
 def test_multi_stage_backbone_exports(photos: list[Path]) -> None:
     stages = load_backbone("efficientnet-lite0-ms")
     reference, _ = embed_images(photos[:3], None, stages, runtime="torch")
@@ -55,6 +57,7 @@ def test_onnx_fp32_with_flip_matches_torch(lite0: Backbone, photos: list[Path]) 
     assert np.abs(features - plain).max() > 1e-2  # the mirror image was really used
 
 
+@pytest.mark.slow
 def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
     features, status = embed_images(photos, None, lite0, runtime="onnx-int8")
     assert [s.state for s in status] == ["ok"] * len(photos)
@@ -66,6 +69,7 @@ def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_fea
     assert models[2].endswith(".prepared.onnx")
 
 
+@pytest.mark.slow
 def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: list[Path], monkeypatch) -> None:
     first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
     (calibration,) = onnx_cache_root().glob("*.calibration-*.json")
@@ -77,6 +81,7 @@ def test_int8_calibration_is_reused_for_other_images(lite0: Backbone, photos: li
     np.testing.assert_allclose(again, first[:3], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_int8_network_is_rebuilt_from_its_calibration_alone(lite0: Backbone, photos: list[Path],
                                                            tmp_path: Path, monkeypatch) -> None:
     first, _ = embed_images(photos, None, lite0, runtime="onnx-int8")
@@ -165,6 +170,7 @@ def test_model_uses_its_runtime(lite0: Backbone, photos: list[Path], tmp_path: P
     assert seen == ["onnx"] and [s.state for s in status] == ["ok", "ok"] and np.allclose(probs.sum(1), 1)
 
 
+@pytest.mark.slow
 def test_int8_model_directory_carries_its_calibration(lite0: Backbone, photos: list[Path], tmp_path: Path,
                                                      monkeypatch) -> None:
     calibration = visent_onnx.calibrate_int8(

@@ -205,6 +205,7 @@ def crawl_folder(scratch: str) -> Path:
 @SETTINGS
 @given(records=st.lists(st.one_of(tweet_v1(), page_v2()).map(drop_nones), min_size=1, max_size=4),
        layout=st.sampled_from(["object", "array", "jsonl"]), ensure_ascii=st.booleans())
+@pytest.mark.slow
 @example(records=[{"data": [], "includes": True}], layout="object", ensure_ascii=False)
 def test_tweet_json_never_crashes(records, layout, ensure_ascii):
     with tempfile.TemporaryDirectory() as scratch:
@@ -259,6 +260,7 @@ BROKEN_LINES = st.one_of(
          bom=True, crlf=True, ensure_ascii=False)
 @example(first={"id": "\ud800", "text": "a\udfffb", "image": "good.jpg"},
          lines=[b"{\"id\": " + b"9" * 5000 + b"}", b"[" * 3000 + b"]" * 3000], bom=False, crlf=False, ensure_ascii=True)
+@pytest.mark.slow
 def test_jsonl_with_broken_lines(first, lines, bom, crlf, ensure_ascii):
     encoded = []
     for line in [first, *lines]:
@@ -351,6 +353,7 @@ LABEL_LINES = st.one_of(
                                max_size=6),
        labels=st.one_of(st.none(), st.lists(LABEL_LINES, max_size=6)), label_encoding=st.sampled_from(["utf-8", "cp1252"]),
        bad_name=st.booleans())
+@pytest.mark.slow
 def test_mvsa_folders(entries, labels, label_encoding, bad_name):
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "mvsa"

@@ -84,6 +84,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "images").rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. the ray ingest's checkpoint not taken by the stage
 def test_ray_and_local_engines_agree(cluster, tmp_path, monkeypatch):
     # relative paths from here; the Ray workers run in another working directory (the one Ray started in)
@@ -161,6 +162,7 @@ def test_ray_and_local_engines_agree(cluster, tmp_path, monkeypatch):
     assert sum(row["status"] == "error" for row in rows["ray"]) == 2  # notes.jpg and missing.jpg
 
 
+@pytest.mark.slow
 def test_ray_ingest_of_a_labelled_source(cluster, tmp_path):
     """An MVSA folder: the human labels go to their own table, equal with both engines."""
     source = make_mvsa(tmp_path / "mvsa", n_per_class=5)
@@ -197,6 +199,7 @@ def _cpus_given_back(timeout: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_on_one_engine_is_finished_by_the_other(cluster, tmp_path, monkeypatch):
     crawl = make_crawl(tmp_path / "crawl", n_per_class=8)  # 18 posts
     ingest(crawl, tmp_path / "local", batch_size=4)
@@ -243,6 +246,7 @@ def test_ray_engine_errors(cluster, tmp_path):
 
 
 
+@pytest.mark.slow
 def test_a_workers_error_reaches_the_driver_as_its_own_one_line(cluster):
     """A VisentError raised on an actor (a refused write here) comes back as itself, one line, not as Ray's
     exception around a remote traceback."""

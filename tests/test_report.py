@@ -136,6 +136,7 @@ def test_page_is_put_together_from_its_package_resources(tmp_path):
     assert dict(zip(parts[1::2], filled.groups()))["css"] == css
 
 
+@pytest.mark.slow
 def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     out = write_report(built["dataset"].root, tmp_path / "r" / "report.html", model=built["model_dir"],
                        benchmark=built["bench"], top=2)
@@ -234,6 +235,7 @@ def test_report_says_when_benchmark_images_were_learnt_from(built, tmp_path):
     assert note.startswith("3 of the benchmark&#x27;s 4 images are among this dataset&#x27;s kept images"), note
 
 
+@pytest.mark.slow
 def test_report_of_a_model_finds_its_dataset_and_reuses_an_evaluation(built, tmp_path):
     saved = tmp_path / "eval.json"
     evaluate(built["model"], built["bench"], out=saved)
@@ -258,6 +260,7 @@ def test_report_of_a_model_finds_its_dataset_and_reuses_an_evaluation(built, tmp
     assert "--benchmark" in notes(parts["evaluation"])[0]
 
 
+@pytest.mark.slow
 def test_report_degrades_with_notes(built, tmp_path):
     # a dataset that is taught but not cleaned, and no model
     crawl = make_crawl(tmp_path / "crawl", n_per_class=3)
@@ -313,6 +316,7 @@ def test_report_refuses_what_it_cannot_use(built, tmp_path):
         render_report(built["model_dir"], model=built["model_dir"])
 
 
+@pytest.mark.slow
 def test_cli_report(built, tmp_path):
     out = tmp_path / "page.html"
     result = runner.invoke(app, ["report", str(built["dataset"].root), "--model", str(built["model_dir"]),

@@ -653,6 +653,7 @@ def test_cli_serve_unknown_model_fails_clearly(tmp_path):
     assert "no visent model here" in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_cli_serve_on_a_port_in_use_says_so_before_announcing_itself():
     """A busy port is one line naming it and the --port way out, exit 1, and no address announced (it would not
     answer): not uvicorn's [Errno 98] after the URL."""

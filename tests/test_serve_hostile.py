@@ -62,6 +62,7 @@ def closed_by_server(sock: socket.socket) -> bytes | None:
 
 
 # A real server under a flood of idle connections --------------------------------------------------------
+@pytest.mark.slow
 def test_idle_and_trickling_connections_do_not_take_the_server_down(tmp_path):
     log = tmp_path / "serve.log"
     with background("default", max_open_files=DESCRIPTORS, log=log, env={"VISENT_CACHE": str(tmp_path / "cache")}) \
@@ -278,6 +279,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_garbage_network_is_one_line_from_load_serve_and_predict(model_copy, tmp_path):
     (model_copy / "backbone.onnx").write_bytes(os.urandom(4096))
     with pytest.raises(ModelError) as caught:
@@ -341,6 +343,7 @@ def test_a_symlink_inside_the_model_directory_is_fine(model_copy):
     assert VisentModel.load(model_copy).predict([Image.new("RGB", (40, 40), (9, 99, 199))])["status"][0].as_py() == "ok"
 
 
+@pytest.mark.slow
 def test_cli_predict_refuses_a_config_path_outside_in_one_line(model_copy, tmp_path):
     config = json.loads((model_copy / "config.json").read_text())
     config["graph"]["file"] = "/etc/passwd"

@@ -161,6 +161,7 @@ def use_teacher(monkeypatch: pytest.MonkeyPatch, spy: Spy) -> Spy:
     return spy
 
 
+@pytest.mark.slow
 def test_teach_writes_every_post(tmp_path: Path) -> None:
     ds = make_dataset(tmp_path / "ds")
     (tmp_path / "ds" / "human_labels.parquet").write_bytes(b"not parquet: teach must never read this")
@@ -211,6 +212,7 @@ def test_teach_resumes_after_interruption(tmp_path: Path, monkeypatch: pytest.Mo
     assert Dataset(tmp_path / "ds").read_table("teach").column("post_id").to_pylist() == [p for p, _ in POSTS]
 
 
+@pytest.mark.slow
 def test_teach_reruns_when_posts_change(tmp_path: Path) -> None:
     make_dataset(tmp_path / "ds")
     teach(tmp_path / "ds")
@@ -273,6 +275,7 @@ def _write_semeval(folder: Path) -> None:
     (folder / HELDOUT).write_text("\n".join(heldout))
 
 
+@pytest.mark.slow
 def test_calibrate_script_on_tiny_data(tmp_path: Path) -> None:
     data = tmp_path / "semeval"
     _write_semeval(data)
@@ -302,6 +305,7 @@ def test_calibrate_script_reports_missing_heldout(tmp_path: Path, capsys: pytest
 
 
 # ----------------------------------------------------------------------------- real data
+@pytest.mark.slow
 @needs_semeval
 def test_shipped_calibration_beats_compound_rule_on_heldout() -> None:
     tweets = Tweets()
@@ -323,6 +327,7 @@ def test_shipped_calibration_beats_compound_rule_on_heldout() -> None:
     assert recorded["calibrated_prior_train"] == trained and recorded["compound_rule_0.05"] == baseline
 
 
+@pytest.mark.slow
 @needs_mvsa
 def test_teach_on_real_mvsa_texts(tmp_path: Path) -> None:
     files = sorted((MVSA / "data").glob("*.txt"))[:500]

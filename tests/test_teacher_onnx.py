@@ -20,6 +20,7 @@ def _member(runtime: str):
     return member
 
 
+@pytest.mark.slow
 def test_onnx_member_matches_torch_and_its_export_is_cached(monkeypatch):
     monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "onnx")  # what a load looks for in the cache
     torch_probs = _member("torch").predict_proba(TEXTS)
@@ -70,6 +71,7 @@ def test_missing_onnxruntime_falls_back_to_torch_or_says_what_to_do(monkeypatch)
         member.predict_proba(["I love it"])
 
 
+@pytest.mark.slow
 def test_int8_member_reads_a_text_the_same_whatever_texts_come_with_it(monkeypatch):
     # dynamic int8 scales activations per call: a text taught in a batch would be read differently beside others,
     # so a crawl taught in two parts (a grown crawl) would not get the labels of one taught at once

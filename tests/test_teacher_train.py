@@ -139,6 +139,7 @@ def test_language_detection_routes_only_confident_other_languages():
 
 
 # ----------------------------------------------------------------------------- training end to end
+@pytest.mark.slow
 def test_fine_tuned_classifier_is_deterministic_and_round_trips(labelled, tmp_path):
     data = read_labelled([labelled / "semeval"], exclude=["twitter-test-A.tsv"])
     y = data.y
@@ -189,6 +190,7 @@ def test_text_classifier_is_a_scikit_learn_estimator():
         clf.fit(["a", "b", "c"], [0, 1, 5], ["d"], [0])
 
 
+@pytest.mark.slow
 def test_loaded_member_has_the_fitted_attributes_and_clones_unfitted():
     from sklearn.base import clone
     from sklearn.utils.validation import check_is_fitted
@@ -209,6 +211,7 @@ def test_loaded_member_has_the_fitted_attributes_and_clones_unfitted():
     assert np.allclose(probs.sum(axis=1), 1)
 
 
+@pytest.mark.slow
 def test_train_teacher_directory_routes_and_resumes(labelled, tmp_path, monkeypatch):
     out = tmp_path / "teacher"
     meta = train_teacher([labelled / "semeval", labelled / "xlmt"], out, encoders=("minilm", "e5-small"),
@@ -244,6 +247,7 @@ def test_train_teacher_directory_routes_and_resumes(labelled, tmp_path, monkeypa
     assert again["routes"] == meta["routes"]
 
 
+@pytest.mark.slow
 def test_local_hugging_face_encoder_trains_a_member(labelled, tmp_path):
     """The hf:PATH path (bigger encoders downloaded where a hub is reachable), tried on the packaged MiniLM folder."""
     from visent.teach.encoders import minilm_path
@@ -283,6 +287,7 @@ def test_teacher_predict_cli_keeps_every_line_in_order(tmp_path):
     assert missing.exit_code == 1 and "nope.txt" in missing.output
 
 
+@pytest.mark.slow
 def test_shipped_default_teacher_loads_offline_and_reads_two_languages(tmp_path):
     assert (DEFAULT_TEACHER_DIR / TEACHER_FILE).is_file()
     os.environ["HF_HUB_OFFLINE"] = "1"

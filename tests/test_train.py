@@ -308,6 +308,7 @@ def test_student_is_calibrated_on_teacher_validation_and_self_training_is_record
     assert "temperature" in (tmp_path / "cal" / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.slow
 def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, tmp_path, monkeypatch):
     from visent.core.errors import InputError
     from visent.embed import onnx as visent_onnx
@@ -325,6 +326,7 @@ def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, t
     assert (tmp_path / "int8" / "backbone.onnx").is_file() and model.config.graph["runtime"] == "onnx-int8"
 
 
+@pytest.mark.slow
 def test_the_default_backbone_runs_the_shipped_int8_network_unless_asked_to_measure_one(cleaned, tmp_path,
                                                                                        monkeypatch):
     # one int8 network for every dataset: an image's features do not depend on the other images of the crawl, so a

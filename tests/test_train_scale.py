@@ -82,6 +82,7 @@ def feature_file(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [3, 2])
 @pytest.mark.parametrize("C", [1e-3, 0.1])
 def test_the_head_is_scikit_learns_logistic_regression_in_memory_or_streamed(classes, C, feature_file):
@@ -144,6 +145,7 @@ def test_memory_budget_is_read_from_the_environment(monkeypatch):
             memory_budget()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("self_training", [0, 1])
 def test_the_streamed_head_choice_and_calibration_are_the_in_memory_ones(self_training, feature_file):
     X, soft, labels = _problem(n=700, d=40, seed=2)
@@ -161,6 +163,7 @@ def test_the_streamed_head_choice_and_calibration_are_the_in_memory_ones(self_tr
         assert s_head.temperature_ == pytest.approx(head.temperature_, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_streamed_self_training_is_noisy_self_training():
     X, soft, labels = _problem(n=500, d=30, seed=3)
     memory, learnt = self_train(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)

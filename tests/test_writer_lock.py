@@ -40,6 +40,7 @@ def visent(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_at_once_and_the_lock_goes_with_its_process(tmp_path):
     crawl = make_crawl(tmp_path / "crawl", n_per_class=4)
     ingest(crawl, tmp_path / "ds")
@@ -64,6 +65,7 @@ def test_a_second_writer_is_refused_at_once_and_the_lock_goes_with_its_process(t
         assert (tmp_path / "ds" / WRITER_LOCK).exists()
 
 
+@pytest.mark.slow
 def test_two_ingests_into_one_dataset_never_mix_their_crawls(tmp_path):
     crawls = [make_crawl(tmp_path / f"crawl{i}", n_per_class=30 + 10 * i) for i in range(2)]
     alone = []
