@@ -77,6 +77,7 @@ def test_a_class_without_labels_keeps_the_students_weights():
         adapt_head(head, X[y == 0], y[y == 0])
 
 
+@pytest.mark.slow
 def test_visent_adapt_writes_a_complete_model_and_lists_bad_rows(tmp_path, photos):
     rows = ["path,label"] + [f"{p},{'1' if i % 2 else '0'}" for i, p in enumerate(photos)]
     (tmp_path / "page.jpg").write_text("<!doctype html><html><body>not found</body></html>")
@@ -88,6 +89,7 @@ def test_visent_adapt_writes_a_complete_model_and_lists_bad_rows(tmp_path, photo
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # the console wraps long lines
     assert "rows left out" in output and "unknown label 'maybe'" in output and "not an image (HTML)" in output
+    assert "what the labels bought, by" in output and "before (the student)" in output and "temperature" in output
 
     student = VisentModel.load("default")
     assert {p.name for p in out.iterdir()} >= {"config.json", "head.npz", "metrics.json", "MODEL_CARD.md",
@@ -108,3 +110,119 @@ def test_visent_adapt_writes_a_complete_model_and_lists_bad_rows(tmp_path, photo
 
     missing = CliRunner().invoke(app, ["adapt", "default", "--labels", str(tmp_path / "none.csv"), "--out", str(out)])
     assert missing.exit_code != 0 and "labels file not found" in missing.output
+
+
+# What the labels bought: before / after by cross-validation over the labels, the temperature decision, warnings
+
+def _labelled_scenes(directory, n: int = 24, neutral: int = 0):
+    """Generated scenes (bright warm or dark blue) labelled by their mood, which the shipped student gets wrong:
+    it finds the bright warm ones more negative than positive. The first ``neutral`` positive scenes are labelled
+    neutral instead."""
+    from test_pipeline import make_image
+
+    paths, labels = [], []
+    for i in range(n):
+        mood = "positive" if i % 2 == 0 else "negative"
+        make_image(directory / f"scene{i}.jpg", mood, seed=i)
+        paths.append(directory / f"scene{i}.jpg")
+        labels.append("neutral" if mood == "positive" and i // 2 < neutral else mood)
+    return paths, labels
+
+
+def _overconfident_case():
+    """A weak student (taught by a very noisy teacher) and 60 labels that a few of 200 features predict well:
+    the head adapted on them is right far more often than it is confident, so its probabilities are less
+    calibrated than the student's."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    centers = rng.normal(0, 1, (3, 200)) * (np.arange(200) < 3) * 2.0
+    X = centers[y] + rng.normal(size=(60, 200))
+    y_crawl = rng.integers(0, 3, 600)
+    X_crawl = centers[y_crawl] + rng.normal(size=(600, 200))
+    teacher = np.where(rng.random(600) < 0.9, rng.integers(0, 3, 600), y_crawl)
+    return StudentHead(C=0.001).fit(X_crawl, teacher), X, y
+
+
+def _in_unit_interval(figures):
+    return all(0.0 <= figures[name] <= 1.0 for name in ("balanced_accuracy", "ece"))
+
+
+@pytest.mark.slow
+def test_labels_that_correct_the_student_show_a_higher_balanced_accuracy_after(tmp_path):
+    paths, labels = _labelled_scenes(tmp_path)
+    student = VisentModel.load("default")
+    record = student.adapt(paths, labels, seed=0).metrics["adaptation"]
+    assert record["cross_validation"]["folds"] == 5 and record["cross_validation"]["labels"] == len(paths)
+    assert _in_unit_interval(record["before"]) and _in_unit_interval(record["after"])
+    assert record["before"]["balanced_accuracy"] < 0.5  # the student is wrong on the bright scenes
+    assert record["after"]["balanced_accuracy"] > record["before"]["balanced_accuracy"] + 0.3
+
+
+def test_worse_calibration_warns_and_a_temperature_refit_on_the_labels_lowers_the_out_of_fold_ece():
+    head, X, y = _overconfident_case()
+    adapted, info = adapt_head(head, X, y, seed=0, assess=True)
+    plain, plain_info = adapt_head(head, X, y, seed=0)
+    assert "before" not in plain_info and plain.temperature_ == 1.0  # without assess: the head of before
+    without, with_t = info["temperature"]["out_of_fold_without"], info["temperature"]["out_of_fold_with"]
+    assert without["ece"] > info["before"]["ece"] + 0.02
+    assert any("less calibrated" in w and f"{info['before']['ece']:.3f}" in w for w in info["warnings"])
+    assert info["temperature"]["refit"] and with_t["ece"] < without["ece"] and with_t["nll"] < without["nll"]
+    assert info["after"] == with_t and info["temperature"]["decision"].startswith("refit")
+    # the refit changes the confidence only: same weights, same decisions
+    assert adapted.temperature_ == info["temperature"]["value"] == info["temperature"]["fitted"] != 1.0
+    np.testing.assert_array_equal(adapted.coef_, plain.coef_)
+    np.testing.assert_array_equal(adapted.predict_proba(X).argmax(1), plain.predict_proba(X).argmax(1))
+    assert not np.allclose(adapted.predict_proba(X), plain.predict_proba(X))
+
+
+def test_without_a_refit_the_adapted_head_is_the_one_adapt_always_made():
+    # a student already calibrated on what the labels say: a temperature fitted on 60 labels does not help
+    rng = np.random.default_rng(3)
+    y_all = rng.integers(0, 3, 3000)
+    X_all = rng.normal(0, 0.8, (3, 6))[y_all] + rng.normal(size=(3000, 6))
+    head = StudentHead(C=1.0).fit(X_all, y_all)
+    pick = np.random.default_rng(100).choice(len(y_all), 60, replace=False)
+    adapted, info = adapt_head(head, X_all[pick], y_all[pick], seed=0, assess=True)
+    plain, _ = adapt_head(head, X_all[pick], y_all[pick], seed=0)
+    assert not info["temperature"]["refit"] and "not refit" in info["temperature"]["decision"]
+    assert adapted.temperature_ == 1.0 == info["temperature"]["value"]
+    np.testing.assert_array_equal(adapted.coef_, plain.coef_)
+    np.testing.assert_array_equal(adapted.intercept_, plain.intercept_)
+    assert info["after"] == info["temperature"]["out_of_fold_without"] and info["warnings"] == []
+    # deterministic for a seed; another seed draws other folds
+    assert adapt_head(head, X_all[pick], y_all[pick], seed=0, assess=True)[1] == info
+    assert adapt_head(head, X_all[pick], y_all[pick], seed=1, assess=True)[1]["after"] != info["after"]
+
+
+def test_a_class_with_one_label_gives_no_comparison_and_says_why():
+    head, X, y = _head_and_blobs()
+    keep = np.concatenate([np.flatnonzero(y == 0)[:1], np.flatnonzero(y != 0)])
+    adapted, info = adapt_head(head, X[keep], y[keep], seed=0, assess=True)
+    assert info["cross_validation"]["folds"] == 0 and info["after"] is None and "negative" in info["warnings"][0]
+    assert _in_unit_interval(info["before"]) and adapted.temperature_ == 1.0 and not info["temperature"]["refit"]
+
+
+@pytest.mark.slow
+def test_visent_adapt_records_before_and_after_and_the_card_states_them(tmp_path):
+    from visent.train.adapt import adapt_model
+
+    paths, labels = _labelled_scenes(tmp_path, neutral=2)  # 2 neutral labels: 2 folds
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{p.name},{label}\n" for p, label in zip(paths, labels)))
+    record = adapt_model("default", csv, tmp_path / "adapted")
+    folds = record["cross_validation"]
+    assert folds["folds"] == 2 and "neutral has fewer than 5 labels" in folds["how"]
+    assert _in_unit_interval(record["before"]) and _in_unit_interval(record["after"])
+    assert isinstance(record["warnings"], list) and "decision" in record["temperature"]
+    saved = json.loads((tmp_path / "adapted" / "metrics.json").read_text())["adaptation"]
+    assert saved["before"] == record["before"] and saved["temperature"] == record["temperature"]
+    card = " ".join((tmp_path / "adapted" / "MODEL_CARD.md").read_text().split())
+    assert "What the labels bought" in card and "2-fold stratified cross-validation over the 24 labels" in card
+    assert f"| before (the student) | {record['before']['balanced_accuracy']:.3f} | {record['before']['ece']:.3f} |" \
+        in card
+    after = f"| {record['after']['balanced_accuracy']:.3f} | {record['after']['ece']:.3f} |"
+    assert f"| after (adapted, T = {record['temperature']['value']:.3g}) {after}" in card \
+        if record["temperature"]["refit"] else f"| after (adapted) {after}" in card
+    assert "Temperature: " + record["temperature"]["decision"] in card
+    adapted = VisentModel.load(tmp_path / "adapted")
+    assert adapted.head.temperature_ == record["temperature"]["value"]

@@ -287,13 +287,16 @@ class VisentModel:
         return self._extra_backbones[name]
 
     def adapt(self, images: Sequence[str | Path], labels: Sequence[Any], *, seed: int = 0, batch_size: int = 32,
-              source: str | None = None) -> "VisentModel":
+              source: str | None = None, assess: bool = True) -> "VisentModel":
         """A new model whose head is fitted to human ``labels`` (names negative / neutral / positive, or 0 / 1 for
         negative / positive) of ``images``, starting from this student (:mod:`visent.model.adapt`): the classes
         the labels do not show keep the student's weights. Images that cannot be read and labels that are not a
         class are left out and listed with their reasons in ``new.metrics["adaptation"]["skipped"]``; the rest
-        (how many labels per class, C and how it was chosen, ``source``) is recorded there too. The new model
-        shares this one's backbone; :meth:`save` writes it with the files it carries."""
+        (how many labels per class, C and how it was chosen, ``source``) is recorded there too. With ``assess``
+        (the default) the record also says what the labels bought, by cross-validation over them
+        (:func:`visent.model.adapt.assess_adaptation`): balanced accuracy and ECE ``before`` and ``after``, the
+        ``temperature`` decision and ``warnings``; the features are computed once for it. The new model shares
+        this one's backbone; :meth:`save` writes it with the files it carries."""
         import copy
 
         from visent.core.labels import CLASS_INDEX, digits_are_binary, normalise_label
@@ -313,7 +316,7 @@ class VisentModel:
         y = np.array([CLASS_INDEX[classes[i]] for i, ok in zip(keep, readable) if ok], dtype=int)
         if len(y) == 0:
             raise ModelError("no labelled image could be used" + (f" ({skipped[0]})" if skipped else ""))
-        head, info = adapt_head(self.head, features[readable], y, seed=seed)
+        head, info = adapt_head(self.head, features[readable], y, seed=seed, assess=assess)
         metrics = copy.deepcopy(self.metrics)
         metrics["adaptation"] = {**info, "source": source, "from_model": str(self.directory or "in memory"),
                                  "skipped": skipped, "n_skipped": len(skipped)}
