@@ -190,6 +190,17 @@ CASES = {
         lambda p: ["adapt", "default", "--labels", p.benchmark, "--out", p.root / "a"], ["no labelled image"], 1),
     "adapt: missing model": (lambda p: ["adapt", p.nope, "--labels", p.benchmark, "--out", p.root / "a"],
                              ["nope", "no visent model"], 1),
+    # label suggest / export
+    "label suggest: unknown strategy": (lambda p: ["label", "suggest", "default", p.crawl.parent, "--out",
+                                                   p.root / "s.csv", "--strategy", "nope"],
+                                        ["unknown suggestion strategy 'nope'", "random", "uncertainty"], 1),
+    "label suggest: missing model": (lambda p: ["label", "suggest", p.nope, p.crawl.parent, "--out", p.root / "s.csv"],
+                                     ["nope", "no visent model"], 1),
+    "label suggest: n out of range": (lambda p: ["label", "suggest", "default", p.crawl.parent, "--out",
+                                                 p.root / "s.csv", "--n", "0"], ["--n"], 2),
+    "label export: two ways to name the images": (lambda p: ["label", "export", "default", p.image, "--out",
+                                                             p.root / "t.json", "--url-prefix", "http://x/",
+                                                             "--document-root", p.root], ["a URL prefix or a document root, not both"], 1),
     # report
     "report: missing target": (lambda p: ["report", p.nope, "--out", p.root / "r.html"],
                                ["nope", "neither a visent dataset"], 1),
@@ -269,8 +280,8 @@ def test_bad_input_is_one_clear_line(case, p):
 
 def test_every_command_is_driven_with_bad_input():
     group = typer.main.get_command(app)
-    listed = {name for name in group.commands if name not in ("teacher", "crawl")}  # type: ignore[attr-defined]
-    for sub in ("teacher", "crawl"):
+    listed = {name for name in group.commands if name not in ("teacher", "crawl", "label")}  # type: ignore[attr-defined]
+    for sub in ("teacher", "crawl", "label"):
         listed |= {f"{sub} {name}" for name in group.commands[sub].commands}  # type: ignore[attr-defined]
     driven = {case.split(":")[0] for case in CASES} | {"demo"}  # demo: test_demo_without_scikit_image_is_one_line
     assert listed <= driven, listed - driven

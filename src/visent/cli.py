@@ -706,9 +706,12 @@ def _covered(report: dict[str, Any]) -> str:
 @app.command(cls=_Command)
 def adapt(
     model: str = typer.Argument(..., help="Model directory, or `default`."),
-    labels: Path = typer.Option(..., "--labels", "-l", help="CSV of path,label: negative / neutral / positive, or "
-                                                            "0/1 with 0 = negative; relative paths are read from the "
-                                                            "CSV's folder (`visent serve`'s page writes one)."),
+    labels: Path = typer.Option(..., "--labels", "-l", help="CSV of path,label (negative / neutral / positive, or "
+                                                            "0/1 with 0 = negative; relative paths from the CSV's "
+                                                            "folder; `visent serve`'s page and `visent label suggest` "
+                                                            "write one), or a Label Studio export (JSON or JSON_MIN) "
+                                                            "of tasks from `visent label export`; local-files images "
+                                                            "are found under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the adapted model."),
     seed: int = SEED,
 ) -> None:
@@ -719,11 +722,104 @@ def adapt(
     record = _run("adapt", adapt_model, model, labels, out, seed=seed)
     _print_counts("adapted to human labels", {"labels used": record["labels"], **record["per_class"],
                                               "C": record["C"], "rows left out": record["n_skipped"]})
+    cv, before, after = record.get("cross_validation") or {}, record.get("before"), record.get("after")
+    if before is not None and after is not None:
+        temperature = record["temperature"]
+        label = "after (adapted" + (f", T = {temperature['value']:.3g}" if temperature["refit"] else "") + ")"
+        console.print(f"what the labels bought, by {escape(cv['how'])}:", soft_wrap=True)
+        console.print(f"  {'':<28}{'balanced accuracy':>18}{'ECE':>8}", highlight=False)
+        console.print(f"  {'before (the student)':<28}{before['balanced_accuracy']:>18.3f}{before['ece']:>8.3f}",
+                      highlight=False)
+        console.print(f"  {label:<28}{after['balanced_accuracy']:>18.3f}{after['ece']:>8.3f}", highlight=False)
+    elif before is not None:
+        console.print(f"no before/after comparison: {escape(cv['how'])}", soft_wrap=True)
+    if "temperature" in record:
+        console.print(f"temperature {escape(record['temperature']['decision'])}", soft_wrap=True)
+    for warning in record.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(f"model → [bold]{escape(str(out))}[/]")
     for line in record["skipped"][:20]:
         console.print(f"  left out: {escape(line)}")
     if record["n_skipped"] > 20:
         console.print(f"  … and {record['n_skipped'] - 20} more (all in {out}/metrics.json)")
+
+
+label_app = typer.Typer(cls=_Commands, help="Human labels: which images to label next, and Label Studio.",
+                        no_args_is_help=True)
+app.add_typer(label_app, name="label")
+
+
+@label_app.command("suggest", cls=_Command)
+def label_suggest(
+    model: str = typer.Argument(..., help="Model directory, or `default`."),
+    pool: List[str] = typer.Argument(..., help="Unlabelled images: folders, image files, @list.txt files, or a visent "
+                                                "dataset directory (its kept images)."),
+    n: int = typer.Option(100, "--n", "-n", min=1, help="How many images to suggest."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path, an empty label column to fill in "
+                                                      "(negative / neutral / positive), then the student's view; "
+                                                      "give it to `visent adapt --labels` once filled in."),
+    strategy: str = typer.Option("uncertainty", "--strategy", help="uncertainty (the images the student is least "
+                                                                    "sure of, spread over clusters and predicted "
+                                                                    "classes), entropy, or random (the control)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same suggestions."),
+    labelled: List[Path] = typer.Option([], "--labelled", help="Labels already given (CSV of path,label or a Label "
+                                                               "Studio export): their images, and copies of them "
+                                                               "under other names, are not suggested again. "
+                                                               "Repeatable."),
+    batch_size: int = typer.Option(32, min=1, help="Images per batch."),
+) -> None:
+    """Suggest which images to label next: those the student is least sure of, spread over the pool and over the
+    classes, so a few hundred labels teach `visent adapt` the most."""
+    from visent.label import suggest, write_csv
+
+    result = _run("label suggest", suggest, model, pool, n, strategy=strategy, seed=seed, labelled=labelled,
+                  batch_size=batch_size)
+    write_csv(result, out)
+    table = Table(title=escape(f"first of {len(result)} suggestions ({strategy})"), show_header=True,
+                  header_style="bold")
+    for column in ("rank", "image", "predicted", "score", "why"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in result.rows[:10]:
+        table.add_row(str(row.rank), escape(Path(row.path).name), row.predicted, f"{row.score:.2f}", escape(row.why))
+    stdout.print(table)
+    counts = result.counts
+    _print_counts("pool", {"images": counts["pool"], "suggested": counts["suggested"],
+                           "left out: labelled": counts["labelled"],
+                           "left out: twice in the pool": counts["duplicates"], "unreadable": counts["unreadable"]})
+    for path, reason in result.skipped[:10]:
+        console.print(f"  unreadable: {escape(path)}: {escape(reason)}")
+    if len(result.skipped) > 10:
+        console.print(f"  … and {len(result.skipped) - 10} more")
+    console.print(f"to label → [bold]{escape(str(out))}[/] (fill in the label column, then `visent adapt "
+                  f"{escape(model)} --labels {escape(str(out))} --out MODEL`)", soft_wrap=True)
+
+
+@label_app.command("export", cls=_Command)
+def label_export(
+    model: str = typer.Argument(..., help="Model directory, or `default`."),
+    images: List[str] = typer.Argument(..., help="Image files, folders or @list.txt files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Label Studio tasks file (JSON) to import; the labelling config "
+                                                      "is written beside it as NAME.label_config.xml."),
+    url_prefix: Optional[str] = typer.Option(None, "--url-prefix", help="Where the images are served: each image "
+                                             "becomes this URL followed by its path under --root."),
+    document_root: Optional[Path] = typer.Option(None, "--document-root", help="The folder Label Studio serves local "
+                                                 "files from (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT): each image "
+                                                 "becomes /data/local-files/?d=PATH."),
+    root: Optional[Path] = typer.Option(None, "--root", help="With --url-prefix: the folder the URL paths start from "
+                                        "(by default the folder holding all the images)."),
+) -> None:
+    """Write Label Studio tasks for images, each with the student's prediction as a pre-annotation to confirm or
+    correct; label them, export the project as JSON and give it to `visent adapt --labels`."""
+    from visent.label import export_tasks
+
+    record = _run("label export", export_tasks, model, images, out, url_prefix=url_prefix,
+                  document_root=document_root, root=root)
+    _print_counts("tasks for Label Studio", {"tasks": record["tasks"], **record["per_class"],
+                                             "images left out": len(record["skipped"])})
+    console.print(f"tasks → [bold]{escape(str(record['out']))}[/]   labelling config → "
+                  f"[bold]{escape(str(record['config']))}[/]", soft_wrap=True)
+    for line in record["skipped"][:20]:
+        console.print(f"  left out: {escape(str(line))}")
 
 
 @app.command(cls=_Command)
