@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import socket
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from visent.core.labels import CLASSES
+from visent.core.labels import CLASSES, read_labelled_images
 from visent.serve import background
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -160,8 +161,6 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
             saved = tmp_path / "labels.csv"
             download.save_as(saved)
             assert saved.read_text().splitlines() == ["path,label", "astronaut.png,positive", "dropped.png,negative"]
-            from visent.core.labels import read_labelled_images
-
             paths, labels, skipped = read_labelled_images(saved)  # what `visent adapt --labels` reads
             assert paths == [str(tmp_path / "astronaut.png"), str(tmp_path / "dropped.png")]
             assert labels == ["positive", "negative"] and skipped == []
@@ -190,5 +189,109 @@ def test_the_api_docs_render_without_a_network(server):
             paths = page.locator(".opblock-summary-path").all_inner_texts()
             assert {"/predict", "/explain", "/health"} <= {p.strip() for p in paths}
             assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
+        finally:
+            browser.close()
+
+
+@pytest.fixture()
+def labelling_server(tmp_path):
+    """A served default model with a pool of four images to label, in a process of its own (``visent.serve.serve``
+    with ``label_pool`` and ``labels_file``, what ``visent serve --label-pool`` passes), stopped afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    from test_pipeline import make_image
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(4):
+        make_image(pool / f"img{i}.jpg", "positive" if i % 2 else "negative", seed=7 + i)
+    labels = tmp_path / "labels.csv"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = ("import sys; from visent.serve import serve; "
+            "serve('default', port=int(sys.argv[1]), label_pool=sys.argv[2], labels_file=sys.argv[3], label_n=4)")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-c", code, str(port), str(pool), str(labels)], stdout=output,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "VISENT_CACHE": str(tmp_path / "cache")})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.25)
+        yield url, pool, labels
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
+@pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")
+def test_the_labelling_mode_saves_each_label_and_a_reload_continues(labelling_server):
+    url, _, labels = labelling_server
+    shown_image = """(rank) => {
+        const card = document.getElementById('label-card');
+        const image = document.getElementById('label-image');
+        return !card.hidden && card.dataset.rank === String(rank) && image.complete && image.naturalWidth > 0;
+    }"""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            requested, page_errors = [], []
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(url + "/#label")
+            page.wait_for_function(shown_image, arg=1, timeout=60_000)  # the pool is scored first
+            assert page.locator("#predict-view").is_hidden() and page.locator("#modes").is_visible()
+            assert page.locator("#label-count").inner_text() == "0 of 4 labelled"
+            assert "1" in page.locator("[data-give='negative']").inner_text()  # the shortcut is on the button
+            names = [page.locator("#label-name").inner_text()]
+
+            page.keyboard.press("1")  # negative
+            page.wait_for_function(shown_image, arg=2, timeout=15_000)
+            assert page.locator("#label-count").inner_text() == "1 of 4 labelled"
+            names.append(page.locator("#label-name").inner_text())
+            page.keyboard.press("p")  # positive
+            page.wait_for_function(shown_image, arg=3, timeout=15_000)
+            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+            third = page.locator("#label-name").inner_text()
+
+            # saved as given: the file holds both labels before the page is reloaded
+            paths, given, skipped = read_labelled_images(labels)
+            assert [Path(p).name for p in paths] == names and given == ["negative", "positive"] and skipped == []
+
+            page.reload()
+            page.wait_for_function(shown_image, arg=3, timeout=15_000)
+            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+            assert page.locator("#label-name").inner_text() == third
+            assert third not in names
+
+            page.keyboard.press(" ")  # skip
+            page.wait_for_function(shown_image, arg=4, timeout=15_000)
+            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+            assert "1 skipped" in page.locator("#label-skipped").inner_text()
+            assert read_labelled_images(labels)[1] == ["negative", "positive"]  # a skip writes nothing
+
+            page.locator("a#mode-predict").click()  # the other mode is a click away
+            page.locator("#drop-zone").wait_for(state="visible", timeout=5_000)
+            assert page_errors == []
+            assert [u for u in requested if not u.startswith((url, "blob:", "data:"))] == []
         finally:
             browser.close()

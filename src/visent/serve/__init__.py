@@ -1,7 +1,8 @@
 """``visent serve``: a model over HTTP, with a web page to drop images on.
 
 ``create_app(model, ...)`` builds the FastAPI app (``POST /predict``, ``POST /explain``, ``GET /health``,
-``GET /`` the page, ``/docs``); ``serve(model, host, port, ...)`` runs it with uvicorn on the socket of
+``GET /`` the page, ``/docs``; with a pool of images to label, ``GET /label/next``, ``GET /label/image/{rank}`` and
+``POST /label``: :mod:`visent.serve.labelling`); ``serve(model, host, port, ...)`` runs it with uvicorn on the socket of
 ``bind(host, port)`` (a port in use is a clear error before anything is announced); ``background(model)`` runs
 the ``visent serve`` command in a process of its own for as long as a ``with`` block (tests, benchmarks, scripts).
 
@@ -42,7 +43,8 @@ def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, *, sock: socket
     that cannot is a :class:`visent.model.ModelError` and nothing listens. ``max_connections`` (default 1000, and
     never more than the descriptor limit allows), ``header_timeout`` and ``idle_timeout`` (seconds) hold slow and
     idle clients (:mod:`visent.serve.connections`). ``limits`` are ``create_app``'s: ``max_upload_bytes``,
-    ``max_pixels``, ``max_files``, ``formats``, ``max_concurrent``, ``max_queued``.
+    ``max_pixels``, ``max_files``, ``formats``, ``max_concurrent``, ``max_queued``; and for the labelling mode
+    ``label_pool``, ``labels_file``, ``label_strategy``, ``label_n`` and ``seed``.
     """
     import uvicorn
 

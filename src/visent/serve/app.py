@@ -8,6 +8,11 @@ as everywhere in visent (``visent.core.images``). A batch with one
 bad file is rejected as a whole, with every problem listed. The service reads uploaded bytes only; it
 never fetches a URL a client sends.
 
+With a pool of images (``label_pool``) the app has a labelling mode too (:mod:`visent.serve.labelling`):
+``GET /label/next`` the next image a person should label (best first, as ``visent label suggest`` orders them) and
+the running count, ``GET /label/image/{rank}`` its bytes (only the pool's picks are served), ``POST /label`` a label
+for it, saved to ``labels_file`` before the answer. Without a pool these answer 404.
+
 The work is bounded too: at most ``max_concurrent`` /predict and /explain requests (one per core) decode and score
 at once, ``max_queued`` more wait for their turn before their body is read, and a request beyond those gets a prompt
 503 with ``Retry-After`` (:class:`AdmissionMiddleware`). ``/health`` and the page never wait behind them.
@@ -26,18 +31,19 @@ from typing import Any, Iterable, List, Literal, Sequence
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from visent.core.errors import UsageError
+from visent.core.errors import UsageError, VisentError
 from visent.core.onnx import usable_cores
 from visent.core.images import ImageError, as_image_error, decode, open_image
 from visent.core.quiet import quiet_warnings
 from visent.core.labels import CLASSES
 from visent.core.version import __version__
+from visent.serve.labelling import DEFAULT_LABEL_N, Labelling, media_type
 
 log = logging.getLogger("visent.serve")
 
@@ -80,6 +86,35 @@ class PredictResponse(BaseModel):
     model: str = Field(description="The model that scored the images.")
     classes: List[str]
     predictions: List[Prediction] = Field(description="One entry per uploaded file, in upload order.")
+
+
+class LabelImage(BaseModel):
+    rank: int = Field(description="Its place among the suggested images (1: the most worth a label).")
+    url: str = Field(description="Where to fetch the image's bytes, relative to the service: `label/image/{rank}`.")
+    name: str = Field(description="The image's file name.")
+    predicted: str = Field(description="The model's guess.")
+    probabilities: dict[str, float] = Field(description="The model's probability per class.")
+    why: str = Field(description="Why it was suggested, in words.")
+
+
+class LabelProgress(BaseModel):
+    status: Literal["ready", "done"] = Field(description="`ready`: `image` is the next to label; `done`: every "
+                                                         "suggested image is labelled or skipped.")
+    image: LabelImage | None = Field(description="The next image to label (none when done).")
+    labelled: int = Field(description="Images of the pool labelled so far, earlier sessions included.")
+    total: int = Field(description="Images of the pool to label in all: the labelled ones and the suggestions.")
+    earlier: int = Field(description="Images of the pool the labels file held before this server started.")
+    skipped: int = Field(description="Suggested images skipped (not offered again while this server runs).")
+    left: int = Field(description="Suggested images not labelled or skipped yet.")
+    labels_file: str = Field(description="The CSV the labels are saved to (`visent adapt --labels` reads it).")
+    strategy: str = Field(description="How the images were chosen (`visent label suggest --strategy`).")
+    saved: dict[str, Any] | None = Field(None, description="After POST /label: the rank, label and path just saved.")
+
+
+class LabelRequest(BaseModel):
+    rank: int = Field(description="The rank of the image labelled, as GET /label/next gave it.")
+    label: Literal["negative", "neutral", "positive", "skip"] = Field(
+        description="What the person sees: negative, neutral or positive; or skip to leave the image unlabelled.")
 
 
 class Limits(BaseModel):
@@ -337,7 +372,9 @@ def _validation_message(request: Request, errors: Sequence[dict]) -> str:
     for error in errors:
         loc = [str(x) for x in error.get("loc", ())]
         value = error.get("input")
-        if loc[:1] == ["query"] and loc[1:2] == ["target"]:
+        if loc[:2] == ["body", "label"] and request.url.path.rstrip("/").endswith("/label"):
+            parts.append(f"unknown label {value!r}: give negative, neutral, positive or skip")
+        elif loc[:1] == ["query"] and loc[1:2] == ["target"]:
             parts.append(f"unknown target {value!r}: use one of {', '.join(TARGETS)}")
         elif loc[:1] == ["body"] and isinstance(value, str):
             name = loc[1] if len(loc) > 1 else field
@@ -356,13 +393,21 @@ def _validation_message(request: Request, errors: Sequence[dict]) -> str:
 
 def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_files: int = DEFAULT_MAX_FILES, formats: Iterable[str] = DEFAULT_FORMATS,
-               max_concurrent: int | None = None, max_queued: int | None = None) -> FastAPI:
+               max_concurrent: int | None = None, max_queued: int | None = None, label_pool: Any = None,
+               labels_file: str | Path | None = None, label_strategy: str = "uncertainty",
+               label_n: int = DEFAULT_LABEL_N, seed: int = 0) -> FastAPI:
     """The FastAPI app serving ``model`` (a ``visent.model.VisentModel``, a model directory or ``"default"``).
 
     ``max_upload_bytes`` bounds a request's body, ``max_pixels`` each image's width x height,
     ``max_files`` the images per /predict request; ``formats`` are Pillow format names. ``max_concurrent``
     /predict and /explain requests (default: one per core) decode and score at once and ``max_queued`` (default
     twice as many) wait; one more is a 503 with ``Retry-After``.
+
+    With ``label_pool`` (a folder of images, an ``@list.txt``, a visent dataset directory, or a list of these) the
+    app has a labelling mode: the ``label_n`` images of the pool most worth a label, picked by ``label_strategy``
+    with ``seed`` as ``visent label suggest`` picks them, one after another, each label saved to ``labels_file``
+    (default ``labels.csv`` in the working folder) as it is given; images the file labels already are not asked
+    again (:mod:`visent.serve.labelling`). The picks are computed in a thread as the app starts.
     """
     if isinstance(model, (str, Path)):
         from visent.model import VisentModel
@@ -386,6 +431,9 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     limits = Limits(max_upload_bytes=int(max_upload_bytes), max_pixels=int(max_pixels), max_files=int(max_files),
                     formats=list(formats))
     service = _Service(model, model_name, model_dir, limits, checker, threading.BoundedSemaphore(int(max_concurrent)))
+    if label_pool is not None:
+        service.labelling = Labelling(model, label_pool, labels_file if labels_file is not None else "labels.csv",
+                                      strategy=label_strategy, n=label_n, seed=seed, lock=service.lock)
 
     # FastAPIOffline: the /docs (Swagger UI) and /redoc pages with their scripts served by this app, not a CDN
     app = FastAPIOffline(
@@ -406,6 +454,9 @@ def create_app(model: Any, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, 
     _add_error_handlers(app)
     _add_page_routes(app, service)
     _add_scoring_routes(app, service)
+    _add_labelling_routes(app, service)
+    if service.labelling is not None:
+        service.labelling.start()
     return app
 
 
@@ -422,6 +473,7 @@ class _Service:
     checker: ImageChecker
     work: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    labelling: Labelling | None = None
 
     def read_images(self, uploads: Sequence[UploadFile]) -> list[Checked]:
         """The uploads checked, or a RequestRejected listing every rejected file (nothing is scored then)."""
@@ -597,3 +649,89 @@ def _add_scoring_routes(app: FastAPI, service: _Service) -> None:
         return Response(to_png(picture), media_type="image/png", headers={
             "X-Visent-Probabilities": json.dumps(probabilities), "X-Visent-Label": str(result.label),
             "X-Visent-Method": str(result.method), "Cache-Control": "no-store"})
+
+
+NO_LABELLING = ("this server has no images to label: start it with a pool of them, e.g. visent serve MODEL "
+                "--label-pool photos/ --labels-out labels.csv")
+PREPARING_WAIT = 10.0  # seconds GET /label/next waits for the picks before answering 202
+
+
+def _add_labelling_routes(app: FastAPI, service: _Service) -> None:
+    """GET /label/next, GET /label/image/{rank} and POST /label: the labelling mode (404 without a pool)."""
+    import asyncio
+    import time
+
+    def session() -> Labelling:
+        if service.labelling is None:
+            raise RequestRejected(404, NO_LABELLING)
+        return service.labelling
+
+    def preparing(labelling: Labelling) -> JSONResponse:
+        return JSONResponse({"status": "preparing", "detail": "the model is still scoring the pool to choose the "
+                                                              "images to label: ask again in a moment"},
+                            status_code=202, headers={"Retry-After": "1"})
+
+    def failed(labelling: Labelling) -> None:
+        if labelling.error is not None:
+            raise RequestRejected(500, labelling.error)
+
+    @app.get("/label/next", response_model=LabelProgress, summary="The next image to label and the running count",
+             responses={202: {"description": "The images to label are still being chosen: ask again."},
+                        404: {"model": ErrorBody, "description": "This server has no pool of images to label."}},
+             description="The next suggested image not labelled or skipped yet (the most worth a label first), "
+                         "with the model's guess, and how many of the pool's suggested images are labelled. "
+                         "While the pool is still being scored the answer is 202 `preparing` (after waiting up to "
+                         "`wait` seconds).")
+    async def label_next(wait: float = Query(PREPARING_WAIT, ge=0, le=60, description="Seconds to wait for the "
+                                                                                       "images to be chosen.")) -> Any:
+        labelling = session()
+        deadline = time.monotonic() + wait
+        while not labelling.ready.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # async: a waiting page holds no worker thread
+        if not labelling.ready.is_set():
+            return preparing(labelling)
+        failed(labelling)
+        return JSONResponse(labelling.progress(), headers={"Cache-Control": "no-store"})
+
+    @app.get("/label/image/{rank}", response_class=FileResponse, summary="The bytes of a suggested image",
+             responses={200: {"content": {"image/*": {}}, "description": "The image file, as it is in the pool."},
+                        404: {"model": ErrorBody, "description": "No suggested image has this rank, or no pool."}},
+             description="Only the images suggested for labelling are served, by their rank.")
+    def label_image(rank: int) -> Any:
+        labelling = session()
+        if not labelling.ready.is_set():
+            return preparing(labelling)
+        failed(labelling)
+        row = labelling.row(rank)
+        if row is None:
+            raise RequestRejected(404, f"no suggested image has rank {rank}: the ranks run from 1 to "
+                                       f"{len(labelling.rows)}")
+        if not Path(row.path).is_file():
+            raise RequestRejected(404, f"{Path(row.path).name} is no longer in the pool (moved or deleted since "
+                                       "this server started): skip it")
+        return FileResponse(row.path, media_type=media_type(row.path), headers={
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+    @app.post("/label", response_model=LabelProgress, summary="Label a suggested image, and get the next",
+              responses={404: {"model": ErrorBody, "description": "No suggested image has this rank, or no pool."},
+                         422: {"model": ErrorBody, "description": "The label is not negative, neutral, positive "
+                                                                  "or skip."}},
+              description="Saves the label of the image of `rank` to the labels file before answering (`skip` "
+                          "leaves it unlabelled and it is not offered again while the server runs); a label given "
+                          "again replaces the earlier one. The answer is GET /label/next's, with `saved`.")
+    def label(request: LabelRequest) -> Any:
+        labelling = session()
+        if not labelling.ready.is_set():
+            return preparing(labelling)
+        failed(labelling)
+        try:
+            shown = labelling.give(request.rank, request.label)
+        except LookupError:
+            raise RequestRejected(404, f"no suggested image has rank {request.rank}: the ranks run from 1 to "
+                                       f"{len(labelling.rows)}") from None
+        except (OSError, VisentError) as error:  # a full disk, a folder made read-only: the label is not saved
+            log.error("visent serve: a label could not be saved: %s", error)
+            raise RequestRejected(500, f"the label was not saved to {labelling.file.path}: {error}") from None
+        return JSONResponse({**labelling.progress(), "saved": {"rank": request.rank, "label": request.label,
+                                                                "path": shown}},
+                            headers={"Cache-Control": "no-store"})

@@ -278,4 +278,130 @@ $("download-labels").addEventListener("click", () => {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 });
+
+// The labelling mode (#label): the images the server suggests, one after another, each label saved on the server
+// as it is given, so a reload continues where it was. The server without a pool answers 404: the mode stays hidden.
+const LABEL_KEYS = {"1": "negative", "n": "negative", "2": "neutral", "u": "neutral", "3": "positive", "p": "positive",
+                    "s": "skip", " ": "skip"};
+const labelling = {available: false, current: null, busy: false, shownRank: null, rows: {}};
+
+function showMode() {
+  const label = labelling.available && location.hash === "#label";
+  $("label-view").hidden = !label;
+  $("predict-view").hidden = label;
+  $("mode-label").setAttribute("aria-selected", String(label));
+  $("mode-predict").setAttribute("aria-selected", String(!label));
+}
+
+function buildLabelProbs() {
+  for (const cls of CLASSES) {
+    const fill = el("span", {class: "fill"});
+    const value = el("span", {class: "prob-value", text: "–"});
+    const row = el("li", {class: "prob " + cls}, el("span", {class: "cls", text: cls}), el("span", {class: "track"}, fill), value);
+    labelling.rows[cls] = {row, fill, value};
+    $("label-probs").append(row);
+  }
+}
+
+function showLabelState(state) {
+  const count = `${state.labelled} of ${state.total} labelled`;
+  $("label-count").textContent = count;
+  $("mode-count").textContent = `${state.labelled}/${state.total}`;
+  $("label-bar").style.width = state.total ? (100 * state.labelled / state.total).toFixed(1) + "%" : "0";
+  $("label-skipped").textContent = [state.earlier ? `${state.earlier} before this session` : "",
+                                    state.skipped ? `${state.skipped} skipped` : ""].filter(Boolean).join(" · ");
+  $("label-file").textContent = state.labels_file;
+  $("label-file-again").textContent = state.labels_file;
+  $("label-wait").hidden = true;
+  if (state.status !== "ready" || !state.image) {
+    labelling.current = null;
+    $("label-card").hidden = true;
+    $("label-done").hidden = false;
+    $("label-done").textContent = `Done: ${count}${state.skipped ? `, ${state.skipped} skipped` : ""}. The labels are in ${state.labels_file}.`;
+    return;
+  }
+  const image = state.image;
+  labelling.current = image;
+  $("label-done").hidden = true;
+  $("label-card").hidden = false;
+  $("label-card").dataset.rank = String(image.rank);
+  if (labelling.shownRank !== image.rank) {
+    labelling.shownRank = image.rank;
+    $("label-image").src = image.url;
+    $("label-image").alt = image.name;
+  }
+  $("label-name").textContent = image.name;
+  $("label-name").title = image.name;
+  $("label-guess").className = "badge " + image.predicted;
+  $("label-guess").textContent = image.predicted;
+  for (const cls of CLASSES) {
+    const p = image.probabilities[cls];
+    labelling.rows[cls].fill.style.width = (100 * p).toFixed(1) + "%";
+    labelling.rows[cls].value.textContent = p.toFixed(3);
+    labelling.rows[cls].row.classList.toggle("top", cls === image.predicted);
+  }
+  $("label-why").textContent = `Suggested #${image.rank}: ${image.why}`;
+}
+
+async function loadLabelling() {
+  let response;
+  try {
+    response = await fetch("label/next?wait=10", {cache: "no-store"});
+  } catch (error) {
+    if (labelling.available) $("label-wait").textContent = "The server cannot be reached: is visent serve still running?";
+    return;
+  }
+  if (response.status === 404) { labelling.available = false; $("modes").hidden = true; showMode(); return; }
+  labelling.available = true;
+  $("modes").hidden = false;
+  $("footer-label").hidden = false;
+  showMode();
+  if (response.status === 202) {
+    $("label-wait").textContent = "Choosing the images to label: the model is scoring the pool…";
+    setTimeout(loadLabelling, 500);
+    return;
+  }
+  if (!response.ok) { $("label-wait").textContent = (await errorDetail(response)).detail; return; }
+  showLabelState(await response.json());
+}
+
+async function giveLabel(label) {
+  if (!labelling.current || labelling.busy) return;
+  labelling.busy = true;
+  const button = document.querySelector(`[data-give="${label}"]`);
+  button.classList.add("pressed");
+  try {
+    const response = await fetch("label", {method: "POST", headers: {"Content-Type": "application/json"},
+                                           body: JSON.stringify({rank: labelling.current.rank, label})});
+    if (!response.ok) {
+      $("label-error").textContent = (await errorDetail(response)).detail;
+      $("label-error").hidden = false;
+      return;
+    }
+    $("label-error").hidden = true;
+    showLabelState(await response.json());
+  } catch (error) {
+    $("label-error").textContent = "The server cannot be reached: this label was not saved; give it again.";
+    $("label-error").hidden = false;
+  } finally {
+    labelling.busy = false;
+    button.classList.remove("pressed");
+  }
+}
+
+for (const button of document.querySelectorAll("[data-give]")) {
+  button.addEventListener("click", () => { button.blur(); giveLabel(button.dataset.give); });
+}
+document.addEventListener("keydown", (event) => {
+  if ($("label-view").hidden || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  const target = event.target;
+  if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+  const label = LABEL_KEYS[event.key.toLowerCase()];
+  if (!label) return;
+  event.preventDefault();  // space neither scrolls nor presses a focused button
+  giveLabel(label);
+});
+window.addEventListener("hashchange", showMode);
+buildLabelProbs();
 loadHealth();
+loadLabelling();
