@@ -228,6 +228,11 @@ CASES = {
     # serve (fails before it listens)
     "serve: missing model": (lambda p: ["serve", p.nope], ["nope", "no visent model"], 1),
     "serve: port out of range": (lambda p: ["serve", "default", "--port", "0"], ["--port"], 2),
+    "serve: unknown labelling strategy": (lambda p: ["serve", "default", "--label-pool", p.crawl.parent,
+                                                     "--label-strategy", "nope"],
+                                          ["--label-strategy: unknown strategy 'nope'", "uncertainty"], 1),
+    "serve: a label pool that does not exist": (lambda p: ["serve", "default", "--label-pool", p.nope],
+                                                ["nope: no such file or folder"], 1),
     # teacher train / predict
     # crawl bluesky (each is refused before any connection is made)
     "crawl bluesky: out is a file": (lambda p: ["crawl", "bluesky", "--out", p.image, "--duration", "1s"],

@@ -375,3 +375,22 @@ def test_serve_warns_when_it_listens_beyond_this_machine(host, warned, monkeypat
     assert ("no authentication" in output) is warned, output
     assert (ran["max_connections"], ran["header_timeout"], ran["max_concurrent"]) == (50, 3.0, 2)
     assert ran["check"] is False  # checked by the command, before its address is announced
+    assert "label_pool" not in ran  # no pool, no labelling
+
+
+def test_serve_passes_its_labelling_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import visent.serve
+    from visent.cli import app
+
+    ran = {}
+    monkeypatch.setattr(visent.serve, "bind", lambda host, port: None)
+    monkeypatch.setattr(visent.serve, "serve", lambda model, **kwargs: ran.update(kwargs))
+    result = CliRunner().invoke(app, ["serve", "default", "--label-pool", str(tmp_path), "--labels-out",
+                                      str(tmp_path / "l.csv"), "--label-strategy", "random", "--label-n", "7",
+                                      "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert {k: ran[k] for k in ("label_pool", "labels_file", "label_strategy", "label_n", "seed")} == {
+        "label_pool": str(tmp_path), "labels_file": tmp_path / "l.csv", "label_strategy": "random", "label_n": 7,
+        "seed": 4}

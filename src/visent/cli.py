@@ -879,6 +879,16 @@ def serve(
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1,
                                                  help="/predict and /explain requests at work at once (default: one "
                                                       "per core); twice as many wait, more get 503."),
+    label_pool: Optional[str] = typer.Option(None, "--label-pool", help="Images to label on the page's Label tab, "
+                                             "most worth a label first (as `visent label suggest` picks them): a "
+                                             "folder, an @list.txt or a visent dataset directory."),
+    labels_out: Path = typer.Option(Path("labels.csv"), "--labels-out", help="CSV the labels are saved to as they "
+                                    "are given (path,label, for `visent adapt --labels`); images it labels already "
+                                    "are not asked again."),
+    label_strategy: str = typer.Option("uncertainty", "--label-strategy", help="uncertainty, entropy or random."),
+    label_n: int = typer.Option(100, "--label-n", min=1, help="Images of the pool to have labelled in all, earlier "
+                                                             "sessions included."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the picks (the same seed gives the same order)."),
 ) -> None:
     """Serve a model over HTTP: a web page to drop images on, POST /predict, POST /explain, GET /health, /docs."""
     from visent.model import load
@@ -887,6 +897,16 @@ def serve(
 
     loaded = load(model)
     loaded.check()  # a model that cannot score an image fails here, before its address is announced
+    labelling: dict[str, Any] = {}
+    if label_pool is not None:
+        from visent.label import STRATEGIES
+
+        if label_strategy not in STRATEGIES:  # said before the address is announced, as the other options are
+            raise UsageError(f"--label-strategy: unknown strategy {label_strategy!r}; choose one of: "
+                             f"{', '.join(sorted(STRATEGIES))}")
+        _some_input_exists(model, [label_pool])
+        labelling = {"label_pool": label_pool, "labels_file": labels_out, "label_strategy": label_strategy,
+                     "label_n": label_n, "seed": seed}
     limits: dict[str, Any] = {"max_pixels": max_pixels, "max_files": max_files, "max_concurrent": max_concurrent,
                               "max_upload_bytes": None if max_upload_mb is None else int(max_upload_mb * 2**20)}
     sock = bind(host, port)  # a port in use fails here, before the address is announced
@@ -898,7 +918,8 @@ def serve(
     console.print(f"visent serve: model [bold]{escape(model)}[/] at [bold]http://{shown_host}:{port}/[/] "
                   f"(API docs at /docs); Ctrl+C stops it", soft_wrap=True)
     run_serve(loaded, host=host, port=port, sock=sock, max_connections=max_connections,
-              header_timeout=header_timeout, check=False, **{k: v for k, v in limits.items() if v is not None})
+              header_timeout=header_timeout, check=False, **{k: v for k, v in limits.items() if v is not None},
+              **labelling)
 
 
 def _loopback(host: str) -> bool:
