@@ -120,6 +120,9 @@ class RayEngine:
         context.enable_progress_bars = False  # the stage shows visent's own bar, advanced per finished batch
         context.print_on_execution_start = False
         context.raise_original_map_exception = True  # a worker's own error, not Ray's UserCodeException around it
+        # the pool starts working once all its actors are up: otherwise the first one ready may take every batch of a
+        # small stage while the others still load their worker, and a node of the cluster gets none
+        context.wait_for_min_actors_s = 600
 
     def pool_size(self, n_batches: int) -> int:
         cpus = int(ray.cluster_resources().get("CPU", 1))
