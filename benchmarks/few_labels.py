@@ -14,8 +14,22 @@ Prints binary balanced accuracy and accuracy (positive vs negative, neutral left
 draws, per N, and the issue's aims: at 100 and 200 labels adapted beats scratch by >= 3 points of balanced
 accuracy, at 200 it beats the zero-label student by >= 5.
 
+``--strategy random,uncertainty,entropy`` asks instead what the labels :func:`visent.label.suggest` picks buy: a
+simulated annotator reveals the human image label of only the images a strategy asks for. The pool is the fold's
+training part (its images, labels hidden; each image once, by SHA-256, as ``suggest`` dedupes), scored by the
+fold's student on its cached features, and the strategy (the same function ``visent label suggest --strategy``
+calls, seed = draw) picks N of it; the student is adapted to those N labels (``adapted``, as ``visent adapt``)
+and scored as above, per strategy side by side. ``--picks per-n`` (the default) asks the strategy anew for each N,
+as ``visent label suggest --n N`` would (k-means with about N clusters); ``--picks nested`` takes the first N of
+one ranking for the largest N per (fold, draw), so each curve is nested. ``random`` is nested either way (the
+first N of one seeded permutation). The aims printed: suggested 100 reaches random 200, and suggested 200 beats
+random 200 by >= 1.5 points of balanced accuracy, on each benchmark.
+
+Rows are kept as they come (``--work``/rows.jsonl), so an interrupted run resumes where it stopped.
+
     python benchmarks/mvsa_zero_label.py --teacher default --work /tmp/bench-F     # the per-fold students
     python benchmarks/few_labels.py --folds-dir /tmp/bench-F/efficientnet-lite0-ms-default-soft-tta0-tteacher-b0-onnx-int8
+    python benchmarks/few_labels.py --folds-dir ... --strategy random,uncertainty,entropy
 """
 
 from __future__ import annotations
@@ -23,6 +37,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +47,10 @@ import numpy as np
 
 from visent.core.labels import CLASS_INDEX, CLASSES
 from visent.core.numeric import softmax
+from visent.embed.cached import file_hashes
 from visent.evaluate import compute_metrics, load_benchmark
 from visent.ingest.readers import read_mvsa_labels
+from visent.label.suggest import CLUSTER_DIMS, STRATEGIES, diverse_picks, margins
 from visent.model import VisentModel
 from visent.model.adapt import adapt_head, choose_C, fit_towards
 
@@ -44,6 +63,74 @@ def binary_scores(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return binary["balanced_accuracy"], binary["accuracy"]
 
 
+# Variants tried here only (not in visent.label.suggest), same signature as its strategies:
+# (probs, features, n, seed) -> [(index, score, why)], best first.
+
+def _projected(features: np.ndarray, seed: int) -> np.ndarray:
+    """The space suggest's k-means works in: L2-normalised features on their first CLUSTER_DIMS components."""
+    from sklearn.decomposition import PCA
+
+    x = features.astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return PCA(n_components=CLUSTER_DIMS, svd_solver="randomized", random_state=seed).fit_transform(x)
+
+
+def typical_strategy():
+    """One image per k-means cluster (about n clusters, as suggest clusters), the one nearest its cluster's
+    centre, the largest clusters first: representative images, whatever the student's confidence."""
+    def pick(probs: np.ndarray, features: np.ndarray, n: int, seed: int):
+        from sklearn.cluster import KMeans
+
+        x = _projected(features, seed)
+        km = KMeans(n_clusters=min(n, len(x)), n_init=1, random_state=seed).fit(x)
+        distance = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
+        sizes = np.bincount(km.labels_, minlength=km.n_clusters)
+        picks = []
+        for c in np.argsort(-sizes, kind="stable"):
+            members = np.flatnonzero(km.labels_ == c)
+            if len(members):
+                i = int(members[np.argmin(distance[members])])
+                picks.append((i, float(sizes[c]), f"nearest the centre of a cluster of {sizes[c]}"))
+        return picks[:n]
+
+    return pick
+
+
+def mixed_strategy():
+    """Half the picks by ``uncertainty`` (n // 2 of them, its clusters and class turns), the rest a seeded
+    uniform draw from the other images, taken in turns."""
+    def pick(probs: np.ndarray, features: np.ndarray, n: int, seed: int):
+        k = n // 2
+        unsure = diverse_picks(probs, features, k, seed, 1.0 - margins(probs), "margin", margins(probs)) if k else []
+        taken = {i for i, _, _ in unsure}
+        rest = [int(i) for i in np.random.default_rng(seed).permutation(len(probs)) if int(i) not in taken]
+        drawn = [(i, 0.0, "random draw") for i in rest[: n - len(unsure)]]
+        picks = []
+        for a, b in zip(drawn, unsure + [None] * len(drawn)):
+            picks += [a] + ([b] if b is not None else [])
+        return picks[:n]
+
+    return pick
+
+
+VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy}
+
+
+def strategy_named(name: str):
+    return VARIANTS[name]() if name in VARIANTS else STRATEGIES.create(name)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers when the name alone is terse ("AMD EPYC")."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    name = info.get("model name", "unknown CPU")
+    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if len(name) < 20 else name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds-dir", type=Path, required=True, help="fold0..foldK made by mvsa_zero_label.py")
@@ -52,8 +139,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="25,50,100,200,400,all",
                         help="label counts; 'all' is every labelled training post of the fold (the ceiling)")
     parser.add_argument("--draws", type=int, default=3, help="seeded draws of the N labels per fold")
+    parser.add_argument("--strategy", help="compare suggest strategies (comma-separated: "
+                        f"{', '.join(STRATEGIES)}; variants tried here: {', '.join(VARIANTS)}) with a simulated "
+                        "annotator, instead of adapted vs scratch")
+    parser.add_argument("--picks", choices=("per-n", "nested"), default="per-n",
+                        help="with --strategy: ask the strategy anew for each N, or take the first N of one ranking")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-few-labels",
+                        help="rows.jsonl here: rows are kept as they come and a rerun resumes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    strategies = [name.strip() for name in args.strategy.split(",")] if args.strategy else []
+    for name in strategies:
+        strategy_named(name)  # an unknown name fails here, with the known ones
 
     labels = read_mvsa_labels(args.mvsa / "labelResultAll.txt")
     data_dir = (args.mvsa / "data").resolve()
@@ -61,10 +158,28 @@ def main() -> None:
     y_twitter = np.array([CLASS_INDEX[label] for label in twitter.labels])
     ALL = 10**9  # 'all': every labelled training post of the fold
     sizes = [ALL if s == "all" else int(s) for s in args.sizes.split(",")]
+    if strategies and ALL in sizes:
+        sizes.remove(ALL)  # every label is the same set whatever the strategy: the plain curve's 'all' row
+        print("--strategy: 'all' left out (every training label is the same set for each strategy)")
     folds = sorted(p for p in args.folds_dir.glob("fold*") if (p / "model" / "config.json").exists())
     if not folds:
         raise SystemExit(f"{args.folds_dir}: no fold*/model; run benchmarks/mvsa_zero_label.py first")
+    cpu = f"{cpu_model()}, {os.cpu_count()} cores"
+    print(f"CPU: {cpu}", flush=True)
+
+    # rows are kept as they come, so an interrupted run resumes where it stopped; a row is known by its key
+    args.work.mkdir(parents=True, exist_ok=True)
+    done_file = args.work / "rows.jsonl"
+    setting = {"folds_dir": str(args.folds_dir.resolve()), "picks": args.picks if strategies else None}
+    done: dict[tuple, dict] = {}
+    if done_file.exists():
+        for line in done_file.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if all(row.get(k) == v for k, v in setting.items()):
+                    done[key_of(row)] = row
     rows: list[dict] = []
+    wall = time.time()
     for fold_dir in folds:
         started = time.time()
         model = VisentModel.load(fold_dir / "model")
@@ -72,7 +187,7 @@ def main() -> None:
             test = {Path(r["path"]).stem: r["label"] for r in csv.DictReader(handle)}
         pool = [i for i, (_, image) in labels.items() if image is not None and i not in test]
         paths = [data_dir / f"{i}.jpg" for i in pool] + [data_dir / f"{i}.jpg" for i in test] + list(twitter.paths)
-        X, _ = model.features(paths)
+        X, _ = model.features(paths)  # once per image (and from the feature cache after the first fold)
         ok = ~np.isnan(X).any(axis=1)
         n_pool, n_test = len(pool), len(test)
         y_pool = np.array([CLASS_INDEX[labels[i][1]] for i in pool])
@@ -81,16 +196,71 @@ def main() -> None:
         pool_ok, test_ok, tw_ok = ok[:n_pool], ok[n_pool:n_pool + n_test], ok[n_pool + n_test:]
         head = model.head
 
-        def score(predict, name: str, n: int, draw: int) -> None:
+        def score(predict, name: str, n: int, draw: int, strategy: str | None = None, **extra) -> None:
             mvsa = binary_scores(predict(X_test[test_ok]), y_test[test_ok])
             tw = binary_scores(predict(X_tw[tw_ok]), y_twitter[tw_ok])
-            rows.append({"fold": fold_dir.name, "n": "all" if n == ALL else n, "draw": draw, "head": name,
-                         "mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0], "twitter_acc": tw[1]})
+            row = {"fold": fold_dir.name, "n": "all" if n == ALL else n, "draw": draw, "head": name,
+                   "strategy": strategy, "mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0],
+                   "twitter_acc": tw[1], **extra, **setting}
+            rows.append(row)
+            with done_file.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
 
-        score(head.predict_proba, "student", 0, 0)
+        def known(name: str, n: int, draw: int, strategy: str | None = None) -> bool:
+            row = done.get((fold_dir.name, "all" if n == ALL else n, draw, name, strategy))
+            if row is not None:
+                rows.append(row)
+            return row is not None
+
+        if not known("student", 0, 0):
+            score(head.predict_proba, "student", 0, 0)
+        if strategies:
+            # the pool as suggest sees it: readable images of the training part, each once by SHA-256
+            digests, _ = file_hashes([data_dir / f"{i}.jpg" for i in pool])
+            seen: set[str] = set()
+            candidates = []
+            for j in np.flatnonzero(pool_ok):
+                if digests[j] is not None and digests[j] not in seen:
+                    seen.add(digests[j])
+                    candidates.append(j)
+            candidates = np.array(candidates)
+            F = X_pool[candidates]
+            P = head.predict_proba(F)
+            for strategy in strategies:
+                pick = strategy_named(strategy)
+                for draw in range(args.draws):
+                    ranking = None
+                    for n in sizes:
+                        if known("adapted", n, draw, strategy):
+                            continue
+                        t0 = time.time()
+                        if args.picks == "nested":
+                            if ranking is None:
+                                ranking = [i for i, _, _ in pick(P, F, max(sizes), draw)]
+                            chosen = ranking[:n]
+                        else:
+                            chosen = [i for i, _, _ in pick(P, F, n, draw)]
+                        t_pick = time.time() - t0
+                        idx = candidates[np.array(chosen)]
+                        yd = y_pool[idx]  # the simulated annotator: labels of the picked images only
+                        counts = np.bincount(yd, minlength=len(CLASSES))
+                        if len(np.unique(yd)) < 2:
+                            continue
+                        adapted, info = adapt_head(head, X_pool[idx], yd, seed=draw)
+                        score(adapted.predict_proba, "adapted", n, draw, strategy, C=info["C"],
+                              per_class={c: int(k) for c, k in zip(CLASSES, counts)},
+                              pick_s=round(t_pick, 2), adapt_s=round(time.time() - t0 - t_pick, 2))
+            print(f"{fold_dir.name}: {len(candidates)} images in the pool, {n_test} held out, "
+                  f"{time.time() - started:.0f} s ({cpu})", flush=True)
+            continue
+
         candidates = np.flatnonzero(pool_ok)
         for n in sizes:
             for draw in range(1 if n >= len(candidates) else args.draws):
+                keys = [(fold_dir.name, "all" if n == ALL else n, draw, name, None) for name in ("adapted", "scratch")]
+                if all(k in done for k in keys):
+                    rows.extend(done[k] for k in keys)
+                    continue
                 rng = np.random.default_rng(1000 * n + draw)
                 pick = rng.choice(candidates, size=min(n, len(candidates)), replace=False)
                 Xd, yd = X_pool[pick], y_pool[pick]
@@ -104,35 +274,124 @@ def main() -> None:
                 C, _ = choose_C(Z, yd, zeros_W, zeros_b, draw, present)
                 W, b = fit_towards(Z, yd, zeros_W, zeros_b, C, present)
                 score(lambda F, W=W, b=b: softmax(((F - head.mean_) / head.scale_) @ W.T + b), "scratch", n, draw)
-        print(f"{fold_dir.name}: {n_pool} labelled training posts, {n_test} held out, {time.time() - started:.0f} s",
-              flush=True)
+        print(f"{fold_dir.name}: {n_pool} labelled training posts, {n_test} held out, {time.time() - started:.0f} s "
+              f"({cpu})", flush=True)
+    elapsed = time.time() - wall
+    print(f"\nwall time {elapsed:.0f} s on {cpu} (rows already in {done_file} not rerun)")
 
-    print(f"\nbinary balanced accuracy (accuracy), mean ± std over {len(folds)} folds x {args.draws} draws")
-    print(f"{'N':>5} {'head':<8} {'MVSA held-out fold':>28} {'Twitter-II zero-shot':>28}")
+    def stats_of(sel: list[dict]) -> dict:
+        return {k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])))
+                for k in ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc")}
+
     summary: dict = {}
-    for n in [0] + sizes:
-        for name in (["student"] if n == 0 else ["adapted", "scratch"]):
-            key = "all" if n == ALL else n
-            sel = [r for r in rows if r["n"] == key and r["head"] == name]
-            if not sel:
-                continue
-            stats = {k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])))
-                     for k in ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc")}
-            summary[f"{key}/{name}"] = stats
-            cell = lambda b, a: f"{stats[b][0]:.4f} ± {stats[b][1]:.4f} ({stats[a][0]:.3f})"  # noqa: E731
-            print(f"{key:>5} {name:<8} {cell('mvsa_bal', 'mvsa_acc'):>28} {cell('twitter_bal', 'twitter_acc'):>28}")
-    print("\naims (balanced accuracy points):")
-    for n in (100, 200):
+    if strategies:
+        summarise_strategies(rows, strategies, sizes, len(folds), args, summary)
+    else:
+        print(f"\nbinary balanced accuracy (accuracy), mean ± std over {len(folds)} folds x {args.draws} draws")
+        print(f"{'N':>5} {'head':<8} {'MVSA held-out fold':>28} {'Twitter-II zero-shot':>28}")
+        for n in [0] + sizes:
+            for name in (["student"] if n == 0 else ["adapted", "scratch"]):
+                key = "all" if n == ALL else n
+                sel = [r for r in rows if r["n"] == key and r["head"] == name]
+                if not sel:
+                    continue
+                stats = summary[f"{key}/{name}"] = stats_of(sel)
+                cell = lambda b, a: f"{stats[b][0]:.4f} ± {stats[b][1]:.4f} ({stats[a][0]:.3f})"
+                print(f"{key:>5} {name:<8} {cell('mvsa_bal', 'mvsa_acc'):>28} "
+                      f"{cell('twitter_bal', 'twitter_acc'):>28}")
+        print("\naims (balanced accuracy points):")
+        for n in (100, 200):
+            for bench in ("mvsa_bal", "twitter_bal"):
+                if f"{n}/adapted" in summary:
+                    gain = 100 * (summary[f"{n}/adapted"][bench][0] - summary[f"{n}/scratch"][bench][0])
+                    print(f"  N={n} {bench[:-4]:<8} adapted - scratch = {gain:+.1f} (aim >= +3)")
         for bench in ("mvsa_bal", "twitter_bal"):
-            if f"{n}/adapted" in summary:
-                gain = 100 * (summary[f"{n}/adapted"][bench][0] - summary[f"{n}/scratch"][bench][0])
-                print(f"  N={n} {bench[:-4]:<8} adapted - scratch = {gain:+.1f} (aim >= +3)")
-    for bench in ("mvsa_bal", "twitter_bal"):
-        if "200/adapted" in summary:
-            gain = 100 * (summary["200/adapted"][bench][0] - summary["0/student"][bench][0])
-            print(f"  N=200 {bench[:-4]:<8} adapted - zero-label student = {gain:+.1f} (aim >= +5)")
+            if "200/adapted" in summary:
+                gain = 100 * (summary["200/adapted"][bench][0] - summary["0/student"][bench][0])
+                print(f"  N=200 {bench[:-4]:<8} adapted - zero-label student = {gain:+.1f} (aim >= +5)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"cpu": cpu, "wall_s": round(elapsed), "command": vars(args) | {
+            "folds_dir": str(args.folds_dir), "mvsa": str(args.mvsa), "twitter_ii": str(args.twitter_ii),
+            "work": str(args.work), "json": str(args.json)}, "rows": rows, "summary": summary}, indent=2))
+
+
+def key_of(row: dict) -> tuple:
+    return row["fold"], row["n"], row["draw"], row["head"], row.get("strategy")
+
+
+BENCHES = (("mvsa_bal", "MVSA held-out folds"), ("twitter_bal", "Twitter-II"))
+
+
+def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[int], folds: int, args,
+                         summary: dict) -> None:
+    """The strategies side by side per N (mean ± std over folds x draws), the aims against random, and the
+    paired differences (same fold and draw) against random."""
+    student = [r for r in rows if r["head"] == "student"]
+    cells = {}
+    for strategy in strategies:
+        for n in sizes:
+            sel = [r for r in rows if r["head"] == "adapted" and r["strategy"] == strategy and r["n"] == n]
+            if sel:
+                cells[strategy, n] = sel
+                summary[f"{n}/{strategy}"] = {
+                    k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])), len(sel))
+                    for k in ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc")}
+                summary[f"{n}/{strategy}"]["per_class"] = {
+                    c: float(np.mean([r["per_class"][c] for r in sel])) for c in CLASSES}
+    if student:
+        summary["0/student"] = {k: (float(np.mean([r[k] for r in student])), float(np.std([r[k] for r in student])),
+                                    len(student)) for k in ("mvsa_bal", "twitter_bal")}
+    for bench, title in BENCHES:
+        print(f"\n{title}: binary balanced accuracy of `visent adapt` on the picked labels, mean ± std over "
+              f"{folds} folds x {args.draws} draws (picks {args.picks})")
+        print("| N labels | " + " | ".join(strategies) + " |")
+        print("|---" * (len(strategies) + 1) + "|")
+        if "0/student" in summary:
+            m, sd, _ = summary["0/student"][bench]
+            print("| 0 (the zero-label student) | " + " | ".join([f"{m:.4f} ± {sd:.4f}"] * len(strategies)) + " |")
+        for n in sizes:
+            print(f"| {n} | " + " | ".join(
+                f"{summary[f'{n}/{s}'][bench][0]:.4f} ± {summary[f'{n}/{s}'][bench][1]:.4f}"
+                if f"{n}/{s}" in summary else "" for s in strategies) + " |")
+    print("\nlabels per class picked (mean negative / neutral / positive):")
+    for n in sizes:
+        shown = []
+        for s in strategies:
+            if f"{n}/{s}" in summary:
+                per_class = summary[f"{n}/{s}"]["per_class"]
+                shown.append(f"{s} " + "/".join(f"{per_class[c]:.0f}" for c in CLASSES))
+        print(f"  N={n:<4} " + "   ".join(shown))
+    if "random" not in strategies:
+        return
+    print("\npaired against random (same fold and draw), points of balanced accuracy, mean ± std:")
+    for s in strategies:
+        if s == "random":
+            continue
+        for n in sizes:
+            if (s, n) not in cells or ("random", n) not in cells:
+                continue
+            base = {key_of(r)[:3]: r for r in cells["random", n]}
+            line = []
+            for bench, title in BENCHES:
+                d = [100 * (r[bench] - base[key_of(r)[:3]][bench]) for r in cells[s, n] if key_of(r)[:3] in base]
+                better = sum(x > 0 for x in d)
+                line.append(f"{title.split()[0]} {np.mean(d):+.2f} ± {np.std(d):.2f} ({better}/{len(d)} better)")
+            print(f"  {s} - random, N={n:<4} " + " | ".join(line))
+    print("\naims (balanced accuracy):")
+    for s in strategies:
+        if s == "random":
+            continue
+        for bench, title in BENCHES:
+            r200 = summary.get("200/random", {}).get(bench)
+            s100, s200 = summary.get(f"100/{s}", {}).get(bench), summary.get(f"200/{s}", {}).get(bench)
+            if r200 and s100:
+                print(f"  {title:<20} {s} 100 {s100[0]:.4f} vs random 200 {r200[0]:.4f}: "
+                      f"{'reaches' if s100[0] >= r200[0] else 'does not reach'} it ({100 * (s100[0] - r200[0]):+.2f})")
+            if r200 and s200:
+                gain = 100 * (s200[0] - r200[0])
+                print(f"  {title:<20} {s} 200 - random 200 = {gain:+.2f} points (aim >= +1.5: "
+                      f"{'met' if gain >= 1.5 else 'not met'})")
 
 
 if __name__ == "__main__":
