@@ -27,16 +27,8 @@ from PIL import Image
 
 from visent.core import images
 from visent.core.images import ImageError, open_image
+from visent.core.machine import cpu_model
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def scan_bomb(target_bytes: int, side: int = 1000) -> bytes:

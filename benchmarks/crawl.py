@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,17 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from blueskyserver import SyntheticStream  # noqa: E402
 
 from visent.crawl.events import image_rows, parse_jetstream  # noqa: E402
+from visent.core.machine import cpu_model
 
-
-def cpu_model() -> str:
-    """The CPU's model name, with its family and model numbers when the name alone is terse ("AMD EPYC")."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    name = info.get("model name", "unknown CPU")
-    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if len(name) < 20 else name
 
 
 def image_posts(n: int, seed: int) -> int:

@@ -38,7 +38,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +52,7 @@ from visent.ingest.readers import read_mvsa_labels
 from visent.label.suggest import CLUSTER_DIMS, STRATEGIES, diverse_picks, margins
 from visent.model import VisentModel
 from visent.model.adapt import adapt_head, choose_C, fit_towards
+from visent.core.machine import cpu_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -119,16 +119,6 @@ VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy}
 def strategy_named(name: str):
     return VARIANTS[name]() if name in VARIANTS else STRATEGIES.create(name)
 
-
-def cpu_model() -> str:
-    """The CPU's model name, with its family and model numbers when the name alone is terse ("AMD EPYC")."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    name = info.get("model name", "unknown CPU")
-    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if len(name) < 20 else name
 
 
 def main() -> None:

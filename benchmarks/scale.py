@@ -35,7 +35,6 @@ import io
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -46,21 +45,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from visent.core.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 STAGES = ("ingest", "teach", "clean", "train")
 RAY_STAGES = ("ingest", "teach", "embed")  # with --engine ray: the stages that run on the cluster
 
-
-def cpu_model() -> str:
-    """The CPU's model name, with its family and model numbers when the name alone is terse ("AMD EPYC")."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()[:30]
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    info = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines) if v}
-    name = info.get("model name", "unknown CPU")
-    return f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})" if len(name) < 20 else name
 
 
 def tweets(limit: int | None = None) -> list[str]:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from visent.core.store import Dataset
 from visent.embed import FeatureCache, load_backbone
 from visent.embed.features import feature_key
 from visent.embed.onnx import INT8_RECIPE, calibration_id, packaged_int8
+from visent.core.machine import cpu_model as machine_cpu
 
 WORDS = ("love this view so happy today what a day great sad awful never again tired rain sun friends coffee train "
          "late city night music best worst ever beautiful broken morning home").split()
@@ -48,21 +48,8 @@ SHARD_ROWS = 1024  # rows per cache shard, as embedding writes them (visent.embe
 
 
 def cpu_model() -> str:
-    """The CPU's model name with its family and model numbers, from /proc/cpuinfo."""
-    fields = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "cpu family", "model") and key not in fields:
-                fields[key] = value.strip()
-            if not line.strip() and fields:
-                break
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}), "
-            f"{os.cpu_count()} cores")
-
+    """The CPU (:func:`visent.core.machine.cpu_model`) and its cores."""
+    return f"{machine_cpu()}, {os.cpu_count()} cores"
 
 def fake_dataset(root: Path, n_kept: int, seed: int) -> tuple[list[str], np.ndarray]:
     """A dataset with ingest, teach and clean done: n_kept kept posts and 5% more dropped. Returns the kept posts'

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import socket
 from pathlib import Path
 
@@ -195,48 +194,19 @@ def test_the_api_docs_render_without_a_network(server):
 
 @pytest.fixture()
 def labelling_server(tmp_path):
-    """A served default model with a pool of four images to label, in a process of its own (``visent.serve.serve``
-    with ``label_pool`` and ``labels_file``, what ``visent serve --label-pool`` passes), stopped afterwards."""
-    import subprocess
-    import sys
-    import time
-
+    """`visent serve default --label-pool POOL --labels-out labels.csv --label-n 4` as a process of its own, with a
+    pool of four images to label; stopped afterwards."""
     from test_pipeline import make_image
+    from visent.serve import background
 
     pool = tmp_path / "pool"
     pool.mkdir()
     for i in range(4):
         make_image(pool / f"img{i}.jpg", "positive" if i % 2 else "negative", seed=7 + i)
     labels = tmp_path / "labels.csv"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    code = ("import sys; from visent.serve import serve; "
-            "serve('default', port=int(sys.argv[1]), label_pool=sys.argv[2], labels_file=sys.argv[3], label_n=4)")
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "-c", code, str(port), str(pool), str(labels)], stdout=output,
-                                   stderr=subprocess.STDOUT, env={**os.environ, "VISENT_CACHE": str(tmp_path / "cache")})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.25)
+    with background("default", options=["--label-pool", str(pool), "--labels-out", str(labels), "--label-n", "4"],
+                    env={"VISENT_CACHE": str(tmp_path / "cache")}, log=tmp_path / "serve.log") as url:
         yield url, pool, labels
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 @pytest.mark.slow
