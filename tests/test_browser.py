@@ -8,6 +8,7 @@ missing; the plain HTTP tests need neither.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import socket
 from pathlib import Path
@@ -28,6 +29,21 @@ try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # the browser test skips
     sync_playwright = None
+
+
+@contextlib.contextmanager
+def watched_page(**options):
+    """A page of headless Chromium, with the URLs it requests and the errors its scripts raise, as they come."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(**options)
+            requested, page_errors = [], []
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            yield page, requested, page_errors
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,84 +107,76 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
     expected = httpx.post(server + "/predict", files=[("files", ("astronaut.png", image_path.read_bytes(), "image/png"))],
                           timeout=60).json()["predictions"][0]["probabilities"]
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requested, page_errors = [], []
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(server + "/")
-            page.wait_for_function("() => document.getElementById('model-name').textContent === 'default'", timeout=10_000)
+    with watched_page(viewport={"width": 1200, "height": 900}) as (page, requested, page_errors):
+        page.goto(server + "/")
+        page.wait_for_function("() => document.getElementById('model-name').textContent === 'default'", timeout=10_000)
 
-            # 1. the file input
-            page.set_input_files("#file-input", [str(image_path)])
-            card = page.locator("article.card", has_text="astronaut.png")
-            page.wait_for_function("""() => {
-                const card = document.querySelector('article.card');
-                const map = card && card.querySelector('img.map');
-                return card && card.dataset.state === 'done' && map.complete && map.naturalWidth > 0;
-            }""", timeout=30_000)
-            shown = [float(text) for text in card.locator(".prob-value").all_inner_texts()]
-            assert len(shown) == 3
-            assert sum(shown) == pytest.approx(1.0, abs=0.002)
-            assert shown == pytest.approx([expected[c] for c in CLASSES], abs=0.0006)  # the server's numbers, rounded
-            label = card.locator(".badge").inner_text().strip().lower()
-            assert label == max(expected, key=expected.get)
-            assert card.locator("img.map").evaluate("img => img.src.startsWith('blob:')")
+        # 1. the file input
+        page.set_input_files("#file-input", [str(image_path)])
+        card = page.locator("article.card", has_text="astronaut.png")
+        page.wait_for_function("""() => {
+            const card = document.querySelector('article.card');
+            const map = card && card.querySelector('img.map');
+            return card && card.dataset.state === 'done' && map.complete && map.naturalWidth > 0;
+        }""", timeout=30_000)
+        shown = [float(text) for text in card.locator(".prob-value").all_inner_texts()]
+        assert len(shown) == 3
+        assert sum(shown) == pytest.approx(1.0, abs=0.002)
+        assert shown == pytest.approx([expected[c] for c in CLASSES], abs=0.0006)  # the server's numbers, rounded
+        label = card.locator(".badge").inner_text().strip().lower()
+        assert label == max(expected, key=expected.get)
+        assert card.locator("img.map").evaluate("img => img.src.startsWith('blob:')")
 
-            # 2. drag and drop onto the zone (a DataTransfer built in the page, as a drop from the desktop gives)
-            page.evaluate("""async (data) => {
-                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-                const transfer = new DataTransfer();
-                transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
-                const zone = document.getElementById('drop-zone');
-                zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
-                zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
-            }""", base64.b64encode(photo_png("coffee")).decode())
-            page.wait_for_function("""() => {
-                const cards = [...document.querySelectorAll('article.card')];
-                const dropped = cards.filter((c) => c.querySelector('.name').textContent === 'dropped.png');
-                return cards.length === 2 && dropped.length === 1 && dropped[0].dataset.state === 'done'
-                    && dropped[0].querySelector('img.map').naturalWidth > 0;
-            }""", timeout=30_000)
+        # 2. drag and drop onto the zone (a DataTransfer built in the page, as a drop from the desktop gives)
+        page.evaluate("""async (data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+            const zone = document.getElementById('drop-zone');
+            zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""", base64.b64encode(photo_png("coffee")).decode())
+        page.wait_for_function("""() => {
+            const cards = [...document.querySelectorAll('article.card')];
+            const dropped = cards.filter((c) => c.querySelector('.name').textContent === 'dropped.png');
+            return cards.length === 2 && dropped.length === 1 && dropped[0].dataset.state === 'done'
+                && dropped[0].querySelector('img.map').naturalWidth > 0;
+        }""", timeout=30_000)
 
-            # 3. a file that is not an image gets the server's reason on its card
-            page.set_input_files("#file-input", [str(notes_path)])
-            rejected = page.locator("article.card", has_text="notes.png")
-            rejected.locator(".error-text").wait_for(state="visible", timeout=15_000)
-            assert "'notes.png': not an image" in rejected.locator(".error-text").inner_text()
-            summary = page.locator("#summary").inner_text()
-            assert summary.startswith("3 images · ") and summary.endswith(" · 1 rejected")
+        # 3. a file that is not an image gets the server's reason on its card
+        page.set_input_files("#file-input", [str(notes_path)])
+        rejected = page.locator("article.card", has_text="notes.png")
+        rejected.locator(".error-text").wait_for(state="visible", timeout=15_000)
+        assert "'notes.png': not an image" in rejected.locator(".error-text").inner_text()
+        summary = page.locator("#summary").inner_text()
+        assert summary.startswith("3 images · ") and summary.endswith(" · 1 rejected")
 
-            # 4. the person's own labels, downloaded as the CSV `visent adapt` reads
-            assert page.locator("#download-labels").is_disabled()
-            assert rejected.locator(".labels button").first.is_disabled()  # a rejected file cannot be labelled
-            dropped = page.locator("article.card", has_text="dropped.png")
-            card.locator(".labels button[data-label='positive']").click()
-            dropped.locator(".labels button[data-label='neutral']").click()
-            dropped.locator(".labels button[data-label='negative']").click()  # changed its mind
-            assert dropped.locator(".labels button[aria-pressed='true']").inner_text() == "Negative"
-            card.locator(".labels button[data-label='positive']").click()  # taken back ...
-            assert card.locator(".labels button[aria-pressed='true']").count() == 0
-            card.locator(".labels button[data-label='positive']").click()  # ... and given again
-            assert page.locator("#summary").inner_text().endswith("2 labelled by you")
-            with page.expect_download() as download_info:
-                page.locator("#download-labels").click()
-            download = download_info.value
-            assert download.suggested_filename == "labels.csv"
-            saved = tmp_path / "labels.csv"
-            download.save_as(saved)
-            assert saved.read_text().splitlines() == ["path,label", "astronaut.png,positive", "dropped.png,negative"]
-            paths, labels, skipped = read_labelled_images(saved)  # what `visent adapt --labels` reads
-            assert paths == [str(tmp_path / "astronaut.png"), str(tmp_path / "dropped.png")]
-            assert labels == ["positive", "negative"] and skipped == []
+        # 4. the person's own labels, downloaded as the CSV `visent adapt` reads
+        assert page.locator("#download-labels").is_disabled()
+        assert rejected.locator(".labels button").first.is_disabled()  # a rejected file cannot be labelled
+        dropped = page.locator("article.card", has_text="dropped.png")
+        card.locator(".labels button[data-label='positive']").click()
+        dropped.locator(".labels button[data-label='neutral']").click()
+        dropped.locator(".labels button[data-label='negative']").click()  # changed its mind
+        assert dropped.locator(".labels button[aria-pressed='true']").inner_text() == "Negative"
+        card.locator(".labels button[data-label='positive']").click()  # taken back ...
+        assert card.locator(".labels button[aria-pressed='true']").count() == 0
+        card.locator(".labels button[data-label='positive']").click()  # ... and given again
+        assert page.locator("#summary").inner_text().endswith("2 labelled by you")
+        with page.expect_download() as download_info:
+            page.locator("#download-labels").click()
+        download = download_info.value
+        assert download.suggested_filename == "labels.csv"
+        saved = tmp_path / "labels.csv"
+        download.save_as(saved)
+        assert saved.read_text().splitlines() == ["path,label", "astronaut.png,positive", "dropped.png,negative"]
+        paths, labels, skipped = read_labelled_images(saved)  # what `visent adapt --labels` reads
+        assert paths == [str(tmp_path / "astronaut.png"), str(tmp_path / "dropped.png")]
+        assert labels == ["positive", "negative"] and skipped == []
 
-            assert page_errors == []
-            outside = [url for url in requested if not url.startswith((server, "blob:", "data:"))]
-            assert outside == []  # the page loads nothing from elsewhere
-        finally:
-            browser.close()
+        assert page_errors == []
+        outside = [url for url in requested if not url.startswith((server, "blob:", "data:"))]
+        assert outside == []  # the page loads nothing from elsewhere
 
 
 @pytest.mark.slow
@@ -177,19 +185,12 @@ def test_the_page_shows_probabilities_and_the_map(server, tmp_path):
 @pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed")
 def test_the_api_docs_render_without_a_network(server):
     """Swagger UI's scripts come from the server itself, so /docs works on a machine with no internet."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            requested = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(server + "/docs")
-            page.locator(".opblock-summary-path", has_text="/predict").first.wait_for(timeout=20_000)
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            assert {"/predict", "/explain", "/health"} <= {p.strip() for p in paths}
-            assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
-        finally:
-            browser.close()
+    with watched_page() as (page, requested, _):
+        page.goto(server + "/docs")
+        page.locator(".opblock-summary-path", has_text="/predict").first.wait_for(timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/predict", "/explain", "/health"} <= {p.strip() for p in paths}
+        assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
 
 
 @pytest.fixture()
@@ -220,48 +221,40 @@ def test_the_labelling_mode_saves_each_label_and_a_reload_continues(labelling_se
         const image = document.getElementById('label-image');
         return !card.hidden && card.dataset.rank === String(rank) && image.complete && image.naturalWidth > 0;
     }"""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requested, page_errors = [], []
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(url + "/#label")
-            page.wait_for_function(shown_image, arg=1, timeout=60_000)  # the pool is scored first
-            assert page.locator("#predict-view").is_hidden() and page.locator("#modes").is_visible()
-            assert page.locator("#label-count").inner_text() == "0 of 4 labelled"
-            assert "1" in page.locator("[data-give='negative']").inner_text()  # the shortcut is on the button
-            names = [page.locator("#label-name").inner_text()]
+    with watched_page(viewport={"width": 1200, "height": 900}) as (page, requested, page_errors):
+        page.goto(url + "/#label")
+        page.wait_for_function(shown_image, arg=1, timeout=60_000)  # the pool is scored first
+        assert page.locator("#predict-view").is_hidden() and page.locator("#modes").is_visible()
+        assert page.locator("#label-count").inner_text() == "0 of 4 labelled"
+        assert "1" in page.locator("[data-give='negative']").inner_text()  # the shortcut is on the button
+        names = [page.locator("#label-name").inner_text()]
 
-            page.keyboard.press("1")  # negative
-            page.wait_for_function(shown_image, arg=2, timeout=15_000)
-            assert page.locator("#label-count").inner_text() == "1 of 4 labelled"
-            names.append(page.locator("#label-name").inner_text())
-            page.keyboard.press("p")  # positive
-            page.wait_for_function(shown_image, arg=3, timeout=15_000)
-            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
-            third = page.locator("#label-name").inner_text()
+        page.keyboard.press("1")  # negative
+        page.wait_for_function(shown_image, arg=2, timeout=15_000)
+        assert page.locator("#label-count").inner_text() == "1 of 4 labelled"
+        names.append(page.locator("#label-name").inner_text())
+        page.keyboard.press("p")  # positive
+        page.wait_for_function(shown_image, arg=3, timeout=15_000)
+        assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+        third = page.locator("#label-name").inner_text()
 
-            # saved as given: the file holds both labels before the page is reloaded
-            paths, given, skipped = read_labelled_images(labels)
-            assert [Path(p).name for p in paths] == names and given == ["negative", "positive"] and skipped == []
+        # saved as given: the file holds both labels before the page is reloaded
+        paths, given, skipped = read_labelled_images(labels)
+        assert [Path(p).name for p in paths] == names and given == ["negative", "positive"] and skipped == []
 
-            page.reload()
-            page.wait_for_function(shown_image, arg=3, timeout=15_000)
-            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
-            assert page.locator("#label-name").inner_text() == third
-            assert third not in names
+        page.reload()
+        page.wait_for_function(shown_image, arg=3, timeout=15_000)
+        assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+        assert page.locator("#label-name").inner_text() == third
+        assert third not in names
 
-            page.keyboard.press(" ")  # skip
-            page.wait_for_function(shown_image, arg=4, timeout=15_000)
-            assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
-            assert "1 skipped" in page.locator("#label-skipped").inner_text()
-            assert read_labelled_images(labels)[1] == ["negative", "positive"]  # a skip writes nothing
+        page.keyboard.press(" ")  # skip
+        page.wait_for_function(shown_image, arg=4, timeout=15_000)
+        assert page.locator("#label-count").inner_text() == "2 of 4 labelled"
+        assert "1 skipped" in page.locator("#label-skipped").inner_text()
+        assert read_labelled_images(labels)[1] == ["negative", "positive"]  # a skip writes nothing
 
-            page.locator("a#mode-predict").click()  # the other mode is a click away
-            page.locator("#drop-zone").wait_for(state="visible", timeout=5_000)
-            assert page_errors == []
-            assert [u for u in requested if not u.startswith((url, "blob:", "data:"))] == []
-        finally:
-            browser.close()
+        page.locator("a#mode-predict").click()  # the other mode is a click away
+        page.locator("#drop-zone").wait_for(state="visible", timeout=5_000)
+        assert page_errors == []
+        assert [u for u in requested if not u.startswith((url, "blob:", "data:"))] == []
