@@ -39,7 +39,7 @@ from visent.ingest.readers import read_mvsa
 from visent.signals.faces import FACE_FEATURES, face_features
 from visent.signals.ocr import OCR_FEATURES, ocr_features
 from visent.teach import load_teacher
-from visent.train import C_GRID, StudentHead, _select_C
+from visent.train import C_GRID, StudentHead, select_C
 
 CONFIDENCE = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}  # visent's measured thresholds for VADER
 
@@ -72,7 +72,7 @@ def fold_scores(X: np.ndarray, soft: np.ndarray, train: np.ndarray, test: np.nda
                 image_labels: np.ndarray, seed: int) -> dict[str, float]:
     """Fit the student on the training rows' teacher targets; binary balanced accuracy on the test rows."""
     labels = np.array(CLASSES)[soft[train].argmax(axis=1)]
-    C = _select_C(X[train], soft[train], labels, 0.2, seed, C_GRID)[0]
+    C = select_C(X[train], soft[train], labels, 0.2, seed, C_GRID)[0]
     head = StudentHead(C=C).fit(X[train], soft[train])
     probs = head.predict_proba(X[test])
     y = image_labels[test]

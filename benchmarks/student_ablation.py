@@ -220,12 +220,12 @@ def kept_mask(teacher: np.ndarray, threshold: float | dict[int, float] = THRESHO
 
 def select_C(X: np.ndarray, targets: np.ndarray, seed: int = 0, weights: np.ndarray | None = None,
              val_fraction: float = 0.2, grid: tuple[float, ...] = C_GRID) -> float:
-    """``visent.train._select_C``: C by cross-entropy against the teacher on a 20% teacher-label split."""
-    from visent.train import _select_C
+    """``visent.train.select_C``: C by cross-entropy against the teacher on a 20% teacher-label split."""
+    from visent.train import select_C as visent_select_C
 
     labels = np.array(CLASSES)[targets.argmax(axis=1)]
     if weights is None:
-        return _select_C(X, targets, labels, val_fraction, seed, grid)[0]
+        return visent_select_C(X, targets, labels, val_fraction, seed, grid)[0]
     stratify = labels if min(np.unique(labels, return_counts=True)[1]) >= 2 else None
     tr, va = train_test_split(np.arange(len(X)), test_size=val_fraction, random_state=seed, stratify=stratify)
     best, best_ce = grid[0], np.inf

@@ -39,7 +39,7 @@ from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import StudentHead, as_targets, default_block_rows
 from visent.train.noisy import self_train, sharpen
 
-__all__ = ["DEFAULT_BACKBONE", "train", "StudentHead", "TrainError", "WeakModelWarning"]
+__all__ = ["C_GRID", "DEFAULT_BACKBONE", "select_C", "train", "StudentHead", "TrainError", "WeakModelWarning"]
 
 # Weak labels from text are noisy about the image, so the useful range reaches strong regularisation.
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
@@ -263,7 +263,7 @@ def _teacher_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
     return train_test_split(np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=stratify)
 
 
-def _select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
+def select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int,
               grid: tuple[float, ...], advance: Advance = lambda n=1: None, *, streamed: bool = False,
               rows: np.ndarray | None = None,
               warm: dict[str, Any] | None = None) -> tuple[float, dict[str, Any], StudentHead]:
@@ -573,7 +573,7 @@ def _fit_head(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: float | Non
     fits = (len(C_GRID) if C is None else 0) + 1 + int(calibrate)
     with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features)", fits) as advance:
         if C is None:
-            C, selection, split_head = _select_C(X, targets, labels, val_fraction, seed, C_GRID, advance, warm=warm)
+            C, selection, split_head = select_C(X, targets, labels, val_fraction, seed, C_GRID, advance, warm=warm)
         else:
             selection = {"chosen": {"C": C}}
         head, learnt = self_train(X, targets, C, rounds=self_training, alpha=self_training_alpha, seed=seed,
@@ -605,7 +605,7 @@ def _fit_head_streamed(X: Any, targets: np.ndarray, labels: np.ndarray, *, C: fl
     with progress(f"train: fitting the head ({len(X):,} images, {X.shape[1]:,} features, streamed; C chosen on "
                   f"{len(sub):,})", fits) as advance:
         if C is None:
-            C, selection, split_head = _select_C(X_sub, targets_sub, labels_sub, val_fraction, seed, C_GRID, advance,
+            C, selection, split_head = select_C(X_sub, targets_sub, labels_sub, val_fraction, seed, C_GRID, advance,
                                                  streamed=True, rows=at, warm=warm)
         else:
             selection = {"chosen": {"C": C}}
@@ -828,7 +828,7 @@ def _calibrate(head: StudentHead, X: np.ndarray, targets: np.ndarray, labels: np
     """Set ``head.temperature_``: fitted on the validation split's teacher targets by a head of the same C trained
     on the rest (no human labels; ``split_head`` when that head is at hand, as after choosing C). Returns the
     temperature and the validation ECE against the teacher's labels before and after. ``streamed`` and ``rows`` as
-    for :func:`_select_C`."""
+    for :func:`select_C`."""
     from visent.core.labels import CLASS_INDEX
 
     idx_train, idx_val = _teacher_split(labels, val_fraction, seed)
