@@ -11,8 +11,8 @@ import copy
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -119,7 +119,7 @@ class Backbone:
         torch.save({k: v.detach().cpu() for k, v in self.module.state_dict().items()}, buffer)
         atomic_write_bytes(Path(path), buffer.getvalue())
 
-    def copy(self) -> "Backbone":
+    def copy(self) -> Backbone:
         """An independent copy (weights included), e.g. to fine-tune without touching this one."""
         return Backbone(self.spec, copy.deepcopy(self.module))
 
@@ -145,7 +145,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise BackboneError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem to the user
+    except Exception as exc:  # any unreadable file is the same problem to the user
         raise BackboneError(f"{path} is not a readable PyTorch weights file: {exc}") from exc
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict", "module"):
@@ -206,6 +206,10 @@ def _infer_dim(module: nn.Module, image_size: int) -> int:
 
 
 # --------------------------------------------------------------------------- families
+# A backbone is one registration: ``@BACKBONES.register(name, description)`` on a loader ``(weights=None) ->
+# Backbone``. A family of architectures is one registration too, with ``arch=True``: its name is the prefix of its
+# backbones' names (``timm`` → ``timm:convnext_tiny``) and its loader is called with ``arch`` as well
+# (docs/extending.md).
 BACKBONES: Registry[Backbone] = Registry("backbone")
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -299,11 +303,12 @@ def _lite2_stages(weights: str | Path | None = None) -> Backbone:
     return _efficientnet_lite("efficientnet-lite2", weights, stages=True)
 
 
-@BACKBONES.register("torchvision", "any torchvision model from a local weights file: torchvision:<arch> (e.g. resnet50, vgg19, vit_b_16)")
+@BACKBONES.register("torchvision", "any torchvision model from a local weights file: torchvision:<arch> (e.g. resnet50, "
+                    "vgg19, vit_b_16)", arch=True)
 def _torchvision(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
     try:
         import torchvision
-    except Exception as exc:  # noqa: BLE001 - a broken install fails with other errors than ImportError
+    except Exception as exc:  # a broken install fails with other errors than ImportError
         raise BackboneError(f"torchvision:{arch} needs a working torchvision (`pip install torchvision`): {exc}") from exc
     if arch not in torchvision.models.list_models():
         raise BackboneError(f"torchvision has no model {arch!r}; see torchvision.models.list_models()")
@@ -317,11 +322,12 @@ def _torchvision(weights: str | Path | None = None, arch: str | None = None) -> 
     return Backbone(spec, module)
 
 
-@BACKBONES.register("timm", "any timm model from a local weights file: timm:<arch> (needs `pip install timm`)")
+@BACKBONES.register("timm", "any timm model from a local weights file: timm:<arch> (needs `pip install timm`)",
+                    arch=True)
 def _timm(weights: str | Path | None = None, arch: str | None = None) -> Backbone:
     try:
         import timm
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise BackboneError(f"timm:{arch} needs the timm library: `pip install timm` ({exc})") from exc
     if weights is None:
         raise BackboneError(f"timm:{arch} needs a weights file (weights=PATH); visent never downloads")
@@ -343,16 +349,26 @@ def _timm(weights: str | Path | None = None, arch: str | None = None) -> Backbon
     return Backbone(spec, module)
 
 
+def families() -> list[str]:
+    """The backbone families, in the order they were registered: the names registered with ``arch=True``, whose
+    loader takes ``arch`` and whose backbones are named ``<family>:<arch>``."""
+    return [name for name in BACKBONES.registered() if BACKBONES.info(name).get("arch")]
+
+
 def check_backbone(name: str) -> str:
-    """``name`` if it names a backbone (registered, or ``torchvision:<arch>`` / ``timm:<arch>``), else a
-    BackboneError that lists them; cheap, so that a command can refuse a wrong --backbone before any work."""
+    """``name`` if it names a backbone (registered, or ``<family>:<arch>`` of a family such as ``torchvision`` or
+    ``timm``), else a BackboneError that lists them; cheap, so that a command can refuse a wrong --backbone before
+    any work."""
     family, _, arch = name.partition(":")
-    if family in ("torchvision", "timm") and not arch:
+    takes_arch = bool(BACKBONES.info(family).get("arch"))
+    if takes_arch and not arch:
         raise BackboneError(f"name the architecture: '{family}:<arch>'")
     if family not in BACKBONES:
+        listed = families()
+        named = " and ".join(listed) if len(listed) < 3 else ", ".join(listed[:-1]) + " and " + listed[-1]
         raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)} "
-                            "(torchvision and timm as 'family:<arch>')")
-    if arch and family not in ("torchvision", "timm"):
+                            f"({named} as 'family:<arch>')")
+    if arch and not takes_arch:
         raise BackboneError(f"{family} has one architecture; drop ':{arch}'")
     return name
 
@@ -361,15 +377,16 @@ def load_backbone(name: str = "efficientnet-lite0", *, weights: str | Path | Non
                   device: str | torch.device | None = None) -> Backbone:
     """Build a backbone by name, frozen and in eval mode.
 
-    ``name`` is a registered backbone (see ``BACKBONES``) or ``family:arch`` (``torchvision:resnet50``,
-    ``timm:convnext_tiny``); ``arch`` may be given separately instead. ``weights`` is a local state dict:
-    required for torchvision/timm, optional for EfficientNet-Lite (a fine-tuned backbone saved by visent).
+    ``name`` is a registered backbone (see ``BACKBONES``) or ``family:arch`` of a family (:func:`families`:
+    ``torchvision:resnet50``, ``timm:convnext_tiny``); ``arch`` may be given separately instead. ``weights`` is a
+    local state dict: required for torchvision/timm, optional for EfficientNet-Lite (a fine-tuned backbone saved by
+    visent).
     ``device`` defaults to CUDA when available.
     """
     family, _, suffix = name.partition(":")
     arch = arch or suffix or None
     check_backbone(f"{family}:{arch}" if arch else name)
-    if family in ("torchvision", "timm"):
+    if BACKBONES.info(family).get("arch"):
         backbone = BACKBONES.create(family, weights=weights, arch=arch)
     else:
         backbone = BACKBONES.create(family, weights=weights)

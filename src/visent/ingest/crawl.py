@@ -38,11 +38,10 @@ import pyarrow.parquet as pq
 from visent.core.store import Checkpoint, Dataset, atomic_write_json, file_sha256
 from visent.crawl.shards import (committed_shards, committed_tombstones, post_uri, read_info, read_lines,
                                  read_tombstones)
-from visent.ingest.readers import READERS, RawPost, _valid_unicode
+from visent.ingest.readers import bluesky_crawl
+from visent.ingest.readers.records import RawPost, _valid_unicode
 
-READER = "bluesky-crawl"
-DESCRIPTION = ("a crawl folder written by `visent crawl bluesky`: posts-*.jsonl shards, tombstones honoured (posts "
-               "their authors deleted are left out)")
+READER = bluesky_crawl.READER  # the name of the reader of crawl folders, registered there
 PLAN_FILE = "crawl-plan.json"
 # the counts an ingest of a crawl adds, in this order (after the stage's own)
 COUNTS = ("shards", "new_shards", "new_tombstone_files", "deleted_by_author", "newly_deleted", "authors",
@@ -124,10 +123,10 @@ class CrawlSource:
                 "first_event": self.info.get("first_event"), "last_event": self.info.get("last_event")}
 
 
-@READERS.register(READER, DESCRIPTION)
 def read_crawl(source: Path) -> Iterator[RawPost]:
-    """Every committed post of the crawl at ``source``, its authors' deletions honoured (the ``bluesky-crawl``
-    reader; :func:`visent.ingest.readers.detect_format` names it for a crawl folder)."""
+    """Every committed post of the crawl at ``source``, its authors' deletions honoured (what the ``bluesky-crawl``
+    reader of :mod:`visent.ingest.readers.bluesky_crawl` reads; :func:`visent.ingest.readers.detect_format` names
+    it for a crawl folder)."""
     crawl = CrawlSource(source)
     crawl.deleted = read_tombstones(crawl.tombstones)
     return crawl.posts()
