@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,11 @@ from visent.core import images
 from visent.core.images import ImageError, open_image
 from visent.core.machine import cpu_model
 
+from record import add_results_argument, save_results
+
+# The next JPEG marker after a scan's entropy-coded data: 0xFF followed by neither a stuffed 0x00, a fill 0xFF
+# nor a restart marker (RST0-RST7).
+NEXT_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 
 
 def scan_bomb(target_bytes: int, side: int = 1000) -> bytes:
@@ -43,7 +49,7 @@ def scan_bomb(target_bytes: int, side: int = 1000) -> bytes:
         start = position
         position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
         if data[start + 1] == 0xDA:
-            position = images._NEXT_MARKER.search(data, position).start()
+            position = NEXT_MARKER.search(data, position).start()
             if data[start + 5 + 2 * data[start + 4]] > 0:  # an AC scan
                 scans.append((position - start, start, position))
     length, start, end = min(scans)
@@ -97,6 +103,7 @@ def open_time(path: Path) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unguarded", action="store_true", help="also the WebP with the memory limits off")
+    add_results_argument(parser, "bombs")
     args = parser.parse_args()
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); Python {sys.version.split()[0]}")
@@ -112,6 +119,7 @@ def main() -> None:
         bombs.append(("lossless WebP 9000x9000, limits off", "bomb.webp", bombs[-1][2],
                       {"VISENT_MAX_DECODE_MB": "0", "VISENT_DECODE_BUDGET_MB": "0"}))
     print(f"{'file':<38} {'size':>10} {'open_image':>11} {'predict wall':>13} {'peak RSS':>9}  bomb's row")
+    rows = []
     for label, name, data, env in bombs:
         with tempfile.TemporaryDirectory(prefix="visent-bombs-") as temporary:
             work = Path(temporary)
@@ -135,6 +143,12 @@ def main() -> None:
                                               else f"error: {row['error'].rsplit(': ', 1)[-1]}")
             size = f"{len(data):,}" if name else ""
             print(f"{label:<38} {size:>10} {opened:>11} {wall:>11.2f} s {peak:>6.0f} MB  {outcome}", flush=True)
+            rows.append({"file": label, "bytes": len(data) if name else None, "open_image": opened,
+                         "predict_wall_s": wall, "peak_rss_mb": peak, "row": outcome})
+    save_results(args.results, rows, columns=["file", "size (bytes)", "open_image", "visent predict", "peak RSS",
+                                              "the bomb's row"],
+                 table=[[r["file"], f"{r['bytes']:,}" if r["bytes"] else "", r["open_image"],
+                         f"{r['predict_wall_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB", r["row"]] for r in rows])
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from faultserver import FAULTS  # noqa: E402
 
+from record import add_results_argument, save_results  # noqa: E402
+
 # A timeout far above a local answer's time even on a loaded machine (a fault must not become a timeout
 # in one run and not in the other) and far below /slow's wait; threads enough that the bodies
 # trickling in until the 10 s deadline do not idle the crawl.
@@ -92,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
+    add_results_argument(parser, "chaos")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="visent-bench-chaos-"))
@@ -144,6 +147,14 @@ def main() -> None:
           f"({len(images)} files)")
     print(f"time: killed twice and resumed {chaos_s:.1f} s, undisturbed {calm_s:.1f} s")
     shutil.rmtree(work, ignore_errors=True)
+    save_results(args.results, [{"posts": args.posts, "faults": args.posts - kinds["ok"], "fault_kinds": len(FAULTS),
+                                 "accounted": accounted, "each_id_once": len(set(ids)) == len(ids) == args.posts,
+                                 "ok": sum(r["ingest_status"] == "ok" for r in posts),
+                                 "errors": sum(r["ingest_status"] == "error" for r in posts),
+                                 "reasons": dict(sorted(reasons.items())), "tables_equal": equal,
+                                 "images_equal": images == calm_images, "image_files": len(images),
+                                 "killed_at": [first, second], "chaos_s": chaos_s, "calm_s": calm_s}],
+                 seed=args.seed, log=log)
 
 
 if __name__ == "__main__":

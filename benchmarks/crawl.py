@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from blueskyserver import SyntheticStream  # noqa: E402
 
 from visent.crawl.events import image_rows, parse_jetstream  # noqa: E402
-from visent.core.machine import cpu_model
+from visent.core.machine import cpu_model  # noqa: E402
+
+from record import add_results_argument, save_results  # noqa: E402
 
 
 
@@ -82,15 +84,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--seed", type=int, default=0)
+    add_results_argument(parser, "crawl")
     args = parser.parse_args()
     print(f"visent crawl bluesky from a local Jetstream replay; {cpu_model()}, {os.cpu_count()} cores")
     print(f"{'events':>10} {'image posts':>12} {'rows':>9} {'wall s':>8} {'events/s':>9} {'peak RSS MB':>12} "
           f"{'bytes/row':>10}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.events:
-            r = run(n, args.seed, Path(tmp))
+            rows.append(r := run(n, args.seed, Path(tmp)))
             print(f"{r['events']:>10,} {r['image_posts']:>12,} {r['rows']:>9,} {r['wall_s']:>8.1f} "
                   f"{r['events_per_s']:>9,.0f} {r['peak_rss_mb']:>12.1f} {r['bytes_per_row']:>10.0f}", flush=True)
+    save_results(args.results, rows, columns=["events replayed", "image posts", "rows", "wall (whole process)",
+                                              "events/s", "peak RSS"],
+                 table=[[f"{r['events']:,}", f"{r['image_posts']:,}", f"{r['rows']:,}", f"{r['wall_s']:.1f} s",
+                         f"{r['events_per_s']:,.0f}", f"{r['peak_rss_mb']:.1f} MB"] for r in rows], seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import numpy as np
 
 from visent.clean.hamming import HammingIndex, popcount64
 
+from record import add_results_argument, save_results
+
 
 def planted_hashes(n: int, n_pairs: int, max_flips: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` random hashes where ``n_pairs`` targets are copies of a source with 0..max_flips bits flipped."""
@@ -53,12 +55,14 @@ def main() -> None:
     parser.add_argument("--planted-fraction", type=float, default=0.01, help="planted pairs per hash")
     parser.add_argument("--exact-sample", type=int, default=20_000, help="size of the all-pairs check")
     parser.add_argument("--seed", type=int, default=0)
+    add_results_argument(parser, "dedup")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
 
     print(f"visent near-duplicate search, distance {args.distance}, multi-index hashing "
           f"({args.distance + 1} chunks)")
     print(f"{'hashes':>10} {'planted':>8} {'seconds':>8} {'peak MiB':>9} {'pairs':>8} {'planted recall':>15}")
+    rows = []
     for n in args.sizes:
         hashes, src, dst = planted_hashes(n, int(n * args.planted_fraction), 8, rng)
         tracemalloc.start()
@@ -71,11 +75,18 @@ def main() -> None:
         found = set(zip(i.tolist(), j.tolist()))
         recall = np.mean([(a, b) in found for a, b in zip(src[within].tolist(), dst[within].tolist())])
         print(f"{n:>10,} {int(within.sum()):>8,} {seconds:>8.2f} {peak:>9.1f} {len(found):>8,} {recall:>15.4f}")
+        rows.append({"hashes": n, "planted": int(within.sum()), "seconds": seconds, "peak_mib": peak,
+                     "pairs": len(found), "recall": float(recall)})
 
     sample, _, _ = planted_hashes(args.exact_sample, args.exact_sample // 100, 8, rng)
     i, j, _ = HammingIndex(sample).pair_arrays(args.distance)
     same = set(zip(i.tolist(), j.tolist())) == exact_pairs(sample, args.distance)
     print(f"all-pairs check on {args.exact_sample:,} hashes: {'identical pairs' if same else 'DIFFERENT pairs'}")
+    save_results(args.results, rows, columns=["hashes", "planted near-duplicate pairs", "seconds", "peak MiB",
+                                              "recall of planted pairs"],
+                 table=[[f"{r['hashes']:,}", f"{r['planted']:,}", f"{r['seconds']:.2f}", f"{r['peak_mib']:.1f}",
+                         f"{r['recall']:.4f}"] for r in rows],
+                 distance=args.distance, all_pairs_check={"hashes": args.exact_sample, "identical": same})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import add_results_argument, save_results
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "tests" / "faultserver.py"
 IMG2DATASET = "img2dataset==1.47.0"
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="visent's download threads; img2dataset's threads")
     parser.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-img2dataset-venv")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    add_results_argument(parser, "download")
     args = parser.parse_args()
     n, workers = args.images, args.workers
     i2d_python = None if args.skip_img2dataset else ensure_venv(args.venv)
@@ -137,6 +140,12 @@ def main() -> None:
     for name, wall, cpu, stored, srv in results:
         print(f"{name:44} {n / wall:9.1f} {cpu / n * 1000:9.2f} ms {stored:8d} {wall:7.2f} {srv:13.2f}")
     shutil.rmtree(work, ignore_errors=True)
+    save_results(args.results, [{"path": name, "wall_s": wall, "cpu_s": cpu, "stored": stored, "server_cpu_s": srv}
+                                for name, wall, cpu, stored, srv in results],
+                 columns=[f"download of {n:,} JPEGs ({mean_kb:.0f} KB mean) from 127.0.0.1, {os.cpu_count()} cores",
+                          "images/s", "CPU ms per image"],
+                 table=[[name, f"{n / wall:.1f}", f"{cpu / n * 1000:.2f}"] for name, wall, cpu, _, _ in results],
+                 images=n, workers=workers)
 
 
 if __name__ == "__main__":

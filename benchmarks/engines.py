@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from record import add_results_argument, save_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "mvsa-single" / "data"
 ENGINES = ("onnxruntime", "openvino-f32", "openvino-bf16", "openvino-f32-tail", "openvino-bf16-tail")
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one pass per engine (default 3)")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of: {', '.join(ENGINES)}")
     parser.add_argument("--worker", nargs=4, metavar=("ENGINE", "GRAPH", "INPUTS", "OUT"), help=argparse.SUPPRESS)
+    add_results_argument(parser, "engines")
     args = parser.parse_args(argv)
     if args.worker:
         engine, graph, inputs, out = args.worker
@@ -161,21 +164,33 @@ def main(argv: list[str] | None = None) -> None:
     base = min(seconds["onnxruntime"]) if seconds.get("onnxruntime") else None
     probs = model.head.predict_proba(reference) if reference is not None else None
     print(f"{'engine':<20} {'ms/image':>9} {'speed':>6} {'features moved':>15} {'max |dp|':>9} {'class kept':>10}")
+    rows, table = [], []
     for engine in engines:
         if engine in failed:
             print(f"{engine:<20} failed: {failed[engine]}")
+            rows.append({"engine": engine, "failed": failed[engine]})
+            table.append([engine, f"failed: {failed[engine]}", "", "", "", ""])
             continue
         best = min(seconds[engine])
         speed = f"{base / best:.2f}x" if base else "-"
         row = f"{engine:<20} {best / len(X) * 1000:>9.2f} {speed:>6}"
+        result = {"engine": engine, "seconds": seconds[engine], "ms_per_image": best / len(X) * 1000}
+        cells = [engine, f"{best / len(X) * 1000:.2f}", speed, "", "", ""]
         if reference is not None and engine != "onnxruntime":
             moved = float((np.abs(features[engine] - reference) > 1e-6).mean())
             other = model.head.predict_proba(features[engine])
-            row += (f" {moved:>14.1%} {float(np.abs(other - probs).max()):>9.4f} "
-                    f"{float((other.argmax(1) == probs.argmax(1)).mean()):>9.1%}")
+            dp, kept = float(np.abs(other - probs).max()), float((other.argmax(1) == probs.argmax(1)).mean())
+            row += f" {moved:>14.1%} {dp:>9.4f} {kept:>9.1%}"
+            result.update(features_moved=moved, max_dp=dp, class_kept=kept)
+            cells[3:] = [f"{moved:.1%}", f"{dp:.4f}", f"{kept:.1%}"]
         print(row)
+        rows.append(result)
+        table.append(cells)
     print("features moved: share of feature values that differ from ONNX Runtime's; max |dp|: the largest change of "
           "a probability of the default student; class kept: share of photos whose predicted class stays")
+    save_results(args.results, rows, columns=["engine", "ms per image", "speed", "features moved", "max |dp|",
+                                              "class kept"], table=table, photos=len(X), threads=args.threads,
+                 batch=args.batch)
 
 
 if __name__ == "__main__":

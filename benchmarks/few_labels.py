@@ -54,6 +54,8 @@ from visent.model import VisentModel
 from visent.model.adapt import adapt_head, choose_C, fit_towards
 from visent.core.machine import cpu_model
 
+from record import save_results
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -136,7 +138,10 @@ def main() -> None:
                         help="with --strategy: ask the strategy anew for each N, or take the first N of one ranking")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-few-labels",
                         help="rows.jsonl here: rows are kept as they come and a rerun resumes")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the rows and summary here")
+    parser.add_argument("--results", metavar="NAME", help="save the rows as benchmarks/results/NAME.json with the "
+                        "command, commit, CPU and date (default: few_labels, or few_labels_strategies[_nested] with "
+                        "--strategy; '' saves nothing); the docs' tables are made from these files")
     args = parser.parse_args()
     strategies = [name.strip() for name in args.strategy.split(",")] if args.strategy else []
     for name in strategies:
@@ -299,11 +304,20 @@ def main() -> None:
             if "200/adapted" in summary:
                 gain = 100 * (summary["200/adapted"][bench][0] - summary["0/student"][bench][0])
                 print(f"  N=200 {bench[:-4]:<8} adapted - zero-label student = {gain:+.1f} (aim >= +5)")
+    arguments = vars(args) | {"folds_dir": str(args.folds_dir), "mvsa": str(args.mvsa),
+                              "twitter_ii": str(args.twitter_ii), "work": str(args.work), "json": str(args.json)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cpu": cpu, "wall_s": round(elapsed), "command": vars(args) | {
-            "folds_dir": str(args.folds_dir), "mvsa": str(args.mvsa), "twitter_ii": str(args.twitter_ii),
-            "work": str(args.work), "json": str(args.json)}, "rows": rows, "summary": summary}, indent=2))
+        args.json.write_text(json.dumps({"cpu": cpu, "wall_s": round(elapsed), "command": arguments, "rows": rows,
+                                         "summary": summary}, indent=2))
+    if strategies:
+        columns, table = strategy_table(summary, strategies, sizes)
+        name = "few_labels_strategies" + ("_nested" if args.picks == "nested" else "")
+    else:
+        columns, table = curve_table(summary, ["all" if n == ALL else n for n in sizes])
+        name = "few_labels"
+    save_results(name if args.results is None else args.results, rows, columns=columns, table=table,
+                 summary=summary, arguments=arguments, wall_s=round(elapsed))
 
 
 def key_of(row: dict) -> tuple:
@@ -311,6 +325,45 @@ def key_of(row: dict) -> tuple:
 
 
 BENCHES = (("mvsa_bal", "MVSA held-out folds"), ("twitter_bal", "Twitter-II"))
+SHORT = {"mvsa_bal": "MVSA", "twitter_bal": "Twitter-II"}
+
+
+def mean_std(stats: dict, bench: str) -> str:
+    return f"{stats[bench][0]:.4f} ± {stats[bench][1]:.4f}"
+
+
+def curve_table(summary: dict, sizes: list) -> tuple[list[str], list[list[str]]]:
+    """The docs' table of the plain curve: `visent adapt` from the student against ImageNet features, per N."""
+    columns = ["N labels", "`visent adapt` from the student, MVSA", "from ImageNet features, MVSA",
+               "adapt, Twitter-II", "ImageNet, Twitter-II"]
+    rows = []
+    if "0/student" in summary:
+        student = summary["0/student"]
+        rows.append(["0 (the zero-label student)", mean_std(student, "mvsa_bal"), "", mean_std(student, "twitter_bal"),
+                     ""])
+    for key in sizes:
+        adapted, scratch = summary.get(f"{key}/adapted"), summary.get(f"{key}/scratch")
+        if adapted and scratch:
+            rows.append(["all" if key == "all" else str(key), mean_std(adapted, "mvsa_bal"),
+                         mean_std(scratch, "mvsa_bal"), mean_std(adapted, "twitter_bal"),
+                         mean_std(scratch, "twitter_bal")])
+    return columns, rows
+
+
+def strategy_table(summary: dict, strategies: list[str], sizes: list[int]) -> tuple[list[str], list[list[str]]]:
+    """The docs' table of --strategy: per N, each strategy's balanced accuracy on MVSA, then on Twitter-II (the
+    zero-label student's in the first strategy's columns)."""
+    columns = ["N labels"] + [f"{s}, {SHORT[bench]}" for bench, _ in BENCHES for s in strategies]
+    rows = []
+    if "0/student" in summary:
+        row = ["0 (the zero-label student)"]
+        for bench, _ in BENCHES:
+            row += [mean_std(summary["0/student"], bench)] + [""] * (len(strategies) - 1)
+        rows.append(row)
+    for n in sizes:
+        rows.append([str(n)] + [mean_std(summary[f"{n}/{s}"], bench) if f"{n}/{s}" in summary else ""
+                                for bench, _ in BENCHES for s in strategies])
+    return columns, rows
 
 
 def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[int], folds: int, args,

@@ -39,6 +39,8 @@ from visent.embed import embed_images, load_backbone  # noqa: E402
 from visent.train import StudentHead  # noqa: E402
 from visent.train.finetune import finetune  # noqa: E402
 
+from record import add_results_argument, save_results  # noqa: E402
+
 
 def image_files(folder: Path) -> tuple[list[str], list[Path]]:
     """Post ids in the ablation's order (by length, then text) and their image files."""
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--folds", default="0,1,2,3,4", help="which of the 5 folds to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    add_results_argument(parser, "finetune_ablation")
     args = parser.parse_args()
 
     ids, paths = image_files(args.images)
@@ -110,12 +113,27 @@ def main() -> None:
           "mean ± std over folds (human image labels for evaluation only)\n")
     print("| recipe | balanced accuracy | binary accuracy | 3-class macro-F1 | 3-class ECE |")
     print("|---|---|---|---|---|")
+    table = []
     for name, runs in results.items():
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in (summarise([r[k] for r in runs]) for k in
                                                    ("balanced_accuracy", "binary_accuracy", "macro_f1_3class", "ece"))]
         print(f"| {name} | " + " | ".join(cells) + " |")
+        table.append([name, *cells])
     if args.json:
         args.json.write_text(json.dumps(vars(args) | {"results": results}, indent=2, default=str))
+    save_results(args.results, [{"recipe": name, "folds": runs} for name, runs in results.items()],
+                 columns=["recipe", "balanced accuracy", "binary accuracy", "3-class macro-F1", "ECE"], table=table,
+                 device=args.device, backbone=args.backbone, blocks=args.blocks, epochs=args.epochs,
+                 accelerator=accelerator(args.device))
+
+
+def accelerator(device: str) -> str | None:
+    """The GPU's name when the fine-tuning ran on one (the captions name it beside the CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from visent.ingest.readers import read_mvsa_labels
 from visent.model import VisentModel
 from visent.train import StudentHead
 
+from record import add_results_argument, save_results
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--teacher", default="default")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-curve")
     parser.add_argument("--json", type=Path)
+    add_results_argument(parser, "learning_curve")
     args = parser.parse_args()
 
     data_dir = (args.mvsa / "data").resolve()
@@ -120,6 +123,13 @@ def main() -> None:
         print(f"{size:>6} {stats['kept'][0]:>6.0f} {cells}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    table = [[size if size == "all" else f"{int(size):,}", f"{stats['kept'][0]:,.0f}",
+              *(f"{stats[k][0]:.4f} ± {stats[k][1]:.4f}"
+                for k in ("mvsa_bal", "twitter_bal", "human_mvsa_bal", "human_twitter_bal"))]
+             for size, stats in summary.items()]
+    save_results(args.results, rows, columns=["posts", "kept", "student, MVSA fold", "student, Twitter-II",
+                                              "human-label head, MVSA fold", "human-label head, Twitter-II"],
+                 table=table, summary=summary, teacher=args.teacher, seeds=args.seeds)
     with (args.work / "curve.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

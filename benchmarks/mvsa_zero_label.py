@@ -33,6 +33,8 @@ from visent.model import VisentModel
 from visent.signals import SIGNALS
 from visent.train import DEFAULT_BACKBONE, StudentHead
 
+from record import add_results_argument, save_results
+
 
 def human_probe(model_dir: Path, train_ids: list[str], test_ids: list[str], labels: dict, data_dir: Path) -> float:
     """Reference only: the student's head trained on human image labels (same features, same C)."""
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--human-probe", action="store_true",
                         help="also train the same head on the training folds' human image labels (a reference line)")
     parser.add_argument("--json", type=Path, help="write all figures here")
+    add_results_argument(parser, "mvsa_zero_label")
     args = parser.parse_args()
 
     data_dir = args.mvsa.resolve() / "data"  # the held-out CSVs name absolute paths
@@ -157,6 +160,26 @@ def main() -> None:
         print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
     if args.json:
         args.json.write_text(json.dumps({"config": tag, "folds": folds, "summary": summary}, indent=2))
+    columns, table = fold_table(folds, summary, args.human_probe)
+    save_results(args.results, folds, columns=columns, table=table, summary=summary, config=tag)
+
+
+def fold_table(folds: list[dict], summary: dict, probe: bool) -> tuple[list[str], list[list[str]]]:
+    """The docs' table: a row per fold, then the mean ± std (in bold) of each figure."""
+    columns = ["fold", "kept posts (neg / neu / pos)", "binary n", "binary accuracy", "balanced accuracy", "macro-F1",
+               "3-class macro-F1", "ECE"] + (["human-label probe (balanced)"] if probe else [])
+    keys = ["binary_accuracy", "balanced_accuracy", "macro_f1", "macro_f1_3class", "ece"]
+    keys += ["probe_balanced_accuracy"] if probe else []
+    rows = []
+    for f in folds:
+        counts = f["class_counts"]
+        kept = f"{f['kept']} ({' / '.join(str(counts.get(c, 0)) for c in ('negative', 'neutral', 'positive'))})"
+        rows.append([str(f["fold"]), kept, str(f["test_binary_n"])]
+                    + [f"{f[k]:.3f}" if k == "ece" else f"{f[k]:.4f}" for k in keys])
+    mean = [f"**{summary[k]['mean']:.3f}**" if k == "ece"
+            else f"**{summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}**" for k in keys]
+    rows.append(["**mean ± std**", "", ""] + mean)
+    return columns, rows
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ from visent.embed.backbones import Backbone
 from visent.embed.features import calibration_images
 from visent.embed.onnx import calibrate_int8
 
+from record import add_results_argument, save_results
+
 
 def rss_mb() -> float:
     """Resident set size of this process now (Linux), in MB."""
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="visent's decoding threads")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # NAME,RUNTIME,PHASE,CALIBRATION: one measurement (a child)
+    add_results_argument(parser, "networks")
     args = parser.parse_args()
 
     files = sorted((args.mvsa / "data").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
@@ -156,6 +159,12 @@ def main() -> None:
               f"+{max(0.0, result['peak_mb'] - result['before_mb']):.0f} | {f'{setup:.1f}' if setup else '-'} |")
     teacher_rate(args.mvsa, files)
     print(f"command: python {shlex.join(sys.argv)}")
+    save_results(args.results, [{"backbone": name, "path": label, **result, "ratio": ratio, "setup_s": setup}
+                                for name, label, result, ratio, setup in rows],
+                 columns=["backbone", "path", "images/s", "× baseline", "peak RSS (MB)", "one-time setup (s)"],
+                 table=[[name, label, f"{result['rate']:.1f}", f"{ratio:.1f}×", f"{result['peak_mb']:,.0f}",
+                         f"{setup:.1f}" if setup else "-"] for name, label, result, ratio, setup in rows],
+                 images=len(paths), batch_size=args.batch_size, workers=args.workers)
 
 
 def decoding(sample: list[Path]) -> None:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from visent.model import ModelConfig, VisentModel
 
+from record import add_results_argument, save_results
+
 CONFIGS = {  # name -> ModelConfig fields
     "Lite0 (the earlier default)": {"backbone": "efficientnet-lite0"},
-    "Lite0 multi-stage + Lite2 (default)": {"backbone": "efficientnet-lite0-ms",
-                                            "extra_backbones": ["efficientnet-lite2"]},
+    "Lite0 multi-stage + Lite2 (the earlier default)": {"backbone": "efficientnet-lite0-ms",
+                                                        "extra_backbones": ["efficientnet-lite2"]},
     "default + ten-crop TTA": {"backbone": "efficientnet-lite0-ms", "extra_backbones": ["efficientnet-lite2"],
                                "tta": "crops"},
     "default + OCR signal": {"backbone": "efficientnet-lite0-ms", "extra_backbones": ["efficientnet-lite2"],
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--runtime", default="onnx")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names (default: all)")
+    add_results_argument(parser, "predict_speed")
     args = parser.parse_args()
     os.environ.setdefault("VISENT_PROGRESS", "0")
 
@@ -43,6 +46,7 @@ def main() -> None:
     print(f"{len(timed)} MVSA photos, runtime {args.runtime}, {os.cpu_count()} cores, feature cache off\n")
     print("| configuration | features | images/s | ms per image |")
     print("|---|---|---|---|")
+    rows, table = [], []
     for name in args.configs.split(","):
         config = ModelConfig(runtime=args.runtime, **CONFIGS[name])
         model = VisentModel(config, head=None)  # type: ignore[arg-type]  # features only
@@ -53,6 +57,11 @@ def main() -> None:
         errors = sum(s.failed for s in status)
         print(f"| {name} | {features.shape[1]} | {len(timed) / seconds:.1f} | {1000 * seconds / len(timed):.1f} |"
               + (f" {errors} errors" if errors else ""), flush=True)
+        rows.append({"configuration": name, "features": int(features.shape[1]), "images": len(timed),
+                     "seconds": seconds, "errors": errors, "runtime": args.runtime})
+        table.append([name, f"{features.shape[1]:,}", f"{len(timed) / seconds:.1f}",
+                      f"{1000 * seconds / len(timed):.1f}"])
+    save_results(args.results, rows, columns=["configuration", "features", "images/s", "ms per image"], table=table)
 
 
 if __name__ == "__main__":

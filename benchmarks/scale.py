@@ -47,6 +47,8 @@ from PIL import Image
 
 from visent.core.machine import cpu_model
 
+from record import save_results
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 STAGES = ("ingest", "teach", "clean", "train")
@@ -177,6 +179,10 @@ def main() -> None:
     parser.add_argument("--cpus-per-node", type=int, default=1, help="--engine ray: CPUs of each node")
     parser.add_argument("--stages", choices=["build", "train"], default="build",
                         help="train: the train stage alone on fake upstream tables (benchmarks/scale_train.py)")
+    parser.add_argument("--results", metavar="NAME",
+                        help="save the rows as benchmarks/results/NAME.json with the command, commit, CPU and date "
+                             "(default: scale, scale_ray with --engine ray, scale_train with --stages train; '' saves "
+                             "nothing); the docs' tables are made from these files")
     args = parser.parse_args()
     if args.stages == "train":
         sys.path.insert(0, str(Path(__file__).parent))
@@ -184,8 +190,11 @@ def main() -> None:
 
         scale_train.run(argparse.Namespace(rows=args.posts, work=Path("/tmp/visent-scale-train"),
                                            backbone="efficientnet-lite0-ms", src=None, seed=0, keep=False,
-                                           json=None, runtime="onnx-int8"))
+                                           json=None, runtime="onnx-int8",
+                                           results="scale_train" if args.results is None else args.results))
         return
+    if args.results is None:
+        args.results = "scale_ray" if args.engine == "ray" else "scale"
     if not (DATA / "mvsa-single").exists() or not (DATA / "semeval2017-task4a").exists():
         raise SystemExit(f"needs {DATA}/mvsa-single and {DATA}/semeval2017-task4a")
     print(f"visent build, stage by stage; {cpu_model()}, {os.cpu_count()} cores; teacher {args.teacher}"
@@ -194,6 +203,7 @@ def main() -> None:
     texts, photos = tweets(), Photos()
     work = args.keep or Path(tempfile.mkdtemp(prefix="visent-scale-"))
     results: dict[int, dict[str, dict]] = {}
+    seconds_again: dict[int, dict] = {}
     address = start_cluster(args.nodes, args.cpus_per_node) if args.engine == "ray" else None
     if address:
         os.environ["RAY_AUTH_MODE"] = "disabled"
@@ -219,6 +229,7 @@ def main() -> None:
                 make_crawl(base / "crawl", n, extra, texts, photos, args.broken)
                 again = build(base / "crawl", base / "dataset", base / "model", env, args.teacher, address)
                 second = sum(r["wall_s"] for r in again.values())
+                seconds_again[n] = {"posts_added": extra, "stages": again, "build_s": second}
                 print(f"  + {extra:,} posts ({args.grow:.0%}): second build {second:.1f} s = "
                       f"{second / total:.0%} of the first; " +
                       ", ".join(f"{stage} {r['wall_s']:.1f} s" for stage, r in again.items()), flush=True)
@@ -227,11 +238,34 @@ def main() -> None:
             print("\nlog-log slope of time over N (1.0 = linear): " + ", ".join(
                 f"{stage} {slope(ns, [results[n][stage]['wall_s'] for n in ns]):.2f}" for stage in results[ns[0]])
                 + f", build {slope(ns, [sum(r['wall_s'] for r in results[n].values()) for n in ns]):.2f}")
+        if results:
+            save_scale(args, results, seconds_again)
     finally:
         if address:
             subprocess.run(["ray", "stop", "--force"], capture_output=True)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def save_scale(args: argparse.Namespace, results: dict[int, dict[str, dict]], again: dict[int, dict]) -> None:
+    """The docs' table: per N, each stage's wall time, the build, the peak RSS and its stage, the dataset's size
+    on disk, and the second build after the crawl grew."""
+    stages = list(next(iter(results.values())))
+    columns = ["posts", *stages, "build", "peak RSS (largest stage)", "dataset on disk"]
+    columns += [f"second build after +{args.grow:.0%}"] if again else []
+    table, rows = [], []
+    for n, stage_results in results.items():
+        total = sum(r["wall_s"] for r in stage_results.values())
+        top = max(stage_results, key=lambda stage: stage_results[stage]["peak_mb"])
+        row = [f"{n:,}", *(f"{stage_results[stage]['wall_s']:.1f} s" for stage in stages), f"{total:.1f} s",
+               f"{stage_results[top]['peak_mb']:,.0f} MB ({top})", f"{stage_results[stages[-1]]['disk_mb']:,.0f} MB"]
+        if again:
+            second = again.get(n)
+            row.append(f"{second['build_s']:.1f} s = {second['build_s'] / total:.0%}" if second else "")
+        table.append(row)
+        rows.append({"posts": n, "stages": stage_results, "build_s": total, "again": again.get(n)})
+    save_results(args.results, rows, columns=columns, table=table, teacher=args.teacher, engine=args.engine,
+                 nodes=args.nodes if args.engine == "ray" else None)
 
 
 if __name__ == "__main__":

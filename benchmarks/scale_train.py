@@ -42,6 +42,8 @@ from visent.embed.features import feature_key
 from visent.embed.onnx import INT8_RECIPE, calibration_id, packaged_int8
 from visent.core.machine import cpu_model as machine_cpu
 
+from record import add_results_argument, save_results
+
 WORDS = ("love this view so happy today what a day great sad awful never again tired rain sun friends coffee train "
          "late city night music best worst ever beautiful broken morning home").split()
 SHARD_ROWS = 1024  # rows per cache shard, as embedding writes them (visent.embed.cached.FLUSH_EVERY)
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep each N's dataset and cache (they are large)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--runtime", default="onnx-int8", choices=["onnx-int8", "torch"])
+    add_results_argument(parser, "scale_train")
     args = parser.parse_args()
     run(args)
 
@@ -206,6 +209,15 @@ def run(args: argparse.Namespace) -> None:
                   f"peak RSS {slope([a['rows'], b['rows']], [a['peak_rss_mb'], b['peak_rss_mb']]):.2f}")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=2))
+    table = []
+    for r in rows:
+        fit = r["fit"] or {}
+        route = ("streamed, features on disk" if fit.get("features_on_disk") else "streamed, features in memory"
+                 if fit.get("streamed") else "in memory") if fit else f"failed (exit {r['exit']})"
+        passes = f", {fit['passes']} passes" if fit.get("passes") else ""
+        table.append([f"{r['rows']:,}", f"{r['seconds']:.1f} s", f"{r['peak_rss_mb']:,} MB", route + passes])
+    save_results(getattr(args, "results", "scale_train"), rows, columns=["kept posts", "`visent train`", "peak RSS",
+                                                                          "fit"], table=table)
 
 
 if __name__ == "__main__":

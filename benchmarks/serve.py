@@ -23,6 +23,8 @@ import httpx
 
 from visent.serve import background
 
+from record import add_results_argument, save_results
+
 
 def timed(call, n: int, workers: int = 1) -> list[float]:
     def one(i: int) -> float:
@@ -34,12 +36,17 @@ def timed(call, n: int, workers: int = 1) -> list[float]:
         return list(pool.map(one, range(n)))
 
 
-def line(name: str, latencies: list[float], wall: float, images_per_request: int) -> str:
+def figures(name: str, latencies: list[float], wall: float, images_per_request: int) -> dict:
     ordered = sorted(latencies)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     n = len(latencies)
-    return (f"| {name} | {n / wall:.2f} | {n * images_per_request / wall:.1f} | {statistics.median(ordered) * 1000:.0f} "
-            f"| {p95 * 1000:.0f} |")
+    return {"request": name, "requests_per_s": n / wall, "images_per_s": n * images_per_request / wall,
+            "median_ms": statistics.median(ordered) * 1000,
+            "p95_ms": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, "requests": n}
+
+
+def cells(row: dict) -> list[str]:
+    return [row["request"], f"{row['requests_per_s']:.1f}", f"{row['images_per_s']:.1f}", f"{row['median_ms']:.0f}",
+            f"{row['p95_ms']:.0f}"]
 
 
 def main() -> None:
@@ -47,6 +54,7 @@ def main() -> None:
     parser.add_argument("mvsa", type=Path, nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/mvsa-single")
     parser.add_argument("--model", default="default")
     parser.add_argument("--requests", type=int, default=40, help="requests per measurement")
+    add_results_argument(parser, "serve")
     args = parser.parse_args()
     photos = sorted((args.mvsa / "data").glob("*.jpg"))[: args.requests * 8 + 8]
     if len(photos) < 16:
@@ -74,13 +82,17 @@ def main() -> None:
         print(f"visent serve {args.model}: {args.requests} requests each, MVSA photos (uploads are never cached), "
               f"{os.cpu_count()} cores")
         print("| request | requests/s | images/s | median ms | p95 ms |\n|---|---|---|---|---|")
+        rows = []
         for name, call, workers, per in (("/predict, 1 photo", predict_one, 1, 1),
                                          ("/predict, 8 photos", predict_batch, 1, 8),
                                          ("/predict, 1 photo, 4 clients", predict_one, 4, 1),
-                                         ("/explain (PNG)", explain_one, 1, 1)):
+                                         ("/explain (PNG of the predicted class's map)", explain_one, 1, 1)):
             started = time.perf_counter()
             latencies = timed(call, args.requests, workers)
-            print(line(name, latencies, time.perf_counter() - started, per), flush=True)
+            rows.append(figures(name, latencies, time.perf_counter() - started, per))
+            print("| " + " | ".join(cells(rows[-1])) + " |", flush=True)
+    save_results(args.results, rows, columns=["request", "requests/s", "images/s", "median ms", "p95 ms"],
+                 table=[cells(row) for row in rows], model=args.model)
 
 
 if __name__ == "__main__":

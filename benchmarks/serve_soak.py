@@ -20,6 +20,8 @@ import httpx
 
 from visent.serve import background
 
+from record import add_results_argument, save_results
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("mvsa", type=Path, nargs="?", default=SHARED / "mvsa-single")
     parser.add_argument("--model", default="default")
     parser.add_argument("--passes", type=int, default=20)
+    add_results_argument(parser, "serve_soak")
     args = parser.parse_args()
     photos = sorted((args.mvsa / "data").glob("*.jpg"))[:60]
     blobs = [(p.name, p.read_bytes()) for p in photos]
@@ -73,6 +76,8 @@ def main() -> None:
     base = rss[1] if len(rss) > 1 else rss[0]
     print(f"\nafter the second pass ({base:.0f} MB): min {min(later):.0f}, max {max(later):.0f} MB, "
           f"{100 * (max(later) / base - 1):+.1f}% at most (aim: within 15%)")
+    save_results(args.results, [{"pass": n + 1, "rss_mb": mb} for n, mb in enumerate(rss)], model=args.model,
+                 after_second_pass_mb=base, later_min_mb=min(later), later_max_mb=max(later))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from visent.signals.ocr import OCR_FEATURES, ocr_features
 from visent.teach import load_teacher
 from visent.train import C_GRID, StudentHead, select_C
 
+from record import add_results_argument, save_results
+
 CONFIDENCE = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}  # visent's measured thresholds for VADER
 
 
@@ -135,6 +137,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write all figures here")
+    add_results_argument(parser, "signals")
     args = parser.parse_args()
 
     ids, paths, texts, image_labels = mvsa_posts(args.mvsa)
@@ -168,6 +171,16 @@ def main() -> None:
     results["columns"] = {"ocr": list(OCR_FEATURES), "faces": list(FACE_FEATURES)}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if "evaluate" in results:
+        summary = results["evaluate"]["summary"]
+        table = [[name, f"{s['mean']:.4f} ± {s['std']:.4f}",
+                  "" if name == "lite0" else f"{s['lift_mean']:+.4f} ± {s['lift_std']:.4f}",
+                  "" if name == "lite0" else f"{s['folds_better']} / {args.folds}"] for name, s in summary.items()]
+        save_results(args.results, results["evaluate"]["folds"],
+                     columns=["features", "balanced accuracy", "lift over Lite0", "folds better"], table=table,
+                     summary=summary, speed=results.get("speed"), teacher=args.teacher)
+    else:
+        save_results(args.results, [results])
 
 
 if __name__ == "__main__":

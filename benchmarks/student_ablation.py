@@ -54,6 +54,8 @@ from visent.evaluate import compute_metrics
 from visent.train import C_GRID, StudentHead
 from visent.train.noisy import out_of_fold_proba, sharpen
 
+from record import add_results_argument, save_results  # noqa: E402
+
 FEATURE_SETS = {  # name -> backbones whose features are concatenated
     "lite0": ("efficientnet-lite0",),
     "lite2": ("efficientnet-lite2",),
@@ -579,6 +581,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--json", type=Path, help="write every fold's figures here")
+    add_results_argument(parser, "student_ablation")
     args = parser.parse_args()
     os.environ.setdefault("VISENT_PROGRESS", "0")
 
@@ -623,6 +626,7 @@ def main() -> None:
     print(f"\n{args.folds}-fold zero-label MVSA, mean ± std over folds (human image labels for evaluation only)\n")
     print(header)
     print("|---|---|---|---|---|---|---|")
+    table = []
     for name, result in results.items():
         folds = result["folds"]
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in (summarise([f[k] for f in folds]) for k in
@@ -632,12 +636,17 @@ def main() -> None:
             cells[3] = f"{before[0]:.4f} → {cells[3]} (T={np.mean([f['temperature'] for f in folds]):.2f})"
         n_train = round(np.mean([f["n_train"] for f in folds]))
         print(f"| {result['group']}: {name} | {result['features']} | {n_train} | " + " | ".join(cells) + " |")
+        table.append([result["group"], name, result["features"], str(n_train), *cells])
     for features, rows in probe_rows.items():
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in (summarise([r[k] for r in rows]) for k in
                                                    ("balanced_accuracy", "binary_accuracy", "macro_f1_3class", "ece"))]
         print(f"| reference: head on human image labels (probe) | {features} | | " + " | ".join(cells) + " |")
+        table.append(["reference", "head on human image labels (probe)", features, "", *cells])
     if args.json:
         args.json.write_text(json.dumps({"results": results, "probe": probe_rows}, indent=2))
+    save_results(args.results, [{"variant": name, **result} for name, result in results.items()],
+                 columns=["group", "recipe", "features", "train posts", "balanced accuracy", "binary accuracy",
+                          "3-class macro-F1", "ECE"], table=table, probe=probe_rows, teacher=args.teacher)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,12 @@ from visent.teach.directory import TrainedTeacher
 from visent.teach.recipe import train_teacher
 from visent.teach.text import preprocess_tweet
 
+from record import add_results_argument, save_results
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELDOUT = "twitter-2016test-A.tsv"
+LANGUAGE_CODES = {"arabic": "ar", "english": "en", "french": "fr", "german": "de", "hindi": "hi", "italian": "it",
+                  "portuguese": "pt", "spanish": "es"}  # XLM-T's folders, as the docs' table names them
 # --speed: teacher name and VISENT_TEACHER_RUNTIME of each variant
 SPEED_VARIANTS = {"vader": ("vader", None), "default/torch": ("default", "torch"), "default/onnx": ("default", "onnx"),
                   "default/onnx-int8": ("default", "onnx-int8")}
@@ -70,12 +74,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="--speed: runs of each variant and mode")
     parser.add_argument("--variants", nargs="+", default=list(SPEED_VARIANTS), choices=list(SPEED_VARIANTS),
                         help="--speed: what to time")
+    add_results_argument(parser, "teacher")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.speed:
         results = speed(args.texts, args.rounds, args.variants)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        rates = [(key, value) for key, value in results.items() if isinstance(value, float)]
+        save_results(args.results and f"{args.results}_speed", [results], columns=["teacher", "mode", "texts/s"],
+                     table=[[*key.rsplit(" ", 1), f"{value:,.0f}"] for key, value in rates])
         return
 
     results: dict = {}
@@ -102,9 +110,23 @@ def main() -> None:
         raise SystemExit(f"{teacher_dir} was trained on {HELDOUT} or an XLM-T val file; it cannot be scored on them")
 
     if args.only != "xlmt":
-        results["semeval2016_test"] = score_semeval(teacher, teacher_dir, args.semeval)
+        results["semeval2016_test"] = semeval = score_semeval(teacher, teacher_dir, args.semeval)
+        scored = {name: s for name, s in semeval.items() if isinstance(s, dict)}
+        save_results(args.results and f"{args.results}_semeval", [{"teacher": k, **v} for k, v in scored.items()],
+                     columns=["teacher", "macro-recall", "accuracy", "macro-F1", "ECE"],
+                     table=[[name, f"{s['macro_recall']:.4f}", f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}",
+                             f"{s['ece']:.3f}"] for name, s in scored.items()],
+                     teacher=str(teacher_dir), texts_per_second=semeval["teacher_texts_per_second"])
     if args.only != "semeval":
-        results["xlmt_val"] = score_xlmt(teacher, args.xlmt)
+        results["xlmt_val"] = xlmt = score_xlmt(teacher, args.xlmt)
+        languages = sorted((k for k in xlmt["detected"] if isinstance(xlmt["detected"][k], dict) and k != "overall"),
+                           key=lambda k: LANGUAGE_CODES.get(k, k))
+        save_results(args.results and f"{args.results}_xlmt",
+                     [{"language": mode, **xlmt[mode]} for mode in ("detected", "given")],
+                     columns=["language", *(LANGUAGE_CODES.get(k, k) for k in languages), "**all (pooled)**"],
+                     table=[[mode, *(f"{xlmt[mode][lang]['macro_f1']:.3f}" for lang in languages),
+                             f"**{xlmt[mode]['overall']['macro_f1']:.3f}**"] for mode in ("detected", "given")],
+                     teacher=str(teacher_dir))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
 

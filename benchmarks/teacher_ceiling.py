@@ -27,6 +27,8 @@ from visent.evaluate import load_benchmark
 from visent.ingest.readers import read_mvsa
 from visent.teach import load_teacher
 
+from record import add_results_argument, save_results
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 POS, NEG, NEU = CLASS_INDEX["positive"], CLASS_INDEX["negative"], CLASS_INDEX["neutral"]
 
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--mvsa", type=Path, default=SHARED / "mvsa-single")
     parser.add_argument("--twitter-ii", type=Path, default=SHARED / "twitter-ii")
     parser.add_argument("--json", type=Path)
+    add_results_argument(parser, "teacher_ceiling")
     args = parser.parse_args()
     posts = list(read_mvsa(args.mvsa))
     mvsa_texts = [post.text or "" for post in posts]
@@ -98,6 +101,12 @@ def main() -> None:
               f"{r['twitter_ii_binary']['balanced_accuracy']:.4f} (n={r['twitter_ii_binary']['n']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    pair = lambda f: f"{f['accuracy']:.4f} / {f['balanced_accuracy']:.4f} (n = {f['n']})"  # noqa: E731
+    save_results(args.results, [{"teacher": name, **r} for name, r in results.items()],
+                 columns=["teacher", "MVSA text vs image label (accuracy / balanced)", "MVSA 3-class agreement",
+                          "MVSA text vs text label", "Twitter-II post text vs photo label"],
+                 table=[[name, pair(r["mvsa_image_binary"]), f"{r['mvsa_image_3class']['agreement']:.4f}",
+                         pair(r["mvsa_text_binary"]), pair(r["twitter_ii_binary"])] for name, r in results.items()])
 
 
 if __name__ == "__main__":

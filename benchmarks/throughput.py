@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import add_results_argument, save_results
+
 PLAIN = r'''
 import csv, sys, torch
 from PIL import Image
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1024, help="distinct photos per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory", type=int, default=0, help="also a cold run over this many re-encoded photos")
+    add_results_argument(parser, "throughput")
     args = parser.parse_args()
 
     files = sorted((args.mvsa.resolve() / "data").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
@@ -146,9 +149,16 @@ def main() -> None:
     plain = statistics.median(rate for rate, _ in results["plain"])
     print("\n| path | images/s (median) | × plain | peak RSS (MB, max) |")
     print("|---|---|---|---|")
+    table, rows_out = [], []
     for name, rows in results.items():
         rate = statistics.median(r for r, _ in rows)
-        print(f"| {name} | {rate:.1f} | {rate / plain:.2f}x | {max(p for _, p in rows):.0f} |")
+        peak = max(p for _, p in rows)
+        print(f"| {name} | {rate:.1f} | {rate / plain:.2f}x | {peak:.0f} |")
+        label = "plain PyTorch Lite0" if name == "plain" else "visent predict {}, {}".format(*name.rsplit(" ", 1))
+        table.append([label, f"{rate:.1f}", f"{rate / plain:.2f}x", f"{peak:,.0f}"])
+        rows_out.append({"path": name, "images_per_s": rate, "rounds": [{"images_per_s": r, "peak_rss_mb": p}
+                                                                         for r, p in rows], "peak_rss_mb": peak})
+    memory = None
 
     if args.memory:
         folder = work / "copies"
@@ -162,7 +172,11 @@ def main() -> None:
         small = max(p for _, p in results[f"{models[0]} cold"])
         print(f"\nmemory: {models[0]} cold on {args.memory} photos: {args.memory / seconds:.1f} images/s, peak RSS "
               f"{peak:.0f} MB against {small:.0f} MB on {args.images} ({peak / small - 1:+.0%})")
+        memory = {"model": models[0], "photos": args.memory, "images_per_s": args.memory / seconds,
+                  "peak_rss_mb": peak}
     print(f"command: python {shlex.join(sys.argv)}")
+    save_results(args.results, rows_out, columns=["path", "images/s", "× plain", "peak RSS (MB)"], table=table,
+                 memory=memory, images=args.images, rounds=args.rounds)
 
 
 if __name__ == "__main__":
