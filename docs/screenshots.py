@@ -1,7 +1,7 @@
-"""Make the README's screenshots: the `visent serve` page with photos dropped on it, and a `visent report`.
+"""The docs' screenshots (docs/serve.md): the `visent serve` page with photos dropped on it, and a `visent report`.
 
-Drives the Debian Chromium (/usr/bin/chromium) with Playwright, as the browser test does. The README's are of the
-shipped default model, whose dataset its rebuild command (README, Shipped files) writes::
+Drives the Debian Chromium (/usr/bin/chromium) with Playwright, as the browser test does. The docs' are of the
+shipped default model, whose dataset its rebuild command (DEVELOPMENT.md, Shipped files) writes::
 
     visent report default --benchmark ../shared/data/mvsa-single --out report.html
     python docs/screenshots.py --report report.html

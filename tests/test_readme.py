@@ -20,13 +20,18 @@ from visent.ingest.readers import READERS
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def your_own_crawl() -> tuple[list[str], list[str]]:
+def your_own_crawl(page: Path = README) -> tuple[list[str], list[str]]:
     """The section's example JSONL lines and its command lines (comments dropped), as the README has them."""
-    section = README.read_text(encoding="utf-8").split("\n## Your own crawl\n", 1)[1].split("\n## ", 1)[0]
+    section = page.read_text(encoding="utf-8").split("\n## Your own crawl\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```\n(.*?)^```$", section, flags=re.S | re.M)
     posts = next(block for block in blocks if block.startswith("{")).splitlines()
     commands = next(block for block in blocks if block.startswith("visent ")).splitlines()
     return posts, [line.split("#", 1)[0].strip() for line in commands if line.strip()]
+
+
+def test_the_docs_home_shows_the_same_crawl_and_commands():
+    """The docs site's home page repeats the section: the same posts and the same commands as the README."""
+    assert your_own_crawl(README.parent / "docs" / "index.md") == your_own_crawl()
 
 
 def test_the_example_posts_are_read_as_the_readme_says(tmp_path):
