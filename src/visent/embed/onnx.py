@@ -125,7 +125,7 @@ def packaged_int8(key: str, recipe: int = INT8_RECIPE) -> tuple[Path, Path] | No
     ``recipe``: (its calibration, its graph); None when no shipped model has one (other weights, another backbone).
 
     The shipped default model's calibration is measured on 128 photos of the MVSA crawl by its build command
-    (README, *Shipped files*), with ``--int8-calibration dataset``."""
+    (DEVELOPMENT.md, *Shipped files*), with ``--int8-calibration dataset``."""
     from importlib import resources
 
     root = Path(str(resources.files("visent") / "resources" / "models"))

@@ -15,7 +15,7 @@ PIPELINE_VERSION = 1  # bump when decoding or preprocessing changes, so cached f
 
 # The student's backbone when none is named (`visent build`, `train`, `embed`, and the label of `visent backbones`):
 # features of every stage of EfficientNet-Lite0 (run in int8 by default), on the MVSA zero-label protocol as good
-# as these beside Lite2's pooled features, the earlier default, at a third of the cost (README).
+# as these beside Lite2's pooled features, the earlier default, at a third of the cost (docs/results.md).
 DEFAULT_BACKBONE = "efficientnet-lite0-ms"
 
 

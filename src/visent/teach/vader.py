@@ -73,7 +73,7 @@ class VaderTeacher:
     * ``"uniform"`` (default): every class equally likely a priori. The most probable class is then
       the decision that maximises macro-recall (the SemEval metric: 0.595 on the held-out
       SemEval-2016 test against 0.566 for VADER's compound rule), and students trained on these
-      labels are better on human image labels (see the README's MVSA figures).
+      labels are better on human image labels (see the MVSA figures in docs/results.md).
     * ``"train"``: the mix of the SemEval training tweets (about 16% negative, 41% neutral, 43%
       positive). Probabilities are calibrated for such a population: the best accuracy and
       calibration on SemEval, but many image-negative posts end up neutral.
@@ -86,7 +86,7 @@ class VaderTeacher:
     accepts_languages = False
     # VADER's calibrated confidences rarely reach Serra et al.'s 0.9: on MVSA those thresholds keep 803 of
     # 3,692 posts (712 negative, 91 positive, no neutral) and the student falls to 0.60 balanced accuracy on
-    # human image labels, against 0.65 with 0.5 for every class (benchmarks/mvsa_zero_label.py, README).
+    # human image labels, against 0.65 with 0.5 for every class (benchmarks/mvsa_zero_label.py, docs/results.md).
     thresholds = {"negative": 0.5, "neutral": 0.5, "positive": 0.5}
 
     def __init__(self, calibration: str | Path | Mapping[str, Any] = DEFAULT_CALIBRATION,
