@@ -29,107 +29,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from visent.core.store import Checkpoint, Dataset, atomic_write_json, file_sha256
-from visent.crawl.shards import (committed_shards, committed_tombstones, post_uri, read_info, read_lines,
-                                 read_tombstones)
-from visent.ingest.readers import bluesky_crawl
-from visent.ingest.readers.records import RawPost, _valid_unicode
+from visent.crawl.shards import (post_uri, read_tombstones)
+from visent.ingest.readers.bluesky_crawl import READER, CrawlSource, author, read_crawl
+from visent.ingest.readers.records import RawPost
 
-READER = bluesky_crawl.READER  # the name of the reader of crawl folders, registered there
+__all__ = ["READER", "CrawlSource", "Plan", "author", "file_record", "plan", "read_crawl"]
 PLAN_FILE = "crawl-plan.json"
 # the counts an ingest of a crawl adds, in this order (after the stage's own)
 COUNTS = ("shards", "new_shards", "new_tombstone_files", "deleted_by_author", "newly_deleted", "authors",
           "full_reingest")
 _RUN_COUNTS = ("newly_deleted", "full_reingest")  # what one run did: not repeated by a no-op
 _SHARD_NUMBER = re.compile(r"-(\d{6,})\.jsonl$")
-
-
-# --------------------------------------------------------------------------- reading
-def author(post_id: str) -> str | None:
-    """The DID in ``at://<did>/app.bsky.feed.post/<rkey>#<k>``; None for an id that is not an ``at://`` URI."""
-    if not post_id.startswith("at://"):
-        return None
-    did = post_id[5:].split("/", 1)[0]
-    return did or None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _post(row: dict[str, Any], where: str) -> RawPost:
-    """The post of one crawl row; a row without a usable id or image keeps its place as an error."""
-    problems = []
-    post_id = row.get("id")
-    if not isinstance(post_id, str) or not post_id.strip():
-        problems.append("no id" if post_id in (None, "") else f"id is a {type(post_id).__name__}, not a string")
-        post_id = where
-    image = _text(row.get("image"))
-    if image is None:
-        problems.append("no image")
-    elif urlsplit(image).scheme.lower() not in ("http", "https"):
-        problems.append(f"image {image[:200]!r} is not an http(s) URL")
-        image = None
-    text = row.get("text")
-    return RawPost(post_id=post_id, source=where, text=text.strip() if isinstance(text, str) else "", image_ref=image,
-                   lang=_text(row.get("lang")), created_at=_text(row.get("created_at")),
-                   error=f"{', '.join(problems)} at {where}" if problems else "")
-
-
-class CrawlSource:
-    """The committed files of a crawl as they are now: its shards and tombstone files, in order. Shards committed
-    later are not seen by this snapshot (the crawl may be running)."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.info = read_info(self.root)
-        self.shards = committed_shards(self.root)
-        self.tombstones = committed_tombstones(self.root)
-        self.deleted: set[str] = set()  # the post URIs :meth:`posts` leaves out
-        self.left_out = 0               # rows :meth:`posts` left out because their post is in ``deleted``
-
-    def posts(self, shards: list[Path] | None = None, ids: set[str] | None = None) -> Iterator[RawPost]:
-        """One post per row of ``shards`` (default: every committed shard), in order, the posts in ``deleted``
-        left out and counted in ``left_out`` (only those among ``ids`` when ids are given)."""
-        for path in self.shards if shards is None else shards:
-            for number, row, problem in read_lines(path):
-                where = f"{path.name}:{number}"
-                if row is None:
-                    yield RawPost(post_id=where, source=where, error=f"{problem} at {where}")
-                    continue
-                post_id = row.get("id")
-                if isinstance(post_id, str) and post_uri(post_id) in self.deleted:
-                    self.left_out += ids is None or post_id in ids
-                    continue
-                yield _valid_unicode(_post(row, where))
-
-    def summary(self) -> dict[str, Any]:
-        """What ``crawl.json`` says of the crawl that a dataset card may tell: no local path."""
-        hosts = []
-        for url in self.info.get("endpoints") or []:
-            try:
-                host = urlsplit(str(url)).hostname
-            except ValueError:
-                host = None
-            if host and host not in hosts:
-                hosts.append(host)
-        return {"service": self.info.get("service"), "source": self.info.get("source"), "endpoints": hosts,
-                "first_event": self.info.get("first_event"), "last_event": self.info.get("last_event")}
-
-
-def read_crawl(source: Path) -> Iterator[RawPost]:
-    """Every committed post of the crawl at ``source``, its authors' deletions honoured (what the ``bluesky-crawl``
-    reader of :mod:`visent.ingest.readers.bluesky_crawl` reads; :func:`visent.ingest.readers.detect_format` names
-    it for a crawl folder)."""
-    crawl = CrawlSource(source)
-    crawl.deleted = read_tombstones(crawl.tombstones)
-    return crawl.posts()
 
 
 # --------------------------------------------------------------------------- what an ingest must do
