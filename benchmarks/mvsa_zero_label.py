@@ -132,12 +132,12 @@ def main() -> None:
             "train_posts": len(train_ids),
             "kept": summary["train"]["n_train_posts"],
             "class_counts": summary["train"]["class_counts"],
-            "test_binary_n": report["binary"]["n"],
-            "binary_accuracy": report["binary"]["accuracy"],
-            "balanced_accuracy": report["binary"]["balanced_accuracy"],
-            "macro_f1": report["binary"]["macro_f1"],
-            "macro_f1_3class": report["three_class"].get("macro_f1"),
-            "ece": report["three_class"]["ece"],
+            "test_binary_n": report.binary.n,
+            "binary_accuracy": report.binary.accuracy,
+            "balanced_accuracy": report.binary.balanced_accuracy,
+            "macro_f1": report.binary.macro_f1,
+            "macro_f1_3class": report.three_class.macro_f1,
+            "ece": report.three_class.ece,
             "seconds": round(time.time() - started, 1),
         }
         if args.human_probe:

@@ -141,8 +141,8 @@ class _TinyViT(torch.nn.Module):
 def test_gradcam_on_other_backbones_is_the_class_map_of_their_last_activation(tmp_path, net):
     spec = BackboneSpec("tiny", dim=6 if net is _TinyCNN else 5, image_size=32, mean=(127.0,) * 3, std=(128.0,) * 3)
     backbone = Backbone(spec, net())
-    model = VisentModel(ModelConfig(backbone="tiny", runtime="torch"), _random_head(spec.dim, seed=5))
-    model._backbone = backbone
+    model = VisentModel(ModelConfig(backbone="tiny", runtime="torch"), _random_head(spec.dim, seed=5),
+                        backbone=backbone)
     path = _photo(tmp_path / "p.png")
     explanation = explain(model, path)  # auto: no known maps, so Grad-CAM
     assert explanation.method == "gradcam"

@@ -191,7 +191,7 @@ def test_evaluate_progress_says_how_many_images_it_does_not_compute(tmp_path, ph
     bench.write_text("path,label\n" + "\n".join([*rows, rows[0], f"{tmp_path / 'gone.jpg'},positive"]) + "\n")
     bars.clear()
     report = evaluate("default", bench)
-    assert report["n_scored"] == 7
+    assert report.n_scored == 7
     assert bars == [("embed (efficientnet-lite0-ms, graph) · 8 images, 5 from the cache, 1 unreadable", 2)]
     bars.clear()
     evaluate("default", bench)  # every image from the cache: nothing to compute, no bar

@@ -20,7 +20,8 @@ from visent.embed import onnx as visent_onnx  # noqa: E402
 from visent.embed.cached import file_sha256  # noqa: E402
 from visent.embed.features import calibration_images, feature_key  # noqa: E402
 from visent.model import ModelConfig, VisentModel  # noqa: E402
-from visent.train import GRAPH_FILE, StudentHead, _carry_graph  # noqa: E402
+from visent.train import GRAPH_FILE, StudentHead  # noqa: E402
+from visent.train.backbone import _carry_graph  # noqa: E402
 
 
 def _model_dir(tmp_path: Path, lite0, photos: list[Path], runtime: str, carry: bool) -> Path:

@@ -37,10 +37,10 @@ def test_build_on_1200_real_posts_and_evaluate_on_the_next_400(tmp_path):
         for post_id in test_ids:
             writer.writerow([MVSA / "data" / f"{post_id}.jpg", labels[post_id][1]])
     report = evaluate(tmp_path / "model", bench)
-    assert report["n_scored"] == 400
-    assert report["binary"]["n"] == sum(labels[i][1] != "neutral" for i in test_ids)
+    assert report.n_scored == 400
+    assert report.binary.n == sum(labels[i][1] != "neutral" for i in test_ids)
     # it beats chance on unseen posts, beyond doubt: the whole 95% interval lies above 0.5. 400 posts were too few
     # for that (a student near chance: 0.49 on one machine, 0.55 on another); 1,200 gave 0.630 [0.572, 0.685] on
     # AMD EPYC (Zen 4)
-    low, _ = report["binary"]["balanced_accuracy_ci95"]
-    assert low > 0.5, report["binary"]
+    low, _ = report.binary.balanced_accuracy_ci95
+    assert low > 0.5, report.binary

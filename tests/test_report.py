@@ -191,9 +191,9 @@ def test_report_of_a_dataset_with_its_model_and_a_benchmark(built, tmp_path):
     assert not notes(parts["evaluation"])
     report = evaluate(built["model"], built["bench"])
     metrics = {row[0]: row for row in table_rows(parts["evaluation"], "metrics")}
-    assert metrics["3 classes (argmax)"][-1] == f"{report['three_class']['ece']:.3f}"
-    assert metrics["binary (positive vs negative)"][3] == f"{report['binary']['balanced_accuracy']:.3f}"
-    low, high = report["binary"]["balanced_accuracy_ci95"]
+    assert metrics["3 classes (argmax)"][-1] == f"{report.three_class.ece:.3f}"
+    assert metrics["binary (positive vs negative)"][3] == f"{report.binary.balanced_accuracy:.3f}"
+    low, high = report.binary.balanced_accuracy_ci95
     assert f"balanced accuracy {low:.3f}–{high:.3f}" in parts["evaluation"]
 
     # the grid: the two most confident kept images per predicted class, with the model's probability

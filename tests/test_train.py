@@ -142,7 +142,7 @@ def test_fitting_the_head_shows_a_step_per_fit_and_calibrates_with_the_head_C_wa
     and on the calibration (whose split head is the one C was chosen with, as a fresh fit would give it)."""
     import contextlib
 
-    import visent.train as train_module
+    import visent.train.fit as train_module
     from visent.core.labels import CLASSES
     from visent.model.head import StudentHead
 
@@ -160,7 +160,7 @@ def test_fitting_the_head_shows_a_step_per_fit_and_calibrates_with_the_head_C_wa
     X = (rng.normal(size=(150, 30)) + 2 * np.eye(3, 30)[y]).astype(np.float32)
     targets = 0.7 * np.eye(3)[y] + 0.1
     labels = np.array(CLASSES)[y]
-    _, C, _, calibration = train_module._fit_head(
+    _, C, _, calibration = train_module.fit_head(
         X, targets, labels, C=None, val_fraction=0.2, seed=0, self_training=0, self_training_alpha=0.5,
         calibrate=True)
     [(description, total, steps)] = bars

@@ -9,14 +9,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_sample_weight
 
-import visent.train as train_module
+import visent.train.features as features_module
+import visent.train.fit as fit_module
 from test_pipeline import cleaned_dataset
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
 from visent.core.status import OK, ImageStatus
 from visent.model.head import StudentHead
-from visent.train import _FeatureFile, _fit_head, _training_rows, memory_budget
+from visent.train import memory_budget
 from visent.train import train as _train
+from visent.train.features import FeatureFile
+from visent.train.fit import fit_head
+from visent.train.rows import rows_fingerprint, training_rows
+from visent.train.streamed import self_train_streamed, subsample
 from visent.train.noisy import self_train
 
 
@@ -70,8 +75,8 @@ def _reference(X: np.ndarray, y: np.ndarray, C: float, class_weight: str | None 
 def feature_file(tmp_path):
     files = []
 
-    def make(X: np.ndarray, block: int = 128) -> _FeatureFile:
-        store = _FeatureFile(tmp_path / "work", X.shape[1])
+    def make(X: np.ndarray, block: int = 128) -> FeatureFile:
+        store = FeatureFile(tmp_path / "work", X.shape[1])
         for start in range(0, len(X), block):
             store.append(X[start:start + block])
         files.append(store)
@@ -151,9 +156,9 @@ def test_the_streamed_head_choice_and_calibration_are_the_in_memory_ones(self_tr
     X, soft, labels = _problem(n=700, d=40, seed=2)
     options = dict(C=None, val_fraction=0.2, seed=0, self_training=self_training, self_training_alpha=0.5,
                    calibrate=True)
-    head, C, selection, calibration = _fit_head(X, soft, labels, **options)
+    head, C, selection, calibration = fit_head(X, soft, labels, **options)
     for source in (X, feature_file(X)):
-        s_head, s_C, s_selection, s_calibration = _fit_head(source, soft, labels, streamed=True, **options)
+        s_head, s_C, s_selection, s_calibration = fit_head(source, soft, labels, streamed=True, **options)
         assert s_C == C and s_selection["subsample"] == len(X) and s_selection["n_train"] == selection["n_train"]
         for ours, theirs in zip(s_selection["grid"], selection["grid"]):
             assert ours["val_cross_entropy"] == pytest.approx(theirs["val_cross_entropy"], rel=1e-4)
@@ -167,25 +172,25 @@ def test_the_streamed_head_choice_and_calibration_are_the_in_memory_ones(self_tr
 def test_streamed_self_training_is_noisy_self_training():
     X, soft, labels = _problem(n=500, d=30, seed=3)
     memory, learnt = self_train(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)
-    streamed, s_learnt = train_module._self_train_streamed(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)
+    streamed, s_learnt = self_train_streamed(X, soft, 0.01, rounds=2, alpha=0.5, seed=0)
     np.testing.assert_allclose(s_learnt, learnt, atol=1e-3)
     _same_head(memory, streamed, X, labels)
 
 
 def test_beyond_the_budget_C_is_chosen_on_a_stratified_subsample(monkeypatch, feature_file):
     X, soft, labels = _problem(n=1200, d=20, seed=4)
-    monkeypatch.setattr(train_module, "C_SUBSAMPLE", 400)
+    monkeypatch.setattr(fit_module, "C_SUBSAMPLE", 400)
     options = dict(C=None, val_fraction=0.2, seed=0, self_training=0, self_training_alpha=0.5, calibrate=True,
                    streamed=True)
-    head, C, selection, calibration = _fit_head(feature_file(X), soft, labels, **options)
+    head, C, selection, calibration = fit_head(feature_file(X), soft, labels, **options)
     assert selection["subsample"] == 400 and selection["n_train"] + selection["n_val"] == 400
     assert calibration["n_val"] == selection["n_val"]
     # features in memory: the subsample is addressed where it lies, not copied; the same choice and head
-    in_memory, C_memory, selection_memory, calibration_memory = _fit_head(X, soft, labels, **options)
+    in_memory, C_memory, selection_memory, calibration_memory = fit_head(X, soft, labels, **options)
     assert C_memory == C and selection_memory["chosen"] == pytest.approx(selection["chosen"], rel=1e-6)
     assert calibration_memory["temperature"] == pytest.approx(calibration["temperature"], rel=1e-6)
     _same_head(head, in_memory, X, labels)
-    sub = train_module._subsample(labels, 400, 0)
+    sub = subsample(labels, 400, 0)
     assert np.all(np.diff(sub) > 0)
     share = {name: np.mean(labels == name) for name in CLASSES}
     assert all(abs(np.mean(labels[sub] == name) - share[name]) < 0.01 for name in CLASSES)
@@ -216,18 +221,18 @@ def test_features_are_embedded_a_block_at_a_time_into_memory_or_a_file(budget, t
     n = 100
     rows = {"sha256": [f"h{i}" for i in range(n)], "path": [f"img{i}.jpg" for i in range(n)]}
     one = _Reader()
-    whole, usable, errors = train_module._embed(one, rows, batch_size=8, budget=1 << 30, work=tmp_path)
+    whole, usable, errors = features_module.embed_rows(one, rows, batch_size=8, budget=1 << 30, work=tmp_path)
     assert one.calls == [n] and isinstance(whole, np.ndarray)
     assert usable.sum() == n - 14 and len(errors) == 14 and "img3.jpg" in errors[0]
-    monkeypatch.setattr(train_module, "FEATURE_BLOCK_ROWS", 30)
+    monkeypatch.setattr(features_module, "FEATURE_BLOCK_ROWS", 30)
     blocks = _Reader()
-    X, s_usable, s_errors = train_module._embed(blocks, rows, batch_size=8, budget=budget, work=tmp_path)
+    X, s_usable, s_errors = features_module.embed_rows(blocks, rows, batch_size=8, budget=budget, work=tmp_path)
     try:
         assert blocks.calls == [30, 30, 30, 10]
-        assert isinstance(X, np.ndarray if budget else _FeatureFile)
+        assert isinstance(X, np.ndarray if budget else FeatureFile)
         assert np.array_equal(X[:], whole) and np.array_equal(s_usable, usable) and s_errors == errors
     finally:
-        if isinstance(X, _FeatureFile):
+        if isinstance(X, FeatureFile):
             X.close()
 
 
@@ -237,7 +242,7 @@ def cleaned(tmp_path_factory):
 
 
 def test_training_rows_are_the_kept_rows_read_as_columns(cleaned):
-    rows = _training_rows(cleaned)
+    rows = training_rows(cleaned)
     kept = [r for r in cleaned.posts().to_pylist() if r.get("clean_status") == "kept"]  # as training read them
     assert rows["post_id"] == [r["post_id"] for r in kept]
     assert rows["sha256"] == [r["image_sha256"] for r in kept]
@@ -247,7 +252,7 @@ def test_training_rows_are_the_kept_rows_read_as_columns(cleaned):
     assert rows["soft"].dtype == np.float32 and rows["soft"].shape == (len(kept), 3)
     old = np.array([[r[c] for c in ("p_negative", "p_neutral", "p_positive")] for r in kept], dtype=np.float64)
     assert np.array_equal(rows["soft"].astype(np.float64), old)
-    assert train_module._rows_fingerprint(rows) == train_module._rows_fingerprint({**rows, "soft": old})
+    assert rows_fingerprint(rows) == rows_fingerprint({**rows, "soft": old})
 
 
 @pytest.mark.slow
@@ -263,7 +268,7 @@ def test_training_beyond_the_budget_gives_the_in_memory_model(cleaned, tmp_path,
     assert disk.metrics["C"] == memory.metrics["C"]
     assert disk.metrics["n_train_posts"] == memory.metrics["n_train_posts"]
     assert disk.metrics["validation"]["subsample"] == memory.metrics["n_train_posts"]
-    rows = _training_rows(cleaned)
+    rows = training_rows(cleaned)
     X, _ = memory.features(rows["path"], rows["sha256"])
     labels = np.array(rows["label"])
     _same_head(memory.head, disk.head, X, labels)
@@ -297,17 +302,17 @@ def test_inside_shared_indexes_new_feature_caches_read_only_the_shards_written_s
 
 
 def test_the_head_solutions_of_a_damaged_file_are_not_used_and_the_file_is_written_again(tmp_path):
-    from visent.train import _load_warm, _save_warm
+    from visent.train.warm import load_warm, save_warm
 
     path = tmp_path / "work" / "head-solutions.npz"
     solution = ((0, 1, 2), 4), np.arange(12.0).reshape(3, 4), np.array([0.5, -0.5, 0.0])
-    _save_warm(path, "options", {1e-4: solution, ("final", 1e-4): solution})
-    warm = _load_warm(path, "options")
+    save_warm(path, "options", {1e-4: solution, ("final", 1e-4): solution})
+    warm = load_warm(path, "options")
     assert set(warm) == {1e-4, ("final", 1e-4)} and warm[1e-4][0] == ((0, 1, 2), 4)
     assert np.array_equal(warm[("final", 1e-4)][1], solution[1])
-    assert _load_warm(path, "other options") == {}  # another training's: not used, nothing said
-    assert _load_warm(tmp_path / "none.npz", "options") == {}
+    assert load_warm(path, "other options") == {}  # another training's: not used, nothing said
+    assert load_warm(tmp_path / "none.npz", "options") == {}
     for damage in (path.read_bytes()[:100], b"not an npz file"):
         path.write_bytes(damage)
         with pytest.warns(RuntimeWarning, match="damaged.*start from scratch"):
-            assert _load_warm(path, "options") == {}
+            assert load_warm(path, "options") == {}

@@ -3,7 +3,6 @@ serve, demo (and backbones, teachers, benchmarks, cache, teacher train/predict).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
@@ -583,33 +582,6 @@ def _nothing_done(done: str, n: int, errors: int, failed: list[dict[str, Any]]) 
                       "@list.txt files with one path per line")
 
 
-def _print_published(rows: list[dict[str, Any]]) -> None:
-    """The papers' own figures for the benchmark: beside visent's, never re-measured here."""
-    stdout.print("[bold]published figures for this benchmark[/] (as the papers report them; not re-measured by visent, "
-                 "and their models, data and protocols differ from this student's):")
-    for row in rows:
-        stdout.print(f"  {escape(row['subset'] or 'all')}: {row['metric']} {row['value']:.3f}, {escape(row['model'])}; "
-                     f"{escape(row['protocol'])}. {escape(row['citation'])}, doi:{row['doi']}", highlight=False)
-
-
-def _print_kfold(kfold: dict[str, Any], subset: str | None = None) -> None:
-    names = {"student": "student (zero human labels)", "from_student": "fine-tuned from the student",
-             "from_imagenet": "fine-tuned from ImageNet features"}
-    split = f", {kfold['split']}" if kfold.get("split") else ""
-    images = f"the {subset} subset's {kfold['n']} images" if subset else f"{kfold['n']} images"
-    table = Table(title=f"{kfold['folds']}-fold protocol on {images}{split} (mean ± std over folds)",
-                  show_header=True, header_style="bold")
-    columns = [("binary_balanced_accuracy", "balanced acc"), ("binary_accuracy", "binary acc"),
-               ("binary_macro_f1", "macro-F1"), ("three_class_macro_f1", "3-class macro-F1"), ("ece", "ECE")]
-    table.add_column("head")
-    for _, title in columns:
-        table.add_column(title, justify="right")
-    for name, summary in kfold["summary"].items():
-        table.add_row(names.get(name, name), *(f"{summary[key][0]:.4f} ± {summary[key][1]:.4f}" if key in summary
-                                              else "-" for key, _ in columns))
-    stdout.print(table)
-
-
 def _print_predictions(rows: list[dict[str, Any]]) -> None:
     from visent.core.labels import CLASSES
 
@@ -640,67 +612,12 @@ def evaluate(
 ) -> None:
     """Prove a model on human-labelled images: binary (pos vs neg) accuracy, balanced accuracy, macro-F1, confusion."""
     from visent.evaluate import evaluate as run_evaluate
+    from visent.evaluate import print_evaluation
 
-    report = _run("evaluate", run_evaluate, model, benchmark, out=out, folds=folds, finetune=finetune, seed=seed)
-    overlap = report.get("training_overlap") or {}
-    if overlap.get("shared"):
-        console.print(f"[yellow]warning:[/] {overlap['shared']:,} of the benchmark's {overlap['n']:,} images are among "
-                      f"the images the student learnt from (its dataset {escape(overlap['dataset'])}, with the "
-                      "teacher's labels): on those the figures are not held out; evaluate on images outside the crawl "
-                      "or with held-out folds.")
-    table = Table(title=escape(f"{model} on {benchmark}: {_covered(report)}"), show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("images (scored / unreadable)", f"{report['n_scored']} / {report['n_unreadable']}")
-    if "binary" in report:
-        b = report["binary"]
-        table.add_row("binary n (pos / neg)", f"{b['n']} ({b['n_positive']} / {b['n_negative']})")
-        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
-            interval = b.get(f"{key}_ci95")
-            table.add_row(f"binary {key.replace('_', ' ')}",
-                          f"{b[key]:.4f}" + (f"  [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
-    three = report["three_class"]
-    if "macro_f1" in three:
-        table.add_row("3-class macro-F1", f"{three['macro_f1']:.4f}")
-    table.add_row("ECE (3-class)", f"{three['ece']:.4f}")
-    stdout.print(table)
-    matrix = three["confusion"]["rows_true_cols_predicted"]
-    stdout.print("confusion (rows true, columns predicted; negative, neutral, positive): " + json.dumps(matrix))
-    if "binary" in report:
-        stdout.print("in brackets: the 95% bootstrap interval over the images")
-    if report.get("subsets"):
-        subsets = Table(title="binary, per subset", show_header=True, header_style="bold")
-        for column in ("subset", "n (pos / neg)", "accuracy", "balanced accuracy"):
-            subsets.add_column(column, justify="left" if column == "subset" else "right")
-        for name, figures in report["subsets"].items():
-            b = figures.get("binary")
-            if b:
-                subsets.add_row(name, f"{b['n']} ({b['n_positive']} / {b['n_negative']})",
-                                f"{b['accuracy']:.4f} [{b['accuracy_ci95'][0]:.3f}, {b['accuracy_ci95'][1]:.3f}]",
-                                f"{b['balanced_accuracy']:.4f}")
-        stdout.print(subsets)
-    if report.get("published"):
-        _print_published(report["published"])
-    if "kfold" in report:
-        _print_kfold(report["kfold"])
-    for name, figures in (report.get("subsets") or {}).items():
-        if figures.get("kfold_is_all"):
-            stdout.print(f"the {escape(name)} subset holds every image: its k-fold protocol is the table above")
-        elif "kfold" in figures:
-            _print_kfold(figures["kfold"], subset=name)
-        elif "kfold_skipped" in figures:
-            console.print(f"no k-fold protocol on the {escape(name)} subset: {escape(figures['kfold_skipped'])}")
+    evaluation = _run("evaluate", run_evaluate, model, benchmark, out=out, folds=folds, finetune=finetune, seed=seed)
+    print_evaluation(evaluation, model=model, benchmark=str(benchmark), out=stdout, err=console)
     if out is not None:
         console.print(f"report → {out}")
-
-
-def _covered(report: dict[str, Any]) -> str:
-    """Which images the figures of evaluate's first table are over: all those scored, and the subset they make up
-    where the benchmark names one (Twitter-I's 3-agree images are all of its images)."""
-    n = report["n_scored"]
-    images = f"all {n:,} {'readable ' if report.get('n_unreadable') else ''}image{'s' if n != 1 else ''}"
-    whole = [name for name, figures in (report.get("subsets") or {}).items() if figures.get("n") == n]
-    return images + (f" (the {report.get('kind', 'benchmark')} {whole[-1]} set)" if whole else "")
 
 
 @app.command(cls=_Command)

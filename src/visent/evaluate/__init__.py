@@ -2,7 +2,13 @@
 
 Public surface: :func:`load_benchmark`, :func:`compute_metrics`, :func:`evaluate` (with ``folds``: the k-fold
 protocol, and with ``finetune`` heads fine-tuned on the human labels from the student and from ImageNet
-features, see :mod:`visent.evaluate.kfold`).
+features, see :mod:`visent.evaluate.kfold`), which gives an :class:`Evaluation` (typed, with its JSON:
+:mod:`visent.evaluate.record`), and :func:`print_evaluation`, its drawing for the terminal.
+
+Modules: :mod:`~visent.evaluate.stage` (:func:`evaluate` and the training overlap), :mod:`~visent.evaluate.record`
+(the :class:`Evaluation` record), :mod:`~visent.evaluate.console` (``visent evaluate``'s tables),
+:mod:`~visent.evaluate.metrics`, :mod:`~visent.evaluate.kfold`, :mod:`~visent.evaluate.benchmarks` (the readers)
+and :mod:`~visent.evaluate.published` (the papers' own figures).
 
 Protocol (T4SA, Serra et al.): on positive-vs-negative images, neutral images left out, the decision is the
 larger of P(positive) and P(negative); binary accuracy, balanced accuracy and macro-F1 are reported. When the
@@ -11,122 +17,24 @@ benchmark has neutral images, 3-class macro-F1 and the 3×3 confusion matrix (ar
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
-
-from visent.core.errors import InputError
-from visent.core.store import atomic_write_json
 from visent.evaluate.benchmarks import BENCHMARKS, Benchmark, BenchmarkError, load_benchmark
-from visent.evaluate.kfold import kfold_finetune
+from visent.evaluate.console import print_evaluation
 from visent.evaluate.metrics import compute_metrics
-from visent.evaluate.published import PUBLISHED, published_for
+from visent.evaluate.published import PUBLISHED, PublishedFigure, published_for
+from visent.evaluate.record import (
+    BinaryFigures,
+    Confusion,
+    Evaluation,
+    FoldScore,
+    KFold,
+    ReliabilityBin,
+    SubsetEvaluation,
+    ThreeClassFigures,
+    TrainingOverlap,
+)
+from visent.evaluate.stage import evaluate, shared_with_kept, training_overlap
 
-__all__ = ["BENCHMARKS", "PUBLISHED", "Benchmark", "BenchmarkError", "load_benchmark", "compute_metrics", "evaluate",
-           "published_for", "shared_with_kept", "training_overlap"]
-
-
-def training_overlap(model: Any, digests: Sequence[str | None]) -> dict[str, Any] | None:
-    """How many of the benchmark images (their SHA-256 ``digests``) are among the images the model learnt from (its
-    dataset's kept images, with the teacher's labels): on those the figures are not held out. None when the
-    model's dataset is not on this machine or not cleaned."""
-    dataset, _ = model.trained_on()
-    if dataset is None or not dataset.has_table("clean"):
-        return None
-    posts = dataset.posts()
-    if not {"image_sha256", "clean_status"} <= set(posts.column_names):
-        return None
-    shared = shared_with_kept(posts.column("image_sha256").to_pylist(), posts.column("clean_status").to_pylist(),
-                              digests)
-    return {"shared": shared, "n": len(digests), "dataset": str(dataset.root)}
-
-
-def shared_with_kept(sha256s: Sequence[str | None], statuses: Sequence[str | None],
-                     digests: Sequence[str | None]) -> int:
-    """How many images of SHA-256 ``digests`` (None: unreadable) are among a dataset's kept images, given its
-    posts' ``image_sha256`` and ``clean_status`` columns."""
-    kept = {sha for sha, status in zip(sha256s, statuses) if status == "kept" and sha}
-    return sum(1 for digest in digests if digest in kept)
-
-
-def evaluate(model: Any, spec: str | Path, *, out: str | Path | None = None, batch_size: int = 32,
-             folds: int | None = None, finetune: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Score ``model`` (a VisentModel or a model directory) on a benchmark; write JSON to ``out`` if given.
-
-    ``folds`` (k ≥ 2) adds ``report["kfold"]``: the student per fold and, with ``finetune``, heads fine-tuned
-    on the other folds' human labels from the student and from ImageNet features (mean ± std over folds); a
-    benchmark with folds of its own (Twitter-II's partitions) is split by them instead. A benchmark with named
-    subsets (Twitter-I's agreement levels) adds ``report["subsets"]``, the same figures per subset, and with
-    ``folds`` each subset's own k-fold, as the literature cross-validates them.
-    """
-    from visent.model import VisentModel
-
-    model = model if isinstance(model, VisentModel) else VisentModel.load(model)
-    bench = load_benchmark(spec)
-    if not bench.paths:
-        raise BenchmarkError(f"{spec}: no labelled images found" + (f" ({bench.skipped[0]})" if bench.skipped else ""))
-    from visent.embed.cached import file_hashes
-
-    digests, _ = file_hashes(bench.paths)  # read once: for the features' cache keys and the training overlap
-    probs, statuses = model.predict_proba(bench.paths, hashes=digests, batch_size=batch_size)
-    ok = ~np.isnan(probs).any(axis=1)
-    report: dict[str, Any] = {
-        "benchmark": str(spec),
-        "model": str(model.directory),
-        "n": len(bench.paths),
-        "n_scored": int(ok.sum()),
-        "n_unreadable": int((~ok).sum()),
-        "unreadable": [f"{p}: {s}" for p, s, good in zip(bench.paths, statuses, ok) if not good][:50],
-        "n_skipped_labels": len(bench.skipped),
-    }
-    if not ok.any():
-        first = next((str(s) for s in statuses if s.failed), "no images")
-        raise BenchmarkError(f"{spec}: none of the {len(bench.paths)} images could be read ({first}); "
-                             "relative paths in a CSV are read from the CSV's folder")
-    scored_labels = [label for label, good in zip(bench.labels, ok) if good]
-    report["kind"] = bench.kind
-    overlap = training_overlap(model, digests)
-    if overlap is not None:
-        report["training_overlap"] = overlap
-    report.update(compute_metrics(scored_labels, probs[ok]))
-    if bench.subsets:  # e.g. Twitter-I's 5-, 4- and 3-agree images, reported side by side
-        report["subsets"] = {}
-        for name, members in bench.subsets.items():
-            rows = [i for i in members if ok[i]]
-            if rows:
-                report["subsets"][name] = {"n": len(rows), **compute_metrics([bench.labels[i] for i in rows], probs[rows])}
-    published = published_for(bench.kind, list(bench.subsets) if bench.subsets else None)
-    if published:  # the papers' own figures for this benchmark, shown beside these, never as re-measured
-        report["published"] = published
-    if finetune and not folds:
-        folds = 5
-    if folds:
-
-        if folds < 2:
-            raise BenchmarkError(f"--folds must be at least 2, got {folds}")
-        scored_paths = [path for path, good in zip(bench.paths, ok) if good]
-        own = [f for f, good in zip(bench.folds, ok) if good] if bench.folds else None
-        report["kfold"] = kfold_finetune(model, scored_paths, scored_labels, folds=folds, seed=seed,
-                                         finetune=finetune, batch_size=batch_size, fold_of=own)
-        # the literature cross-validates each subset on its own (Twitter-I: 5-fold on the 5-, 4- and 3-agree images)
-        for name, figures in report.get("subsets", {}).items():
-            members = bench.subsets[name]
-            rows = [i for i in members if ok[i]]
-            own_folds = bench.subset_folds.get(name)
-            if own_folds is not None:  # the subset's own splits (Campos et al.'s for Twitter-I)
-                subset_folds = [fold for i, fold in zip(members, own_folds) if ok[i]]
-            else:
-                subset_folds = [bench.folds[i] for i in rows] if bench.folds else None
-                if len(rows) == report["kfold"]["n"]:  # the subset is every scored image, split the same way
-                    figures["kfold"], figures["kfold_is_all"] = report["kfold"], True
-                    continue
-            try:
-                figures["kfold"] = kfold_finetune(model, [bench.paths[i] for i in rows], [bench.labels[i] for i in rows],
-                                                  folds=folds, seed=seed, finetune=finetune, batch_size=batch_size,
-                                                  fold_of=subset_folds)
-            except InputError as error:  # too few images of a class in this subset: said, not fatal
-                figures["kfold_skipped"] = str(error)
-    if out is not None:
-        atomic_write_json(Path(out), report)
-    return report
+__all__ = ["BENCHMARKS", "PUBLISHED", "Benchmark", "BenchmarkError", "BinaryFigures", "Confusion", "Evaluation",
+           "FoldScore", "KFold", "PublishedFigure", "ReliabilityBin", "SubsetEvaluation", "ThreeClassFigures",
+           "TrainingOverlap", "compute_metrics", "evaluate", "load_benchmark", "print_evaluation", "published_for",
+           "shared_with_kept", "training_overlap"]

@@ -145,8 +145,14 @@ class StudentHead(ClassifierMixin, BaseEstimator):
             raise ValueError("StudentHead requires y to be passed, but the target y is None")
         return self.fit_streamed(X, y)
 
+    @property
+    def solution(self) -> tuple | None:
+        """The solver's solution of the last fit (None before any), for another head to start from
+        (:meth:`start_from`)."""
+        return getattr(self, "_solution", None)
+
     def start_from(self, solution: tuple | None) -> "StudentHead":
-        """This head, its next fit starting from ``solution`` (another head's ``_solution``: the same optimum in
+        """This head, its next fit starting from ``solution`` (another head's :attr:`solution`: the same optimum in
         fewer solver steps), or from zero when it is None; returns self."""
         self.set_params(warm_start=solution is not None)
         self._solution = solution

@@ -84,13 +84,16 @@ class VisentModel:
     """A trained visual student: backbone + head. ``predict_proba(paths)`` gives (n, 3) probabilities."""
 
     def __init__(self, config: ModelConfig, head: StudentHead, directory: Path | None = None,
-                 metrics: dict[str, Any] | None = None):
+                 metrics: dict[str, Any] | None = None, *, backbone: Any = None,
+                 extra_backbones: dict[str, Any] | None = None):
+        """``backbone`` and ``extra_backbones`` (by name) are networks already loaded for ``config``'s backbones
+        (training's, before the directory carries them); by default each is loaded when first used."""
         self.config = config
         self.head = head
         self.directory = directory
         self.metrics = metrics or {}
-        self._backbone = None
-        self._extra_backbones: dict[str, Any] = {}
+        self._backbone = backbone
+        self._extra_backbones: dict[str, Any] = dict(extra_backbones or {})
         self._signal_teacher: Teacher | None = None
 
     @classmethod

@@ -1,17 +1,21 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot, so no global backend is touched) and
 returned as PNG bytes.
 
-Every function takes plain numbers and lists, so a figure can be drawn and tested without a dataset.
+Every function takes plain numbers and lists (the reliability diagram: an evaluation's bins), so a figure can be
+drawn and tested without a dataset.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from visent.core.labels import CLASSES
+
+if TYPE_CHECKING:
+    from visent.evaluate.record import ReliabilityBin
 
 CLASS_COLOURS = {"negative": "#c0392b", "neutral": "#7f8c8d", "positive": "#27ae60"}
 KEPT, DROPPED, REMAINING = "#2e86c1", "#e67e22", "#aed6f1"
@@ -155,16 +159,16 @@ def confusion(matrices: Sequence[tuple[str, list[str], list[list[int]]]]) -> byt
     return png(figure)
 
 
-def reliability(bins: Sequence[dict], ece: float | None) -> bytes:
+def reliability(bins: Sequence[ReliabilityBin], ece: float | None) -> bytes:
     """Reliability diagram: accuracy against mean confidence per confidence bin, the diagonal of perfect
     calibration, and how many predictions each bin holds."""
     figure = _figure(5.6, 5.0)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    lo = np.array([b["lo"] for b in bins], dtype=float)
-    hi = np.array([b["hi"] for b in bins], dtype=float)
-    count = np.array([b["count"] for b in bins], dtype=float)
-    accuracy = np.array([np.nan if b.get("accuracy") is None else b["accuracy"] for b in bins], dtype=float)
-    confidence = np.array([np.nan if b.get("confidence") is None else b["confidence"] for b in bins], dtype=float)
+    lo = np.array([b.lo for b in bins], dtype=float)
+    hi = np.array([b.hi for b in bins], dtype=float)
+    count = np.array([b.count for b in bins], dtype=float)
+    accuracy = np.array([np.nan if b.accuracy is None else b.accuracy for b in bins], dtype=float)
+    confidence = np.array([np.nan if b.confidence is None else b.confidence for b in bins], dtype=float)
     width = hi - lo
     filled = count > 0
     top.bar(lo[filled], accuracy[filled], width[filled], align="edge", color="#2e86c1", edgecolor="white",

@@ -52,7 +52,7 @@ def self_train(X: np.ndarray, targets: np.ndarray, C: float, *, rounds: int, alp
                seed: int = 0, start: tuple | None = None) -> tuple[StudentHead, np.ndarray]:
     """Fit a head on ``targets``, then ``rounds`` times relabel the rows out of fold and refit on
     ``alpha * targets + (1 - alpha) * student``. Returns the last head and the targets it learnt from.
-    ``start``: a head's solution (``StudentHead._solution``) the first fit starts from (the same optimum, in fewer
+    ``start``: a head's solution (``StudentHead.solution``) the first fit starts from (the same optimum, in fewer
     solver steps)."""
     if rounds < 0 or not 0.0 <= alpha <= 1.0:
         raise UsageError(f"self-training needs rounds >= 0 and 0 <= alpha <= 1, got {rounds}, {alpha}")
