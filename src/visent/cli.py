@@ -686,7 +686,7 @@ def label_suggest(
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
 ) -> None:
     """Suggest which images to label next: those the student is least sure of, spread over the pool and over the
-    classes (measured on MVSA and Twitter-II they buy `visent adapt` no more than a random draw yet: README)."""
+    classes (measured on MVSA and Twitter-II they buy `visent adapt` no more than a random draw yet: docs/adapt.md)."""
     from visent.label import suggest, write_csv
 
     result = _run("label suggest", suggest, model, pool, n, strategy=strategy, seed=seed, labelled=labelled,

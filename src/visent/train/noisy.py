@@ -1,7 +1,7 @@
 """Learning from the teacher's noisy labels: target temperature and self-training rounds.
 
 The text teacher is right about the image only part of the time, so the student is trained on its targets with
-care. What ``visent train`` offers (each measured on the MVSA zero-label protocol, see the README's ablation):
+care. What ``visent train`` offers (each measured on the MVSA zero-label protocol, see the ablation in docs/results.md):
 
 - :func:`sharpen`: the teacher's probabilities raised to ``1 / T`` and renormalised (T < 1 sharpens);
 - :func:`self_train`: rounds in which the student relabels the training posts out of fold and learns again from

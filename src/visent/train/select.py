@@ -73,7 +73,7 @@ def select_C(X: np.ndarray, targets: np.ndarray, labels: np.ndarray, val_fractio
             "val_agreement": float(np.mean(pred == labels[idx_val])),
         })
     # Cross-entropy against the teacher's targets is a proper score, and it tracks the student's accuracy
-    # on human image labels better than agreement does (measured on MVSA, see the README).
+    # on human image labels better than agreement does (measured on MVSA, see docs/results.md).
     best = min(scores, key=lambda s: s["val_cross_entropy"])
     present, counts = np.unique(labels[idx_val], return_counts=True)
     selection = {"n_train": int(len(idx_train)), "n_val": int(len(idx_val)),
