@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("VISENT_PROGRESS", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers start with COLUMNS=80, which rich's consoles would keep from import on: the CLI tests
+    # give their own width, as they do in one process
+    os.environ.pop("COLUMNS", None)
 # Ray Data's usage reporting (an actor and a poll thread in the driver) keeps working in the background: after the
 # Ray tests' ray.shutdown() such a thread touching Ray ends the whole test process with exit status 1
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -56,3 +60,17 @@ def photos(tmp_path_factory) -> list[Path]:
         Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path, quality=90)
         paths.append(path)
     return paths
+
+
+RAY_MODULES = ("test_ray", "test_ray_cluster")  # one Ray cluster at a time on the machine
+
+
+def pytest_collection_modifyitems(config, items):
+    """The suite runs in two processes (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml): a module's tests
+    go to one worker, so its module fixtures are made once, and the two Ray modules to the same worker. The Ray
+    modules are the longest group (a cluster of two nodes, then a local one): they go first, so that the other
+    worker does the rest meanwhile rather than wait at the end."""
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+    items.sort(key=lambda item: item.module.__name__ not in RAY_MODULES)  # stable: the order within each stays
