@@ -10,9 +10,7 @@ Modules: :mod:`~visent.evaluate.stage` (:func:`evaluate` and the training overla
 :mod:`~visent.evaluate.metrics`, :mod:`~visent.evaluate.kfold`, :mod:`~visent.evaluate.benchmarks` (the readers)
 and :mod:`~visent.evaluate.published` (the papers' own figures).
 
-Protocol (T4SA, Serra et al.): on positive-vs-negative images, neutral images left out, the decision is the
-larger of P(positive) and P(negative); binary accuracy, balanced accuracy and macro-F1 are reported. When the
-benchmark has neutral images, 3-class macro-F1 and the 3×3 confusion matrix (argmax) are reported too.
+The protocol (T4SA's, Serra et al.'s) is described in :mod:`~visent.evaluate.stage`.
 """
 
 from __future__ import annotations
