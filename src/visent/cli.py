@@ -3,7 +3,9 @@ serve, demo (and backbones, teachers, benchmarks, cache, teacher train/predict).
 
 from __future__ import annotations
 
+import inspect
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -16,8 +18,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from visent.core.display import readable
 from visent.core.errors import PathNotFound, UsageError, VisentError, write_error
+from visent.core.options import ENGINE_HELP, RAY_ADDRESS_HELP, SEED_HELP
 from visent.core.progress import console
-from visent.embed.onnx import DEFAULT_RUNTIME
 from visent.embed.spec import DEFAULT_BACKBONE
 
 stdout = Console()  # results; progress and messages go to stderr
@@ -56,6 +58,67 @@ class _Flags:
 
 class _Command(_Flags, TyperCommand):
     """A command of ``visent`` (every ``@app.command`` names it as its ``cls``)."""
+
+
+class _RecordCommand(_Command):
+    """A command whose options are the fields of a stage's options record (:mod:`visent.core.options`), declared
+    with :func:`_record_options`. They are made the first time the command's help or its run needs them: the record
+    lives with its stage, and ``visent --help`` or another command imports no stage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._made = False
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def params(self) -> list[click.Parameter]:
+        self._make()
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._params = value
+
+    @property  # type: ignore[override]
+    def callback(self) -> Any:
+        self._make()
+        return self._callback
+
+    @callback.setter
+    def callback(self, value: Any) -> None:
+        self._callback = value
+
+    def _make(self) -> None:
+        if self._made or not hasattr(self, "_callback") or not hasattr(self, "_params"):
+            return
+        import importlib
+
+        from visent.core.options import command
+
+        self._made = True
+        where, only, func = inspect.unwrap(self._callback).visent_record  # typer wraps the declared function
+        module, name = where.split(":")
+        made = typer.Typer(add_completion=False)
+        made.command()(command(func, getattr(importlib.import_module(module), name), only))
+        real = typer.main.get_command(made)
+        self._params, self._callback = real.params, real.callback
+
+
+def _record_options(record: str, only: tuple[str, ...] | None = None) -> Any:
+    """Declare a command (``@app.command(cls=_RecordCommand)`` above this) whose parameter ``options`` is the options
+    record ``record`` ("module:Class"): its fields (those in ``only``) become the command's options where
+    ``options`` stands (:func:`visent.core.options.command`), and the function gets the record they make."""
+
+    def declare(func: Any) -> Any:
+        def declared(**values: Any) -> Any:
+            raise AssertionError(f"{func.__name__}: its options were never made")  # _RecordCommand calls func
+
+        declared.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "options"])
+        declared.__name__, declared.__doc__, declared.__module__ = func.__name__, func.__doc__, func.__module__
+        declared.visent_record = (record, only, func)  # type: ignore[attr-defined]
+        return declared
+
+    return declare
 
 
 class _Commands(_Flags, TyperGroup):
@@ -107,50 +170,10 @@ def _print_counts(title: str, counts: dict[str, Any]) -> None:
     stdout.print(table)
 
 
-def _thresholds(negative: float | None, neutral: float | None, positive: float | None) -> dict[str, float]:
-    given = {"negative": negative, "neutral": neutral, "positive": positive}
-    return {name: value for name, value in given.items() if value is not None}
-
-
-# Options shared by clean and build ----------------------------------------------------------------
-_THRESHOLD_HELP = "Minimum teacher confidence to keep a {} post (default: the teacher's measured threshold, else Serra et al.'s)."
-NEG = typer.Option(None, "--neg-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("negative"))
-NEU = typer.Option(None, "--neu-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("neutral"))
-POS = typer.Option(None, "--pos-threshold", min=0.0, max=1.0, help=_THRESHOLD_HELP.format("positive"))
-NEAR = typer.Option(4, "--near-dup-distance", min=0, max=32, help="pHash Hamming distance at or below which images are near duplicates.")
-MIN_SIDE = typer.Option(32, "--min-side", min=1, help="Images whose shorter side is smaller are dropped as tiny.")
-BALANCE = typer.Option(False, "--balance/--no-balance", help="Downsample classes to the smallest one (B-T4SA style).")
-BACKBONE = typer.Option(DEFAULT_BACKBONE, "--backbone",
-                        help="Image backbone (see `visent backbones`); join several with + to use all their features.")
-WEIGHTS = typer.Option(None, "--weights", help="Local weights file for the backbone (torchvision:/timm: backbones need one).")
-TARGET = typer.Option("soft", "--target", help="Train on the teacher's probabilities (soft) or its labels (hard).")
-TTA = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the image and its mirror image) or "
-                                        "crops (five crops and their mirrors, as Campos et al.).")
-FINETUNE = typer.Option(0, "--finetune-blocks", min=0, help="Fine-tune the last N backbone blocks on the weak labels (0 = frozen backbone, FT-F).")
-SEED = typer.Option(0, "--seed", help="Random seed for splits and balancing.")
-TARGET_T = typer.Option(1.0, "--target-temperature", min=0.01,
-                        help="Sharpen (< 1) or flatten (> 1) the teacher's probabilities before training.")
-SELF_TRAINING = typer.Option(0, "--self-training", min=0,
-                             help="Rounds in which the student relabels the posts (out of fold) and learns again.")
-CALIBRATE = typer.Option(True, "--calibrate/--no-calibrate",
-                         help="Temperature-scale the student's probabilities on a teacher-label validation split.")
-SIGNALS = typer.Option([], "--signal", help="Image signal fused with the backbone's features, repeatable: ocr (text "
-                                            "in the image, scored by the teacher), faces (facial expressions). See "
-                                            "`visent backbones`.")
-ENGINE = typer.Option("local", "--engine", help="Where the work runs: local (this process) or ray (the actors of a Ray "
-                                                "cluster; needs `pip install \"visent\\[ray]\"`). The tables are the same.")
-RAY_ADDRESS = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (auto, or the head's "
-                                                      "host:port); default: $RAY_ADDRESS, else start a local Ray on "
-                                                      "127.0.0.1.")
-RUNTIME = typer.Option(None, "--runtime",
-                       help="How the backbone runs: torch, onnx (ONNX Runtime fp32) or onnx-int8 (int8; the model "
-                            "directory carries its calibration). Default: "
-                            f"{DEFAULT_RUNTIME} (training falls back to onnx on a dataset too small to calibrate).")
-INT8_CALIBRATION = typer.Option("packaged", "--int8-calibration",
-                                help="With onnx-int8: packaged (the default backbone's int8 network, shipped with "
-                                     "the default model: one for every dataset, so a grown crawl embeds only its new "
-                                     "images; other backbones and weights are measured on the dataset) or dataset "
-                                     "(measure its ranges on the kept images).")
+# Options of the commands that are not a stage's (the stages' own come from their records) ---------------------
+ENGINE = typer.Option("local", "--engine", help=ENGINE_HELP)
+RAY_ADDRESS = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP)
+SEED = typer.Option(0, "--seed", help=SEED_HELP)
 
 
 crawl_app = typer.Typer(cls=_Commands, help="Gather posts that carry text and an image from the open social web "
@@ -210,73 +233,57 @@ def crawl_bluesky(
     _print_counts(f"crawl → {out}", {k: v for k, v in counts.items() if v not in ("", {}, None)})
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.ingest.options:IngestOptions")
 def ingest(
     source: Path = typer.Argument(..., help="MVSA folder, JSONL/CSV of posts, tweet JSON (API v1.1 or v2), a crawl "
                                                 "folder of `visent crawl`, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create or resume."),
-    workers: int = typer.Option(16, help="Concurrent image downloads."),
-    timeout: float = typer.Option(10.0, help="Seconds per download request."),
-    retries: int = typer.Option(3, help="Tries per image download."),
-    max_bytes: int = typer.Option(20_000_000, help="Largest image accepted, in bytes."),
-    limit: Optional[int] = typer.Option(None, help="Take only the first N posts."),
-    per_host: int = typer.Option(8, help="Concurrent downloads from one host at most."),
-    backoff: float = typer.Option(0.5, help="Seconds before the first retry; doubles with each retry."),
-    batch_size: int = typer.Option(500, help="Posts per checkpoint: an interrupted run resumes from the last one."),
-    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
+    options: Any = None,
 ) -> None:
     """Read a crawl of posts into a dataset: one row per post, images stored by content hash."""
-    from visent.ingest.worker import ingest as run_ingest
+    from visent.ingest import ingest as run_ingest
 
-    runner = _engine(engine, ray_address)
-    counts = _run("ingest", run_ingest, source, out, engine=runner, workers=workers,
-                  timeout=timeout, retries=retries, max_bytes=max_bytes, limit=limit, per_host=per_host,
-                  backoff=backoff, batch_size=batch_size)
+    runner = _engine(options.engine, options.ray_address)
+    counts = _run("ingest", run_ingest, source, out, replace(options, engine=runner))
     _print_counts(f"ingest → {out}", counts)
     _print_placement(runner)
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.teach.options:TeachOptions")
 def teach(
     dataset: Path = typer.Argument(..., help="Dataset directory made by `visent ingest`."),
-    teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
-                                                "made by `visent teacher train`."),
-    batch_size: int = typer.Option(2048, min=1, help="Posts per batch: a checkpoint, and what one ray actor "
-                                                     "teaches at a time."),
-    engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
+    options: Any = None,
 ) -> None:
     """Label every post's text with the teacher's negative / neutral / positive probabilities."""
     from visent.teach import teach as run_teach
 
-    runner = _engine(engine, ray_address)
-    counts = _run("teach", run_teach, dataset, teacher, engine=runner, batch_size=batch_size)
-    _print_counts(f"teach ({teacher})", counts)
+    runner = _engine(options.engine, options.ray_address)
+    counts = _run("teach", run_teach, dataset, options=replace(options, engine=runner))
+    _print_counts(f"teach ({options.teacher})", counts)
     _print_placement(runner)
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.clean.options:CleanOptions")
 def clean(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent teach`."),
-    neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
-    near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
-    drop_neutral: bool = typer.Option(False, "--drop-neutral/--keep-neutral", help="Drop neutral posts (binary students)."),
-    seed: int = SEED,
+    options: Any = None,
 ) -> None:
     """Clean the weak labels: bad images, duplicates, near duplicates, low confidence, optional balancing."""
     from visent.clean import clean as run_clean
 
-    counts = _run("clean", run_clean, dataset, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
-                  near_dup_distance=near_dup_distance, min_side=min_side, balance=balance,
-                  drop_neutral=drop_neutral, seed=seed)
+    counts = _run("clean", run_clean, dataset, options)
     _print_counts("clean: counts per step", counts)
     _print_skipped_earlier(_lost_posts(dataset))
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.train.options:TrainOptions", only=("backbone", "runtime", "tta", "int8_calibration"))
 def embed(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
-    backbone: str = BACKBONE, runtime: Optional[str] = RUNTIME, tta: str = TTA,
-    int8_calibration: str = INT8_CALIBRATION,
+    options: Any = None,
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
     chunk_size: int = typer.Option(256, min=1, help="Images per engine task and per cache file."),
     engine: str = ENGINE, ray_address: Optional[str] = RAY_ADDRESS,
@@ -286,8 +293,9 @@ def embed(
     from visent.embed.dataset import embed_dataset
 
     runner = _engine(engine, ray_address)
-    counts = _run("embed", embed_dataset, dataset, backbone, runtime=runtime, tta=tta, batch_size=batch_size,
-                  chunk_size=chunk_size, engine=runner, int8_calibration=int8_calibration)
+    counts = _run("embed", embed_dataset, dataset, options.backbone, runtime=options.runtime, tta=options.tta,
+                  batch_size=batch_size, chunk_size=chunk_size, engine=runner,
+                  int8_calibration=options.int8_calibration)
     for name, values in counts.items():
         _print_counts(f"embed ({name})", values)
     _print_placement(runner)
@@ -306,28 +314,18 @@ def _print_placement(engine: Any) -> None:
         console.print(f"{engine.name}: {engine.describe()}", markup=False, highlight=False)
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.train.options:TrainOptions")
 def train(
     dataset: Path = typer.Argument(..., help="Dataset directory after `visent clean`."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
-    finetune_blocks: int = FINETUNE,
-    finetune_epochs: int = typer.Option(3, help="Epochs of fine-tuning when --finetune-blocks > 0."),
-    c: Optional[float] = typer.Option(None, "--C", help="Head regularisation; chosen on teacher-label validation when unset."),
-    seed: int = SEED, runtime: Optional[str] = RUNTIME, signal: List[str] = SIGNALS,
-    target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING, calibrate: bool = CALIBRATE,
-    int8_calibration: str = INT8_CALIBRATION,
-    force: bool = typer.Option(False, "--force", help="Train again even when --out holds a model of the same kept "
-                                                      "posts and options."),
+    options: Any = None,
 ) -> None:
     """Train the visual student on the kept posts' images and teacher labels (never human labels). A model already
     trained on the same kept posts with the same options is left as it is."""
     from visent.train import train as run_train
 
-    model = _run("train", run_train, dataset, out, backbone=backbone, weights=weights, target=target, tta=tta,
-                 finetune_blocks=finetune_blocks, finetune_epochs=finetune_epochs, C=c, seed=seed, runtime=runtime,
-                 signals=signal, target_temperature=target_temperature, self_training=self_training,
-                 calibrate=calibrate, int8_calibration=int8_calibration, force=force)
+    model = _run("train", run_train, dataset, out, options)
     _print_train_summary(model.metrics, out)
 
 
@@ -352,33 +350,17 @@ def _print_train_summary(metrics: dict[str, Any], out: Path, *, explain: bool = 
                       "labels with `visent evaluate`", highlight=False)
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RecordCommand)
+@_record_options("visent.build.stage:BuildOptions")
 def build(
     source: Path = typer.Argument(..., help="The crawl: MVSA folder, JSONL/CSV, tweet JSON, or a folder of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     dataset: Optional[Path] = typer.Option(None, help="Dataset directory (default: <out>-dataset beside the model)."),
-    teacher: str = typer.Option("default", help="Textual teacher: a name (see `visent teachers`) or a directory "
-                                                "made by `visent teacher train`."),
-    neg_threshold: Optional[float] = NEG, neu_threshold: Optional[float] = NEU, pos_threshold: Optional[float] = POS,
-    near_dup_distance: int = NEAR, min_side: int = MIN_SIDE, balance: bool = BALANCE,
-    backbone: str = BACKBONE, weights: Optional[Path] = WEIGHTS, target: str = TARGET, tta: str = TTA,
-    finetune_blocks: int = FINETUNE, seed: int = SEED, runtime: Optional[str] = RUNTIME,
-    signal: List[str] = SIGNALS, target_temperature: float = TARGET_T, self_training: int = SELF_TRAINING,
-    calibrate: bool = CALIBRATE, int8_calibration: str = INT8_CALIBRATION,
-    limit: Optional[int] = typer.Option(None, help="Take only the first N posts of the crawl."),
+    options: Any = None,
 ) -> None:
     """The main job: ingest → teach → clean → train, with good defaults. Finished stages are skipped."""
-    from visent.build import BuildOptions
     from visent.build import build as run_build
 
-    options = BuildOptions(
-        teacher=teacher, thresholds=_thresholds(neg_threshold, neu_threshold, pos_threshold),
-        near_dup_distance=near_dup_distance, min_side=min_side, balance=balance, backbone=backbone,
-        weights=str(weights) if weights else None, target=target, tta=tta, finetune_blocks=finetune_blocks,
-        seed=seed, runtime=runtime, signals=tuple(signal), target_temperature=target_temperature,
-        self_training=self_training, calibrate=calibrate, int8_calibration=int8_calibration,
-        ingest={"limit": limit} if limit else {},
-    )
     summary = _run("build", run_build, source, out, dataset=dataset, options=options)
     _print_counts("ingest", summary["ingest"])
     _print_counts("teach", summary["teach"])

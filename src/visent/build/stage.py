@@ -3,39 +3,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from visent.clean import CleanOptions
 from visent.core.cache import FEATURES, cache_root
 from visent.core.display import ordered
+from visent.core.options import combine
 from visent.core.store import Dataset
-from visent.train import DEFAULT_BACKBONE
+from visent.ingest import IngestOptions
+from visent.teach import TeachOptions
+from visent.train import TrainOptions
 
 __all__ = ["BuildOptions", "build", "default_dataset_dir"]
 
 
 @dataclass
-class BuildOptions:
-    teacher: str = "default"
-    thresholds: dict[str, float] | None = None
-    near_dup_distance: int = 4
-    min_side: int = 32
-    balance: bool = False
-    backbone: str = DEFAULT_BACKBONE
-    weights: str | None = None
-    target: str = "soft"
-    tta: bool | str = False
-    finetune_blocks: int = 0
-    target_temperature: float = 1.0
-    self_training: int = 0
-    calibrate: bool = True
-    int8_calibration: str = "packaged"  # "dataset": measure the int8 ranges on the kept images
-    seed: int = 0
-    runtime: str | None = None  # None: visent.embed.DEFAULT_RUNTIME
-    signals: tuple[str, ...] = ()  # image signals fused with the backbone: "ocr", "faces"
+class BuildOptions(combine("StageOptions", {"ingest": IngestOptions, "teach": TeachOptions, "clean": CleanOptions,
+                                           "train": TrainOptions}, module=__name__)):  # type: ignore[misc]
+    """The options of every stage of :func:`build`, as one flat record: the fields of
+    :class:`~visent.ingest.IngestOptions`, :class:`~visent.teach.TeachOptions`, :class:`~visent.clean.CleanOptions`
+    and :class:`~visent.train.TrainOptions` (``BuildOptions(teacher="vader", balance=True, C=0.1)``), which
+    ``visent build`` offers as its options. ``seed`` is clean's and train's, ``engine`` and ``ray_address`` ingest's and
+    teach's; the batch sizes are ``ingest_batch_size``, ``teach_batch_size`` and ``train_batch_size``.
+    ``part("clean")`` is clean's record of these values, and ``BuildOptions.of(clean=CleanOptions(...))`` the
+    options made of stages' records. A ``signal_teacher`` left unset is the posts' ``teacher``. ``ingest`` holds
+    more keyword arguments of :func:`visent.ingest.ingest`, over its options (``{"ids": {...}}``: only the posts
+    with these ids)."""
+
     ingest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,32 +52,30 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     features train computed (the others came from the feature cache).
     """
     from visent.clean import clean
+    from visent.engine import get_engine
     from visent.ingest import ingest
     from visent.teach import teach
     from visent.teach.teachers import check_teacher
     from visent.train import check_options, train
 
     options = options or BuildOptions()
-    check_teacher(options.teacher)  # a wrong name or option fails now, not after ingest, teach and clean
-    check_options(backbone=options.backbone, weights=options.weights, target=options.target, tta=options.tta,
-                  runtime=options.runtime, signals=options.signals)
+    taught, trained = options.part("teach"), options.part("train")
+    check_teacher(taught.teacher)  # a wrong name or option fails now, not after ingest, teach and clean
+    check_options(backbone=trained.backbone, weights=trained.weights, target=trained.target, tta=trained.tta,
+                  runtime=trained.runtime, signals=trained.signals)
+    if trained.signal_teacher is None:  # the posts' teacher also reads the text inside images
+        trained = replace(trained, signal_teacher=taught.teacher)
+    engine = get_engine(options.engine, address=options.ray_address)  # one engine (one cluster) for the build
     dataset_dir = Path(dataset) if dataset is not None else default_dataset_dir(out)
     summary: dict[str, Any] = {"dataset": str(dataset_dir), "model": str(out)}
-    summary["ingest"] = ingest(source, dataset_dir, **options.ingest)
+    summary["ingest"] = ingest(source, dataset_dir, replace(options.part("ingest"), engine=engine), **options.ingest)
     store = Dataset(dataset_dir)
     before = _finished(store, "teach")
-    summary["teach"] = {**teach(store, options.teacher), **_run_record(store, "teach", before)}
+    summary["teach"] = {**teach(store, options=replace(taught, engine=engine)), **_run_record(store, "teach", before)}
     before = _finished(store, "clean")
-    summary["clean"] = {**clean(store, thresholds=options.thresholds, near_dup_distance=options.near_dup_distance,
-                                min_side=options.min_side, balance=options.balance, seed=options.seed),
-                        **_run_record(store, "clean", before)}
+    summary["clean"] = {**clean(store, options.part("clean")), **_run_record(store, "clean", before)}
     shards = _feature_shards()
-    model = train(store, out, backbone=options.backbone, weights=options.weights, target=options.target,
-                  tta=options.tta, finetune_blocks=options.finetune_blocks, seed=options.seed,
-                  runtime=options.runtime, signals=options.signals, target_temperature=options.target_temperature,
-                  self_training=options.self_training, calibrate=options.calibrate,
-                  int8_calibration=options.int8_calibration,
-                  signal_teacher=options.teacher)  # the posts' teacher also reads the text inside images
+    model = train(store, out, trained)
     summary["train"] = {k: model.metrics[k] for k in ("n_train_posts", "class_counts", "C")}
     summary["train"]["validation"] = model.metrics["validation"]["chosen"]
     summary["images_embedded"] = _images_in(_feature_shards() - shards)  # beside train's summary, which a no-op repeats

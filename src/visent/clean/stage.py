@@ -34,9 +34,11 @@ from scipy.sparse.csgraph import connected_components
 
 import visent.clean.checks as checks
 from visent.clean.hamming import HammingIndex, popcount64
+from visent.clean.options import CleanOptions
 from visent.core import schema
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES, SERRA_THRESHOLDS, normalise_label
+from visent.core.options import resolve
 from visent.core.progress import progress
 from visent.core.store import Checkpoint, Dataset, atomic_write_table, writes
 
@@ -90,18 +92,20 @@ def _resolve_thresholds(thresholds: dict[str, float] | None, ds: Dataset) -> dic
 
 
 @writes("clean")
-def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, float] | None = None,
-          near_dup_distance: int = 4, min_side: int = 32, balance: bool = False, drop_neutral: bool = False,
-          seed: int = 0) -> dict[str, int]:
+def clean(dataset: Dataset | str | os.PathLike[str], options: CleanOptions | None = None,
+          **kwargs: Any) -> dict[str, int]:
     """Write the ``clean`` table (one row per post: kept or dropped, with the first reason) and
     return how many posts each rule dropped, in rule order, between ``posts`` and ``kept``.
 
-    ``thresholds`` override, per class, the defaults of the teacher that labelled the dataset
+    ``options`` (a :class:`~visent.clean.CleanOptions`, or its fields as keyword arguments: ``balance=True``) say
+    how. ``thresholds`` override, per class, the defaults of the teacher that labelled the dataset
     (:func:`default_thresholds`: the teacher's measured ones, else Serra et al.'s). Of a group of duplicate images the
     post kept is the one with a teacher label and the highest confidence (then the earliest post).
     ``balance`` downsamples every class that still has posts to the size of the smallest such
     class, choosing with ``seed``. Running again with the same options is a no-op.
     """
+    options = resolve(CleanOptions, options, kwargs, what="clean")
+    near_dup_distance, min_side, seed = options.near_dup_distance, options.min_side, options.seed
     ds = Dataset.of(dataset)
     ds.require_stage("ingest")
     ds.require_stage("teach")
@@ -109,9 +113,7 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
         raise UsageError(f"near_dup_distance must be between 0 and 63, got {near_dup_distance}")
     if min_side < 0:
         raise UsageError(f"min_side must be >= 0, got {min_side}")
-    params = {"thresholds": _resolve_thresholds(thresholds, ds), "near_dup_distance": int(near_dup_distance),
-              "min_side": int(min_side), "balance": bool(balance), "drop_neutral": bool(drop_neutral),
-              "seed": int(seed)}
+    params = options.params(_resolve_thresholds(options.thresholds, ds))
     if ds.stage_done("clean", params) and ds.has_table("clean") and _current_table(ds):
         return _ordered_counts(ds.stage_info("clean")["counts"])
     ds.begin_stage("clean", params)
@@ -133,11 +135,11 @@ def clean(dataset: Dataset | str | os.PathLike[str], *, thresholds: dict[str, fl
         _near_duplicates(alive, np.array([funnel.phash[i] for i in alive], dtype=np.uint64), near_dup_distance,
                          position, funnel.col["post_id"], funnel.drop, funnel.duplicate_of)
     funnel.drop_unsure(labels, confidence, params["thresholds"])
-    if drop_neutral:
+    if options.drop_neutral:
         for i in funnel.alive():
             if labels[i] == "neutral":
                 funnel.drop(i, "neutral_dropped", "neutral dropped")
-    if balance:
+    if options.balance:
         funnel.balance(labels, seed)
     ds.write_table("clean", funnel.table(labels))
     counts = {**funnel.counts, "kept": len(funnel.alive())}

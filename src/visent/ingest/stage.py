@@ -38,17 +38,18 @@ import pyarrow.parquet as pq
 
 from visent.core.display import ordered
 from visent.core.errors import PathNotFound, UnknownName, UsageError
+from visent.core.options import resolve
 from visent.core.progress import progress
 from visent.core.schema import HUMAN_LABELS, POSTS
 from visent.core.store import Checkpoint, Dataset, atomic_write_json, atomic_write_table, file_sha256
 import visent.ingest.crawl as crawl
 from visent.ingest.download import ImageFetcher, local_file
+from visent.ingest.options import IngestOptions
 from visent.ingest.readers import READERS, RECORD_FIELDS, RawPost, _walk, detect_format, find_mvsa_layout
 
 STAGE = "ingest"
 _LABELS = [HUMAN_LABELS.field("text_label"), HUMAN_LABELS.field("image_label")]
 CHECKPOINT = pa.schema(list(POSTS) + _LABELS)  # checkpoint rows: posts plus the source's human labels
-DEFAULT_PER_HOST = 8
 # what a run over a changed source adds: why it ran, and its posts against the last ingest's (not repeated by a no-op)
 RUN_COUNTS = ("source_changed", "new_posts", "changed_posts", "removed_posts", "reused")
 COUNTS = ("posts", "ok", "error", "images", "with_human_labels", "text_repaired", "text_suspect",
@@ -62,18 +63,14 @@ _FILES_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_
 _PREVIOUS_COLUMNS = ["post_id", "text", "lang", "created_at", "image_ref", "image_sha256", "image_file"]
 
 
-def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, format: str = "auto",
-           workers: int = 16, timeout: float = 10.0, retries: int = 3, max_bytes: int = 20_000_000,
-           batch_size: int = 500, limit: int | None = None, ids: set[str] | None = None,
-           per_host: int = DEFAULT_PER_HOST, backoff: float = 0.5) -> dict[str, Any]:
-    """Read ``source`` into the dataset at ``out`` and return the counts of the run.
+def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], options: IngestOptions | None = None, *,
+           ids: set[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Read ``source`` into the dataset at ``out`` here, in this process, and return the counts of the run:
+    :func:`visent.ingest.ingest` (which hands the images to an engine first when asked) with the local engine.
 
-    ``format`` names a reader of :data:`READERS` ("auto" detects it). ``workers`` threads fetch
-    images, at most ``per_host`` at a time from one host; ``timeout``, ``retries``, ``backoff`` and
-    ``max_bytes`` govern each image (see :class:`ImageFetcher`).
-    ``limit`` keeps the first N posts, ``ids`` only the posts with these ids. Every post becomes a
-    row with ``ingest_status`` "ok" or "error" and a reason. Running again with the same options is
-    a no-op; a run that was interrupted resumes from its last finished batch.
+    ``options`` (an :class:`IngestOptions`, or its fields as keyword arguments) say how; ``ids`` keeps only the
+    posts with these ids. Every post becomes a row with ``ingest_status`` "ok" or "error" and a reason. Running
+    again with the same options is a no-op; a run that was interrupted resumes from its last finished batch.
 
     Texts that are not UTF-8 are counted: ``text_repaired`` were read in the source's legacy encoding with
     certainty, ``text_suspect`` could not be (an error, with the reason; see :mod:`visent.core.encoding`).
@@ -85,11 +82,10 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
     :mod:`visent.ingest.crawl`; ``new_shards``, ``newly_deleted``), and gives the tables an ingest of the whole
     crawl would; ``full_reingest`` says why it read everything again (a shard ingested before changed).
     """
-    if workers < 1 or batch_size < 1 or per_host < 1 or retries < 0 or max_bytes < 1 or timeout <= 0 or backoff < 0:
-        raise UsageError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
-                         "and timeout > 0")
-    src, reader, ids, params = stage_params(source, format=format, timeout=timeout, retries=retries,
-                                            max_bytes=max_bytes, limit=limit, ids=ids)
+    options = resolve(IngestOptions, options, kwargs, what="ingest")
+    workers, batch_size, per_host, limit = options.workers, options.batch_size, options.per_host, options.limit
+    check(options)
+    src, reader, ids, params = stage_params(source, options, ids)
     plan = crawl.plan(out, src, params, STAGE, limit=limit) if reader == crawl.READER else None
     if plan is not None and plan.mode == "noop":
         return ordered(plan.counts, COUNTS)
@@ -120,8 +116,8 @@ def ingest(source: str | os.PathLike[str], out: str | os.PathLike[str], *, forma
         done = checkpoint.done_keys()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visent-ingest")
         try:
-            with ImageFetcher(workers=workers, timeout=timeout, retries=retries, max_bytes=max_bytes,
-                              per_host=per_host, backoff=backoff) as fetcher, \
+            with ImageFetcher(workers=workers, timeout=options.timeout, retries=options.retries,
+                              max_bytes=options.max_bytes, per_host=per_host, backoff=options.backoff) as fetcher, \
                     progress("ingest", limit) as advance:
                 batches = iter(lambda: list(itertools.islice(posts, batch_size)), [])
                 for batch, rows in _fetched_batches(batches, done, pool, fetcher, dataset, workers, per_host,
@@ -312,11 +308,20 @@ def _host(ref: str | None) -> str | None:
     return parts.netloc.lower() if parts.scheme.lower() in ("http", "https") else None
 
 
-def stage_params(source: str | os.PathLike[str], *, format: str, timeout: float, retries: int, max_bytes: int,
-                 limit: int | None, ids: set[str] | None) -> tuple[Path, str, set[str] | None, dict[str, Any]]:
+def check(options: IngestOptions) -> None:
+    """Refuse options out of range, before any work."""
+    if (options.workers < 1 or options.batch_size < 1 or options.per_host < 1 or options.retries < 0
+            or options.max_bytes < 1 or options.timeout <= 0 or options.backoff < 0):
+        raise UsageError("workers, per_host, batch_size and max_bytes must be >= 1, retries and backoff >= 0 "
+                         "and timeout > 0")
+
+
+def stage_params(source: str | os.PathLike[str], options: IngestOptions,
+                 ids: set[str] | None) -> tuple[Path, str, set[str] | None, dict[str, Any]]:
     """The checked source, its reader, the ids as strings and the parameters the stage records (its checkpoint
-    is kept only under the same ones); raises a clear error for a missing source, an unknown format or a
-    negative limit. Every engine's ingest goes through here."""
+    is kept only under the same ones: :meth:`IngestOptions.params`); raises a clear error for a missing source, an
+    unknown format or a negative limit. Every engine's ingest goes through here."""
+    limit, format = options.limit, options.format
     if limit is not None and limit < 0:
         raise UsageError("limit must be >= 0")
     src = Path(source).expanduser().resolve()
@@ -326,11 +331,7 @@ def stage_params(source: str | os.PathLike[str], *, format: str, timeout: float,
     if reader not in READERS:
         raise UnknownName(f"unknown format {format!r}; choose one of: auto, {', '.join(READERS)}")
     ids = None if ids is None else {str(i) for i in ids}
-    params: dict[str, Any] = {
-        "source": str(src), "format": reader, "timeout": timeout, "retries": retries,
-        "max_bytes": max_bytes, "limit": limit, "ids": _digest(ids),
-    }
-    return src, reader, ids, params
+    return src, reader, ids, options.params(src, reader, _digest(ids))
 
 
 def _fetch(post: RawPost, fetcher: ImageFetcher, dataset: Dataset,

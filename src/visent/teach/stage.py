@@ -26,10 +26,12 @@ from visent.core import schema
 from visent.core.display import ordered
 from visent.core.errors import UsageError
 from visent.core.labels import CLASSES
+from visent.core.options import resolve
 from visent.core.progress import progress
 from visent.core.store import Checkpoint, Dataset, atomic_write_table, writes
 from visent.engine import get_engine
 from visent.teach.base import Teacher
+from visent.teach.options import TeachOptions
 from visent.teach.teachers import is_teacher_dir, load_teacher
 from visent.teach.text import preprocess_tweet
 
@@ -134,17 +136,25 @@ def _portable(teacher: str) -> str:
 
 
 @writes("teach")
-def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size: int = 2048,
-          engine: Any = None) -> dict[str, int]:
+def teach(dataset: Dataset | str | Path, teacher: str | None = None, *, options: TeachOptions | None = None,
+          **kwargs: Any) -> dict[str, int]:
     """Run the teacher over the text of every post and write the ``teach`` table.
+
+    ``options`` (a :class:`~visent.teach.TeachOptions`, or its fields as keyword arguments: ``batch_size=512``)
+    say which teacher (``teacher``, also the second argument: ``teach(dataset, "vader")``) and how.
 
     Posts whose text is empty after normalisation are kept as ``skipped`` ("no text"); the counts tell apart those
     whose post ingest could not read (an ingest error and no text, such as a line that is not JSON: ``not_read``,
     present when there are any) from the texts the teacher skipped (``skipped``). Work is
     checkpointed per batch; an interrupted run resumes where it stopped, and a run with the same
     teacher over the same posts is a no-op. ``engine`` runs the batches ("local" by default, "ray",
-    or an engine of :func:`visent.engine.get_engine`); the table is the same. Returns the stage counts.
+    or an engine of :func:`visent.engine.get_engine`, with ``ray_address``); the table is the same. Returns the stage
+    counts.
     """
+    if teacher is not None:
+        kwargs["teacher"] = teacher
+    options = resolve(TeachOptions, options, kwargs, what="teach")
+    teacher, batch_size = options.teacher, options.batch_size
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     ds = Dataset.of(dataset)
@@ -160,8 +170,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
     ids = posts.column("post_id").to_pylist()
     texts = [t or "" for t in posts.column("text").to_pylist()]
     langs = posts.column("lang").to_pylist()
-    params = {"teacher": teacher, "teacher_id": model.fingerprint,
-              "posts": _posts_fingerprint(ids, texts, langs)}
+    params = options.params(model.fingerprint, _posts_fingerprint(ids, texts, langs))
     if ds.stage_done(STAGE, params) and ds.has_table(STAGE):
         if "thresholds" not in ds.stage_info(STAGE):  # taught by a visent that did not record them
             ds.record_stage(STAGE, thresholds=dict(model.thresholds))
@@ -179,7 +188,7 @@ def teach(dataset: Dataset | str | Path, teacher: str = "default", *, batch_size
             checkpoint.write(taken.replace_schema_metadata({_TAKEN: b"1"}))
             done.update(taken.column("post_id").to_pylist())
     todo = [i for i, post_id in enumerate(ids) if post_id not in done]
-    run = get_engine(engine)
+    run = get_engine(options.engine, address=options.ray_address)
     pending = pa.table({"post_id": [ids[i] for i in todo], "text": [texts[i] for i in todo],
                         "lang": pa.array([langs[i] for i in todo], pa.string())})
     with progress(f"teach ({teacher})", len(todo)) as advance:

@@ -17,9 +17,9 @@ import numpy as np
 
 from visent.core.errors import PathNotFound, UsageError, VisentError
 from visent.core.labels import CLASSES
+from visent.core.options import resolve
 from visent.core.progress import console
 from visent.core.store import Dataset, writes
-from visent.core.version import __version__
 from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import as_targets
@@ -28,6 +28,7 @@ from visent.train.card import model_card
 from visent.train.features import IN_MEMORY_FIT_FACTOR, FeatureFile, embed_rows, memory_budget
 from visent.train.fit import fit_head
 from visent.train.noisy import sharpen
+from visent.train.options import TrainOptions
 from visent.train.rows import rows_fingerprint, training_rows
 from visent.train.warm import WARM_FILE, load_warm, save_warm, warm_key
 from visent.train.weak import warn_weak, weak_model_notes
@@ -87,26 +88,23 @@ def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | Non
 
 
 @writes("train")  # its work files and head solutions live in the dataset
-def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEFAULT_BACKBONE,
-          weights: str | Path | None = None, target: str = "soft", val_fraction: float = 0.2, C: float | None = None,
-          tta: bool | str = False, finetune_blocks: int = 0, finetune_epochs: int = 3, batch_size: int = 32,
-          seed: int = 0, runtime: str | None = None, signals: Sequence[str] = (),
-          signal_teacher: str = "vader", target_temperature: float = 1.0, self_training: int = 0,
-          self_training_alpha: float = 0.5, calibrate: bool = True, int8_calibration: str = "packaged",
-          force: bool = False) -> VisentModel:
+def train(dataset: Dataset | str | Path, out: str | Path, options: TrainOptions | None = None,
+          **kwargs: Any) -> VisentModel:
     """Train a student on the kept rows of a cleaned dataset and write the model directory ``out``.
 
+    ``options`` (a :class:`~visent.train.TrainOptions`, or its fields as keyword arguments: ``C=0.1``) say how.
     Training is a stage like the others: the model records its options and a digest of the kept posts it learnt
     from (``metrics["params"]``), and when ``out`` already holds a model of the same dataset, kept posts and
     options, that model is returned as it is (``force`` trains it again).
 
     ``target`` is ``"soft"`` (the teacher's probabilities) or ``"hard"`` (its argmax label).
-    ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels.
-    ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone on the weak labels (FT-A style).
-    ``backbone`` may join several with ``+`` (``efficientnet-lite0-ms+efficientnet-lite2``): the features of
-    the first (fine-tuned or loaded from ``weights`` if asked) are followed by those of the others (frozen,
-    packaged weights). ``signals`` adds image signals to the backbone's features
-    (``visent.signals.SIGNALS``: "ocr" scored by ``signal_teacher``, "faces").
+    ``C`` fixes the head's regularisation; by default it is chosen on a validation split of teacher labels
+    (``val_fraction`` of the kept posts). ``finetune_blocks > 0`` first fine-tunes the last blocks of the backbone
+    on the weak labels (FT-A style). ``backbone`` may join several with ``+``
+    (``efficientnet-lite0-ms+efficientnet-lite2``): the features of the first (fine-tuned or loaded from
+    ``weights`` if asked) are followed by those of the others (frozen, packaged weights). ``signals`` adds image
+    signals to the backbone's features (``visent.signals.SIGNALS``: "ocr" scored by ``signal_teacher``, default
+    "vader", "faces").
     ``target_temperature`` sharpens (< 1) or flattens (> 1) the teacher's probabilities; ``self_training``
     rounds let the student relabel the posts out of fold and learn from ``alpha * teacher + (1 - alpha) *
     student`` (:mod:`visent.train.noisy`). ``calibrate`` temperature-scales the student's probabilities against
@@ -119,9 +117,13 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     from visent.embed import load_backbone
     from visent.embed.onnx import MIN_CALIBRATION_IMAGES, check_calibration
 
-    asked = runtime
-    runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=tta, runtime=runtime,
-                                 signals=signals)
+    options = resolve(TrainOptions, options, kwargs, what="train")
+    backbone, weights, target, C, seed = options.backbone, options.weights, options.target, options.C, options.seed
+    finetune_blocks, batch_size = options.finetune_blocks, options.batch_size
+    int8_calibration = options.int8_calibration
+    asked = options.runtime
+    runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=options.tta,
+                                 runtime=options.runtime, signals=options.signals)
     check_calibration(int8_calibration)
     dataset = Dataset.of(dataset)
     started = time.time()
@@ -130,15 +132,9 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         raise TrainError(f"{dataset.root}: only {len(rows['post_id'])} posts survived cleaning; "
                          "ingest more posts or loosen the thresholds (`visent clean --help`)")
     out = Path(out)
-    params = {"dataset": str(dataset.root.resolve()), "posts": rows_fingerprint(rows), "backbone": backbone,
-              "weights": _file_digest(weights), "target": target, "val_fraction": val_fraction, "C": C, "tta": tta,
-              "finetune_blocks": finetune_blocks, "finetune_epochs": finetune_epochs if finetune_blocks else None,
-              "batch_size": batch_size, "seed": seed, "runtime": runtime, "signals": list(signals),
-              "signal_teacher": signal_teacher if signals else None, "target_temperature": target_temperature,
-              "self_training": self_training, "self_training_alpha": self_training_alpha if self_training else None,
-              "calibrate": calibrate, "int8_calibration": int8_calibration if runtime == "onnx-int8" else None,
-              "visent": __version__}
-    if not force and (done := _trained(out, params)) is not None:
+    params = options.params(dataset=str(dataset.root.resolve()), posts=rows_fingerprint(rows),
+                            weights=_file_digest(weights), tta=tta, runtime=runtime)
+    if not options.force and (done := _trained(out, params)) is not None:
         console.print(f"train: the model in {out} is up to date (same kept posts of {dataset.root}, same options); "
                       "nothing to do (`visent train --force` trains it again)", markup=False, highlight=False,
                       soft_wrap=True)
@@ -163,10 +159,10 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
     # Loaded now, so that an unknown or weights-only name fails before any work; the features reuse them.
     extra_loaded = {name: load_backbone(name) for name in extra_backbones}
     config = ModelConfig(backbone=backbone, tta=tta, runtime=runtime, extra_backbones=extra_backbones,
-                         signals=check_signals(signals), signal_teacher=signal_teacher)
+                         signals=check_signals(options.signals), signal_teacher=options.teacher_of_signals())
     model_backbone, finetune_report = student_backbone(config, out, weights, rows, targets,
                                                         finetune_blocks=finetune_blocks,
-                                                        finetune_epochs=finetune_epochs, batch_size=batch_size,
+                                                        finetune_epochs=options.finetune_epochs, batch_size=batch_size,
                                                         seed=seed, int8_calibration=int8_calibration)
     # features only, as predict computes them, with the backbones loaded here
     reader = VisentModel(config, head=None, directory=out, backbone=model_backbone,  # type: ignore[arg-type]
@@ -187,9 +183,9 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         warm = load_warm(warm_path, key)
         warm_started = bool(warm)
         head, C, selection, calibration = fit_head(
-            X, sharpen(targets, target_temperature), labels, C=C, val_fraction=val_fraction, seed=seed,
-            self_training=self_training, self_training_alpha=self_training_alpha, calibrate=calibrate,
-            streamed=streamed, warm=warm)
+            X, sharpen(targets, options.target_temperature), labels, C=C, val_fraction=options.val_fraction,
+            seed=seed, self_training=options.self_training, self_training_alpha=options.self_training_alpha,
+            calibrate=options.calibrate, streamed=streamed, warm=warm)
         save_warm(warm_path, key, warm)
         fit = {"streamed": streamed, "features_on_disk": isinstance(X, FeatureFile),
                "memory_budget_mb": round(budget / 2**20, 1), "warm_start": warm_started}
@@ -209,8 +205,8 @@ def train(dataset: Dataset | str | Path, out: str | Path, *, backbone: str = DEF
         "target": target,
         "C": C,
         "validation": selection,
-        "target_temperature": target_temperature,
-        "self_training": {"rounds": self_training, "alpha": self_training_alpha},
+        "target_temperature": options.target_temperature,
+        "self_training": {"rounds": options.self_training, "alpha": options.self_training_alpha},
         "calibration": calibration,
         "finetune": finetune_report,
         "fit": fit,
