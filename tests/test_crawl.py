@@ -408,3 +408,29 @@ def test_a_stopped_crawl_commits_what_it_holds_and_says_so(tmp_path, sig):
     state = json.loads(cursor.read_text())
     rows = _rows(tmp_path / "c")
     assert state["shard"] == 1 and len(rows) == state["totals"]["images"] > 100
+
+
+def test_a_signal_while_a_post_is_being_taken_in_waits_until_it_is_counted(tmp_path, monkeypatch):
+    """Ctrl-C arriving between a post's rows being written and the post being counted: the crawl stops after the
+    frame, so the committed rows are exactly the ones the cursor's totals count."""
+    import signal
+
+    writes = {"n": 0}
+    add_post = CrawlWriter.add_post
+
+    def add_then_interrupt(self, uri, rows):
+        add_post(self, uri, rows)
+        writes["n"] += 1
+        if writes["n"] == 40:  # the handler runs at once, before the crawl counts this post
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(CrawlWriter, "add_post", add_then_interrupt)
+    events = synthetic_events(3000, seed=11, image_share=0.5)
+    with ReplayServer(events, rate=5000) as server:
+        counts = crawl_bluesky(tmp_path / "c", endpoints=[server.url], duration=30, shard_rows=100_000,
+                               **NO_FILTER, **FAST)
+    assert counts["stopped_by"] == "interrupted"
+    state = json.loads((tmp_path / "c" / ".state" / "cursor.json").read_text())
+    rows = _rows(tmp_path / "c")
+    assert len({row["id"].split("#")[0] for row in rows}) == state["totals"]["posts"] >= 40
+    assert len(rows) == state["totals"]["images"]

@@ -12,8 +12,11 @@ post written.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as _dt
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -137,6 +140,47 @@ class _Crawl:
         return self.writer.commit(self.position, extra)
 
 
+class _Interrupts:
+    """Ctrl-C and SIGTERM stop the crawl as KeyboardInterrupt, but never inside :meth:`held`: a post is written
+    and counted whole, so the rows committed on the way out are the rows the cursor's totals count. Installed
+    only in the main thread (where Python delivers signals); elsewhere it holds nothing back."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.holding = False
+        self.pending = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Interrupts":
+        if self.active:
+            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        """Signals that arrive inside are acted on at its end."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+
 def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list[str] | None = None,
                   posts: int | None = None, duration: str | float | None = None, langs: frozenset[str] = frozenset(),
                   replies: bool = True, per_author_hour: int = 20, min_words: int = 3, cdn: str = DEFAULT_CDN,
@@ -184,7 +228,7 @@ def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list
     info.update({"source": source, "endpoints": list(stream.endpoints), "options": options, "updated_at": now})
     root.mkdir(parents=True, exist_ok=True)
 
-    with CrawlWriter(root, info, shard_rows=shard_rows) as writer:
+    with CrawlWriter(root, info, shard_rows=shard_rows) as writer, _Interrupts() as interrupts:
         crawl = _Crawl(writer, post_filter, stream, cdn=cdn, size=image_size, target=posts)
         if crawl.position is None and cursor is not None:
             crawl.position = cursor
@@ -215,8 +259,9 @@ def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list
                     crawl.last_malformed = str(exc)
                     continue
                 try:
-                    for event in events:
-                        crawl.handle(event)
+                    with interrupts.held():  # a post half taken in would be committed uncounted
+                        for event in events:
+                            crawl.handle(event)
                 except Reconnect as exc:
                     drop = exc
                     continue
@@ -225,7 +270,8 @@ def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list
                     break
                 now_s = time.monotonic()
                 if writer.full() or now_s - last_commit >= shard_seconds:
-                    crawl.commit()
+                    with interrupts.held():
+                        crawl.commit()
                     last_commit = now_s
                 if deadline is not None and now_s >= deadline:
                     stopped_by = "duration"
@@ -235,6 +281,7 @@ def crawl_bluesky(out: str | Path, *, source: str = "jetstream", endpoints: list
         except KeyboardInterrupt:
             stopped_by = "interrupted"
         finally:
+            interrupts.holding = True  # stopping already: a second Ctrl-C does not cut the last commit short
             crawl.commit()  # first: closing the connection may wait on the server
             gen.close()
             counts = _counts(crawl, connection, time.monotonic() - started, writer)
