@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence, Union
@@ -12,6 +11,7 @@ import numpy as np
 
 from visent.core.errors import UnknownName, UsageError
 from visent.core.images import load_image
+from visent.core.onnx import usable_cores
 from visent.core.status import ImageStatus
 from visent.embed.cache import FeatureCache
 from visent.embed.cached import attempt, cached_image_pass, file_hashes
@@ -108,7 +108,7 @@ def embed_images(paths: Sequence[Path | None], hashes: Sequence[str | None] | No
 
         def run(batch: np.ndarray) -> np.ndarray:
             torch_threads = torch.get_num_threads()
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+            torch.set_num_threads(threads or usable_cores())
             try:
                 with torch.inference_mode():
                     return backbone.forward_features(torch.from_numpy(batch)).float().cpu().numpy()

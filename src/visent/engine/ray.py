@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 
 from visent.core.errors import UsageError, VisentError
+from visent.core.onnx import usable_cores
 from visent.engine.base import EngineError
 
 try:
@@ -107,7 +108,7 @@ class RayEngine:
                 _check_reachable(address)
             try:
                 if address is None:
-                    ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                    ray.init(num_cpus=self.num_cpus or usable_cores(), include_dashboard=False,
                              _temp_dir=TEMP_DIR, _node_ip_address="127.0.0.1", **quiet)
                 else:
                     ray.init(address=address, **quiet)

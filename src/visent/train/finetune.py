@@ -4,7 +4,6 @@ the rest of the network stays frozen. An option of ``visent train``; the default
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch.nn import functional as F
 from visent.core.errors import InputError, UsageError
 from visent.core.images import load_image
 from visent.core.numeric import softmax
+from visent.core.onnx import usable_cores
 from visent.core.progress import progress
 from visent.core.status import ImageStatus
 from visent.embed.backbones import Backbone
@@ -105,7 +105,7 @@ def finetune(backbone: Backbone, paths: Sequence[Path], targets: np.ndarray, *, 
         return model.preprocess(load_image(val_paths[index], size))  # type: ignore[index]
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
