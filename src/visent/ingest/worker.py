@@ -23,7 +23,7 @@ from visent.core.progress import progress
 from visent.core.store import Dataset
 from visent.core.options import resolve
 from visent.engine import Engine, get_engine
-from visent.ingest import stage
+import visent.ingest.stage as stage
 from visent.ingest.download import ImageFetcher
 from visent.ingest.options import DEFAULT_PER_HOST, IngestOptions
 from visent.ingest.readers import RawPost

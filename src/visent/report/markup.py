@@ -20,7 +20,7 @@ __all__ = ["code", "count_line", "facts", "figure", "integer", "note", "number",
 
 def plots():
     """:mod:`visent.report.plots`, imported now (it loads matplotlib)."""
-    from visent.report import plots
+    import visent.report.plots as plots
 
     return plots
 
