@@ -283,6 +283,12 @@ def test_bad_input_is_one_clear_line(case, p):
         assert f"error: {command}: " in output  # the line names the command that failed
 
 
+def test_build_refuses_a_bad_training_option_before_any_stage_runs(p):
+    out = p.root / "early"
+    fails(["build", p.crawl, "--out", out, "--int8-calibration", "nope"], "unknown int8 calibration 'nope'", code=1)
+    assert not out.with_name("early-dataset").exists()  # nothing ingested, taught or cleaned first
+
+
 def test_every_command_is_driven_with_bad_input():
     group = typer.main.get_command(app)
     listed = {name for name in group.commands if name not in ("teacher", "crawl", "label")}  # type: ignore[attr-defined]

@@ -61,8 +61,7 @@ def build(source: str | Path, out: str | Path, *, dataset: str | Path | None = N
     options = options or BuildOptions()
     taught, trained = options.part("teach"), options.part("train")
     check_teacher(taught.teacher)  # a wrong name or option fails now, not after ingest, teach and clean
-    check_options(backbone=trained.backbone, weights=trained.weights, target=trained.target, tta=trained.tta,
-                  runtime=trained.runtime, signals=trained.signals)
+    check_options(trained)
     if trained.signal_teacher is None:  # the posts' teacher also reads the text inside images
         trained = replace(trained, signal_teacher=taught.teacher)
     engine = get_engine(options.engine, address=options.ray_address)  # one engine (one cluster) for the build

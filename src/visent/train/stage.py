@@ -9,7 +9,6 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from visent.core.labels import CLASSES
 from visent.core.options import resolve
 from visent.core.progress import console
 from visent.core.store import Dataset, writes
-from visent.embed.spec import DEFAULT_BACKBONE  # defined beside the backbones, so `visent --help` needs no sklearn
 from visent.model import ModelConfig, ModelError, VisentModel
 from visent.model.head import as_targets
 from visent.train.backbone import shipped_int8, student_backbone
@@ -68,23 +66,25 @@ def _trained(out: Path, params: dict[str, Any]) -> VisentModel | None:
     return model
 
 
-def check_options(*, backbone: str = DEFAULT_BACKBONE, weights: str | Path | None = None, target: str = "soft",
-                  tta: bool | str = False, runtime: str | None = None, signals: Sequence[str] = ()) -> tuple[str, str]:
-    """Refuse an unknown backbone, target, test-time augmentation, runtime or signal, and a weights file that does
-    not exist, before any work (``build`` checks them before it ingests); returns the runtime and the tta mode."""
+def check_options(options: TrainOptions) -> tuple[str, str]:
+    """Refuse an unknown backbone, target, test-time augmentation, runtime, signal or int8 calibration, and a
+    weights file that does not exist, before any work (``build`` checks them before it ingests); returns the runtime
+    and the tta mode."""
     from visent.embed.backbones import check_backbone
     from visent.embed.features import tta_mode
-    from visent.embed.onnx import DEFAULT_RUNTIME, check_runtime
+    from visent.embed.onnx import DEFAULT_RUNTIME, check_calibration, check_runtime
     from visent.signals import check_signals
 
+    backbone, weights, target = options.backbone, options.weights, options.target
     for name in backbone.split("+"):
         check_backbone(name.strip())
     if weights is not None and not Path(weights).is_file():
         raise PathNotFound(f"{weights}: no such weights file (--weights)")
     if target not in ("soft", "hard"):
         raise UsageError(f"target must be 'soft' or 'hard', not {target!r}")
-    check_signals(signals)
-    return check_runtime(runtime or DEFAULT_RUNTIME), tta_mode(tta)
+    check_signals(options.signals)
+    check_calibration(options.int8_calibration)
+    return check_runtime(options.runtime or DEFAULT_RUNTIME), tta_mode(options.tta)
 
 
 @writes("train")  # its work files and head solutions live in the dataset
@@ -115,16 +115,14 @@ def train(dataset: Dataset | str | Path, out: str | Path, options: TrainOptions 
     dataset, so a grown crawl embeds only its new images), else (or ``"dataset"``) measured on the kept images.
     """
     from visent.embed import load_backbone
-    from visent.embed.onnx import MIN_CALIBRATION_IMAGES, check_calibration
+    from visent.embed.onnx import MIN_CALIBRATION_IMAGES
 
     options = resolve(TrainOptions, options, kwargs, what="train")
     backbone, weights, target, C, seed = options.backbone, options.weights, options.target, options.C, options.seed
     finetune_blocks, batch_size = options.finetune_blocks, options.batch_size
     int8_calibration = options.int8_calibration
     asked = options.runtime
-    runtime, tta = check_options(backbone=backbone, weights=weights, target=target, tta=options.tta,
-                                 runtime=options.runtime, signals=options.signals)
-    check_calibration(int8_calibration)
+    runtime, tta = check_options(options)
     dataset = Dataset.of(dataset)
     started = time.time()
     rows = training_rows(dataset)
