@@ -16,7 +16,6 @@ import argparse
 import csv
 import io
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -27,15 +26,10 @@ import numpy as np
 from PIL import Image
 
 from visent.core import images
-from visent.core.images import ImageError, open_image
+from visent.core.images import ImageError, jpeg_segments, open_image
 from visent.core.machine import cpu_model
 
 from record import add_results_argument, save_results
-
-# The next JPEG marker after a scan's entropy-coded data: 0xFF followed by neither a stuffed 0x00, a fill 0xFF
-# nor a restart marker (RST0-RST7).
-NEXT_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
-
 
 def scan_bomb(target_bytes: int, side: int = 1000) -> bytes:
     """A progressive JPEG of ``side`` x ``side`` whose smallest AC scan is repeated up to ``target_bytes``."""
@@ -44,14 +38,8 @@ def scan_bomb(target_bytes: int, side: int = 1000) -> bytes:
     Image.merge("RGB", (gradient, gradient.rotate(90), gradient.rotate(180))).save(
         buffer, "JPEG", progressive=True, quality=90)
     data = buffer.getvalue()
-    position, scans = 2, []
-    while data[position + 1] != 0xD9:
-        start = position
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
-        if data[start + 1] == 0xDA:
-            position = NEXT_MARKER.search(data, position).start()
-            if data[start + 5 + 2 * data[start + 4]] > 0:  # an AC scan
-                scans.append((position - start, start, position))
+    scans = [(end - start, start, end) for code, start, end in jpeg_segments(data)
+             if code == 0xDA and data[start + 5 + 2 * data[start + 4]] > 0]  # an AC scan
     length, start, end = min(scans)
     copies = max(1, (target_bytes - len(data)) // length)
     return data[:end] + data[start:end] * copies + data[end:]

@@ -12,19 +12,8 @@ import pytest
 from PIL import Image, PngImagePlugin, WebPImagePlugin
 
 from visent.core import images
-from visent.core.images import DecodeBudget, ImageError, decode, jpeg_scans, load_image, open_image
-
-
-def _sos_segments(data: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each scan of a JPEG: its SOS header and entropy-coded data."""
-    position, found = 2, []
-    while data[position + 1] != 0xD9:
-        start = position
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
-        if data[start + 1] == 0xDA:
-            position = images._NEXT_MARKER.search(data, position).start()
-            found.append((start, position))
-    return found
+from visent.core.images import (DecodeBudget, ImageError, decode, jpeg_scans, jpeg_segments, load_image,
+                                open_image)
 
 
 def progressive_jpeg(size: int = 256, **options) -> bytes:
@@ -38,8 +27,9 @@ def progressive_jpeg(size: int = 256, **options) -> bytes:
 def scan_bomb(copies: int, size: int = 256) -> bytes:
     """A progressive JPEG whose smallest AC scan is repeated ``copies`` more times (libjpeg decodes every one)."""
     data = progressive_jpeg(size)
-    ac = [(end - start, start, end) for start, end in _sos_segments(data)
-          if data[start + 5 + 2 * data[start + 4]] > 0]  # the scan's first coefficient: > 0 is an AC scan
+    # a scan whose first coefficient is > 0 is an AC scan
+    ac = [(end - start, start, end) for code, start, end in jpeg_segments(data)
+          if code == 0xDA and data[start + 5 + 2 * data[start + 4]] > 0]
     _, start, end = min(ac)
     return data[:end] + data[start:end] * copies + data[end:]
 

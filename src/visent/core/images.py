@@ -279,38 +279,49 @@ DECODE_BUDGET = DecodeBudget()
 """The process's :class:`DecodeBudget`, which :func:`decode` and :func:`load_image` hold while they decode."""
 
 
-def jpeg_scans(data: bytes | bytearray, limit: int | None = None) -> tuple[int, int]:
-    """``(scans, segments)`` of the JPEG ``data``: its start-of-scan markers and its segments (markers with a
-    length), read from the bytes up to the end-of-image marker without decoding anything. Segment lengths are
-    skipped; after a scan header, the entropy-coded data is skipped to the next marker that is not a stuffed
-    0xFF00, a fill byte or a restart marker. Past ``limit`` scans the rest is counted by the bytes 0xFFDA alone
-    (a count, not a parse, so the time stays a scan of the bytes however many there are); past
-    :data:`MAX_JPEG_MARKERS` segments counting stops."""
+def jpeg_segments(data: bytes | bytearray) -> Iterator[tuple[int, int, int]]:
+    """``(marker, start, end)`` of each segment of the JPEG ``data`` (markers with a length), in order, up to the
+    end-of-image marker, read from the bytes without decoding anything. A scan's segment ends past its
+    entropy-coded data, at the next marker that is not a stuffed 0xFF00, a fill byte or a restart marker; fill
+    bytes, stray restarts and garbage between segments are skipped."""
     size = len(data)
     position = 2 if data[:2] == b"\xff\xd8" else 0
-    scans = segments = 0
     while position + 4 <= size:
         code = data[position + 1]
         if data[position] != 0xFF or code in (0x00, 0xFF) or 0xD0 <= code <= 0xD7 or code in (0x01, 0xD8):
             found = _NEXT_MARKER.search(data, position + 1)  # fill bytes, stray restarts, garbage: skipped
             if found is None:
-                break
+                return
             position = found.start()
             continue
         if code == 0xD9:  # end of image
-            break
+            return
+        start = position
+        position += 2 + ((data[position + 2] << 8) | data[position + 3])
+        if code != 0xDA:
+            yield code, start, position
+            continue
+        found = _NEXT_MARKER.search(data, position)
+        yield code, start, size if found is None else found.start()
+        if found is None:
+            return
+        position = found.start()
+
+
+def jpeg_scans(data: bytes | bytearray, limit: int | None = None) -> tuple[int, int]:
+    """``(scans, segments)`` of the JPEG ``data``: its start-of-scan markers and its segments
+    (:func:`jpeg_segments`). Past ``limit`` scans the rest is counted by the bytes 0xFFDA alone (a count, not a
+    parse, so the time stays a scan of the bytes however many there are); past :data:`MAX_JPEG_MARKERS` segments
+    counting stops."""
+    scans = segments = 0
+    for code, _, end in jpeg_segments(data):
         segments += 1
         if segments > MAX_JPEG_MARKERS:
             break
-        position += 2 + ((data[position + 2] << 8) | data[position + 3])
         if code == 0xDA:
             scans += 1
             if limit is not None and scans > limit:
-                return scans + data.count(b"\xff\xda", position), segments
-            found = _NEXT_MARKER.search(data, position)
-            if found is None:
-                break
-            position = found.start()
+                return scans + data.count(b"\xff\xda", end), segments
     return scans, segments
 
 
