@@ -15,15 +15,19 @@ draws, per N, and the issue's aims: at 100 and 200 labels adapted beats scratch 
 accuracy, at 200 it beats the zero-label student by >= 5.
 
 ``--strategy random,uncertainty,entropy`` asks instead what the labels :func:`visent.label.suggest` picks buy: a
-simulated annotator reveals the human image label of only the images a strategy asks for. The pool is the fold's
-training part (its images, labels hidden; each image once, by SHA-256, as ``suggest`` dedupes), scored by the
-fold's student on its cached features, and the strategy (the same function ``visent label suggest --strategy``
-calls, seed = draw) picks N of it; the student is adapted to those N labels (``adapted``, as ``visent adapt``)
-and scored as above, per strategy side by side. ``--picks per-n`` (the default) asks the strategy anew for each N,
-as ``visent label suggest --n N`` would (k-means with about N clusters); ``--picks nested`` takes the first N of
-one ranking for the largest N per (fold, draw), so each curve is nested. ``random`` is nested either way (the
-first N of one seeded permutation). The aims printed: suggested 100 reaches random 200, and suggested 200 beats
-random 200 by >= 1.5 points of balanced accuracy, on each benchmark.
+simulated annotator reveals the human image label of only the images a strategy asks for, on two benchmarks, each
+from its own pool. MVSA: the pool is the fold's training part (its images, labels hidden; each image once, by
+SHA-256, as ``suggest`` dedupes), the test its held-out fold (and Twitter-II zero-shot, labels bought on MVSA).
+Twitter-II: fold k's student is given the photos of Twitter-II's other four partitions as its pool and is tested
+on partition k (its own cross-validation folds; positive / negative labels, so the adapted head refits those two
+classes). The pool is scored by the fold's student on its cached features, and the strategy (the same function
+``visent label suggest --strategy`` calls, seed = draw) picks N of it; the student is adapted to those N labels
+(``adapted``, as ``visent adapt``) and scored on the pool's test, per strategy side by side. ``--picks per-n``
+(the default) asks the strategy anew for each N, as ``visent label suggest --n N`` would (k-means with about N
+clusters); ``--picks nested`` takes the first N of one ranking for the largest N per (fold, draw), so each curve is
+nested. ``random`` is nested either way (the first N of one seeded permutation). The aims printed: suggested 100
+reaches random 200, and suggested 200 beats random 200 by >= 1.5 points of balanced accuracy, on each benchmark
+(MVSA held-out folds, Twitter-II held-out partitions).
 
 Rows are kept as they come (``--work``/rows.jsonl), so an interrupted run resumes where it stopped.
 
@@ -115,7 +119,31 @@ def mixed_strategy():
     return pick
 
 
-VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy}
+def badge_strategy():
+    """BADGE (Ash et al., ICLR 2020): each image's gradient of the log-loss at the student's own prediction with
+    respect to the head's weights, (p - onehot(argmax p)) outer its features (standardised, on their first
+    CLUSTER_DIMS principal components), and k-means++ seeding over those vectors: images that are both uncertain
+    (a long gradient) and unlike those already picked (far from every gradient picked)."""
+    def pick(probs: np.ndarray, features: np.ndarray, n: int, seed: int):
+        from sklearn.decomposition import PCA
+
+        x = features.astype(np.float64)
+        x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
+        z = PCA(n_components=min(CLUSTER_DIMS, len(x) - 1), svd_solver="randomized", random_state=seed).fit_transform(x)
+        g = ((probs - np.eye(probs.shape[1])[probs.argmax(axis=1)])[:, :, None] * z[:, None, :]).reshape(len(x), -1)
+        rng = np.random.default_rng(seed)
+        first = int(np.argmax((g ** 2).sum(axis=1)))
+        picks, d2 = [first], ((g - g[first]) ** 2).sum(axis=1)
+        while len(picks) < min(n, len(x)) and d2.sum() > 0:
+            i = int(rng.choice(len(x), p=d2 / d2.sum()))  # a picked image has d2 = 0: never drawn again
+            picks.append(i)
+            d2 = np.minimum(d2, ((g - g[i]) ** 2).sum(axis=1))
+        return [(i, float(np.sqrt((g[i] ** 2).sum())), "k-means++ over gradient embeddings") for i in picks]
+
+    return pick
+
+
+VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy, "badge": badge_strategy}
 
 
 def strategy_named(name: str):
@@ -151,6 +179,8 @@ def main() -> None:
     data_dir = (args.mvsa / "data").resolve()
     twitter = load_benchmark(f"twitter-ii={args.twitter_ii}")
     y_twitter = np.array([CLASS_INDEX[label] for label in twitter.labels])
+    partitions = np.array(twitter.folds)  # Twitter-II's own cross-validation folds: partition k tests fold k's picks
+    twitter_digests = file_hashes([Path(p) for p in twitter.paths])[0] if strategies else []
     ALL = 10**9  # 'all': every labelled training post of the fold
     sizes = [ALL if s == "all" else int(s) for s in args.sizes.split(",")]
     if strategies and ALL in sizes:
@@ -165,7 +195,8 @@ def main() -> None:
     # rows are kept as they come, so an interrupted run resumes where it stopped; a row is known by its key
     args.work.mkdir(parents=True, exist_ok=True)
     done_file = args.work / "rows.jsonl"
-    setting = {"folds_dir": str(args.folds_dir.resolve()), "picks": args.picks if strategies else None}
+    setting = {"folds_dir": str(args.folds_dir.resolve()), "picks": args.picks if strategies else None,
+               "pools": ",".join(POOLS) if strategies else None}
     done: dict[tuple, dict] = {}
     if done_file.exists():
         for line in done_file.read_text().splitlines():
@@ -190,19 +221,30 @@ def main() -> None:
         X_pool, X_test, X_tw = X[:n_pool], X[n_pool:n_pool + n_test], X[n_pool + n_test:]
         pool_ok, test_ok, tw_ok = ok[:n_pool], ok[n_pool:n_pool + n_test], ok[n_pool + n_test:]
         head = model.head
+        # Twitter-II's partition of this fold is its test; the other partitions are its pool
+        partition = int(fold_dir.name.removeprefix("fold")) % (int(partitions.max()) + 1)
+        tw_test = tw_ok & (partitions == partition)
 
-        def score(predict, name: str, n: int, draw: int, strategy: str | None = None, **extra) -> None:
-            mvsa = binary_scores(predict(X_test[test_ok]), y_test[test_ok])
-            tw = binary_scores(predict(X_tw[tw_ok]), y_twitter[tw_ok])
+        def score(predict, name: str, n: int, draw: int, strategy: str | None = None, pool: str = "mvsa",
+                  **extra) -> None:
+            """A row of binary figures: MVSA's held-out fold and Twitter-II zero-shot for a head from MVSA labels
+            (and the zero-label student), Twitter-II's held-out partition for one from Twitter-II's labels."""
+            figures = {}
+            if pool == "mvsa":
+                mvsa = binary_scores(predict(X_test[test_ok]), y_test[test_ok])
+                tw = binary_scores(predict(X_tw[tw_ok]), y_twitter[tw_ok])
+                figures |= {"mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0], "twitter_acc": tw[1]}
+            if pool == "twitter-ii" or (strategies and name == "student"):
+                held = binary_scores(predict(X_tw[tw_test]), y_twitter[tw_test])
+                figures |= {"twitter_in_bal": held[0], "twitter_in_acc": held[1]}
             row = {"fold": fold_dir.name, "n": "all" if n == ALL else n, "draw": draw, "head": name,
-                   "strategy": strategy, "mvsa_bal": mvsa[0], "mvsa_acc": mvsa[1], "twitter_bal": tw[0],
-                   "twitter_acc": tw[1], **extra, **setting}
+                   "strategy": strategy, **({"pool": pool} if strategies else {}), **figures, **extra, **setting}
             rows.append(row)
             with done_file.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
 
-        def known(name: str, n: int, draw: int, strategy: str | None = None) -> bool:
-            row = done.get((fold_dir.name, "all" if n == ALL else n, draw, name, strategy))
+        def known(name: str, n: int, draw: int, strategy: str | None = None, pool: str = "mvsa") -> bool:
+            row = done.get((fold_dir.name, "all" if n == ALL else n, draw, name, strategy, pool))
             if row is not None:
                 rows.append(row)
             return row is not None
@@ -210,43 +252,40 @@ def main() -> None:
         if not known("student", 0, 0):
             score(head.predict_proba, "student", 0, 0)
         if strategies:
-            # the pool as suggest sees it: readable images of the training part, each once by SHA-256
-            digests, _ = file_hashes([data_dir / f"{i}.jpg" for i in pool])
-            seen: set[str] = set()
-            candidates = []
-            for j in np.flatnonzero(pool_ok):
-                if digests[j] is not None and digests[j] not in seen:
-                    seen.add(digests[j])
-                    candidates.append(j)
-            candidates = np.array(candidates)
-            F = X_pool[candidates]
-            P = head.predict_proba(F)
-            for strategy in strategies:
-                pick = strategy_named(strategy)
-                for draw in range(args.draws):
-                    ranking = None
-                    for n in sizes:
-                        if known("adapted", n, draw, strategy):
-                            continue
-                        t0 = time.time()
-                        if args.picks == "nested":
-                            if ranking is None:
-                                ranking = [i for i, _, _ in pick(P, F, max(sizes), draw)]
-                            chosen = ranking[:n]
-                        else:
-                            chosen = [i for i, _, _ in pick(P, F, n, draw)]
-                        t_pick = time.time() - t0
-                        idx = candidates[np.array(chosen)]
-                        yd = y_pool[idx]  # the simulated annotator: labels of the picked images only
-                        counts = np.bincount(yd, minlength=len(CLASSES))
-                        if len(np.unique(yd)) < 2:
-                            continue
-                        adapted, info = adapt_head(head, X_pool[idx], yd, seed=draw)
-                        score(adapted.predict_proba, "adapted", n, draw, strategy, C=info["C"],
-                              per_class={c: int(k) for c, k in zip(CLASSES, counts)},
-                              pick_s=round(t_pick, 2), adapt_s=round(time.time() - t0 - t_pick, 2))
-            print(f"{fold_dir.name}: {len(candidates)} images in the pool, {n_test} held out, "
-                  f"{time.time() - started:.0f} s ({cpu})", flush=True)
+            # each pool as suggest sees it: readable images, each once by SHA-256
+            mvsa_digests, _ = file_hashes([data_dir / f"{i}.jpg" for i in pool])
+            pools = {"mvsa": (X_pool, y_pool, distinct(np.flatnonzero(pool_ok), mvsa_digests)),
+                     "twitter-ii": (X_tw, y_twitter, distinct(np.flatnonzero(tw_ok & ~tw_test), twitter_digests))}
+            for pool_name, (X_from, y_from, candidates) in pools.items():
+                F = X_from[candidates]
+                P = head.predict_proba(F)
+                for strategy in strategies:
+                    pick = strategy_named(strategy)
+                    for draw in range(args.draws):
+                        ranking = None
+                        for n in sizes:
+                            if n > len(candidates) or known("adapted", n, draw, strategy, pool_name):
+                                continue
+                            t0 = time.time()
+                            if args.picks == "nested":
+                                if ranking is None:
+                                    ranking = [i for i, _, _ in pick(P, F, min(max(sizes), len(F)), draw)]
+                                chosen = ranking[:n]
+                            else:
+                                chosen = [i for i, _, _ in pick(P, F, n, draw)]
+                            t_pick = time.time() - t0
+                            idx = candidates[np.array(chosen)]
+                            yd = y_from[idx]  # the simulated annotator: labels of the picked images only
+                            counts = np.bincount(yd, minlength=len(CLASSES))
+                            if len(np.unique(yd)) < 2:
+                                continue
+                            adapted, info = adapt_head(head, X_from[idx], yd, seed=draw)
+                            score(adapted.predict_proba, "adapted", n, draw, strategy, pool_name, C=info["C"],
+                                  per_class={c: int(k) for c, k in zip(CLASSES, counts)},
+                                  pick_s=round(t_pick, 2), adapt_s=round(time.time() - t0 - t_pick, 2))
+                print(f"{fold_dir.name}: {pool_name}: {len(candidates)} images in the pool, "
+                      f"{n_test if pool_name == 'mvsa' else int(tw_test.sum())} held out, "
+                      f"{time.time() - started:.0f} s ({cpu})", flush=True)
             continue
 
         candidates = np.flatnonzero(pool_ok)
@@ -321,11 +360,33 @@ def main() -> None:
 
 
 def key_of(row: dict) -> tuple:
-    return row["fold"], row["n"], row["draw"], row["head"], row.get("strategy")
+    return row["fold"], row["n"], row["draw"], row["head"], row.get("strategy"), row.get("pool", "mvsa")
 
 
-BENCHES = (("mvsa_bal", "MVSA held-out folds"), ("twitter_bal", "Twitter-II"))
-SHORT = {"mvsa_bal": "MVSA", "twitter_bal": "Twitter-II"}
+def pair(row: dict) -> tuple:
+    """What a strategy's row is paired with random's by: fold, N, draw and pool."""
+    key = key_of(row)
+    return key[:3] + key[5:]
+
+
+def distinct(rows: np.ndarray, digests: list) -> np.ndarray:
+    """``rows`` (indices into ``digests``) whose file was read, each content once (the first of its name)."""
+    seen: set[str] = set()
+    kept = []
+    for j in rows:
+        if digests[j] is not None and digests[j] not in seen:
+            seen.add(digests[j])
+            kept.append(j)
+    return np.array(kept, dtype=int)
+
+
+POOLS = ("mvsa", "twitter-ii")
+BENCHES = (("mvsa_bal", "MVSA held-out folds"), ("twitter_in_bal", "Twitter-II held-out partitions"),
+           ("twitter_bal", "Twitter-II zero-shot, MVSA labels"))
+AIMED = ("mvsa_bal", "twitter_in_bal")  # the aims are judged where the labels come from the benchmark's own pool
+SHORT = {"mvsa_bal": "MVSA held-out folds", "twitter_in_bal": "Twitter-II held-out partitions",
+         "twitter_bal": "Twitter-II zero-shot (MVSA labels)"}
+METRICS = ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc", "twitter_in_bal", "twitter_in_acc")
 
 
 def mean_std(stats: dict, bench: str) -> str:
@@ -351,18 +412,18 @@ def curve_table(summary: dict, sizes: list) -> tuple[list[str], list[list[str]]]
 
 
 def strategy_table(summary: dict, strategies: list[str], sizes: list[int]) -> tuple[list[str], list[list[str]]]:
-    """The docs' table of --strategy: per N, each strategy's balanced accuracy on MVSA, then on Twitter-II (the
-    zero-label student's in the first strategy's columns)."""
-    columns = ["N labels"] + [f"{s}, {SHORT[bench]}" for bench, _ in BENCHES for s in strategies]
+    """The docs' table of --strategy: per benchmark of :data:`BENCHES` the summary has, then per N, each
+    strategy's balanced accuracy (the zero-label student's in the first strategy's column)."""
+    benches = [bench for bench, _ in BENCHES if any(bench in cell for cell in summary.values())]
+    columns = ["Benchmark", "N labels", *strategies]
     rows = []
-    if "0/student" in summary:
-        row = ["0 (the zero-label student)"]
-        for bench, _ in BENCHES:
-            row += [mean_std(summary["0/student"], bench)] + [""] * (len(strategies) - 1)
-        rows.append(row)
-    for n in sizes:
-        rows.append([str(n)] + [mean_std(summary[f"{n}/{s}"], bench) if f"{n}/{s}" in summary else ""
-                                for bench, _ in BENCHES for s in strategies])
+    for bench in benches:
+        if bench in summary.get("0/student", {}):
+            rows.append([SHORT[bench], "0 (the zero-label student)", mean_std(summary["0/student"], bench)]
+                        + [""] * (len(strategies) - 1))
+        for n in sizes:
+            rows.append([SHORT[bench], str(n)] + [mean_std(summary[f"{n}/{s}"], bench)
+                                                  if bench in summary.get(f"{n}/{s}", {}) else "" for s in strategies])
     return columns, rows
 
 
@@ -370,6 +431,11 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
                          summary: dict) -> None:
     """The strategies side by side per N (mean ± std over folds x draws), the aims against random, and the
     paired differences (same fold and draw) against random."""
+    def stats(sel: list[dict]) -> dict:
+        """mean, std and count of each figure, over the rows that have it"""
+        found = {k: [r[k] for r in sel if k in r] for k in METRICS}
+        return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in found.items() if v}
+
     student = [r for r in rows if r["head"] == "student"]
     cells = {}
     for strategy in strategies:
@@ -377,15 +443,17 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
             sel = [r for r in rows if r["head"] == "adapted" and r["strategy"] == strategy and r["n"] == n]
             if sel:
                 cells[strategy, n] = sel
-                summary[f"{n}/{strategy}"] = {
-                    k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])), len(sel))
-                    for k in ("mvsa_bal", "mvsa_acc", "twitter_bal", "twitter_acc")}
-                summary[f"{n}/{strategy}"]["per_class"] = {
-                    c: float(np.mean([r["per_class"][c] for r in sel])) for c in CLASSES}
+                summary[f"{n}/{strategy}"] = stats(sel)
+                for pool in POOLS:
+                    picked = [r for r in sel if r.get("pool", "mvsa") == pool]
+                    if picked:
+                        summary[f"{n}/{strategy}"]["per_class" + ("" if pool == "mvsa" else f" {pool}")] = {
+                            c: float(np.mean([r["per_class"][c] for r in picked])) for c in CLASSES}
     if student:
-        summary["0/student"] = {k: (float(np.mean([r[k] for r in student])), float(np.std([r[k] for r in student])),
-                                    len(student)) for k in ("mvsa_bal", "twitter_bal")}
+        summary["0/student"] = {k: v for k, v in stats(student).items() if k.endswith("_bal")}
     for bench, title in BENCHES:
+        if not any(bench in cell for cell in summary.values()):
+            continue
         print(f"\n{title}: binary balanced accuracy of `visent adapt` on the picked labels, mean ± std over "
               f"{folds} folds x {args.draws} draws (picks {args.picks})")
         print("| N labels | " + " | ".join(strategies) + " |")
@@ -397,14 +465,16 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
             print(f"| {n} | " + " | ".join(
                 f"{summary[f'{n}/{s}'][bench][0]:.4f} ± {summary[f'{n}/{s}'][bench][1]:.4f}"
                 if f"{n}/{s}" in summary else "" for s in strategies) + " |")
-    print("\nlabels per class picked (mean negative / neutral / positive):")
-    for n in sizes:
-        shown = []
-        for s in strategies:
-            if f"{n}/{s}" in summary:
-                per_class = summary[f"{n}/{s}"]["per_class"]
-                shown.append(f"{s} " + "/".join(f"{per_class[c]:.0f}" for c in CLASSES))
-        print(f"  N={n:<4} " + "   ".join(shown))
+    for pool in POOLS:
+        which = "per_class" + ("" if pool == "mvsa" else f" {pool}")
+        print(f"\nlabels per class picked from the {pool} pool (mean negative / neutral / positive):")
+        for n in sizes:
+            shown = []
+            for s in strategies:
+                if which in summary.get(f"{n}/{s}", {}):
+                    per_class = summary[f"{n}/{s}"][which]
+                    shown.append(f"{s} " + "/".join(f"{per_class[c]:.0f}" for c in CLASSES))
+            print(f"  N={n:<4} " + "   ".join(shown))
     if "random" not in strategies:
         return
     print("\npaired against random (same fold and draw), points of balanced accuracy, mean ± std:")
@@ -414,18 +484,22 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
         for n in sizes:
             if (s, n) not in cells or ("random", n) not in cells:
                 continue
-            base = {key_of(r)[:3]: r for r in cells["random", n]}
+            base = {pair(r): r for r in cells["random", n]}
             line = []
             for bench, title in BENCHES:
-                d = [100 * (r[bench] - base[key_of(r)[:3]][bench]) for r in cells[s, n] if key_of(r)[:3] in base]
-                better = sum(x > 0 for x in d)
-                line.append(f"{title.split()[0]} {np.mean(d):+.2f} ± {np.std(d):.2f} ({better}/{len(d)} better)")
+                d = [100 * (r[bench] - base[pair(r)][bench]) for r in cells[s, n]
+                     if pair(r) in base and bench in r and bench in base[pair(r)]]
+                if d:
+                    better = sum(x > 0 for x in d)
+                    line.append(f"{SHORT[bench]} {np.mean(d):+.2f} ± {np.std(d):.2f} ({better}/{len(d)} better)")
             print(f"  {s} - random, N={n:<4} " + " | ".join(line))
     print("\naims (balanced accuracy):")
     for s in strategies:
         if s == "random":
             continue
         for bench, title in BENCHES:
+            if bench not in AIMED:
+                continue
             r200 = summary.get("200/random", {}).get(bench)
             s100, s200 = summary.get(f"100/{s}", {}).get(bench), summary.get(f"200/{s}", {}).get(bench)
             if r200 and s100:
