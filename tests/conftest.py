@@ -65,6 +65,7 @@ def photos(tmp_path_factory) -> list[Path]:
 RAY_MODULES = ("test_ray", "test_ray_cluster")  # one Ray cluster at a time on the machine
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(config, items):
     """The suite runs in two processes (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject.toml): a module's tests
     go to one worker, so its module fixtures are made once, and the two Ray modules to the same worker. The Ray
