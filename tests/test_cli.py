@@ -80,6 +80,23 @@ def test_backbones_labels_the_default_backbone(monkeypatch):
     assert default_lines() == ["efficientnet-lite2"]
 
 
+def test_backbones_names_the_registered_families():
+    from visent.embed import BACKBONES
+
+    def family_line():
+        result = runner.invoke(app, ["backbones"], **WIDE)
+        assert result.exit_code == 0, result.output
+        return next(line for line in result.output.splitlines() if line.startswith("A family takes"))
+
+    assert family_line().endswith("(families: torchvision, timm).")
+    # a family registered later (as a plug-in would) is listed with the others
+    BACKBONES.register("open_clip", "any open_clip model from a local weights file", arch=True)(lambda arch: None)
+    try:
+        assert family_line().endswith("(families: torchvision, timm, open_clip).")
+    finally:
+        BACKBONES.unregister("open_clip")
+
+
 def test_backbone_option_defaults_to_the_train_default():
     from visent.train import DEFAULT_BACKBONE
 

@@ -854,11 +854,15 @@ def demo() -> None:
 def backbones() -> None:
     """List the image backbones visent knows."""
     from visent.embed import BACKBONES
+    from visent.embed.backbones import families
 
     for name, description in BACKBONES.describe().items():
         default = " (default)" if name == DEFAULT_BACKBONE else ""
         console.print(f"[bold]{name}[/]{default}  {escape(description)}")
-    console.print("Any torchvision or timm model: --backbone torchvision:<arch> --weights FILE (or timm:<arch>).")
+    named = families()
+    if named:
+        console.print(f"A family takes an architecture and its weights: --backbone {escape(named[0])}:<arch> --weights "
+                      f"FILE (families: {', '.join(named)}).")
     from visent.signals import SIGNALS
 
     console.print("Image signals (--signal NAME, fused with the backbone's features):")
