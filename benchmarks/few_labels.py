@@ -464,7 +464,7 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
         for n in sizes:
             print(f"| {n} | " + " | ".join(
                 f"{summary[f'{n}/{s}'][bench][0]:.4f} ± {summary[f'{n}/{s}'][bench][1]:.4f}"
-                if f"{n}/{s}" in summary else "" for s in strategies) + " |")
+                if bench in summary.get(f"{n}/{s}", {}) else "" for s in strategies) + " |")
     for pool in POOLS:
         which = "per_class" + ("" if pool == "mvsa" else f" {pool}")
         print(f"\nlabels per class picked from the {pool} pool (mean negative / neutral / positive):")
