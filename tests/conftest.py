@@ -24,10 +24,23 @@ needs_mvsa = pytest.mark.skipif(not (MVSA / "data").is_dir(), reason=f"real MVSA
 needs_semeval = pytest.mark.skipif(not SEMEVAL.is_dir(), reason=f"SemEval data not found at {SEMEVAL}")
 
 
+@pytest.fixture(scope="session")
+def _shared_onnx_exports(tmp_path_factory) -> Path:
+    """One folder of ONNX exports for the tests of this process (see ``_isolated_cache``)."""
+    return tmp_path_factory.mktemp("visent-onnx-exports")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own feature cache so no test reads another's results."""
-    monkeypatch.setenv("VISENT_CACHE", str(tmp_path_factory.mktemp("visent-cache")))
+def _isolated_cache(request, tmp_path_factory, monkeypatch):
+    """Every test gets its own cache so no test reads another's results (features, teachers' outputs, models).
+    Its ``onnx/`` folder, the ONNX exports of the networks (a function of their weights alone, named by a digest
+    of them; an export and its int8 quantisation take seconds, which every test that teaches or embeds would pay
+    again), is shared by the tests of a process, unless the test is marked ``own_onnx_exports`` (the tests of the
+    exports and of the cache themselves)."""
+    root = tmp_path_factory.mktemp("visent-cache")
+    if request.node.get_closest_marker("own_onnx_exports") is None:
+        (root / "onnx").symlink_to(request.getfixturevalue("_shared_onnx_exports"), target_is_directory=True)
+    monkeypatch.setenv("VISENT_CACHE", str(root))
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ def test_onnx_fp32_with_flip_matches_torch(lite0: Backbone, photos: list[Path]) 
     assert np.abs(features - plain).max() > 1e-2  # the mirror image was really used
 
 
+@pytest.mark.own_onnx_exports  # counts or needs the exports made by this test alone
 @pytest.mark.slow
 def test_onnx_int8_close_to_torch(lite0: Backbone, photos: list[Path], torch_features: np.ndarray) -> None:
     features, status = embed_images(photos, None, lite0, runtime="onnx-int8")
@@ -102,6 +103,7 @@ def test_int8_needs_enough_calibration_images(lite0: Backbone, photos: list[Path
         embed_images(photos[:3], None, lite0, runtime="onnx-int8")
 
 
+@pytest.mark.own_onnx_exports  # counts or needs the exports made by this test alone
 def test_export_is_cached_and_reused(lite0: Backbone, photos: list[Path], monkeypatch) -> None:
     calls = []
     export = visent_onnx.export_onnx

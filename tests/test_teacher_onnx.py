@@ -20,6 +20,7 @@ def _member(runtime: str):
     return member
 
 
+@pytest.mark.own_onnx_exports  # counts or needs the exports made by this test alone
 @pytest.mark.slow
 def test_onnx_member_matches_torch_and_its_export_is_cached(monkeypatch):
     monkeypatch.setenv(teach_onnx.RUNTIME_ENV, "onnx")  # what a load looks for in the cache

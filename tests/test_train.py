@@ -308,6 +308,7 @@ def test_student_is_calibrated_on_teacher_validation_and_self_training_is_record
     assert "temperature" in (tmp_path / "cal" / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.own_onnx_exports  # counts or needs the exports made by this test alone
 @pytest.mark.slow
 def test_default_runtime_is_int8_and_too_few_images_fall_back_to_fp32(cleaned, tmp_path, monkeypatch):
     from visent.core.errors import InputError
