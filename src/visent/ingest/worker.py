@@ -53,6 +53,11 @@ class IngestWorker:
         rows = stage.fetch_rows(posts, self.pool, self.fetcher, self.dataset, self.workers, self.per_host)
         return pa.Table.from_pylist(rows, schema=stage.CHECKPOINT)
 
+    def close(self) -> None:
+        """Close the HTTP client and stop the fetch threads (an engine that built this worker calls it when done)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.fetcher.close()
+
 
 def _post(row: dict[str, Any]) -> RawPost:
     base = row.pop("base_dir")
