@@ -458,7 +458,7 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
               f"{folds} folds x {args.draws} draws (picks {args.picks})")
         print("| N labels | " + " | ".join(strategies) + " |")
         print("|---" * (len(strategies) + 1) + "|")
-        if "0/student" in summary:
+        if bench in summary.get("0/student", {}):
             m, sd, _ = summary["0/student"][bench]
             print("| 0 (the zero-label student) | " + " | ".join([f"{m:.4f} ± {sd:.4f}"] * len(strategies)) + " |")
         for n in sizes:
@@ -486,7 +486,7 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
                 continue
             base = {pair(r): r for r in cells["random", n]}
             line = []
-            for bench, title in BENCHES:
+            for bench, _ in BENCHES:
                 d = [100 * (r[bench] - base[pair(r)][bench]) for r in cells[s, n]
                      if pair(r) in base and bench in r and bench in base[pair(r)]]
                 if d:
