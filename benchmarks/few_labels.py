@@ -29,6 +29,12 @@ nested. ``random`` is nested either way (the first N of one seeded permutation).
 reaches random 200, and suggested 200 beats random 200 by >= 1.5 points of balanced accuracy, on each benchmark
 (MVSA held-out folds, Twitter-II held-out partitions).
 
+``--learner bias`` or ``--learner subspace`` (with ``--strategy``) fits the picked labels with a learner tried
+here only instead of ``visent adapt``: the biases alone, or a correction of the student's logits along the labelled
+images' first principal directions (dimension and penalty chosen by cross-validation on the labels); its results
+file is few_labels_strategies_<learner>. It asks whether another learner makes picked labels pay where ``visent
+adapt`` does not.
+
 Rows are kept as they come (``--work``/rows.jsonl), so an interrupted run resumes where it stopped.
 
     python benchmarks/mvsa_zero_label.py --teacher default --work /tmp/bench-F     # the per-fold students
@@ -53,7 +59,7 @@ from visent.core.numeric import softmax
 from visent.embed.cached import file_hashes
 from visent.evaluate import compute_metrics, load_benchmark
 from visent.ingest.readers import read_mvsa_labels
-from visent.label.suggest import CLUSTER_DIMS, STRATEGIES, diverse_picks, margins
+from visent.label.suggest import CLUSTER_DIMS, STRATEGIES, diverse_picks, gradient_embeddings, margins
 from visent.model import VisentModel
 from visent.model.adapt import adapt_head, choose_C, fit_towards
 from visent.core.machine import cpu_model
@@ -119,31 +125,143 @@ def mixed_strategy():
     return pick
 
 
-def badge_strategy():
-    """BADGE (Ash et al., ICLR 2020): each image's gradient of the log-loss at the student's own prediction with
-    respect to the head's weights, (p - onehot(argmax p)) outer its features (standardised, on their first
-    CLUSTER_DIMS principal components), and k-means++ seeding over those vectors: images that are both uncertain
-    (a long gradient) and unlike those already picked (far from every gradient picked)."""
+def badge_turns_strategy():
+    """suggest's ``badge`` with the draws taken in turns by predicted class (negative, neutral, positive, ...; a class
+    with no image left drops out), as ``uncertainty`` takes its picks: each turn draws among the images predicted as
+    the class in turn, by squared distance to the nearest gradient picked (the first turn: its longest gradient)."""
     def pick(probs: np.ndarray, features: np.ndarray, n: int, seed: int):
-        from sklearn.decomposition import PCA
-
-        x = features.astype(np.float64)
-        x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
-        z = PCA(n_components=min(CLUSTER_DIMS, len(x) - 1), svd_solver="randomized", random_state=seed).fit_transform(x)
-        g = ((probs - np.eye(probs.shape[1])[probs.argmax(axis=1)])[:, :, None] * z[:, None, :]).reshape(len(x), -1)
+        g = gradient_embeddings(probs, features, seed)
+        length = np.sqrt((g ** 2).sum(axis=1))
         rng = np.random.default_rng(seed)
-        first = int(np.argmax((g ** 2).sum(axis=1)))
-        picks, d2 = [first], ((g - g[first]) ** 2).sum(axis=1)
-        while len(picks) < min(n, len(x)) and d2.sum() > 0:
-            i = int(rng.choice(len(x), p=d2 / d2.sum()))  # a picked image has d2 = 0: never drawn again
-            picks.append(i)
+        predicted = probs.argmax(axis=1)
+        left, d2 = np.ones(len(g), dtype=bool), np.full(len(g), np.inf)
+        order = [c for c in range(probs.shape[1]) if (predicted == c).any()]
+        picks, turn = [], 0
+        while len(picks) < min(n, len(g)) and order:
+            c = order[turn % len(order)]
+            members = left & (predicted == c)
+            if not members.any():
+                order.remove(c)
+                continue
+            weight = np.where(members, d2, 0.0)
+            if picks and weight.sum() > 0:
+                i = int(rng.choice(len(g), p=weight / weight.sum()))
+            else:
+                i = int(np.argmax(np.where(members, length, -1.0)))
+            picks.append((i, float(length[i]), f"gradient {length[i]:.2f}, turn of {CLASSES[c]}"))
+            left[i] = False
             d2 = np.minimum(d2, ((g - g[i]) ** 2).sum(axis=1))
-        return [(i, float(np.sqrt((g[i] ** 2).sum())), "k-means++ over gradient embeddings") for i in picks]
+            d2[i] = 0.0
+            turn += 1
+        return picks
 
     return pick
 
 
-VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy, "badge": badge_strategy}
+VARIANTS = {"typical": typical_strategy, "mixed": mixed_strategy, "badge-turns": badge_turns_strategy}
+
+
+# Learners tried here only (`--learner`), besides `visent adapt`'s own refit of every weight toward the student:
+# (head, features, labels, seed) -> (probabilities of features, what was chosen). Both move the student's logits
+# by a small correction and so keep what the crawl taught where the labels say nothing.
+
+def offset_fit(F: np.ndarray, L0: np.ndarray, y: np.ndarray, lam: float, cols: np.ndarray):
+    """Logits ``L0 + F A^T + c`` fitted to ``y`` over the labelled classes ``cols`` (balanced weights), penalty
+    ``lam ||A||^2`` (and 1e-3 ||c||^2); other classes keep ``L0``. Returns (A, c), 3 rows each."""
+    from scipy.optimize import minimize
+
+    from visent.core.numeric import log_softmax
+    from visent.model.adapt import _balanced_weights
+
+    k, m = F.shape[1], len(cols)
+    onehot, weight = np.eye(m)[np.searchsorted(cols, y)], _balanced_weights(y)
+    base = L0[:, cols]
+
+    def loss(theta: np.ndarray):
+        A, c = theta[: m * k].reshape(m, k), theta[m * k:]
+        log_p = log_softmax(base + F @ A.T + c)
+        residual = weight[:, None] * (np.exp(log_p) - onehot)
+        value = -float((weight * (onehot * log_p).sum(axis=1)).sum()) + lam * float((A ** 2).sum())
+        value += 1e-3 * float(c @ c)
+        return value, np.concatenate([(residual.T @ F + 2 * lam * A).ravel(), residual.sum(axis=0) + 2e-3 * c])
+
+    theta = minimize(loss, np.zeros(m * (k + 1)), jac=True, method="L-BFGS-B").x
+    A, c = np.zeros((3, k)), np.zeros(3)
+    A[cols], c[cols] = theta[: m * k].reshape(m, k), theta[m * k:]
+    return A, c
+
+
+def directions(head, X: np.ndarray, k: int):
+    """The first ``k`` principal directions of the labelled images' standardised features (no labels used),
+    whitened: a function of features."""
+    if k == 0:
+        return lambda F: np.zeros((len(F), 0))
+    from sklearn.decomposition import PCA
+
+    Z = (X - head.mean_) / head.scale_
+    centre = Z.mean(axis=0)
+    pca = PCA(n_components=min(k, len(X) - 1), svd_solver="randomized", random_state=0).fit(Z - centre)
+    spread = np.sqrt(np.maximum(pca.explained_variance_, 1e-12))
+    return lambda F: pca.transform((F - head.mean_) / head.scale_ - centre) / spread
+
+
+def logits_of(head, F: np.ndarray) -> np.ndarray:
+    return (((F - head.mean_) / head.scale_) @ head.coef_.T + head.intercept_) / head.temperature_
+
+
+def bias_learner(head, X: np.ndarray, y: np.ndarray, seed: int):
+    """Only the labelled classes' biases move (2-3 numbers): the class mix and the decision threshold."""
+    cols = np.unique(y)
+    _, c = offset_fit(np.zeros((len(y), 0)), logits_of(head, X), y, 0.0, cols)
+    return (lambda F: softmax(logits_of(head, F) + c)), {"learned": "bias"}
+
+
+SUBSPACE = [("student", 0, 0.0), ("bias", 0, 0.0)] + [("subspace", k, lam) for k in (16, 32, 64)
+                                                       for lam in (300.0, 100.0, 30.0)]
+"""The corrections :func:`subspace_learner` chooses from, the simplest first."""
+
+
+def subspace_learner(head, X: np.ndarray, y: np.ndarray, seed: int):
+    """A correction of the student's logits along the first k principal directions of the labelled images'
+    features plus the biases, (k, penalty) of :data:`SUBSPACE` (or none, or the biases alone) chosen by stratified
+    5-fold cross-validation on the labels (balanced log-loss, the one-standard-error rule toward the simplest)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from visent.core.numeric import log_softmax
+    from visent.model.adapt import _balanced_weights
+
+    cols = np.unique(y)
+    counts = np.bincount(y, minlength=len(CLASSES))
+    folds = min(5, int(counts[cols].min()))
+    base = logits_of(head, X)
+    project = {k: directions(head, X, k) for k in {k for _, k, _ in SUBSPACE}}
+    losses = np.zeros((len(SUBSPACE), len(y)))
+    if folds >= 2:
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+            weight = _balanced_weights(y[test])
+            for j, (kind, k, lam) in enumerate(SUBSPACE):
+                logits = base[test]
+                if kind != "student":
+                    F = project[k](X)
+                    A, c = offset_fit(F[train], base[train], y[train], lam, cols)
+                    logits = logits + F[test] @ A.T + c
+                log_p = log_softmax(logits[:, cols])
+                losses[j, test] = -weight * log_p[np.arange(len(test)), np.searchsorted(cols, y[test])]
+        best = int(np.argmin(losses.sum(axis=1)))
+        excess = losses - losses[best]
+        within = excess.mean(axis=1) <= excess.std(axis=1, ddof=1) / np.sqrt(len(y))
+        chosen = int(np.argmax(within))  # the simplest within one standard error of the best
+    else:
+        chosen = 0
+    kind, k, lam = SUBSPACE[chosen]
+    if kind == "student":
+        return head.predict_proba, {"learned": "student"}
+    A, c = offset_fit(project[k](X), base, y, lam, cols)
+    return (lambda F: softmax(logits_of(head, F) + project[k](F) @ A.T + c)), {
+        "learned": kind if kind == "bias" else f"{kind} k={k} penalty {lam:g}"}
+
+
+LEARNERS = {"bias": bias_learner, "subspace": subspace_learner}
 
 
 def strategy_named(name: str):
@@ -162,6 +280,10 @@ def main() -> None:
     parser.add_argument("--strategy", help="compare suggest strategies (comma-separated: "
                         f"{', '.join(STRATEGIES)}; variants tried here: {', '.join(VARIANTS)}) with a simulated "
                         "annotator, instead of adapted vs scratch")
+    parser.add_argument("--learner", choices=("adapt", *LEARNERS), default="adapt",
+                        help="with --strategy: what is fitted to the picked labels: `visent adapt` (the default), "
+                        "or a learner tried here only: bias (the biases alone) or subspace (a correction along the "
+                        "labelled images' principal directions, chosen by cross-validation)")
     parser.add_argument("--picks", choices=("per-n", "nested"), default="per-n",
                         help="with --strategy: ask the strategy anew for each N, or take the first N of one ranking")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-few-labels",
@@ -174,6 +296,8 @@ def main() -> None:
     strategies = [name.strip() for name in args.strategy.split(",")] if args.strategy else []
     for name in strategies:
         strategy_named(name)  # an unknown name fails here, with the known ones
+    if args.learner != "adapt" and not strategies:
+        parser.error("--learner goes with --strategy")
 
     labels = read_mvsa_labels(args.mvsa / "labelResultAll.txt")
     data_dir = (args.mvsa / "data").resolve()
@@ -196,7 +320,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     done_file = args.work / "rows.jsonl"
     setting = {"folds_dir": str(args.folds_dir.resolve()), "picks": args.picks if strategies else None,
-               "pools": ",".join(POOLS) if strategies else None}
+               "pools": ",".join(POOLS) if strategies else None,
+               "learner": None if args.learner == "adapt" else args.learner}
     done: dict[tuple, dict] = {}
     if done_file.exists():
         for line in done_file.read_text().splitlines():
@@ -279,8 +404,12 @@ def main() -> None:
                             counts = np.bincount(yd, minlength=len(CLASSES))
                             if len(np.unique(yd)) < 2:
                                 continue
-                            adapted, info = adapt_head(head, X_from[idx], yd, seed=draw)
-                            score(adapted.predict_proba, "adapted", n, draw, strategy, pool_name, C=info["C"],
+                            if args.learner == "adapt":
+                                adapted, info = adapt_head(head, X_from[idx], yd, seed=draw)
+                                predict, fitted = adapted.predict_proba, {"C": info["C"]}
+                            else:
+                                predict, fitted = LEARNERS[args.learner](head, X_from[idx], yd, draw)
+                            score(predict, "adapted", n, draw, strategy, pool_name, **fitted,
                                   per_class={c: int(k) for c, k in zip(CLASSES, counts)},
                                   pick_s=round(t_pick, 2), adapt_s=round(time.time() - t0 - t_pick, 2))
                 print(f"{fold_dir.name}: {pool_name}: {len(candidates)} images in the pool, "
@@ -351,7 +480,8 @@ def main() -> None:
                                          "summary": summary}, indent=2))
     if strategies:
         columns, table = strategy_table(summary, strategies, sizes)
-        name = "few_labels_strategies" + ("_nested" if args.picks == "nested" else "")
+        name = ("few_labels_strategies" + ("_nested" if args.picks == "nested" else "")
+                + ("" if args.learner == "adapt" else f"_{args.learner}"))
     else:
         columns, table = curve_table(summary, ["all" if n == ALL else n for n in sizes])
         name = "few_labels"
@@ -454,7 +584,8 @@ def summarise_strategies(rows: list[dict], strategies: list[str], sizes: list[in
     for bench, title in BENCHES:
         if not any(bench in cell for cell in summary.values()):
             continue
-        print(f"\n{title}: binary balanced accuracy of `visent adapt` on the picked labels, mean ± std over "
+        fitted_by = "`visent adapt`" if args.learner == "adapt" else f"the {args.learner} learner"
+        print(f"\n{title}: binary balanced accuracy of {fitted_by} on the picked labels, mean ± std over "
               f"{folds} folds x {args.draws} draws (picks {args.picks})")
         print("| N labels | " + " | ".join(strategies) + " |")
         print("|---" * (len(strategies) + 1) + "|")

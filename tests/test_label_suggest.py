@@ -16,7 +16,7 @@ from test_pipeline import loose_options, make_crawl, make_image
 from visent.core.labels import CLASSES, read_labelled_images
 from visent.core.store import Dataset
 from visent.label import STRATEGIES, suggest, write_csv
-from visent.label.suggest import diverse_picks, margins
+from visent.label.suggest import badge_picks, diverse_picks, gradient_embeddings, margins
 from visent.model import VisentModel
 
 
@@ -40,7 +40,7 @@ def _labels_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def test_strategies_are_registered():
-    assert {"uncertainty", "entropy", "random"} <= set(STRATEGIES)
+    assert {"badge", "uncertainty", "entropy", "random"} <= set(STRATEGIES)
     with pytest.raises(KeyError, match="uncertainty"):
         STRATEGIES.create("nope")
 
@@ -64,7 +64,7 @@ def test_labelled_images_and_renamed_copies_are_left_out(student, pool, tmp_path
 
 @pytest.mark.slow
 def test_deterministic_for_a_seed_and_different_for_another(student, pool):
-    for strategy in ("uncertainty", "entropy", "random"):
+    for strategy in ("badge", "uncertainty", "entropy", "random"):
         first = suggest(student, pool, n=10, strategy=strategy, seed=1)
         again = suggest(student, pool, n=10, strategy=strategy, seed=1)
         assert [r.path for r in first] == [r.path for r in again], strategy
@@ -243,3 +243,60 @@ def test_the_commands_suggest_then_export_tasks_for_label_studio(pool, tmp_path)
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     assert len(tasks) == 4 and all(task["predictions"][0]["result"][0]["from_name"] == "sentiment" for task in tasks)
     assert (tmp_path / "tasks.label_config.xml").is_file()
+
+
+def _rare_class_pool(n_pool: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities of a pool the student calls 90% positive, its predicted classes and 8-wide features."""
+    rng = np.random.default_rng(seed)
+    predicted = np.where(np.arange(n_pool) % 10 == 0, rng.integers(0, 2, n_pool), 2)
+    probs = np.full((n_pool, 3), 0.1)
+    probs[np.arange(n_pool), predicted] = rng.uniform(0.45, 0.8, n_pool)
+    return probs / probs.sum(1, keepdims=True), predicted, rng.normal(size=(n_pool, 8))
+
+
+def test_badge_draws_doubtful_images_unlike_the_picks_so_far():
+    probs, predicted, features = _rare_class_pool()
+    picks = badge_picks(probs, features, 30, seed=0)
+    chosen = [i for i, _, _ in picks]
+    assert len(set(chosen)) == 30 and chosen == [i for i, _, _ in badge_picks(probs, features, 30, seed=0)]
+    assert chosen != [i for i, _, _ in badge_picks(probs, features, 30, seed=1)]
+    g = gradient_embeddings(probs, features, 0)
+    length = np.linalg.norm(g, axis=1)
+    assert chosen[0] == int(np.argmax(length)) and picks[0][1] == pytest.approx(length[chosen[0]])
+    assert "the longest gradient" in picks[0][2] and all("k-means++ draw" in why for _, _, why in picks[1:])
+    assert margins(probs[chosen]).mean() < margins(probs).mean()
+
+
+def test_badge_spreads_its_picks_over_distinct_groups_of_images():
+    """Four tight groups of images, equally doubtful: the first four picks come one from each group."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(4, 32)) * 10
+    features = np.repeat(centres, 25, axis=0) + rng.normal(size=(100, 32)) * 0.1
+    probs = np.tile([0.3, 0.3, 0.4], (100, 1)) + rng.uniform(0, 0.01, (100, 3))
+    probs /= probs.sum(axis=1, keepdims=True)
+    for seed in range(5):
+        groups = [i // 25 for i, _, _ in badge_picks(probs, features, 4, seed)]
+        assert sorted(groups) == [0, 1, 2, 3], seed
+
+
+def test_badge_takes_a_sure_image_once_then_the_doubtful_ones():
+    """Images the student is sure of have no gradient: one of them stands for all (their distance to it is 0),
+    so the other picks are the images it doubts."""
+    rng = np.random.default_rng(3)
+    sure = np.eye(3)[np.full(60, 2)]
+    doubtful = rng.dirichlet([2, 2, 2], size=20)
+    probs = np.vstack([sure, doubtful])
+    features = rng.normal(size=(80, 16))
+    chosen = [i for i, _, _ in badge_picks(probs, features, 15, seed=0)]
+    assert sum(i < 60 for i in chosen) <= 1 and len(chosen) == 15
+    # every image sure: nothing is unlike the first pick, the rest follow in pool order, and say so
+    picks = badge_picks(sure, features[:60], 5, seed=0)
+    assert [i for i, _, _ in picks] == [0, 1, 2, 3, 4]
+    assert all("none unlike the picks" in why for _, _, why in picks[1:])
+
+
+def test_badge_on_a_tiny_or_narrow_pool():
+    probs, _, features = _rare_class_pool(n_pool=5)
+    assert sorted(i for i, _, _ in badge_picks(probs, features[:, :2], 50, seed=0)) == [0, 1, 2, 3, 4]
+    assert [i for i, _, _ in badge_picks(probs[:1], features[:1], 3, seed=0)] == [0]
+    assert badge_picks(probs, features, 0, seed=0) == []

@@ -658,8 +658,10 @@ def label_suggest(
                                                       "(negative / neutral / positive), then the student's view; "
                                                       "give it to `visent adapt --labels` once filled in."),
     strategy: str = typer.Option("uncertainty", "--strategy", help="uncertainty (the images the student is least "
-                                                                    "sure of, spread over clusters and predicted "
-                                                                    "classes), entropy, or random (the control)."),
+                                                                    "sure of, spread over clusters and taken in turns "
+                                                                    "by predicted class), badge (images it doubts, "
+                                                                    "unlike each other: k-means++ over its gradient "
+                                                                    "embeddings), entropy, or random (the control)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same suggestions."),
     labelled: List[Path] = typer.Option([], "--labelled", help="Labels already given (CSV of path,label or a Label "
                                                                "Studio export): their images, and copies of them "
@@ -668,7 +670,7 @@ def label_suggest(
     batch_size: int = typer.Option(32, min=1, help="Images per batch."),
 ) -> None:
     """Suggest which images to label next: those the student is least sure of, spread over the pool and over the
-    classes (measured on MVSA and Twitter-II they buy `visent adapt` no more than a random draw yet: docs/adapt.md)."""
+    classes (measured on MVSA and Twitter-II they buy `visent adapt` about what a random draw does: docs/adapt.md)."""
     from visent.label import suggest, write_csv
 
     result = _run("label suggest", suggest, model, pool, n, strategy=strategy, seed=seed, labelled=labelled,
@@ -784,7 +786,9 @@ def serve(
     labels_out: Path = typer.Option(Path("labels.csv"), "--labels-out", help="CSV the labels are saved to as they "
                                     "are given (path,label, for `visent adapt --labels`); images it labels already "
                                     "are not asked again."),
-    label_strategy: str = typer.Option("uncertainty", "--label-strategy", help="uncertainty, entropy or random."),
+    label_strategy: str = typer.Option("uncertainty", "--label-strategy", help="uncertainty, badge, entropy or "
+                                                                                "random (as `visent label suggest "
+                                                                                "--strategy`)."),
     label_n: int = typer.Option(100, "--label-n", min=1, help="Images of the pool to have labelled in all, earlier "
                                                              "sessions included."),
     seed: int = typer.Option(0, "--seed", help="Seed of the picks (the same seed gives the same order)."),
