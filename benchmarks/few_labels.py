@@ -171,10 +171,10 @@ def offset_fit(F: np.ndarray, L0: np.ndarray, y: np.ndarray, lam: float, cols: n
     from scipy.optimize import minimize
 
     from visent.core.numeric import log_softmax
-    from visent.model.adapt import _balanced_weights
+    from sklearn.utils.class_weight import compute_sample_weight
 
     k, m = F.shape[1], len(cols)
-    onehot, weight = np.eye(m)[np.searchsorted(cols, y)], _balanced_weights(y)
+    onehot, weight = np.eye(m)[np.searchsorted(cols, y)], compute_sample_weight("balanced", y)
     base = L0[:, cols]
 
     def loss(theta: np.ndarray):
@@ -228,7 +228,7 @@ def subspace_learner(head, X: np.ndarray, y: np.ndarray, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
     from visent.core.numeric import log_softmax
-    from visent.model.adapt import _balanced_weights
+    from sklearn.utils.class_weight import compute_sample_weight
 
     cols = np.unique(y)
     counts = np.bincount(y, minlength=len(CLASSES))
@@ -238,7 +238,7 @@ def subspace_learner(head, X: np.ndarray, y: np.ndarray, seed: int):
     losses = np.zeros((len(SUBSPACE), len(y)))
     if folds >= 2:
         for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-            weight = _balanced_weights(y[test])
+            weight = compute_sample_weight("balanced", y[test])
             for j, (kind, k, lam) in enumerate(SUBSPACE):
                 logits = base[test]
                 if kind != "student":
