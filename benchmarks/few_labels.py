@@ -38,8 +38,10 @@ adapt`` does not.
 Rows are kept as they come (``--work``/rows.jsonl), so an interrupted run resumes where it stopped.
 
     python benchmarks/mvsa_zero_label.py --teacher default --work /tmp/bench-F     # the per-fold students
-    python benchmarks/few_labels.py --folds-dir /tmp/bench-F/efficientnet-lite0-ms-default-soft-tta0-tteacher-b0-onnx-int8
-    python benchmarks/few_labels.py --folds-dir ... --strategy random,uncertainty,entropy
+    python benchmarks/few_labels.py \
+        --folds-dir /tmp/bench-F/efficientnet-lite0-ms-default-soft-tta0-tteacher-b0-onnx-int8
+    python benchmarks/few_labels.py --folds-dir ... --strategy random,uncertainty,badge
+    python benchmarks/few_labels.py --folds-dir ... --strategy random,uncertainty,badge --learner subspace
 """
 
 from __future__ import annotations
@@ -288,10 +290,10 @@ def main() -> None:
                         help="with --strategy: ask the strategy anew for each N, or take the first N of one ranking")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visent-bench-few-labels",
                         help="rows.jsonl here: rows are kept as they come and a rerun resumes")
-    parser.add_argument("--json", type=Path, help="also write the rows and summary here")
     parser.add_argument("--results", metavar="NAME", help="save the rows as benchmarks/results/NAME.json with the "
-                        "command, commit, CPU and date (default: few_labels, or few_labels_strategies[_nested] with "
-                        "--strategy; '' saves nothing); the docs' tables are made from these files")
+                        "command, commit, CPU and date (default: few_labels, or with --strategy "
+                        "few_labels_strategies[_nested][_LEARNER]; '' saves nothing); the docs' tables are made from "
+                        "these files")
     args = parser.parse_args()
     strategies = [name.strip() for name in args.strategy.split(",")] if args.strategy else []
     for name in strategies:
@@ -459,9 +461,9 @@ def main() -> None:
                 if not sel:
                     continue
                 stats = summary[f"{key}/{name}"] = stats_of(sel)
-                cell = lambda b, a: f"{stats[b][0]:.4f} ± {stats[b][1]:.4f} ({stats[a][0]:.3f})"
-                print(f"{key:>5} {name:<8} {cell('mvsa_bal', 'mvsa_acc'):>28} "
-                      f"{cell('twitter_bal', 'twitter_acc'):>28}")
+                cells = [f"{stats[b][0]:.4f} ± {stats[b][1]:.4f} ({stats[a][0]:.3f})"
+                         for b, a in (("mvsa_bal", "mvsa_acc"), ("twitter_bal", "twitter_acc"))]
+                print(f"{key:>5} {name:<8} {cells[0]:>28} {cells[1]:>28}")
         print("\naims (balanced accuracy points):")
         for n in (100, 200):
             for bench in ("mvsa_bal", "twitter_bal"):
@@ -473,11 +475,7 @@ def main() -> None:
                 gain = 100 * (summary["200/adapted"][bench][0] - summary["0/student"][bench][0])
                 print(f"  N=200 {bench[:-4]:<8} adapted - zero-label student = {gain:+.1f} (aim >= +5)")
     arguments = vars(args) | {"folds_dir": str(args.folds_dir), "mvsa": str(args.mvsa),
-                              "twitter_ii": str(args.twitter_ii), "work": str(args.work), "json": str(args.json)}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cpu": cpu, "wall_s": round(elapsed), "command": arguments, "rows": rows,
-                                         "summary": summary}, indent=2))
+                              "twitter_ii": str(args.twitter_ii), "work": str(args.work)}
     if strategies:
         columns, table = strategy_table(summary, strategies, sizes)
         name = ("few_labels_strategies" + ("_nested" if args.picks == "nested" else "")
