@@ -171,9 +171,9 @@ def offset_fit(F: np.ndarray, L0: np.ndarray, y: np.ndarray, lam: float, cols: n
     """Logits ``L0 + F A^T + c`` fitted to ``y`` over the labelled classes ``cols`` (balanced weights), penalty
     ``lam ||A||^2`` (and 1e-3 ||c||^2); other classes keep ``L0``. Returns (A, c), 3 rows each."""
     from scipy.optimize import minimize
+    from sklearn.utils.class_weight import compute_sample_weight
 
     from visent.core.numeric import log_softmax
-    from sklearn.utils.class_weight import compute_sample_weight
 
     k, m = F.shape[1], len(cols)
     onehot, weight = np.eye(m)[np.searchsorted(cols, y)], compute_sample_weight("balanced", y)
@@ -188,7 +188,7 @@ def offset_fit(F: np.ndarray, L0: np.ndarray, y: np.ndarray, lam: float, cols: n
         return value, np.concatenate([(residual.T @ F + 2 * lam * A).ravel(), residual.sum(axis=0) + 2e-3 * c])
 
     theta = minimize(loss, np.zeros(m * (k + 1)), jac=True, method="L-BFGS-B").x
-    A, c = np.zeros((3, k)), np.zeros(3)
+    A, c = np.zeros((len(CLASSES), k)), np.zeros(len(CLASSES))
     A[cols], c[cols] = theta[: m * k].reshape(m, k), theta[m * k:]
     return A, c
 
@@ -228,9 +228,9 @@ def subspace_learner(head, X: np.ndarray, y: np.ndarray, seed: int):
     features plus the biases, (k, penalty) of :data:`SUBSPACE` (or none, or the biases alone) chosen by stratified
     5-fold cross-validation on the labels (balanced log-loss, the one-standard-error rule toward the simplest)."""
     from sklearn.model_selection import StratifiedKFold
+    from sklearn.utils.class_weight import compute_sample_weight
 
     from visent.core.numeric import log_softmax
-    from sklearn.utils.class_weight import compute_sample_weight
 
     cols = np.unique(y)
     counts = np.bincount(y, minlength=len(CLASSES))
