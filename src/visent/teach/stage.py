@@ -6,9 +6,10 @@ language code is new, and takes the other rows from the last teach table by the 
 fingerprint). ``work/teach-inputs.parquet`` says what that table was taught from (a digest of each post's text and
 language code) and which posts it was written for; the rows taken go first into the stage's checkpoint, marked as
 taken, so that an interrupted run resumes with them. The table is the one a run from scratch gives, provided the
-teacher scores a text alike whatever texts share its batch (VADER does; the shipped default teacher on its default
-``onnx-int8`` runtime does not: it quantises activations per batch). The stage's manifest entry says what the run
-did: ``run`` = ``{"taught": N, "reused": M}``.
+teacher scores a text alike whatever texts share its batch: VADER does, and so does the shipped default teacher on
+each runtime (its ``onnx-int8`` members quantise activations per run, so they run a text at a time; 2,000 MVSA
+texts taught in batches of 32 and of 256, and 40 taught alone and among 200 others, differ by at most 3e-16 in
+probability). The stage's manifest entry says what the run did: ``run`` = ``{"taught": N, "reused": M}``.
 """
 
 from __future__ import annotations
