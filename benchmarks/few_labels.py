@@ -208,7 +208,8 @@ def directions(head, X: np.ndarray, k: int):
 
 
 def logits_of(head, F: np.ndarray) -> np.ndarray:
-    return (((F - head.mean_) / head.scale_) @ head.coef_.T + head.intercept_) / head.temperature_
+    """The student's calibrated logits, those its probabilities are the softmax of."""
+    return head.decision_function(F) / head.temperature_
 
 
 def bias_learner(head, X: np.ndarray, y: np.ndarray, seed: int):

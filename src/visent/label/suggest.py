@@ -234,13 +234,11 @@ def badge_picks(probs: np.ndarray, features: np.ndarray, n: int, seed: int) -> l
         i = int(rng.choice(m, p=d2 / d2.sum()))  # a picked image has d2 = 0: never drawn again
         picks.append((i, float(length[i]), f"gradient {length[i]:.2f}, k-means++ draw over gradient embeddings"))
         d2 = np.minimum(d2, ((g - g[i]) ** 2).sum(axis=1))
-    taken = {i for i, _, _ in picks}
-    for i in sorted(range(m), key=lambda i: (-length[i], i)):
-        if len(picks) >= n:
-            break
-        if i not in taken:
-            picks.append((i, float(length[i]), f"gradient {length[i]:.2f}, the longest gradient left "
-                                               "(none unlike the picks)"))
+    if len(picks) < n:  # nothing left unlike the picks: the longest gradients left, in pool order on ties
+        taken = {i for i, _, _ in picks}
+        rest = [int(i) for i in np.lexsort((np.arange(m), -length)) if int(i) not in taken]
+        picks += [(i, float(length[i]), f"gradient {length[i]:.2f}, the longest gradient left (none unlike the picks)")
+                  for i in rest[: n - len(picks)]]
     return picks
 
 
